@@ -1,0 +1,30 @@
+"""The append-only, hash-chained audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One state change that matters to an auditor; the database refuses UPDATE and DELETE on this table."""
+
+    id = models.BigIntegerField(primary_key=True)  # gapless: 1, 2, 3, … (a gap means a deleted event)
+    occurred_at = models.DateTimeField()  # UTC
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    actor_label = models.CharField(max_length=150)  # username or "system:<component>", kept if the user is renamed
+    action = models.CharField(max_length=64)  # e.g. "line.created", "spec.version_created", "history.imported"
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+    prev_sha256 = models.CharField(max_length=64)
+    sha256 = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["object_type", "object_id"]), models.Index(fields=["occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} {self.object_type}:{self.object_id} by {self.actor_label}"

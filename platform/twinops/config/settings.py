@@ -1,0 +1,197 @@
+"""Django settings for TwinOps. Every value comes from the environment and fails loudly when malformed."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from twinops.config import embedded
+
+BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
+PROJECT_ROOT = embedded.PROJECT_ROOT
+FRONTEND_DIR = PROJECT_ROOT / "frontend"
+
+ENVIRONMENT = os.environ.get("TWINOPS_ENV", "development")
+if ENVIRONMENT not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(f"TWINOPS_ENV must be development, test or production, not {ENVIRONMENT!r}")
+PRODUCTION = ENVIRONMENT == "production"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {raw!r}")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _secret_key() -> str:
+    key = os.environ.get("TWINOPS_SECRET_KEY")
+    if key:
+        if PRODUCTION and len(key) < 50:
+            raise ImproperlyConfigured("TWINOPS_SECRET_KEY must be at least 50 characters in production")
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("TWINOPS_SECRET_KEY must be set in production")
+    path = embedded.data_home() / "secret_key"  # development: generated once, kept with the embedded data
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(64))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("TWINOPS_DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = [h for h in os.environ.get("TWINOPS_ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",") if h]
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("TWINOPS_ALLOWED_HOSTS must list the host names in production")
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("TWINOPS_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "twinops.core",
+    "twinops.audit",
+    "twinops.lines",
+    "twinops.telemetry",
+    "twinops.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",  # every page needs a login unless marked otherwise
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "twinops.config.urls"
+WSGI_APPLICATION = "twinops.config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [FRONTEND_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "twinops.core.context_processors.roles",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": embedded.parse_database_url(embedded.database_url())}
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TWINOPS_TEST_DB", "test_twinops")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = embedded.redis_url()
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL.replace("redis+socket://", "unix://"),
+        "KEY_PREFIX": "twinops",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "line-list"
+LOGOUT_REDIRECT_URL = "login"
+# Failed logins allowed per (username, client address) per window before further attempts are refused.
+LOGIN_RATE_LIMIT = _env_int("TWINOPS_LOGIN_RATE_LIMIT", 5)
+LOGIN_RATE_WINDOW_S = _env_int("TWINOPS_LOGIN_RATE_WINDOW_S", 300)
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+import plotly as _plotly  # noqa: E402  plotly.js ships inside the plotly wheel: served from there, never a CDN
+
+STATICFILES_DIRS = [FRONTEND_DIR / "static", ("vendor/plotly", Path(_plotly.__file__).parent / "package_data")]
+STATIC_ROOT = embedded.data_home() / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+MEDIA_ROOT = embedded.data_home() / "media"
+
+# Uploads: spec files and history files go through the onboarding pages; API batches through the ingest API.
+DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("TWINOPS_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+HISTORY_UPLOAD_MAX_BYTES = _env_int("TWINOPS_HISTORY_UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
+INGEST_API_MAX_BYTES = _env_int("TWINOPS_INGEST_API_MAX_BYTES", 8 * 1024 * 1024)
+
+# --- Celery -----------------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True  # progress and results live in PostgreSQL rows, not in a result backend
+CELERY_TASK_ACKS_LATE = True  # a task is acknowledged only when done: a crash re-delivers it
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = _env_int("TWINOPS_TASK_HARD_LIMIT_S", 3 * 3600)  # hard limit, longest task (training)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
+# Redis re-delivers unacknowledged messages after the visibility timeout: it must outlast any task's hard limit,
+# or a long task would run twice at once.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES_NAMES = ("ingest", "train", "optimize", "default")
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+# --- Security (production) --------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the cookie-less meta tag; keep default off
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = _env_bool("TWINOPS_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = _env_int("TWINOPS_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("TWINOPS_LOG_LEVEL", "WARNING")},
+}

@@ -1,0 +1,10 @@
+"""URL map: one include per app."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("twinops.core.urls")),
+    path("", include("twinops.web.urls")),
+    path("lines/", include("twinops.lines.urls")),
+    path("api/", include("twinops.telemetry.urls")),
+]

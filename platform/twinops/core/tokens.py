@@ -1,0 +1,58 @@
+"""API tokens: issue (shown once), authenticate by hash, revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from twinops.audit.services import audit_record
+from twinops.core.models import ApiToken
+
+TOKEN_PREFIX = "twk"
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def token_issue(*, user: Any, name: str, actor: Any, reason: str = "") -> tuple[ApiToken, str]:
+    """Issue a token for a user; return the row and the plaintext token (never stored)."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=prefix, secret_sha256=_sha256(secret), created_at=timezone.now()
+        )
+        audit_record(
+            actor=actor, action="token.issued", obj=token, reason=reason,
+            after={"user": user.get_username(), "name": name, "prefix": prefix},
+        )
+    return token, f"{TOKEN_PREFIX}_{prefix}_{secret}"
+
+
+def token_revoke(*, token: ApiToken, actor: Any, reason: str) -> None:
+    """Revoke a token so it no longer authenticates."""
+    with transaction.atomic():
+        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        audit_record(actor=actor, action="token.revoked", obj=token, reason=reason, before={"prefix": token.prefix})
+
+
+def token_authenticate(*, header: str | None) -> Any | None:
+    """Return the active user for an `Authorization: Bearer <token>` header, else None."""
+    if not header or not header.startswith("Bearer "):
+        return None
+    parts = header[len("Bearer "):].strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    token = ApiToken.objects.select_related("user").filter(prefix=parts[1], revoked_at__isnull=True).first()
+    if token is None or not hmac.compare_digest(token.secret_sha256, _sha256(parts[2])):
+        return None
+    if not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
