@@ -1,0 +1,134 @@
+"""Evaluation report: twin and baselines on the test segment at several horizons and in free run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from twins.baselines import Record
+from twins.data import DataSplit
+from twins.twin import Twin
+from twins.uncertainty import spaced
+
+HORIZONS = (1, 5, 20)  # steps ahead scored besides the full free run
+
+
+class Baseline(Protocol):
+    """Anything that forecasts normalised CVs from recorded history and inputs."""
+
+    @property
+    def name(self) -> str: ...
+
+    def forecast(self, rec: Record, rows: np.ndarray, steps: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Normalised RMSE (RMSE / training std) per horizon key ("h1", "h5", "h20", "free_run") and CV."""
+
+    nrmse: dict[str, dict[str, float]]
+    mean: dict[str, float]  # per horizon key, averaged over CVs
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What a user needs to judge a twin: errors beside baselines, interval coverage, cost, promotion verdict."""
+
+    cv_names: list[str]
+    twin: Scores
+    baselines: dict[str, Scores]
+    coverage: dict[str, dict[str, float]]  # horizon key -> CV -> share of test samples inside the interval
+    nominal_coverage: float
+    interval_source: str  # split the interval scale was calibrated on
+    test_rows: int
+    test_starts: int  # rollout start points scored for the horizon errors
+    train_seconds: float
+    device: str
+    data_sha256: str
+    promotable: bool  # twin free-run error beats the linear baseline's
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as a JSON-able dict."""
+        return asdict(self)
+
+
+def _nrmse(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Return per-CV RMSE over masked samples: (..., n_cv) -> (n_cv,)."""
+    sq = np.where(mask, (pred - truth) ** 2, 0.0).reshape(-1, pred.shape[-1])
+    count = mask.reshape(-1, pred.shape[-1]).sum(0)
+    return np.sqrt(sq.sum(0) / np.maximum(count, 1))
+
+
+def _scores(
+    names: list[str], horizon_pred: np.ndarray, free: np.ndarray, truth: np.ndarray, mask: np.ndarray, fr: tuple
+) -> Scores:
+    """Score (N, K, n_cv) horizon forecasts and a (L, n_cv) free run against the record."""
+    out: dict[str, dict[str, float]] = {}
+    for h in HORIZONS:
+        err = _nrmse(horizon_pred[:, h], truth[:, h], mask[:, h])
+        out[f"h{h}"] = dict(zip(names, map(float, err), strict=True))
+    err = _nrmse(free, fr[0], fr[1])
+    out["free_run"] = dict(zip(names, map(float, err), strict=True))
+    return Scores(out, {k: float(np.mean(list(v.values()))) for k, v in out.items()})
+
+
+def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Record) -> EvaluationReport:
+    """Score the twin and baselines on the test segment; history before it is used only as encoder input."""
+    data, steps = split.dataset, max(HORIZONS)
+    names = list(data.cv_names)
+    good = data.row_good()
+    test = np.arange(split.val_stop, len(data) - steps)
+    rows = spaced(test[good[test]], twin.config.eval_starts)
+    if rows.size == 0:
+        raise ValueError(f"the test segment ({len(data) - split.val_stop} rows) is too short to score {steps} steps")
+    idx = rows[:, None] + np.arange(steps + 1)  # (N, K)
+    truth, mask = rec.y[idx], rec.y_mask[idx]
+    s0 = split.val_stop + int(np.argmax(good[split.val_stop :]))
+    run = len(data) - 1 - s0  # free-run length in steps
+    fr = (rec.y[s0 + 1 :], rec.y_mask[s0 + 1 :])  # free run scored from the first step after its start
+
+    lt = twin.tensors(data)
+    fc = twin.predict(data, rows, steps, lt)
+    mean_n = (fc.mean - twin.norm.cv_mean) / twin.norm.cv_std  # normalised with the twin's (= training) stats
+    free_n = twin.forecast_normalised(lt, np.array([s0]), run).double().cpu().numpy().mean(0)[0, 1:]
+    twin_scores = _scores(names, mean_n, free_n, truth, mask, fr)
+    base_scores = {
+        b.name: _scores(names, b.forecast(rec, rows, steps), b.forecast(rec, np.array([s0]), run)[0, 1:], truth, mask, fr)
+        for b in baselines
+    }
+
+    y = data.cv[idx]
+    inside = (y >= fc.lower) & (y <= fc.upper)
+    coverage = {}
+    for key, ks in [*((f"h{h}", [h]) for h in HORIZONS), ("h1_to_h20", list(range(1, steps + 1)))]:
+        m = mask[:, ks]
+        share = np.where(m, inside[:, ks], False).sum((0, 1)) / np.maximum(m.sum((0, 1)), 1)
+        coverage[key] = dict(zip(names, map(float, share), strict=True))
+
+    linear = base_scores.get("linear_arx")
+    twin_free = twin_scores.mean["free_run"]
+    if linear is None:
+        promotable, reason = False, "no linear baseline to compare against"
+    else:
+        lin_free = linear.mean["free_run"]
+        promotable = bool(twin_free < lin_free)
+        verb = "beats" if promotable else "does not beat"
+        reason = f"twin free-run NRMSE {twin_free:.4f} {verb} the linear baseline's {lin_free:.4f}"
+    return EvaluationReport(
+        cv_names=names,
+        twin=twin_scores,
+        baselines=base_scores,
+        coverage=coverage,
+        nominal_coverage=twin.config.interval,
+        interval_source=twin.calibration.source,
+        test_rows=len(data) - split.val_stop,
+        test_starts=int(rows.size),
+        train_seconds=twin.info.seconds,
+        device=twin.info.device,
+        data_sha256=twin.info.data_sha256,
+        promotable=promotable,
+        reason=reason,
+    )

@@ -1,0 +1,160 @@
+"""Training of a twin: JEPA latent rollouts + CV rollouts + VICReg, an ensemble with bootstrap, best-on-val."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from twins.config import TwinConfig
+from twins.data import DataSplit, Normalisation, check_trainable, usable_starts
+from twins.model import EnsembleMLP, TwinNet
+from twins.twin import Calibration, OodStats, TrainingInfo, Twin
+from twins.uncertainty import calibrate_intervals, fit_ood, input_range, spaced
+from twins.windows import LineTensors, line_tensors
+
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+
+
+def rollout_losses(
+    net: TwinNet,
+    target: EnsembleMLP,
+    lt: LineTensors,
+    t: torch.Tensor,
+    horizon: int,
+    keep_from: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Return per-member losses (M,) of open-loop rollouts from starts t: (M, B)."""
+    m, b = t.shape
+    rows = t.unsqueeze(-1) + torch.arange(horizon + 1, device=t.device)  # (M, B, H + 1)
+    z0 = net.encode(lt.windows(t, keep_from))  # (M, B, nz)
+    z = net.rollout(z0, lt.u[rows[..., :-1]], lt.d[rows[..., :-1]])  # (M, B, H + 1, nz)
+    # After a bad MV/DV sample the recorded input is a guess, so later steps leave the loss.
+    alive = torch.cumprod(lt.in_ok[rows[..., :-1]], dim=-1)
+    alive = torch.cat([torch.ones_like(alive[..., :1]), alive], dim=-1)  # (M, B, H + 1)
+
+    y_hat = net.readout(z.flatten(1, 2)).view(m, b, horizon + 1, -1)  # (M, B, H + 1, n_cv)
+    w_cv = lt.y_mask[rows] * alive.unsqueeze(-1)
+    cv = (w_cv * (y_hat.float() - lt.y[rows]) ** 2).sum((1, 2, 3)) / w_cv.sum((1, 2, 3)).clamp(min=1)
+
+    with torch.no_grad():
+        z_tgt = target(lt.windows(rows[..., 1:].flatten(1))).view(m, b, horizon, -1)  # (M, B, H, nz)
+    w_lat = alive[..., 1:] * lt.y_mask[rows[..., 1:]].amin(-1)  # (M, B, H)
+    lat_err = ((z[:, :, 1:].float() - z_tgt.float()) ** 2).mean(-1)
+    latent = (w_lat * lat_err).sum((1, 2)) / w_lat.sum((1, 2)).clamp(min=1)
+
+    zc = z0.float() - z0.float().mean(1, keepdim=True)  # (M, B, nz)
+    var = torch.relu(1.0 - torch.sqrt(zc.var(1) + 1e-4)).mean(-1)
+    cov = zc.transpose(1, 2) @ zc / max(b - 1, 1)  # (M, nz, nz)
+    off = cov - torch.diag_embed(torch.diagonal(cov, dim1=1, dim2=2))
+    covl = (off**2).sum((1, 2)) / cov.shape[-1]
+    return {"cv": cv, "latent": latent, "var": var, "cov": covl}
+
+
+def _val_rows(split: DataSplit, config: TwinConfig) -> np.ndarray:
+    good = split.dataset.row_good()[: split.val_stop]
+    starts = usable_starts(good, config.window, config.horizon, config.min_good_fraction)
+    return spaced(starts[starts >= split.train_stop], config.val_windows)
+
+
+def train_twin(
+    split: DataSplit,
+    config: TwinConfig | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    device: str | None = None,
+) -> Twin:
+    """Train an ensemble twin on the training split, select weights on validation, calibrate, and return it."""
+    config = config or TwinConfig()
+    starts = check_trainable(split, config)
+    clock = time.perf_counter()
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    data = split.dataset
+    norm = Normalisation.fit(data, split.train_stop)
+    lt = line_tensors(data, norm, config.window, device=dev)
+    net = TwinNet(config, len(data.cv_names), len(data.mv_names), len(data.dv_names)).to(dev)
+    target = copy.deepcopy(net.encoder).requires_grad_(False)
+    m, w, h = config.members, config.window, config.horizon
+
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    pool = torch.as_tensor(starts)
+    # Each member trains on its own bootstrap resample of the usable windows.
+    boot = pool[torch.randint(len(pool), (m, len(pool)), generator=gen)]  # (M, N)
+    val = torch.as_tensor(_val_rows(split, config), device=dev)
+    best_val = torch.full((m,), math.inf)
+    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    total = config.epochs * config.steps_per_epoch
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / total)))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.startswith("cuda") else nullcontext()
+    history: list[dict[str, float]] = []
+    for epoch in range(config.epochs):
+        net.train()
+        sums = {"loss": 0.0, "cv": 0.0, "latent": 0.0, "var": 0.0, "cov": 0.0}
+        for _ in range(config.steps_per_epoch):
+            t = boot.gather(1, torch.randint(boot.shape[1], (m, config.batch_size), generator=gen))  # (M, B)
+            hide = torch.rand(m, config.batch_size, generator=gen) < config.history_dropout
+            keep = torch.where(hide, torch.randint(0, w, (m, config.batch_size), generator=gen), 0)
+            with amp:
+                parts = rollout_losses(net, target, lt, t.to(dev), h, keep.to(dev))
+            loss = (
+                config.w_cv * parts["cv"]
+                + config.w_latent * parts["latent"]
+                + config.w_var * parts["var"]
+                + config.w_cov * parts["cov"]
+            ).sum()  # members are independent, so the sum trains each on its own loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip * math.sqrt(m))
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for p_t, p_o in zip(target.parameters(), net.encoder.parameters(), strict=True):
+                    p_t.lerp_(p_o, 1.0 - config.ema_decay)
+            sums["loss"] += float(loss.detach()) / m
+            for k, v in parts.items():
+                sums[k] += float(v.detach().mean())
+        losses = {k: v / config.steps_per_epoch for k, v in sums.items()}
+        if val.numel():
+            net.eval()
+            with torch.no_grad(), amp:
+                val_cv = rollout_losses(net, target, lt, val.expand(m, -1), h)["cv"].float().cpu()
+            losses["val_cv"] = float(val_cv.mean())
+            improved = val_cv < best_val
+            best_val = torch.where(improved, val_cv, best_val)
+            for k, v in net.state_dict().items():
+                if k.startswith(("encoder", "predictor", "readout_net")):
+                    best[k][improved.to(v.device)] = v.detach()[improved.to(v.device)]
+        history.append(losses)
+        if on_progress is not None:
+            on_progress(epoch + 1, config.epochs, losses)
+    if val.numel():
+        net.load_state_dict(best)
+    net = net.float().eval()
+
+    twin = Twin(
+        net=net,
+        config=config,
+        norm=norm,
+        cv_names=data.cv_names,
+        mv_names=data.mv_names,
+        dv_names=data.dv_names,
+        sample_period_s=data.sample_period_s,
+        calibration=Calibration(np.zeros(len(data.cv_names)), np.ones((1, len(data.cv_names))), "none"),
+        ood=OodStats(np.zeros(0), np.zeros((0, 0)), 1.0),
+        z_mean=np.zeros((m, config.nz)),
+        z_std=np.ones((m, config.nz)),
+        input_range=input_range(split),
+        info=TrainingInfo(0.0, dev, data.sha256(0, split.train_stop), split.train_stop, history),
+    )
+    twin.calibration = calibrate_intervals(twin, split, lt)
+    twin.ood, twin.z_mean, twin.z_std = fit_ood(twin, split, lt)
+    seconds = time.perf_counter() - clock
+    twin.info = TrainingInfo(seconds, dev, twin.info.data_sha256, split.train_stop, history)
+    return twin

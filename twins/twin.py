@@ -1,0 +1,163 @@
+"""A trained twin: networks plus normalisation, calibrated intervals and an out-of-distribution score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from twins.config import TwinConfig
+from twins.data import Normalisation, TwinDataset
+from twins.model import TwinNet
+from twins.windows import LineTensors, line_tensors
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Interval calibration: half-width = scale[k] * sqrt(spread^2 + floor^2), normalised units, k = steps ahead."""
+
+    floor: np.ndarray  # (n_cv,) noise floor added to the ensemble spread
+    scale: np.ndarray  # (K, n_cv) multiplier for k = 0..K-1 steps ahead; beyond K - 1 the last row applies
+    source: str  # "val" or "train": which split the scale was fitted on
+
+
+@dataclass(frozen=True)
+class OodStats:
+    """Mahalanobis statistics of (mean latent, u, d) on training rows; score 1.0 = 99th percentile of training."""
+
+    mean: np.ndarray  # (nz + n_mv + n_dv,)
+    inv_cov: np.ndarray  # (p, p)
+    q99: float  # 99th percentile of the training distance
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """How a twin was trained."""
+
+    seconds: float  # wall time of training
+    device: str  # "cpu" or "cuda"
+    data_sha256: str  # hash of the training rows (TwinDataset.sha256)
+    train_rows: int  # rows in the training split
+    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch losses
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Ensemble forecast in engineering units for N starts over steps 0..H (step 0 = the start row)."""
+
+    members: np.ndarray  # (M, N, H + 1, n_cv)
+    mean: np.ndarray  # (N, H + 1, n_cv)
+    std: np.ndarray  # (N, H + 1, n_cv) epistemic spread across members
+    lower: np.ndarray  # (N, H + 1, n_cv) calibrated interval bounds
+    upper: np.ndarray  # (N, H + 1, n_cv)
+
+
+class Twin:
+    """A trained latent world model of one line with its statistics; numpy in, numpy out, engineering units."""
+
+    def __init__(
+        self,
+        *,
+        net: TwinNet,
+        config: TwinConfig,
+        norm: Normalisation,
+        cv_names: tuple[str, ...],
+        mv_names: tuple[str, ...],
+        dv_names: tuple[str, ...],
+        sample_period_s: float,
+        calibration: Calibration,
+        ood: OodStats,
+        z_mean: np.ndarray,
+        z_std: np.ndarray,
+        input_range: dict[str, np.ndarray],
+        info: TrainingInfo,
+    ) -> None:
+        self.net = net.eval()
+        self.config = config
+        self.norm = norm
+        self.cv_names, self.mv_names, self.dv_names = cv_names, mv_names, dv_names
+        self.sample_period_s = sample_period_s
+        self.calibration = calibration
+        self.ood = ood
+        self.z_mean, self.z_std = z_mean, z_std  # (M, nz) each
+        self.input_range = input_range  # mv_min, mv_max, dv_min, dv_max, engineering units
+        self.info = info
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=self._dtype, device=self._device)
+
+    def tensors(self, data: TwinDataset) -> LineTensors:
+        """Normalise a record with the twin's training statistics."""
+        return line_tensors(data, self.norm, self.config.window, device=str(self._device), dtype=self._dtype)
+
+    @torch.no_grad()
+    def encode(self, data: TwinDataset, rows: np.ndarray, lt: LineTensors | None = None) -> np.ndarray:
+        """Infer each member's latent at rows from history up to and including them: (N,) -> (M, N, nz)."""
+        lt = lt or self.tensors(data)
+        win = lt.windows(torch.as_tensor(np.asarray(rows), device=self._device))  # (N, W * F)
+        return self.net.encode(win.expand(self.config.members, *win.shape)).cpu().numpy()
+
+    @torch.no_grad()
+    def next(self, z: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Step latents with inputs in engineering units: (M, N, nz), (N, n_mv), (N, n_dv) -> (M, N, nz)."""
+        un = self._t((u - self.norm.mv_mean) / self.norm.mv_std)
+        dn = self._t((d - self.norm.dv_mean) / self.norm.dv_std)
+        m = self.config.members
+        return self.net.next(self._t(z), un.expand(m, *un.shape), dn.expand(m, *dn.shape)).cpu().numpy()
+
+    @torch.no_grad()
+    def readout(self, z: np.ndarray) -> np.ndarray:
+        """Map latents to CVs in engineering units: (M, N, nz) -> (M, N, n_cv)."""
+        y = self.net.readout(self._t(z)).cpu().numpy()
+        return y * self.norm.cv_std + self.norm.cv_mean
+
+    @torch.no_grad()
+    def forecast_normalised(self, lt: LineTensors, rows: np.ndarray, steps: int) -> torch.Tensor:
+        """Roll every member from rows with the recorded inputs: (N,) -> (M, N, steps + 1, n_cv) normalised."""
+        t = torch.as_tensor(np.asarray(rows), device=self._device)
+        m = self.config.members
+        z0 = self.net.encode(lt.windows(t).expand(m, -1, -1))  # (M, N, nz)
+        idx = t.unsqueeze(-1) + torch.arange(steps, device=self._device)  # (N, steps)
+        u, d = lt.u[idx].expand(m, -1, -1, -1), lt.d[idx].expand(m, -1, -1, -1)
+        z = self.net.rollout(z0, u, d)  # (M, N, steps + 1, nz)
+        return self.net.readout(z.flatten(1, 2)).view(m, len(t), steps + 1, -1)
+
+    def half_width(self, spread: np.ndarray) -> np.ndarray:
+        """Return calibrated interval half-widths in normalised units: (..., H + 1, n_cv) -> same."""
+        k = np.minimum(np.arange(spread.shape[-2]), self.calibration.scale.shape[0] - 1)
+        return self.calibration.scale[k] * np.sqrt(spread**2 + self.calibration.floor**2)
+
+    def predict(self, data: TwinDataset, rows: np.ndarray, steps: int, lt: LineTensors | None = None) -> Forecast:
+        """Forecast CVs from rows over the recorded inputs, with calibrated intervals."""
+        lt = lt or self.tensors(data)
+        yn = self.forecast_normalised(lt, rows, steps).double().cpu().numpy()
+        mean_n, std_n = yn.mean(0), yn.std(0)
+        half = self.half_width(std_n) * self.norm.cv_std
+        mean = mean_n * self.norm.cv_std + self.norm.cv_mean
+        members = yn * self.norm.cv_std + self.norm.cv_mean
+        return Forecast(members, mean, std_n * self.norm.cv_std, mean - half, mean + half)
+
+    def ood_score(self, z: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Score distance of (z, u, d) from training data: (M, N, nz), (N, n_mv), (N, n_dv) -> (N,); 1.0 = p99."""
+        un = (u - self.norm.mv_mean) / self.norm.mv_std
+        dn = (d - self.norm.dv_mean) / self.norm.dv_std
+        x = np.concatenate([z.mean(0), un, dn], axis=-1) - self.ood.mean  # (N, p)
+        return np.sqrt(np.einsum("np,pq,nq->n", x, self.ood.inv_cov, x)) / self.ood.q99
+
+    def ood_score_at(self, data: TwinDataset, rows: np.ndarray) -> np.ndarray:
+        """Score the state and inputs at rows of a record: (N,) -> (N,)."""
+        lt = self.tensors(data)
+        z = self.encode(data, rows, lt)
+        r = torch.as_tensor(np.asarray(rows))
+        u = lt.u[r].double().cpu().numpy() * self.norm.mv_std + self.norm.mv_mean
+        d = lt.d[r].double().cpu().numpy() * self.norm.dv_std + self.norm.dv_mean
+        return self.ood_score(z, u, d)

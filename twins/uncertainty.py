@@ -1,0 +1,83 @@
+"""Statistics fitted after training: interval calibration, OOD distance, latent and input ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from twins.data import DataSplit
+from twins.twin import Calibration, OodStats, Twin
+from twins.windows import LineTensors
+
+
+def spaced(rows: np.ndarray, most: int) -> np.ndarray:
+    """Pick at most `most` evenly spaced entries of rows."""
+    if rows.size <= most:
+        return rows
+    return rows[np.linspace(0, rows.size - 1, most).round().astype(int)]
+
+
+def forecast_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
+    """Return normalised (mean, spread, truth, mask) of forecasts from rows, each (N, steps + 1, n_cv)."""
+    yn = twin.forecast_normalised(lt, rows, steps).double().cpu().numpy()  # (M, N, K, n_cv)
+    idx = torch.as_tensor(rows).unsqueeze(-1) + torch.arange(steps + 1)
+    truth = lt.y[idx].double().cpu().numpy()
+    mask = lt.y_mask[idx].cpu().numpy() > 0.5
+    return yn.mean(0), yn.std(0), truth, mask
+
+
+def calibrate_intervals(twin: Twin, split: DataSplit, lt: LineTensors) -> Calibration:
+    """Fit interval scales on the validation split (or training if it is too short) for the nominal coverage."""
+    cfg = twin.config
+    steps = max(cfg.horizon, 20)
+    good = split.dataset.row_good()
+    val = np.arange(split.train_stop, split.val_stop - steps)
+    val = val[good[val]]
+    source = "val"
+    if val.size < 30:
+        val = np.arange(0, split.train_stop - steps)
+        val, source = val[good[val]], "train"
+    rows = spaced(val, cfg.eval_starts)
+    mean, spread, truth, mask = forecast_errors(twin, lt, rows, steps)
+    resid = np.abs(truth - mean)  # (N, K, n_cv)
+    one = np.where(mask[:, min(1, steps)], resid[:, min(1, steps)] ** 2, np.nan)
+    floor = np.sqrt(np.nan_to_num(np.nanmean(one, axis=0), nan=1e-3)) + 1e-6  # (n_cv,)
+    score = np.where(mask, resid / np.sqrt(spread**2 + floor**2), np.nan)
+    count = mask.sum(0)  # (K, n_cv)
+    # Split-conformal quantile: the ceil((n + 1) * level) / n empirical quantile gives coverage >= level.
+    level = np.minimum(np.ceil((count + 1) * cfg.interval) / np.maximum(count, 1), 1.0)
+    scale = np.empty(score.shape[1:])
+    for k in range(score.shape[1]):
+        for c in range(score.shape[2]):
+            s = score[:, k, c][mask[:, k, c]]
+            scale[k, c] = np.quantile(s, level[k, c]) if s.size else 1.645
+    return Calibration(floor=floor, scale=scale, source=source)
+
+
+def fit_ood(twin: Twin, split: DataSplit, lt: LineTensors) -> tuple[OodStats, np.ndarray, np.ndarray]:
+    """Fit the OOD distance on training rows; also return per-member latent mean and std, (M, nz) each."""
+    good = split.dataset.row_good()[: split.train_stop]
+    rows = spaced(np.flatnonzero(good), 5000)
+    z = twin.encode(split.dataset, rows, lt)  # (M, N, nz)
+    r = torch.as_tensor(rows)
+    un, dn = lt.u[r].double().cpu().numpy(), lt.d[r].double().cpu().numpy()
+    x = np.concatenate([z.mean(0), un, dn], axis=1)  # (N, p)
+    mean = x.mean(0)
+    cov = np.cov(x - mean, rowvar=False).reshape(x.shape[1], x.shape[1])
+    cov += np.eye(cov.shape[0]) * (1e-6 * np.trace(cov) / cov.shape[0] + 1e-9)
+    inv = np.linalg.inv(cov)
+    dist = np.sqrt(np.einsum("np,pq,nq->n", x - mean, inv, x - mean))
+    q99 = float(np.quantile(dist, 0.99))
+    return OodStats(mean=mean, inv_cov=inv, q99=max(q99, 1e-9)), z.mean(1), z.std(1)
+
+
+def input_range(split: DataSplit) -> dict[str, np.ndarray]:
+    """Return the range of MVs and DVs seen on good training samples (engineering units)."""
+    data, stop = split.dataset, split.train_stop
+    out = {}
+    for part in ("mv", "dv"):
+        values = getattr(data, part)[:stop]
+        mask = getattr(data, f"{part}_mask")[:stop]
+        out[f"{part}_min"] = np.where(mask, values, np.inf).min(0) if len(values) else np.zeros(values.shape[1])
+        out[f"{part}_max"] = np.where(mask, values, -np.inf).max(0) if len(values) else np.zeros(values.shape[1])
+    return out
