@@ -1,4 +1,4 @@
-"""The Celery application: Redis broker, explicit queues, late acknowledgement."""
+"""The Celery application: Redis broker, explicit queues, late acknowledgement (settings: CELERY_*)."""
 
 from __future__ import annotations
 
@@ -11,5 +11,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twinops.config.settings")
 
 app = Celery("twinops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name) for name in ("ingest", "train", "optimize", "default")]
+app.conf.task_queues = [Queue(name, routing_key=name) for name in ("ingest", "train", "optimize", "default")]
 app.autodiscover_tasks()

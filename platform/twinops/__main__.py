@@ -1,0 +1,5 @@
+"""`python -m twinops` is the `twinops` command."""
+
+from twinops.cli import main
+
+main()

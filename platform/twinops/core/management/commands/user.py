@@ -1,0 +1,35 @@
+"""`twinops user add NAME --role ROLE`: create a user in a role (password read from stdin or prompted)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from twinops.core.roles import ROLES
+from twinops.core.services import user_create
+
+
+class Command(BaseCommand):
+    help = "Create a user in one of the roles: " + ", ".join(ROLES)
+
+    def add_arguments(self, parser: Any) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add")
+        add.add_argument("username")
+        add.add_argument("--role", required=True, choices=sorted(ROLES))
+        add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        password = sys.stdin.readline().rstrip("\n") if opts["password_stdin"] else getpass.getpass("Password: ")
+        try:
+            user = user_create(username=opts["username"], role=opts["role"], password=password,
+                               actor="system:cli", reason="created with twinops user add")
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Created {user.username} ({opts['role']}).")
