@@ -35,9 +35,11 @@ class SpecVersion(models.Model):
     version = models.PositiveIntegerField()
     document = models.JSONField()  # the validated spec, as parsed
     source_text = models.TextField()  # the file as uploaded, for auditors
+    filename = models.CharField(max_length=255, blank=True)  # name of the uploaded file, as the user gave it
     sha256 = models.CharField(max_length=64)  # of source_text
     created_at = models.DateTimeField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    created_by_label = models.CharField(max_length=150, blank=True)  # username, or e.g. "cli:root" for a shell user
     reason = models.TextField(blank=True)
 
     class Meta:

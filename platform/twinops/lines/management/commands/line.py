@@ -1,0 +1,246 @@
+"""`twinops line onboard|list|show|update`: thin wrapper over the lines services and selectors."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+
+from twinops.lines.models import Line
+from twinops.lines.selectors import line_get, line_list, line_tags, spec_diff, spec_versions
+from twinops.lines.services import SpecError, SpecUnchangedError, line_onboard, spec_version_create
+
+REJECTIONS_SHOWN = 5  # rejections printed to the terminal; the CSV report holds them all
+
+
+class Command(BaseCommand):
+    help = "Onboard production lines from spec files (with history), list and show them, and version their specs."
+    requires_system_checks: list[str] = []  # onboarding must not fail on an unrelated URL or template check
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{onboard,list,show,update}")
+        onboard = sub.add_parser("onboard", help="Validate a spec and create its line; optionally import history.")
+        onboard.add_argument("spec", type=Path, help="line spec, YAML or JSON (docs/line-spec.md)")
+        onboard.add_argument("--history", type=Path, help="history file: CSV or Parquet, wide or long")
+        onboard.add_argument("--reason", default="", help="why the line is onboarded (kept in the audit log)")
+        onboard.add_argument("--as", dest="username", help="act as this user (default: the shell user, as cli:NAME)")
+        onboard.add_argument("--rejections-out", type=Path,
+                             help="where to write the rejection report CSV (default: beside the history file)")
+        sub.add_parser("list", help="List lines with their tag counts by role.")
+        show = sub.add_parser("show", help="Show a line's tags and spec versions.")
+        show.add_argument("key")
+        update = sub.add_parser("update", help="Make a new spec version of a line from a changed spec.")
+        update.add_argument("key")
+        update.add_argument("spec", type=Path)
+        update.add_argument("--reason", required=True, help="why the spec changes (required; audited)")
+        update.add_argument("--as", dest="username", help="act as this user (default: the shell user, as cli:NAME)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        getattr(self, f"_{options['action']}")(**options)
+
+    # ------------------------------------------------------------ onboard
+
+    def _onboard(self, *, spec: Path, history: Path | None, reason: str, username: str | None,
+                 rejections_out: Path | None, **_: Any) -> None:
+        actor = _actor(username)
+        text = _read(spec)
+        if history is not None and not history.is_file():
+            raise CommandError(f"{history}: no such history file; nothing was created")
+        bar = ProgressBar(self.stderr, label=history.name) if history is not None else None
+        try:
+            result = line_onboard(text=text, filename=str(spec), actor=actor, history_path=history,
+                                  history_filename=history.name if history else None, reason=reason, on_progress=bar)
+        except SpecError as e:
+            self._problems(e.problems)
+            raise CommandError(f"{len(e.problems)} problem(s) in {spec}; nothing was created") from None
+        except PermissionDenied as e:
+            raise CommandError(f"{e}; nothing was created") from None
+        except ValueError as e:  # HistoryFileError: a structural problem with the history file
+            if bar:
+                bar.close()
+            for p in getattr(e, "problems", None) or []:
+                self.stderr.write(_problem_text(p, history))
+            raise CommandError(f"{history}: {e if not getattr(e, 'problems', None) else 'unusable history file'}; "
+                               "nothing was created") from None
+        if bar:
+            bar.close()
+        line, roles = result.line, result.tags_by_role
+        self.stdout.write(self.style.SUCCESS(
+            f"Onboarded line {line.key} ({line.name}), spec v{result.spec_version.version}: "
+            f"{sum(roles.values())} tags ({', '.join(f'{n} {r}' for r, n in roles.items())})."))
+        if result.history is not None:
+            self._history_summary(result.history, history, rejections_out)
+        self.stdout.write(f"See it with: twinops line show {line.key}")
+
+    def _history_summary(self, h: Any, history: Path, rejections_out: Path | None) -> None:
+        self.stdout.write(
+            f"History {history.name}: {h.samples_received:,} samples received, {h.samples_inserted:,} imported, "
+            f"{h.samples_duplicate:,} duplicate, {h.samples_bad_quality:,} bad quality, "
+            f"{h.samples_out_of_range:,} out of physical range; {len(h.rejections):,} rejection(s).")
+        if not h.rejections and rejections_out is None:
+            return
+        for r in h.rejections[:REJECTIONS_SHOWN]:
+            self.stdout.write(f"  row {r.row}, column {r.column}: {r.reason}")
+        if len(h.rejections) > REJECTIONS_SHOWN:
+            self.stdout.write(f"  … and {len(h.rejections) - REJECTIONS_SHOWN:,} more")
+        path = rejections_write_csv(rejections=h.rejections,
+                                    path=rejections_out or history.with_name(history.name + ".rejections.csv"))
+        self.stdout.write(f"Rejection report: {path}")
+
+    # ------------------------------------------------------------ list, show
+
+    def _list(self, **_: Any) -> None:
+        lines = list(line_list())
+        if not lines:
+            self.stdout.write("No lines yet. Onboard one with: twinops line onboard SPEC [--history FILE]")
+            return
+        rows = [("KEY", "NAME", "SITE / AREA", "CV", "MV", "DV", "SPEC")]
+        rows += [(ln.key, ln.name, " / ".join(x for x in (ln.site, ln.area) if x), str(ln.tags_cv), str(ln.tags_mv),
+                  str(ln.tags_dv), f"v{ln.spec_version}") for ln in lines]
+        self._table(rows)
+
+    def _show(self, *, key: str, **_: Any) -> None:
+        line = _line(key)
+        self.stdout.write(f"{line.key}: {line.name}")
+        for label, value in (("site", line.site), ("area", line.area), ("sample period", f"{line.sample_period_s:g} s"),
+                             ("created", f"{line.created_at:%Y-%m-%d %H:%M} UTC by {_who(line.created_by)}")):
+            if value:
+                self.stdout.write(f"  {label}: {value}")
+        rows = [("TAG", "ROLE", "UNIT", "PHYSICAL", "LIMITS", "SAFETY", "MOVE/STEP", "RAMP/MIN", "OPC UA", "")]
+        for t in line_tags(line=line, include_inactive=True):
+            rows.append((t.name, t.role, t.unit, _range(t.physical_low, t.physical_high), _range(t.limit_low, t.limit_high),
+                         _range(t.safety_low, t.safety_high), _g(t.max_move_per_step), _g(t.ramp_rate_per_min),
+                         t.opcua_node or "-", "" if t.active else "inactive"))
+        self.stdout.write("")
+        self._table(rows)
+        self.stdout.write("\nSpec versions:")
+        for v in spec_versions(line=line):
+            self.stdout.write(f"  v{v.version}  {v.created_at:%Y-%m-%d %H:%M} UTC  {v.created_by_label or _who(v.created_by)}  "
+                              f"{v.filename or '-'}  sha256 {v.sha256[:12]}  {v.reason or '(no reason given)'}")
+
+    # ------------------------------------------------------------ update
+
+    def _update(self, *, key: str, spec: Path, reason: str, username: str | None, **_: Any) -> None:
+        actor, line = _actor(username), _line(key)
+        previous = line.current_spec
+        try:
+            version = spec_version_create(line=line, text=_read(spec), filename=str(spec), actor=actor, reason=reason)
+        except SpecError as e:
+            self._problems(e.problems)
+            raise CommandError(f"{len(e.problems)} problem(s) in {spec}; no new version was made") from None
+        except SpecUnchangedError as e:
+            self.stdout.write(str(e))
+            return
+        except (PermissionDenied, ValueError) as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(self.style.SUCCESS(f"Line {line.key}: spec v{version.version} made ({reason})."))
+        for text in spec_diff(previous, version).lines() if previous else []:
+            self.stdout.write(f"  {text}")
+
+    # ------------------------------------------------------------ output
+
+    def _problems(self, problems: list[Any]) -> None:
+        for p in problems:
+            self.stderr.write(str(p))
+
+    def _table(self, rows: list[tuple[str, ...]]) -> None:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+class ProgressBar:
+    """A text progress bar on stderr, redrawn at most 10 times a second; called as on_progress(done, total)."""
+
+    def __init__(self, out: OutputWrapper, *, label: str, width: int = 30) -> None:
+        self.out, self.label, self.width = out, label, width
+        self._last, self._drawn = 0.0, False
+
+    def __call__(self, done: float | None = None, total: float | None = None, *_: Any, **kw: Any) -> None:
+        done = kw.get("done", done)
+        total = kw.get("total", total)
+        if done is None:
+            return
+        now = time.monotonic()
+        finished = bool(total) and done >= total
+        if now - self._last < 0.1 and not finished:
+            return
+        self._last, self._drawn = now, True
+        frac = (done / total if total else done if done <= 1 else 0.0) if done is not None else 0.0
+        frac = min(max(frac, 0.0), 1.0)
+        fill = int(round(frac * self.width))
+        count = f"  {int(done):,}/{int(total):,}" if total and total > 1 else ""
+        self.out.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] {frac:6.1%}{count}", ending="")
+        self.out.flush()
+
+    def close(self) -> None:
+        """End the bar's line so later output starts on a fresh one."""
+        if self._drawn:
+            self.out.write("")
+            self._drawn = False
+
+
+def rejections_write_csv(*, rejections: list[Any], path: Path) -> Path:
+    """Write a rejection report (row, column, reason) as CSV; fall back to the working directory if unwritable."""
+    try:
+        fh = path.open("w", newline="", encoding="utf-8")
+    except OSError:
+        path = Path.cwd() / path.name
+        fh = path.open("w", newline="", encoding="utf-8")
+    with fh:
+        writer = csv.writer(fh)
+        writer.writerow(["row", "column", "reason"])
+        writer.writerows([r.row, r.column, r.reason] for r in rejections)
+    return path.resolve()
+
+
+def _actor(username: str | None) -> Any:
+    if username is None:
+        return f"cli:{getpass.getuser()}"
+    try:
+        return get_user_model().objects.get_by_natural_key(username)
+    except get_user_model().DoesNotExist:
+        raise CommandError(f"no user named {username!r}") from None
+
+
+def _line(key: str) -> Line:
+    try:
+        return line_get(key=key)
+    except Line.DoesNotExist:
+        raise CommandError(f"no line {key!r}; see `twinops line list`") from None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CommandError(f"{path}: no such spec file; nothing was created") from None
+    except UnicodeDecodeError as e:
+        raise CommandError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); nothing was created") from None
+
+
+def _problem_text(problem: Any, history: Path | None) -> str:
+    row, column, reason = (getattr(problem, k, None) for k in ("row", "column", "reason"))
+    if reason is None:
+        return f"{history}: {problem}"
+    where = ":".join(str(x) for x in (history, row) if x is not None)
+    return f"{where}: {column or '(file)'}: {reason}"
+
+
+def _who(user: Any) -> str:
+    return user.get_username() if user else "system"
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def _range(low: float | None, high: float | None) -> str:
+    return "-" if low is None and high is None else f"[{_g(low)}, {_g(high)}]"

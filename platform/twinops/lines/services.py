@@ -1,0 +1,192 @@
+"""Onboard lines from spec files and version their specs; each write commits together with its audit events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from twinops.audit.services import audit_record
+from twinops.core.roles import CAPABILITIES, user_can
+from twinops.lines.models import Line, SpecVersion, Tag
+from twinops.lines.selectors import spec_diff, tag_flatten
+from twinops.lines.spec import ParsedSpec, SpecError, SpecProblem, TagSpec, spec_parse
+
+__all__ = [
+    "LineExistsError", "OnboardResult", "SpecError", "SpecProblem", "SpecUnchangedError", "line_onboard",
+    "spec_parse", "spec_version_create",
+]
+
+
+class LineExistsError(SpecError):
+    """The spec's line id is already onboarded; its one problem points at `line.id`."""
+
+
+class SpecUnchangedError(ValueError):
+    """The new spec says the same as the line's current version, so no version was made."""
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    """What onboarding made: the line, spec version 1, tag counts by role, and the history import's result if any."""
+
+    line: Line
+    spec_version: SpecVersion
+    tags_by_role: dict[str, int]  # {"CV": 2, "MV": 1, "DV": 0}
+    history: Any | None  # twinops.telemetry.services.ImportResult when a history file was given, else None
+
+
+def line_onboard(
+    *,
+    text: str,
+    filename: str,
+    actor: Any,
+    history_path: Path | None = None,
+    history_filename: str | None = None,
+    reason: str = "",
+    on_progress: Callable[..., Any] | None = None,
+) -> OnboardResult:
+    """Validate a spec and create its line, spec v1 and tags, importing history in the same transaction.
+
+    `text`/`filename`: the spec file's content and the name to report problems against. `actor`: the user (needs the
+    `onboard_line` capability, and `import_telemetry` with history) or a label such as "cli:root" for trusted
+    system callers. `history_path`: a wide or long CSV/Parquet file handed to `telemetry.services.history_import`
+    (`history_filename` is its name for reports; default the path's name); `on_progress` is passed on to it.
+    Raises `SpecError` (invalid spec; `LineExistsError` when the id is taken), `HistoryFileError` (structurally bad
+    history file) or `PermissionDenied`; in every such case nothing at all is created.
+    """
+    parsed = spec_parse(text=text, filename=filename)
+    _require(actor, "onboard_line")
+    if history_path is not None:
+        _require(actor, "import_telemetry")
+    try:
+        with transaction.atomic():
+            if Line.objects.filter(key=parsed.key).exists():
+                raise _line_exists(parsed)
+            line, version = _line_create(parsed, actor=actor, reason=reason)
+            history = None
+            if history_path is not None:
+                from twinops.telemetry.services import history_import  # telemetry depends on lines, not the reverse
+
+                path = Path(history_path)
+                history = history_import(line=line, path=path, filename=history_filename or path.name, actor=actor,
+                                         on_progress=on_progress)
+    except IntegrityError:
+        if Line.objects.filter(key=parsed.key).exists():  # onboarded concurrently between our check and insert
+            raise _line_exists(parsed) from None
+        raise
+    roles = Counter(t.role for t in parsed.tags)
+    return OnboardResult(line=line, spec_version=version, tags_by_role={r: roles.get(r, 0) for r in Tag.Role.values},
+                         history=history)
+
+
+def spec_version_create(*, line: Line, text: str, filename: str, actor: Any, reason: str) -> SpecVersion:
+    """Make the next spec version of a line from a changed spec; tags are updated in place, dropped ones deactivated.
+
+    `reason` is required (why the spec changed). Raises `SpecError` when the spec is invalid or names another line,
+    `SpecUnchangedError` when it says the same as the current version, `ValueError` without a reason,
+    `PermissionDenied` when the actor may not change specs. The audit event holds before -> after of what changed.
+    """
+    if not reason.strip():
+        raise ValueError("a reason is required: say why the spec changes (it is kept with the version and audited)")
+    parsed = spec_parse(text=text, filename=filename)
+    _require(actor, "onboard_line")
+    if parsed.key != line.key:
+        raise SpecError([SpecProblem(filename, parsed.line_of("line", "id"), "line.id",
+                                     f"this spec is for line {parsed.key!r}, not {line.key!r}; a line's id never changes")])
+    with transaction.atomic():
+        line = Line.objects.select_for_update().get(pk=line.pk)  # one new version at a time per line
+        current = line.spec_versions.order_by("-version").first()
+        diff = spec_diff(current.document if current else {}, parsed.document)
+        if current is not None and diff.empty:
+            raise SpecUnchangedError(
+                f"{filename} says the same as version {current.version} of line {line.key!r}: no new version made")
+        number = (current.version if current else 0) + 1
+        version = _version_create(line, parsed, number=number, actor=actor, reason=reason)
+        _line_fields_set(line, parsed)
+        line.save(update_fields=["name", "site", "area", "sample_period_s"])
+        _tags_sync(line, parsed.tags)
+        audit_record(actor=actor, action="spec.version_created", obj=version, reason=reason,
+                     before={"version": number - 1, **diff.before()},
+                     after={"line": line.key, "version": number, "sha256": parsed.sha256, "filename": filename, **diff.after()})
+    return version
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _require(actor: Any, capability: str) -> None:
+    """Refuse a user without the capability; a non-user actor is a trusted system caller (CLI, tasks)."""
+    if hasattr(actor, "has_perm") and not user_can(actor, capability):
+        name = actor.get_username() if hasattr(actor, "get_username") else str(actor)
+        raise PermissionDenied(f"{name or 'anonymous'} may not {CAPABILITIES[capability].lower()}")
+
+
+def _user(actor: Any) -> Any:
+    return actor if hasattr(actor, "get_username") and getattr(actor, "pk", None) else None
+
+
+def _label(actor: Any) -> str:
+    return actor.get_username() if hasattr(actor, "get_username") else str(actor or "system")
+
+
+def _line_exists(parsed: ParsedSpec) -> LineExistsError:
+    return LineExistsError([SpecProblem(
+        parsed.filename, parsed.line_of("line", "id"), "line.id",
+        f"line {parsed.key!r} already exists; change its spec with `twinops line update {parsed.key} SPEC --reason ...`",
+    )])
+
+
+def _line_fields_set(line: Line, parsed: ParsedSpec) -> None:
+    doc = parsed.document["line"]
+    line.name, line.site, line.area = doc["name"], doc.get("site", ""), doc.get("area", "")
+    line.sample_period_s = float(doc["sample_period_s"])
+
+
+def _line_create(parsed: ParsedSpec, *, actor: Any, reason: str) -> tuple[Line, SpecVersion]:
+    line = Line(key=parsed.key, created_at=timezone.now(), created_by=_user(actor))
+    _line_fields_set(line, parsed)
+    line.save(force_insert=True)
+    version = _version_create(line, parsed, number=1, actor=actor, reason=reason)
+    Tag.objects.bulk_create([Tag(line=line, **asdict(t)) for t in parsed.tags])
+    audit_record(actor=actor, action="line.created", obj=line, reason=reason,
+                 after={"key": line.key, "name": line.name, "site": line.site, "area": line.area,
+                        "sample_period_s": line.sample_period_s})
+    audit_record(actor=actor, action="spec.version_created", obj=version, reason=reason,
+                 after={"line": line.key, "version": 1, "sha256": parsed.sha256, "filename": parsed.filename,
+                        "tags": {t["name"]: tag_flatten(t) for t in parsed.document["tags"]},
+                        "objective": parsed.document.get("objective")})
+    return line, version
+
+
+def _version_create(line: Line, parsed: ParsedSpec, *, number: int, actor: Any, reason: str) -> SpecVersion:
+    return SpecVersion.objects.create(
+        line=line, version=number, document=parsed.document, source_text=parsed.source_text, sha256=parsed.sha256,
+        filename=parsed.filename, created_at=timezone.now(), created_by=_user(actor), created_by_label=_label(actor),
+        reason=reason,
+    )
+
+
+def _tags_sync(line: Line, specs: tuple[TagSpec, ...]) -> None:
+    """Update tags in place by name (ids stay stable for telemetry), add new ones, deactivate dropped ones."""
+    existing = {t.name: t for t in Tag.objects.filter(line=line)}
+    for spec in specs:
+        fields = asdict(spec)
+        tag = existing.pop(spec.name, None)
+        if tag is None:
+            Tag.objects.create(line=line, **fields)
+            continue
+        for name, value in fields.items():
+            setattr(tag, name, value)
+        tag.active = True
+        tag.save()
+    for tag in existing.values():
+        if tag.active:
+            tag.active = False
+            tag.save(update_fields=["active"])
