@@ -75,8 +75,9 @@ class HeatTrainModel:
     def reset(self, u: Sequence[float], d: Sequence[float]) -> None:
         """Start at the steady state for inputs u and disturbances d."""
         for _ in range(3):  # the line's outlet depends on T_E1_out; settle, refill, settle again
+            c = self.coefficients(u, d)
             for _ in range(1800):
-                self._rk4(u, d, self.max_step_s)
+                self._rk4(c, self.max_step_s)
             self._fill_line(self.x[0], u[0])
 
     def advance(self, u: Sequence[float], d: Sequence[float], dt_s: float) -> None:
@@ -84,9 +85,10 @@ class HeatTrainModel:
         n = max(1, math.ceil(dt_s / self.max_step_s - 1e-9))
         h = dt_s / n
         f_m3_s = max(u[0], 0.0) / 3600.0
+        c = self.coefficients(u, d)
         for _ in range(n):
             self.t_e2_in = self._line_outlet()
-            self._rk4(u, d, h)
+            self._rk4(c, h)
             self.time_s += h
             self._cum_vol += f_m3_s * h
             self._vol.append(self._cum_vol)
@@ -121,19 +123,18 @@ class HeatTrainModel:
         if i > 256:
             del self._vol[:i], self._temp[:i], self._when[:i]
 
-    def _rk4(self, u: Sequence[float], d: Sequence[float], h: float) -> None:
+    def _rk4(self, c: Sequence[float], h: float) -> None:
         x = self.x
-        k1 = self.derivatives(x, u, d)
-        k2 = self.derivatives([a + 0.5 * h * b for a, b in zip(x, k1, strict=True)], u, d)
-        k3 = self.derivatives([a + 0.5 * h * b for a, b in zip(x, k2, strict=True)], u, d)
-        k4 = self.derivatives([a + h * b for a, b in zip(x, k3, strict=True)], u, d)
+        k1 = self.derivatives(x, c)
+        k2 = self.derivatives([a + 0.5 * h * b for a, b in zip(x, k1, strict=True)], c)
+        k3 = self.derivatives([a + 0.5 * h * b for a, b in zip(x, k2, strict=True)], c)
+        k4 = self.derivatives([a + h * b for a, b in zip(x, k3, strict=True)], c)
         self.x = [a + h / 6.0 * (p + 2 * q + 2 * r + s) for a, p, q, r, s in zip(x, k1, k2, k3, k4, strict=True)]
 
-    def derivatives(self, x: Sequence[float], u: Sequence[float], d: Sequence[float]) -> list[float]:
-        """Return dx/dt per second for the lumped states, with the line outlet held at its current value."""
+    def coefficients(self, u: Sequence[float], d: Sequence[float]) -> tuple[float, ...]:
+        """Return the input-dependent rate coefficients (1/s, K/s) of the energy balances."""
         p = self.params
-        t1, t_oil, t2, tw2, t3, tw3, q_abs = x
-        f_feed, f_oil, m_steam, q_fired = (max(v, 0.0) for v in u)
+        f_feed, f_oil, m_steam, q_fired = (v if v > 0.0 else 0.0 for v in u)
         t_feed, t_oil_sup = d
         mcp_p = p.rho_p * p.cp_p * f_feed / 3600.0  # kW/K
         mcp_h = p.rho_h * p.cp_h * f_oil / 3600.0
@@ -141,18 +142,33 @@ class HeatTrainModel:
         rp = (max(f_feed, 1e-3) / p.f_design) ** 0.8
         rh = (max(f_oil, 1e-3) / p.f_oil_design) ** 0.8
         ua1 = p.ua_e1 / (0.5 / rp + 0.5 / rh)
-        q1 = ua1 * (t_oil - t1)
-        dt1 = (mcp_p * (t_feed - t1) + q1) / (p.rho_p * p.cp_p * p.v_e1)
-        dt_oil = (mcp_h * (t_oil_sup - t_oil) - q1) / (p.rho_h * p.cp_h * p.v_oil)
-        q_steam = min(m_steam * p.h_fg / 3600.0, p.ua_steam * max(p.t_sat - tw2, 0.0))  # condensation-limited
-        q2 = p.ua_e2 * rp * (tw2 - t2)
-        dtw2 = (q_steam - q2) / p.c_wall_e2
-        dt2 = (mcp_p * (self.t_e2_in - t2) + q2) / (p.rho_p * p.cp_p * p.v_e2)
-        dq_abs = (p.eta_fired * q_fired - q_abs) / p.tau_burner
-        q3 = p.ua_h3 * rp * (tw3 - t3)
-        dtw3 = (q_abs - q3) / p.c_wall_h3
-        dt3 = (mcp_p * (t2 - t3) + q3) / (p.rho_p * p.cp_p * p.v_h3)
-        return [dt1, dt_oil, dt2, dtw2, dt3, dtw3, dq_abs]
+        c_e1, c_oil = p.rho_p * p.cp_p * p.v_e1, p.rho_h * p.cp_h * p.v_oil  # kJ/K
+        c_e2, c_h3 = p.rho_p * p.cp_p * p.v_e2, p.rho_p * p.cp_p * p.v_h3
+        return (
+            mcp_p / c_e1, ua1 / c_e1, t_feed,  # E1 process side
+            mcp_h / c_oil, ua1 / c_oil, t_oil_sup,  # E1 hot-oil side
+            m_steam * p.h_fg / 3600.0, p.ua_steam, p.t_sat, p.ua_e2 * rp, p.c_wall_e2,  # E2 steam side and wall
+            mcp_p / c_e2, p.ua_e2 * rp / c_e2,  # E2 process side
+            p.eta_fired * q_fired, p.tau_burner, p.ua_h3 * rp, p.c_wall_h3,  # fired heater coil
+            mcp_p / c_h3, p.ua_h3 * rp / c_h3,  # fired heater process side
+        )
+
+    def derivatives(self, x: Sequence[float], c: Sequence[float]) -> list[float]:
+        """Return dx/dt per second, with the transfer-line outlet held at its current value."""
+        t1, t_oil, t2, tw2, t3, tw3, q_abs = x
+        (a1, b1, t_feed, a2, b2, t_sup, q_steam_max, ua_s, t_sat, ua2, cw2, a3, b3, q_fired_abs, tau, ua3, cw3,
+         a4, b4) = c
+        drive = t_sat - tw2
+        q_steam = min(q_steam_max, ua_s * drive) if drive > 0.0 else 0.0  # condensation-limited steam duty, kW
+        return [
+            a1 * (t_feed - t1) + b1 * (t_oil - t1),
+            a2 * (t_sup - t_oil) - b2 * (t_oil - t1),
+            a3 * (self.t_e2_in - t2) + b3 * (tw2 - t2),
+            (q_steam - ua2 * (tw2 - t2)) / cw2,
+            a4 * (t2 - t3) + b4 * (tw3 - t3),
+            (q_abs - ua3 * (tw3 - t3)) / cw3,
+            (q_fired_abs - q_abs) / tau,
+        ]
 
 
 def make_line() -> Line:
@@ -185,12 +201,12 @@ def make_line() -> Line:
         sample_period_s=10.0,
         tags=tuple(t.with_node(f"ns=2;s={LINE_ID}.{t.name}") for t in tags),
         mv_tuning={
-            "F_feed": MvTuning(nominal=20.0, safe=16.0, test_band=(15.0, 26.0), max_move_per_step=1.0,
+            "F_feed": MvTuning(nominal=20.0, safe=16.0, test_band=(16.0, 24.0), max_move_per_step=1.0,
                                ramp_per_min=2.0),
-            "F_oil": MvTuning(nominal=15.0, safe=15.0, test_band=(8.0, 24.0), max_move_per_step=2.0, ramp_per_min=5.0),
-            "m_steam": MvTuning(nominal=700.0, safe=600.0, test_band=(300.0, 1100.0), max_move_per_step=100.0,
+            "F_oil": MvTuning(nominal=15.0, safe=15.0, test_band=(10.0, 21.0), max_move_per_step=2.0, ramp_per_min=5.0),
+            "m_steam": MvTuning(nominal=700.0, safe=600.0, test_band=(450.0, 950.0), max_move_per_step=100.0,
                                 ramp_per_min=200.0),
-            "Q_fired": MvTuning(nominal=450.0, safe=300.0, test_band=(250.0, 600.0), max_move_per_step=50.0,
+            "Q_fired": MvTuning(nominal=450.0, safe=300.0, test_band=(350.0, 560.0), max_move_per_step=50.0,
                                 ramp_per_min=100.0),
         },
         dv_drift={

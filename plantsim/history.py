@@ -109,11 +109,12 @@ def write_history_csv(history: History, path: Path, *, bad_token: str = "") -> P
 
 
 def export_line(line_id: str, out_dir: Path, *, days: float, end: datetime, seed: int = 0,
-                realism: Realism | None = None, on_progress: ProgressCallback | None = None) -> tuple[Path, Path]:
+                realism: Realism | None = None, on_progress: ProgressCallback | None = None,
+                bad_token: str = "") -> tuple[Path, Path]:
     """Write `<line>.yaml` (spec) and `<line>.csv` (history ending at `end`) into out_dir; return both paths."""
     out_dir = Path(out_dir)
     history = generate_history(line_id, days=days, start=end - timedelta(days=days), seed=seed, realism=realism,
                                on_progress=on_progress)
     spec_path = write_spec_yaml(history.line, out_dir / f"{line_id}.yaml")
-    csv_path = write_history_csv(history, out_dir / f"{line_id}.csv")
+    csv_path = write_history_csv(history, out_dir / f"{line_id}.csv", bad_token=bad_token)
     return spec_path, csv_path

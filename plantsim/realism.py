@@ -18,7 +18,7 @@ class FaultRates:
 
     dropout_per_h: float = 0.05  # value missing (NaN, written as empty/'Bad') for a while
     stuck_per_h: float = 0.02  # value frozen at the last good reading for a while
-    spike_per_h: float = 0.2  # one sample off by 5-15 % of the physical range
+    spike_per_h: float = 0.2  # one sample off by 3-10 % of the physical range
     dropout_mean_s: float = 180.0  # mean dropout duration, simulated seconds (exponential)
     stuck_mean_s: float = 1800.0  # mean stuck duration, simulated seconds (exponential)
 
@@ -127,7 +127,7 @@ class Sensors:
             elif kind == "stuck":
                 value = self._last_good[n] if math.isfinite(self._last_good[n]) else clean
             elif kind == "spike":
-                size = (0.05 + 0.10 * float(draws[i, 2])) * self._span[n]
+                size = (0.03 + 0.07 * float(draws[i, 2])) * self._span[n]
                 value = clean + (size if draws[i, 3] < 0.5 else -size)
             else:
                 value = clean

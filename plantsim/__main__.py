@@ -1,0 +1,5 @@
+"""Entry point: `python -m plantsim serve|export|spec ...`."""
+
+from plantsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Helpers for plantsim tests: PLC configs on free ports and pinned operator/anonymous clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client
+
+from plantsim.client import connect_pinned
+from plantsim.plc import PlcConfig, PlcServer
+
+OPERATOR = "operator"
+PASSWORD = "s3cret-operator-pw"
+
+
+@pytest.fixture
+def plc_config(tmp_path: Path) -> Callable[..., PlcConfig]:
+    """Return a factory of PLC configs: free port, certs under tmp_path, fast simulated time."""
+
+    def make(**overrides: Any) -> PlcConfig:
+        base: dict[str, Any] = dict(line_id="vdv-reactor", operator_user=OPERATOR, operator_password=PASSWORD, port=0,
+                                    cert_dir=tmp_path / "server-certs", speed=600.0, tick_s=0.05,
+                                    heartbeat_timeout_s=60.0, seed=7)
+        base.update(overrides)
+        return PlcConfig(**base)
+
+    return make
+
+
+@pytest.fixture
+def connect(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[Client]]:
+    """Return a function opening a pinned SignAndEncrypt session to a PLC (operator unless told otherwise)."""
+
+    def open_session(plc: PlcServer, *, username: str | None = OPERATOR, password: str | None = PASSWORD,
+                     mode: str = "SignAndEncrypt") -> AbstractAsyncContextManager[Client]:
+        assert plc.certificate_fingerprint is not None
+        return connect_pinned(plc.endpoint_url, fingerprint=plc.certificate_fingerprint, username=username,
+                              password=password, client_cert_dir=tmp_path / "client-certs", mode=mode)
+
+    return open_session
