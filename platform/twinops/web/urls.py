@@ -1,7 +1,17 @@
+"""Dashboard URLs: pages, and the partials htmx swaps into them."""
+
 from django.urls import path
 
 from twinops.web import views
 
 urlpatterns = [
     path("", views.line_list, name="line-list"),
+    path("onboard/", views.onboard_start, name="line-onboard"),
+    path("onboard/preview/", views.onboard_preview, name="line-onboard-preview"),
+    path("onboard/confirm/", views.onboard_confirm, name="line-onboard-confirm"),
+    path("imports/<int:job_id>/", views.import_detail, name="import-detail"),
+    path("imports/<int:job_id>/progress/", views.import_progress, name="import-progress"),
+    path("lines/<slug:key>/", views.line_detail, name="line-detail"),
+    path("lines/<slug:key>/chart/", views.line_chart, name="line-chart"),
+    path("lines/<slug:key>/versions/", views.line_versions, name="line-versions"),
 ]

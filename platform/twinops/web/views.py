@@ -1,14 +1,139 @@
-"""Dashboard pages (placeholder until the lines and telemetry pages land)."""
+"""Dashboard pages: thin views over the lines and telemetry selectors and services; htmx swaps the partials."""
 
+from __future__ import annotations
+
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
 from twinops.core.roles import require_capability
+from twinops.lines.models import Line
+from twinops.lines.selectors import line_list as lines_all
+from twinops.lines.selectors import line_tags, spec_versions
+from twinops.lines.services import SpecError, spec_parse
+from twinops.web import drafts, imports, pages
+from twinops.web.forms import ChartForm, OnboardConfirmForm, SpecUploadForm
+from twinops.web.pages import line_or_404
+
+
+# --- lines ------------------------------------------------------------------------------------------------------
+@require_GET
+@require_capability("view_plant")
+def line_list(request: HttpRequest) -> HttpResponse:
+    """List production lines with their tag counts by role and how fresh their data is."""
+    return render(request, "web/line_list.html", {"rows": pages.line_rows(lines=lines_all())})
 
 
 @require_GET
 @require_capability("view_plant")
-def line_list(request: HttpRequest) -> HttpResponse:
-    """List production lines."""
-    return render(request, "web/line_list.html", {"lines": []})
+def line_detail(request: HttpRequest, key: str) -> HttpResponse:
+    """Show a line: a chart of chosen tags over a chosen range, and its data-quality summary."""
+    line = line_or_404(key)
+    quality = pages.quality_context(line=line)
+    chart = pages.chart_context(
+        line=line, form=_chart_form(request, line), now=timezone.now(), latest=quality["latest"]
+    )
+    return render(request, "web/line_detail.html", {"line": line, **quality, **chart})
+
+
+@require_GET
+@require_capability("view_plant")
+def line_chart(request: HttpRequest, key: str) -> HttpResponse:
+    """Return the chart partial for the chosen tags and range (htmx swaps it into the line page)."""
+    line = line_or_404(key)
+    chart = pages.chart_context(line=line, form=_chart_form(request, line), now=timezone.now())
+    status = 200 if chart["chart_form"].is_valid() else 400
+    return render(request, "web/partials/chart.html", {"line": line, **chart}, status=status)
+
+
+@require_GET
+@require_capability("view_plant")
+def line_versions(request: HttpRequest, key: str) -> HttpResponse:
+    """List the versions of a line's spec: who changed it, when and why."""
+    line = line_or_404(key)
+    versions = list(spec_versions(line=line))
+    return render(request, "web/line_versions.html", {"line": line, "versions": pages.version_rows(versions)})
+
+
+def _chart_form(request: HttpRequest, line: Line) -> ChartForm:
+    names = [t.name for t in line_tags(line=line)]
+    return ChartForm(request.GET if "range" in request.GET or "tags" in request.GET else None, tag_names=names)
+
+
+# --- onboarding (data role) -------------------------------------------------------------------------------------
+@require_GET
+@require_capability("onboard_line")
+def onboard_start(request: HttpRequest) -> HttpResponse:
+    """Show the spec upload form."""
+    return render(request, "web/onboard_upload.html", {"form": SpecUploadForm()})
+
+
+@require_POST
+@require_capability("onboard_line")
+def onboard_preview(request: HttpRequest) -> HttpResponse:
+    """Validate an uploaded spec and preview it, or list its problems precisely; nothing is created here."""
+    form = SpecUploadForm(request.POST, request.FILES)
+    text = form.spec_text() if form.is_valid() else ""
+    if not form.is_valid():
+        return render(request, "web/onboard_upload.html", {"form": form}, status=400)
+    filename = form.cleaned_data["spec"].name
+    try:
+        parsed = spec_parse(text=text, filename=filename)
+    except SpecError as exc:
+        context = {"form": SpecUploadForm(), "problems": exc.problems, "filename": filename}
+        return render(request, "web/onboard_upload.html", context, status=422)
+    draft_id = drafts.draft_save(session=request.session, text=text, filename=filename)
+    context = {
+        "spec": pages.spec_preview(parsed),
+        "filename": filename,
+        "form": OnboardConfirmForm(initial={"draft": draft_id}),
+    }
+    return render(request, "web/onboard_preview.html", context)
+
+
+@require_POST
+@require_capability("onboard_line")
+def onboard_confirm(request: HttpRequest) -> HttpResponse:
+    """Create the line from the previewed spec, then start importing its history file if one came with it."""
+    form = OnboardConfirmForm(request.POST, request.FILES)
+    draft = drafts.draft_get(session=request.session, draft_id=request.POST.get("draft", ""))
+    if draft is None:
+        messages.error(request, "That preview has expired or was already used. Upload the spec again.")
+        return redirect("line-onboard")
+    if not form.is_valid():
+        parsed = spec_parse(text=draft.text, filename=draft.filename)
+        context = {"spec": pages.spec_preview(parsed), "filename": draft.filename, "form": form}
+        return render(request, "web/onboard_preview.html", context, status=400)
+    try:
+        outcome = imports.onboard_with_history(
+            text=draft.text,
+            filename=draft.filename,
+            actor=request.user,
+            history=form.cleaned_data["history"],
+            reason=form.cleaned_data["reason"],
+        )
+    except SpecError as exc:  # e.g. someone onboarded the same line id since the preview
+        context = {"form": SpecUploadForm(), "problems": exc.problems, "filename": draft.filename}
+        return render(request, "web/onboard_upload.html", context, status=422)
+    drafts.draft_drop(session=request.session, draft_id=form.cleaned_data["draft"])
+    if outcome.job_id is not None:
+        return redirect("import-detail", job_id=outcome.job_id)
+    messages.success(request, f"Line {outcome.line.name} onboarded with {outcome.tag_count} tags.")
+    return redirect("line-detail", key=outcome.line.key)
+
+
+# --- history imports --------------------------------------------------------------------------------------------
+@require_GET
+@require_capability("view_plant")
+def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Show a history import: a progress bar while it runs, its counts and rejection report when done."""
+    return render(request, "web/import_detail.html", imports.import_context(job_id=job_id))
+
+
+@require_GET
+@require_capability("view_plant")
+def import_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Return the progress partial; it polls itself (htmx) until the import has finished."""
+    return render(request, "web/partials/import_progress.html", imports.import_context(job_id=job_id))

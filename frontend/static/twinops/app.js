@@ -1,0 +1,24 @@
+// Draw every server-built Plotly figure: <script type="application/json" class="plotly-figure" data-target="ID">.
+// Runs on page load and after each htmx swap, so chart partials draw themselves. Nothing else lives here.
+(function () {
+  "use strict";
+
+  // Each figure is drawn once; a swapped-in partial brings new, undrawn <script> elements.
+  function drawFigures() {
+    if (typeof window.Plotly === "undefined") return;
+    var scripts = document.querySelectorAll('script[type="application/json"].plotly-figure:not([data-drawn])');
+    scripts.forEach(function (script) {
+      var target = document.getElementById(script.dataset.target);
+      if (!target) return;
+      script.setAttribute("data-drawn", "");
+      var figure = JSON.parse(script.textContent);
+      var config = Object.assign({ responsive: true, displaylogo: false }, figure.config || {});
+      window.Plotly.react(target, figure.data || [], figure.layout || {}, config);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", drawFigures);
+  // afterSettle: the swapped content is in the document (outerHTML swaps replace the event's element).
+  document.addEventListener("htmx:afterSettle", drawFigures);
+  document.addEventListener("htmx:afterSwap", drawFigures);
+})();

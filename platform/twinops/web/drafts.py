@@ -1,0 +1,58 @@
+"""Carry a previewed spec from the preview page to the confirm step, and keep uploaded history files for the worker."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+SESSION_KEY = "onboard_drafts"
+MAX_DRAFTS = 5  # per session: a few open previews in different tabs, never an unbounded pile
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A spec that passed validation and waits for the user's confirmation."""
+
+    text: str
+    filename: str
+
+
+def draft_save(*, session: Any, text: str, filename: str) -> str:
+    """Keep a previewed spec in the user's session; return its id for the confirm form."""
+    drafts: dict[str, dict[str, str]] = session.get(SESSION_KEY, {})
+    while len(drafts) >= MAX_DRAFTS:
+        drafts.pop(next(iter(drafts)))
+    draft_id = secrets.token_urlsafe(16)
+    drafts[draft_id] = {"text": text, "filename": filename}
+    session[SESSION_KEY] = drafts
+    return draft_id
+
+
+def draft_get(*, session: Any, draft_id: str) -> Draft | None:
+    """Return a previewed spec by id, or None when it is unknown or expired."""
+    found = session.get(SESSION_KEY, {}).get(draft_id)
+    return Draft(text=found["text"], filename=found["filename"]) if found else None
+
+
+def draft_drop(*, session: Any, draft_id: str) -> None:
+    """Forget a previewed spec once it has been used."""
+    drafts = session.get(SESSION_KEY, {})
+    if drafts.pop(draft_id, None) is not None:
+        session[SESSION_KEY] = drafts
+
+
+def upload_store(*, upload: UploadedFile) -> Path:
+    """Copy an uploaded history file to the shared media directory, where the import worker can read it."""
+    folder = Path(settings.MEDIA_ROOT) / "history-uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}{PurePath(upload.name or '').suffix.lower()}"
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
