@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 
 from twinops.lines.models import Line, SpecVersion, Tag
 
+ROLE_ORDER = ("CV", "MV", "DV")
 LINE_FIELDS = ("name", "site", "area", "sample_period_s", "description")  # fields of the spec's `line:` compared by diffs
 
 
@@ -30,8 +31,9 @@ def line_get(*, key: str) -> Line:
 
 
 def line_tags(*, line: Line, include_inactive: bool = False) -> QuerySet[Tag]:
-    """Return a line's tags by role then name; tags dropped by a later spec version only when asked."""
-    tags = Tag.objects.filter(line=line)
+    """Return a line's tags (CVs, MVs, then DVs, by name); tags dropped by a later spec version only when asked."""
+    order = Case(*(When(role=r, then=Value(i)) for i, r in enumerate(ROLE_ORDER)), output_field=IntegerField())
+    tags = Tag.objects.filter(line=line).order_by(order, "name")
     return tags if include_inactive else tags.filter(active=True)
 
 

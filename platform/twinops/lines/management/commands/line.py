@@ -110,7 +110,7 @@ class Command(BaseCommand):
         line = _line(key)
         self.stdout.write(f"{line.key}: {line.name}")
         for label, value in (("site", line.site), ("area", line.area), ("sample period", f"{line.sample_period_s:g} s"),
-                             ("created", f"{line.created_at:%Y-%m-%d %H:%M} UTC by {_who(line.created_by)}")):
+                             ("created", f"{line.created_at:%Y-%m-%d %H:%M} UTC by {_creator(line)}")):
             if value:
                 self.stdout.write(f"  {label}: {value}")
         rows = [("TAG", "ROLE", "UNIT", "PHYSICAL", "LIMITS", "SAFETY", "MOVE/STEP", "RAMP/MIN", "OPC UA", "")]
@@ -232,6 +232,11 @@ def _problem_text(problem: Any, history: Path | None) -> str:
         return f"{history}: {problem}"
     where = ":".join(str(x) for x in (history, row) if x is not None)
     return f"{where}: {column or '(file)'}: {reason}"
+
+
+def _creator(line: Line) -> str:
+    first = spec_versions(line=line).first()
+    return (first.created_by_label if first else "") or _who(line.created_by)
 
 
 def _who(user: Any) -> str:
