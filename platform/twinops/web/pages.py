@@ -33,6 +33,9 @@ class LineRow:
 
 def line_rows(*, lines: Iterable[Line]) -> list[LineRow]:
     """Return the line list's rows: tag counts by role and data freshness."""
+    lines = list(lines)
+    if not lines:
+        return []
     from twinops.telemetry.selectors import quality_summary
 
     rows = []

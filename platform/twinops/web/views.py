@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
 
 from twinops.core.roles import require_capability
 from twinops.lines.models import Line
@@ -44,8 +46,12 @@ def line_chart(request: HttpRequest, key: str) -> HttpResponse:
     """Return the chart partial for the chosen tags and range (htmx swaps it into the line page)."""
     line = line_or_404(key)
     chart = pages.chart_context(line=line, form=_chart_form(request, line), now=timezone.now())
-    status = 200 if chart["chart_form"].is_valid() else 400
-    return render(request, "web/partials/chart.html", {"line": line, **chart}, status=status)
+    # htmx swaps only 2xx answers: a bad range comes back as 200 with its message shown in place of the chart.
+    status = 200 if chart["chart_form"].is_valid() or request.htmx else 400
+    response = render(request, "web/partials/chart.html", {"line": line, **chart}, status=status)
+    if request.htmx:  # the address bar shows the chosen tags and range, so the view can be bookmarked and shared
+        push_url(response, f"{reverse('line-detail', args=[line.key])}?{request.GET.urlencode()}")
+    return response
 
 
 @require_GET
