@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class ParsedSpec:
     def key(self) -> str:
         return self.document["line"]["id"]
 
-    @property
+    @cached_property
     def tags(self) -> tuple[TagSpec, ...]:
         return tuple(_tag_spec(t) for t in self.document["tags"])
 
@@ -302,6 +302,16 @@ def _num(value: Any) -> float | None:
     return None
 
 
+def _list(value: Any) -> list[Any]:
+    """Return a list as is, anything else as an empty list (its type error is the schema's to report)."""
+    return value if isinstance(value, list) else []
+
+
+def _pair(value: Any) -> tuple[float | None, float | None]:
+    """Return a [low, high] pair's finite numbers, None where missing or not a number."""
+    return (_num(value[0]), _num(value[1])) if isinstance(value, list) and len(value) == 2 else (None, None)
+
+
 def _nonfinite_paths(value: Any, path: FieldPath = ()) -> Iterator[FieldPath]:
     if _is_nonfinite(value):
         yield path
@@ -319,7 +329,7 @@ def _semantic_problems(data: Any) -> Iterator[tuple[FieldPath, str]]:
         yield path, "must be a finite number"
     if not isinstance(data, dict):
         return
-    tags = data.get("tags") if isinstance(data.get("tags"), list) else []
+    tags = _list(data.get("tags"))
     roles: dict[str, str | None] = {}  # tag name -> role, for the objective's references
     first_index: dict[str, int] = {}
     nodes: dict[str, int] = {}
@@ -344,8 +354,7 @@ def _semantic_problems(data: Any) -> Iterator[tuple[FieldPath, str]]:
 
 
 def _tag_problems(at: FieldPath, tag: dict[str, Any], role: str | None) -> Iterator[tuple[FieldPath, str]]:
-    pr = tag.get("physical_range")
-    plow, phigh = (_num(pr[0]), _num(pr[1])) if isinstance(pr, list) and len(pr) == 2 else (None, None)
+    plow, phigh = _pair(tag.get("physical_range"))
     if plow is not None and phigh is not None and plow >= phigh:
         yield (*at, "physical_range"), f"low ({plow:g}) must be below high ({phigh:g})"
         plow = phigh = None  # further checks against a nonsensical range would only add noise
@@ -397,18 +406,16 @@ def _bounds_problems(
 def _objective_problems(
     objective: dict[str, Any], roles: dict[str, str | None], tags: list[Any]
 ) -> Iterator[tuple[FieldPath, str]]:
-    terms = objective.get("terms") if isinstance(objective.get("terms"), list) else []
-    for k, term in enumerate(terms):
-        names = term.get("tags") if isinstance(term, dict) and isinstance(term.get("tags"), list) else []
+    for k, term in enumerate(_list(objective.get("terms"))):
+        names = _list(term.get("tags")) if isinstance(term, dict) else []
         for m, name in enumerate(names):
             if isinstance(name, str) and name not in roles:
                 yield ("objective", "terms", k, "tags", m), f"no tag named {name!r} in this spec"
         known = [roles[n] for n in names if isinstance(n, str) and n in roles]
         if known and len(known) == len(names) and all(r == "DV" for r in known):
             yield ("objective", "terms", k, "tags"), "a term over DVs only is constant to the optimiser: include a CV or MV"
-    targets = objective.get("targets") if isinstance(objective.get("targets"), list) else []
     targeted: dict[str, int] = {}
-    for k, target in enumerate(targets):
+    for k, target in enumerate(_list(objective.get("targets"))):
         if not isinstance(target, dict) or not isinstance(target.get("tag"), str):
             continue
         name = target["tag"]
@@ -422,10 +429,9 @@ def _objective_problems(
         targeted.setdefault(name, k)
         value = _num(target.get("value"))
         tag = next((t for t in tags if isinstance(t, dict) and t.get("name") == name), {})
-        pr = tag.get("physical_range")
-        if value is not None and isinstance(pr, list) and len(pr) == 2 and None not in (_num(pr[0]), _num(pr[1])):
-            if not _num(pr[0]) <= value <= _num(pr[1]):
-                yield ("objective", "targets", k, "value"), f"target {value:g} is outside the physical range [{pr[0]:g}, {pr[1]:g}] of {name!r}"
+        low, high = _pair(tag.get("physical_range"))
+        if value is not None and low is not None and high is not None and not low <= value <= high:
+            yield ("objective", "targets", k, "value"), f"target {value:g} is outside the physical range [{low:g}, {high:g}] of {name!r}"
 
 
 def _tag_spec(tag: dict[str, Any]) -> TagSpec:

@@ -6,6 +6,7 @@ import csv
 import getpass
 import time
 from argparse import ArgumentParser
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Onboarded line {line.key} ({line.name}), spec v{result.spec_version.version}: "
             f"{sum(roles.values())} tags ({', '.join(f'{n} {r}' for r, n in roles.items())})."))
-        if result.history is not None:
+        if result.history is not None and history is not None:
             self._history_summary(result.history, history, rejections_out)
         self.stdout.write(f"See it with: twinops line show {line.key}")
 
@@ -150,7 +151,7 @@ class Command(BaseCommand):
         for p in problems:
             self.stderr.write(str(p))
 
-    def _table(self, rows: list[tuple[str, ...]]) -> None:
+    def _table(self, rows: Sequence[Sequence[str]]) -> None:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             self.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
