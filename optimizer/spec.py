@@ -1,0 +1,157 @@
+"""What the controller must respect and optimise (from the line spec) and how it solves (settings)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A low/high pair in engineering units; None means unbounded on that side."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        for side in (self.low, self.high):
+            if side is not None and not math.isfinite(side):
+                raise ValueError(f"limits must be finite numbers or None, got {side!r}")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low limit {self.low} exceeds high limit {self.high}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Limits:
+        """Read {low, high} as in the line spec (missing or null = unbounded)."""
+        values = values or {}
+        low, high = values.get("low"), values.get("high")
+        return cls(None if low is None else float(low), None if high is None else float(high))
+
+
+@dataclass(frozen=True)
+class CvSpec:
+    """A controlled variable: soft operating limits, hard safety limits."""
+
+    name: str
+    limits: Limits = Limits()  # operating limits, soft: slack with a ranked penalty
+    safety: Limits = Limits()  # safety limits, hard: never crossed by the planned ensemble mean (± k spread)
+    rank: int = 1  # priority of the soft limits, 1 = most important (largest penalty)
+
+
+@dataclass(frozen=True)
+class MvSpec:
+    """A manipulated variable (setpoint): hard limits and move limits."""
+
+    name: str
+    limits: Limits = Limits()  # hard limits on the setpoint
+    max_move_per_step: float | None = None  # largest setpoint change in one line sample period, engineering units
+    ramp_rate_per_min: float | None = None  # largest rate of change, engineering units per minute
+
+
+@dataclass(frozen=True)
+class DvSpec:
+    """A measured disturbance: forecast, never decided."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ObjectiveTerm:
+    """Economic value per hour: price * product of the named tags' values (CV predicted, MV planned, DV forecast)."""
+
+    tags: tuple[str, ...]
+    price: float  # currency per hour per unit of the product of the tags
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CvTarget:
+    """A CV target, penalised as weight * (value - target)^2."""
+
+    tag: str
+    value: float
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class MpcSpec:
+    """The optimisation problem of one line in tag names; the platform fills it from the line spec."""
+
+    cvs: tuple[CvSpec, ...]
+    mvs: tuple[MvSpec, ...]
+    dvs: tuple[DvSpec, ...] = ()
+    objective_terms: tuple[ObjectiveTerm, ...] = ()
+    targets: tuple[CvTarget, ...] = ()
+    sample_period_s: float | None = None  # the line's sample period; must equal the twin's step when given
+
+    @property
+    def structure(self) -> tuple[Any, ...]:
+        """Return what fixes the problem's shape; values outside it (limits, prices, targets) may change per solve."""
+        return (
+            tuple(c.name for c in self.cvs), tuple(m.name for m in self.mvs), tuple(d.name for d in self.dvs),
+            tuple(t.tags for t in self.objective_terms), tuple(t.tag for t in self.targets),
+        )
+
+    @classmethod
+    def from_line_spec(cls, spec: Mapping[str, Any]) -> MpcSpec:
+        """Build the problem description from a parsed line spec (docs/line-spec.md)."""
+        cvs, mvs, dvs = [], [], []
+        for tag in spec.get("tags", []):
+            role, name = tag["role"], tag["name"]
+            if role == "CV":
+                cvs.append(CvSpec(name, Limits.from_dict(tag.get("limits")), Limits.from_dict(tag.get("safety_limits")),
+                                  int(tag.get("soft_limit_rank", 1))))
+            elif role == "MV":
+                mvs.append(MvSpec(name, Limits.from_dict(tag.get("limits")), _opt_float(tag.get("max_move_per_step")),
+                                  _opt_float(tag.get("ramp_rate_per_min"))))
+            elif role == "DV":
+                dvs.append(DvSpec(name))
+        objective = spec.get("objective") or {}
+        terms = tuple(ObjectiveTerm(tuple(t["tags"]), float(t["price"]), str(t.get("description", "")))
+                      for t in objective.get("terms", []))
+        targets = tuple(CvTarget(t["tag"], float(t["value"]), float(t.get("weight", 1.0)))
+                        for t in objective.get("targets", []))
+        period = (spec.get("line") or {}).get("sample_period_s")
+        return cls(tuple(cvs), tuple(mvs), tuple(dvs), terms, targets, _opt_float(period))
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class MpcSettings:
+    """How the controller formulates and solves; fixed when the problem is built."""
+
+    horizon: int = 30  # predictor steps planned ahead (one step = the twin's sample period)
+    move_weight: float = 0.1  # move suppression: weight per (MV move / MV std)^2, per step
+    uncertainty_weight: float = 1.0  # weight per (ensemble spread of a CV / CV std)^2, per step
+    economic_weight: float = 1.0  # weight of the economic value (currency per hour) in the cost
+    trust_region_margin: float = 0.0  # MVs stay in the training range widened by this fraction of its width
+    soft_penalty_by_rank: tuple[float, ...] = (1e4, 1e3, 1e2)  # penalty per (slack / CV std) for CV rank 1, 2, ...
+    safety_spread_k: float = 1.0  # safety limits hold for ensemble mean ± k * spread
+    band_k: float = 2.0  # reported uncertainty band: mean ± band_k * spread
+    max_solver_time_s: float = 5.0  # wall-clock budget of one solve (all linearisations); past it, no proposal
+    max_iterations: int = 200  # IPOPT iteration budget of one linearised subproblem
+    sqp_iterations: int = 8  # most linearisations of the twin per solve (each one IPOPT solve)
+    sqp_step: float = 1.0  # trust region of one linearisation: largest MV change from the reference, in MV stds
+    sqp_tolerance: float = 1e-3  # converged when no MV moves more than this (in MV stds) between linearisations
+    tolerance: float = 1e-6  # IPOPT convergence tolerance
+    hessian: Literal["exact", "limited-memory"] = "exact"  # exact is faster here (see bench/mpc.py)
+    active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
+    ipopt_options: Mapping[str, Any] = field(default_factory=dict)  # extra IPOPT options, "ipopt." prefix omitted
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1 or self.max_iterations < 1:
+            raise ValueError("horizon and max_iterations must be >= 1")
+        if not self.soft_penalty_by_rank or any(w <= 0 for w in self.soft_penalty_by_rank):
+            raise ValueError("soft_penalty_by_rank needs at least one positive weight")
+        if self.max_solver_time_s <= 0:
+            raise ValueError("max_solver_time_s must be > 0")
+        if self.hessian not in ("exact", "limited-memory"):
+            raise ValueError(f"hessian must be 'exact' or 'limited-memory', got {self.hessian!r}")
+        for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
