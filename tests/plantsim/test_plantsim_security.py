@@ -1,0 +1,100 @@
+"""PLC security: Basic256Sha256 with a kept self-signed certificate, pinning, no unsecured sessions by default."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from asyncua import Client, ua
+from asyncua.ua.uaerrors import BadUserAccessDenied, UaError
+
+from plantsim.client import CertificatePinError, connect_pinned
+from plantsim.plc import PlcConfig, PlcServer
+
+
+def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reused_after_restart(
+        plc_config, connect, tmp_path: Path) -> None:
+    async def scenario() -> tuple[str, str]:
+        cfg = plc_config()
+        cert_dir = Path(cfg.cert_dir)
+        assert not cert_dir.exists()
+        async with PlcServer(cfg) as plc:
+            assert plc.certificate is not None and plc.certificate.created
+            first = plc.certificate_fingerprint
+            cert_bytes = plc.certificate.der()
+            endpoints = await Client(plc.endpoint_url).connect_and_get_server_endpoints()
+            offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in endpoints}
+            assert offered == {("Basic256Sha256", ua.MessageSecurityMode.Sign),
+                               ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
+            async with connect(plc) as client:
+                assert await client.get_node(plc.node_id("T_R")).read_value() > 50.0
+        async with PlcServer(cfg) as plc:  # restart with the same directory
+            assert plc.certificate is not None and not plc.certificate.created
+            assert plc.certificate.der() == cert_bytes
+            async with connect(plc, mode="SignAndEncrypt") as client:
+                await client.get_node(plc.node_id("F")).write_value(21.0)
+            async with connect(plc, mode="Sign") as client:
+                assert await client.get_node(plc.node_id("F")).read_value() == 21.0
+            return first, plc.certificate_fingerprint or ""
+
+    first, second = asyncio.run(scenario())
+    assert first == second
+
+
+def test_pinning_refuses_a_server_whose_certificate_has_another_fingerprint(plc_config, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with PlcServer(plc_config()) as plc:
+            wrong = "00:" * 31 + "00"
+            with pytest.raises(CertificatePinError):
+                async with connect_pinned(plc.endpoint_url, fingerprint=wrong, username="operator",
+                                          password="s3cret-operator-pw", client_cert_dir=tmp_path / "client"):
+                    pass
+            # another PLC (another certificate) behind the expected fingerprint is refused too
+            async with PlcServer(plc_config(cert_dir=tmp_path / "other-certs")) as impostor:
+                assert impostor.certificate_fingerprint != plc.certificate_fingerprint
+                with pytest.raises(CertificatePinError):
+                    async with connect_pinned(impostor.endpoint_url, fingerprint=plc.certificate_fingerprint or "",
+                                              client_cert_dir=tmp_path / "client"):
+                        pass
+
+    asyncio.run(scenario())
+
+
+def test_unsecured_sessions_are_refused_unless_the_development_flag_allows_them(plc_config, monkeypatch) -> None:
+    async def scenario() -> None:
+        async with PlcServer(plc_config()) as plc:
+            with pytest.raises(UaError):  # the client finds no None endpoint
+                async with Client(plc.endpoint_url):
+                    pass
+            client = Client(plc.endpoint_url)
+            with monkeypatch.context() as patch:
+                # a client that skips endpoint matching and opens a session on an unsecured channel anyway
+                patch.setattr(Client, "find_endpoint", staticmethod(lambda eps, mode, uri: _pretend_none(eps[0])))
+                await client.connect()
+                try:
+                    with pytest.raises(BadUserAccessDenied):
+                        await client.get_node(plc.node_id("T_R")).read_value()
+                    with pytest.raises(BadUserAccessDenied):
+                        await client.get_node(plc.node_id("F")).write_value(20.0)
+                finally:
+                    await client.disconnect()
+
+        async with PlcServer(plc_config(allow_insecure=True, cert_dir=None)) as plc:
+            assert plc.certificate_fingerprint is None
+            async with Client(plc.endpoint_url) as client:
+                assert await client.get_node(plc.node_id("T_R")).read_value() > 50.0
+
+    asyncio.run(scenario())
+
+
+def test_a_plc_without_a_certificate_directory_needs_the_explicit_insecure_flag() -> None:
+    with pytest.raises(ValueError, match="cert_dir"):
+        PlcServer(PlcConfig(line_id="vdv-reactor", operator_password="pw"))
+
+
+def _pretend_none(endpoint: ua.EndpointDescription) -> ua.EndpointDescription:
+    endpoint.SecurityMode = ua.MessageSecurityMode.None_
+    endpoint.SecurityPolicyUri = "http://opcfoundation.org/UA/SecurityPolicy#None"
+    return endpoint
+
