@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 
 from twinops.lines.models import Line
@@ -25,16 +26,22 @@ class Onboarded:
 def onboard_with_history(
     *, text: str, filename: str, actor: Any, history: UploadedFile | None, reason: str
 ) -> Onboarded:
-    """Onboard a line from a previewed spec; queue its history file (if any) for the ingest worker."""
-    result = line_onboard(text=text, filename=filename, actor=actor, reason=reason)
-    tag_count = sum(result.tags_by_role.values())
-    if history is None:
-        return Onboarded(line=result.line, tag_count=tag_count, job_id=None)
+    """Onboard a line from a previewed spec and queue its history file (if any) for the ingest worker, atomically."""
     from twinops.telemetry.services import history_import_enqueue  # imported where used, see pages.py
 
-    path = drafts.upload_store(upload=history)
-    job = history_import_enqueue(line=result.line, path=path, filename=history.name, actor=actor)
-    return Onboarded(line=result.line, tag_count=tag_count, job_id=job.pk)
+    path = drafts.upload_store(upload=history) if history is not None else None
+    try:
+        with transaction.atomic():  # the line and its import job exist together or not at all
+            result = line_onboard(text=text, filename=filename, actor=actor, reason=reason)
+            job = None
+            if path is not None and history is not None:
+                job = history_import_enqueue(line=result.line, path=path, filename=history.name, actor=actor)
+    except BaseException:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        raise
+    tag_count = sum(result.tags_by_role.values())
+    return Onboarded(line=result.line, tag_count=tag_count, job_id=job.pk if job is not None else None)
 
 
 def import_context(*, job_id: int) -> dict[str, Any]:
