@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "twinops.audit",
     "twinops.lines",
     "twinops.telemetry",
+    "twinops.modeling",
     "twinops.web",
 ]
 

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("twinops.web.urls")),
     path("lines/", include("twinops.lines.urls")),
     path("api/", include("twinops.telemetry.urls")),
+    path("twins/", include("twinops.modeling.urls")),
 ]

@@ -1,0 +1,65 @@
+"""Page data for the twin page: evaluation tables from a report, figures as embeddable JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.safestring import SafeString, mark_safe
+from plotly.utils import PlotlyJSONEncoder
+
+from twinops.modeling.plots import version_figures
+
+HORIZON_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("free_run", "free run"))
+MODEL_LABELS = {"twin": "twin", "persistence": "persistence", "linear_arx": "linear ARX"}
+COVERAGE_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("h1_to_h20", "1–20 steps"))
+_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as json_script
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One model's normalised RMSE for one CV at each horizon; best marks the lowest error per horizon."""
+
+    cv: str
+    model: str
+    cells: list[tuple[float | None, bool]]  # (nrmse, is the best of the models) per horizon
+    first: bool  # first row of its CV (the CV name spans the block)
+
+
+MEAN_ROW = "mean over CVs"
+
+
+def _score(scores: dict[str, Any], key: str, cv: str) -> float | None:
+    value = scores["mean"].get(key) if cv == MEAN_ROW else scores["nrmse"].get(key, {}).get(cv)
+    return None if value is None else float(value)
+
+
+def evaluation_rows(report: dict[str, Any]) -> list[ScoreRow]:
+    """Return the NRMSE table: per CV (then the mean over CVs), twin and baselines at horizons 1, 5, 20, free run."""
+    models = {"twin": report["twin"], **report.get("baselines", {})}
+    rows: list[ScoreRow] = []
+    for cv in [*report["cv_names"], MEAN_ROW]:
+        table = {name: [_score(scores, key, cv) for key, _ in HORIZON_KEYS] for name, scores in models.items()}
+        best = [min((v for v in column if v is not None), default=None) for column in zip(*table.values(), strict=True)]
+        for i, (name, values) in enumerate(table.items()):
+            cells = [(v, v is not None and v == b) for v, b in zip(values, best, strict=True)]
+            rows.append(ScoreRow(cv=cv, model=MODEL_LABELS.get(name, name), cells=cells, first=i == 0))
+    return rows
+
+
+def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[float | None]]]:
+    """Return (CV, share of test samples inside the twin's interval per horizon)."""
+    cov = report.get("coverage", {})
+    return [(cv, [cov.get(key, {}).get(cv) for key, _ in COVERAGE_KEYS]) for cv in report["cv_names"]]
+
+
+def figure_json(figure: dict[str, Any]) -> SafeString:
+    """Serialise a Plotly figure for a `<script type="application/json">` element (no early `</script>`)."""
+    return mark_safe(json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES))
+
+
+def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[str, Any]]:
+    """Return the page's charts: a DOM id, a title and the figure JSON for each preview horizon."""
+    return [{"id": f"twin-chart-h{h}", "horizon": h, "json": figure_json(fig)}
+            for h, fig in version_figures(preview=preview, units=units)]

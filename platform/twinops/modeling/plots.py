@@ -1,0 +1,109 @@
+"""Twin charts: test-segment forecasts computed once at registration, drawn server-side as Plotly figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from twins import Record, TrainingOutcome
+
+PREVIEW_HORIZONS = (1, 5, 20)  # steps ahead drawn on the twin page
+PREVIEW_POINTS = 300  # forecast start points kept per horizon (evenly spaced over the test segment)
+ACTUAL_POINTS = 1200  # recorded samples kept for the "actual" trace
+PANEL_HEIGHT_PX = 230
+COLOURS = {"actual": "#1b1d21", "twin": "#1f4f8f", "band": "rgba(31, 79, 143, 0.18)", "linear": "#b8860b"}
+
+
+def _spaced(rows: np.ndarray, most: int) -> np.ndarray:
+    if rows.size <= most:
+        return rows
+    return rows[np.linspace(0, rows.size - 1, most).round().astype(int)]
+
+
+def _series(values: np.ndarray, mask: np.ndarray | None = None) -> list[float | None]:
+    """Turn a (N,) array into a JSON list, bad or non-finite values as None (a gap in the chart)."""
+    ok = np.isfinite(values) if mask is None else (mask & np.isfinite(values))
+    return [float(round(v, 6)) if g else None for v, g in zip(values.tolist(), ok.tolist(), strict=True)]
+
+
+def forecast_preview(outcome: TrainingOutcome, timestamps: Sequence[datetime]) -> dict[str, Any]:
+    """Forecast the test segment at each preview horizon (twin with interval, linear baseline); JSON-able."""
+    twin, split = outcome.twin, outcome.split
+    data, steps = split.dataset, max(PREVIEW_HORIZONS)
+    good = data.row_good()
+    starts = np.arange(split.val_stop, len(data) - steps)
+    starts = _spaced(starts[good[starts]], PREVIEW_POINTS)
+    if starts.size == 0:
+        return {}
+    fc = twin.predict(data, starts, steps)  # mean/lower/upper: (N, steps + 1, n_cv), engineering units
+    rec = Record.build(split, twin.norm)
+    linear = outcome.linear.forecast(rec, starts, steps) * twin.norm.cv_std + twin.norm.cv_mean  # (N, steps + 1, n_cv)
+    shown = _spaced(np.arange(split.val_stop, len(data)), ACTUAL_POINTS)
+    iso = [t.isoformat() for t in timestamps]
+    names = list(data.cv_names)
+    horizons = {}
+    for h in PREVIEW_HORIZONS:
+        at = starts + h  # the forecast for row s + h, made at row s
+        horizons[str(h)] = {
+            "t": [iso[i] for i in at],
+            **{key: {name: _series(arr[:, h, c]) for c, name in enumerate(names)}
+               for key, arr in (("mean", fc.mean), ("lower", fc.lower), ("upper", fc.upper), ("linear", linear))},
+        }
+    return {
+        "cv": names,
+        "sample_period_s": float(data.sample_period_s),
+        "actual": {"t": [iso[i] for i in shown],
+                   "y": {name: _series(data.cv[shown, c], data.cv_mask[shown, c]) for c, name in enumerate(names)}},
+        "horizons": horizons,
+    }
+
+
+def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return a figure (JSON-ready dict) of the h-step-ahead forecast vs actual, one panel per CV, with its band."""
+    names, units = preview["cv"], units or {}
+    step = preview["horizons"][str(horizon)]
+    period = preview.get("sample_period_s", 0.0)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.08 / max(len(names), 1),
+                        subplot_titles=[f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
+    for row, name in enumerate(names, start=1):
+        legend = row == 1
+        fig.add_trace(go.Scatter(x=step["t"], y=step["upper"][name], mode="lines", line={"width": 0},
+                                 hoverinfo="skip", showlegend=False, legendgroup="band"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=step["t"], y=step["lower"][name], mode="lines", line={"width": 0},
+                                 fill="tonexty", fillcolor=COLOURS["band"], name="twin interval",
+                                 showlegend=legend, legendgroup="band"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=preview["actual"]["t"], y=preview["actual"]["y"][name], mode="lines",
+                                 line={"color": COLOURS["actual"], "width": 1.2}, name="actual",
+                                 showlegend=legend, legendgroup="actual"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=step["t"], y=step["linear"][name], mode="lines",
+                                 line={"color": COLOURS["linear"], "width": 1, "dash": "dot"}, name="linear ARX",
+                                 showlegend=legend, legendgroup="linear"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=step["t"], y=step["mean"][name], mode="lines",
+                                 line={"color": COLOURS["twin"], "width": 1.6}, name="twin",
+                                 showlegend=legend, legendgroup="twin"), row=row, col=1)
+    ahead = f" ({horizon * period:g} s)" if period else ""
+    fig.update_layout(
+        title={"text": f"{horizon} step{'s' if horizon != 1 else ''} ahead{ahead} — test segment", "x": 0.01},
+        height=max(320, 110 + PANEL_HEIGHT_PX * len(names)),
+        margin={"l": 70, "r": 30, "t": 70, "b": 40},
+        hovermode="x unified",
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+        paper_bgcolor="#ffffff",
+        plot_bgcolor="#ffffff",
+        font={"family": "system-ui, sans-serif", "size": 13, "color": "#1b1d21"},
+    )
+    fig.update_xaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", type="date")
+    fig.update_yaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", zeroline=False)
+    return fig.to_plotly_json()
+
+
+def version_figures(*, preview: dict[str, Any], units: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """Return (horizon, figure) for every horizon in a version's preview."""
+    if not preview.get("horizons"):
+        return []
+    return [(int(h), horizon_figure(preview=preview, horizon=int(h), units=units)) for h in preview["horizons"]]

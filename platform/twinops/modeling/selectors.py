@@ -1,0 +1,91 @@
+"""Read the twin registry: versions, the promoted twin, loaded twins and exports, training jobs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.db.models import QuerySet
+
+from twinops.lines.models import Line
+from twinops.modeling.models import TrainingJob, TwinVersion
+from twins import CheckpointError, Twin, export_arrays, load_checkpoint, save_checkpoint
+
+HEAVY_FIELDS = ("checkpoint", "preview")  # megabytes per row: left out of listings
+
+
+def twin_versions(*, line: Line) -> QuerySet[TwinVersion]:
+    """Return a line's twin versions, newest first, without their checkpoint bytes."""
+    return TwinVersion.objects.filter(line=line).defer(*HEAVY_FIELDS).select_related("created_by").order_by("-version")
+
+
+def twin_version_get(*, line: Line, version: int) -> TwinVersion:
+    """Return one version of a line's twin; raise TwinVersion.DoesNotExist if there is none."""
+    return TwinVersion.objects.get(line=line, version=version)
+
+
+def twin_promoted(*, line: Line) -> TwinVersion | None:
+    """Return the promoted twin version of a line — the only one that feeds the optimizer — or None."""
+    return TwinVersion.objects.filter(line=line, status=TwinVersion.Status.PROMOTED).first()
+
+
+def twin_latest(*, line: Line) -> TwinVersion | None:
+    """Return the newest twin version of a line, promoted or not, or None."""
+    return TwinVersion.objects.filter(line=line).order_by("-version").first()
+
+
+def twin_shown(*, line: Line) -> TwinVersion | None:
+    """Return the version a report is about by default: the promoted one, else the newest."""
+    return twin_promoted(line=line) or twin_latest(line=line)
+
+
+def checkpoint_bytes(twin: Twin) -> bytes:
+    """Serialise a twin with twins.save_checkpoint (versioned, hashed header) into bytes for the registry."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "twin.ckpt"
+        save_checkpoint(twin, path)
+        return path.read_bytes()
+
+
+def checkpoint_twin(data: bytes, *, label: str) -> Twin:
+    """Load a twin from checkpoint bytes; raise CheckpointError (corrupt or incompatible) naming `label`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "twin.ckpt"
+        path.write_bytes(bytes(data))
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as exc:
+            # twins names the file it read; here that is a temporary copy, so name the registry entry instead.
+            raise type(exc)(str(exc).replace(str(path), label)) from exc
+
+
+def twin_load(*, version: TwinVersion) -> Twin:
+    """Load a version's twin from its checkpoint in PostgreSQL; raise CheckpointError saying why it is refused."""
+    data = version.checkpoint
+    if data is None or len(data) == 0:
+        raise CheckpointError(f"{version} has no checkpoint stored")
+    return checkpoint_twin(data, label=str(version))
+
+
+def twin_export(*, version: TwinVersion) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Return the optimizer's export (meta, arrays) of a version, derived from its checkpoint."""
+    meta, arrays = export_arrays(twin_load(version=version))
+    return {**meta, "line": version.line.key, "twin_version": version.version}, arrays
+
+
+def training_jobs(*, line: Line, limit: int = 10) -> list[TrainingJob]:
+    """Return a line's most recent training jobs, newest first."""
+    return list(TrainingJob.objects.filter(line=line).select_related("version").order_by("-requested_at", "-id")[:limit])
+
+
+def training_jobs_active(*, line: Line) -> list[TrainingJob]:
+    """Return a line's queued and running training jobs, oldest first."""
+    active = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
+    return list(TrainingJob.objects.filter(line=line, status__in=active).order_by("requested_at", "id"))
+
+
+def training_job_get(*, job_id: int) -> TrainingJob:
+    """Return a training job by id; raise TrainingJob.DoesNotExist if there is none."""
+    return TrainingJob.objects.select_related("line").get(pk=job_id)

@@ -1,0 +1,20 @@
+"""Celery tasks of the modeling app: thin wrappers that load ids and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from twinops.modeling import services
+
+
+@shared_task(name="modeling.train_twin", queue="train", acks_late=True, reject_on_worker_lost=True)
+def train_twin(job_id: int) -> str:
+    """Run a training job; a no-op when another attempt owns it or it is already finished (idempotent)."""
+    job = services.training_job_run(job_id=job_id)
+    return job.status if job is not None else "not claimed"
+
+
+@shared_task(name="modeling.requeue_stale_jobs", queue="default")
+def requeue_stale_jobs() -> list[int]:
+    """Re-enqueue training jobs whose worker died (no heartbeat within the stale threshold)."""
+    return services.training_jobs_requeue_stale()

@@ -1,0 +1,63 @@
+"""The twin page: versions, the evaluation table, charts and live training progress."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.test import Client
+from twinops.modeling import services
+from twinops.modeling.selectors import twin_promoted
+
+
+def _login(client: Client, make_user, role: str = "data") -> None:
+    user = make_user(role)
+    client.force_login(user)
+
+
+def test_the_twin_page_shows_the_evaluation_table_and_charts_of_a_trained_version(client, make_user, line,
+                                                                                  register) -> None:
+    register(line, promotable=True)
+    _login(client, make_user)
+    html = client.get("/twins/tanks/").content.decode()
+    assert "Evaluation of v1" in html
+    table = html[html.index('<table class="evaluation">'):html.index("</table>", html.index('class="evaluation"'))]
+    for cv in ("upper_level_m", "lower_level_m", "mean over CVs"):
+        assert cv in table
+    for model in ("twin", "persistence", "linear ARX"):
+        assert table.count(f"<td>{model}</td>") == 3  # two CVs and the mean
+    assert all(h in table for h in ("1 step", "5 steps", "20 steps", "free run"))
+    assert 'class="coverage"' in html and "Trained in" in html
+    figures = re.findall(r'<script type="application/json" class="plotly-figure" data-target="([^"]+)">(.*?)</script>',
+                         html, re.S)
+    assert [target for target, _ in figures] == ["twin-chart-h1", "twin-chart-h5", "twin-chart-h20"]
+    traces = json.loads(figures[2][1])["data"]
+    assert {t.get("name") for t in traces} >= {"actual", "twin", "twin interval", "linear ARX"}
+    assert f'id="{figures[0][0]}"' in html
+    assert 'action="/twins/tanks/v1/promote/"' in html  # a data user may promote
+
+
+def test_a_viewer_without_the_train_capability_sees_no_promote_button(client, make_user, line, register) -> None:
+    register(line, promotable=True)
+    _login(client, make_user, "engineer")
+    html = client.get("/twins/tanks/").content.decode()
+    assert "Evaluation of v1" in html and "/promote/" not in html
+    assert client.post("/twins/tanks/v1/promote/", {"reason": "x"}).status_code == 403
+
+
+def test_promoting_from_the_page_with_a_reason_makes_it_the_optimizers_twin(client, make_user, line, register) -> None:
+    register(line, promotable=True)
+    _login(client, make_user)
+    response = client.post("/twins/tanks/v1/promote/", {"reason": "better than v0"}, follow=True)
+    assert "Twin v1 is now promoted" in response.content.decode()
+    assert twin_promoted(line=line).version == 1
+
+
+def test_training_progress_is_polled_while_a_job_runs(client, make_user, line) -> None:
+    job = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    job = services.training_job_claim(job_id=job.pk)
+    services.training_job_progress(job=job, epoch=3, total=10, losses={"loss": 0.25, "cv": 0.125})
+    _login(client, make_user)
+    html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 2s"' in html
+    assert '<progress max="100" value="30"' in html and "epoch 3 / 10" in html and "loss 0.2500" in html
