@@ -27,14 +27,14 @@ def onboard_with_history(
     *, text: str, filename: str, actor: Any, history: UploadedFile | None, reason: str
 ) -> Onboarded:
     """Onboard a line from a previewed spec and queue its history file (if any) for the ingest worker, atomically."""
-    from twinops.telemetry.services import history_import_enqueue  # imported where used, see pages.py
-
     path = drafts.upload_store(upload=history) if history is not None else None
     try:
         with transaction.atomic():  # the line and its import job exist together or not at all
             result = line_onboard(text=text, filename=filename, actor=actor, reason=reason)
             job = None
             if path is not None and history is not None:
+                from twinops.telemetry.services import history_import_enqueue  # imported where used, see pages.py
+
                 job = history_import_enqueue(line=result.line, path=path, filename=history.name, actor=actor)
     except BaseException:
         if path is not None:
