@@ -44,7 +44,8 @@ def test_every_spec_node_exists_on_the_plc_and_reads_a_plausible_value(plc_confi
 
 def test_an_operator_writes_a_setpoint_that_the_plant_follows_at_its_ramp_rate(plc_config, connect) -> None:
     async def scenario() -> None:
-        async with PlcServer(plc_config()) as plc, connect(plc) as client:
+        # 30x: the actuator needs 0.7 simulated minutes (1.4 s wall) for 18 -> 25 at 10 per minute
+        async with PlcServer(plc_config(speed=30.0)) as plc, connect(plc) as client:
             setpoint = client.get_node(plc.node_id("F"))
             await setpoint.write_value(25.0)
             assert await setpoint.read_value() == 25.0
@@ -154,11 +155,11 @@ def test_setpoints_outside_the_mv_limits_or_of_the_wrong_type_are_refused(plc_co
 
 def test_heartbeat_loss_applies_the_safe_setpoints_and_flags_it(plc_config, connect) -> None:
     async def scenario() -> None:
-        async with PlcServer(plc_config(heartbeat_timeout_s=0.8)) as plc, connect(plc) as client:
+        async with PlcServer(plc_config(heartbeat_timeout_s=1.5)) as plc, connect(plc) as client:
             heartbeat = client.get_node(plc.node_id("heartbeat"))
             fallback = client.get_node(plc.node_id("fallback_active"))
             feed = client.get_node(plc.node_id("F"))
-            for beat in range(1, 8):  # a live platform: beat every 0.15 s for about a second
+            for beat in range(1, 12):  # a live platform: beat every 0.15 s for about two seconds
                 await heartbeat.write_value(beat)
                 if beat == 1:
                     await feed.write_value(22.0)

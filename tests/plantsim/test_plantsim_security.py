@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +15,7 @@ from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaError
 
 from plantsim.client import CertificatePinError, connect_pinned
-from plantsim.plc import PlcConfig, PlcServer
+from plantsim.plc import PlcConfig, PlcServer, free_port
 
 
 def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reused_after_restart(
@@ -98,3 +103,34 @@ def _pretend_none(endpoint: ua.EndpointDescription) -> ua.EndpointDescription:
     endpoint.SecurityPolicyUri = "http://opcfoundation.org/UA/SecurityPolicy#None"
     return endpoint
 
+
+
+def test_the_serve_command_prints_the_fingerprint_to_pin_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plantsim", "serve", "--line", "vdv-reactor", "--port", str(port), "--speed", "120",
+         "--cert-dir", str(tmp_path / "certs"), "--operator-password", "pw-from-cli"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        printed = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            printed.append(line)
+            if line.startswith("Ctrl-C stops."):
+                break
+        text = "".join(printed)
+        fingerprint = re.search(r"sha256 ([0-9A-F:]{95})", text)
+        assert fingerprint, text
+        url = f"opc.tcp://127.0.0.1:{port}/twinops/vdv-reactor"
+
+        async def operate() -> float:
+            async with connect_pinned(url, fingerprint=fingerprint.group(1), username="operator", password="pw-from-cli",
+                                      client_cert_dir=tmp_path / "client") as client:
+                await client.get_node("ns=2;s=vdv-reactor.F").write_value(20.0)
+                return await client.get_node("ns=2;s=vdv-reactor.F").read_value()
+
+        assert asyncio.run(operate()) == 20.0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read()  # type: ignore[union-attr]

@@ -1,0 +1,83 @@
+"""Benchmark the simulated plant: simulation speed per line and OPC UA value publication rate of a PLC.
+
+Run: `PYTHONPATH=. python bench/plant.py [--quick]` (prints JSON); the CLI `twinops bench plant --json` calls `run`.
+sim_seconds_per_wall_second: full realism (noise, faults, drift, rate limits), stepping at the line's sample period,
+as the history export does. opcua_publish_values_per_s: server-side node value updates per second of one PLC
+(Basic256Sha256 endpoint), alone and with one SignAndEncrypt client subscribed to every tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from plantsim import available_lines, build_simulator
+from plantsim.client import connect_pinned
+from plantsim.plc import PlcConfig, PlcServer
+
+
+def sim_speed(line_id: str, steps: int) -> float:
+    """Return simulated seconds per wall second of one line at its sample period."""
+    sim = build_simulator(line_id, seed=0)
+    dt = sim.line.sample_period_s
+    start = time.perf_counter()
+    for _ in range(steps):
+        sim.step(dt)
+    return steps * dt / (time.perf_counter() - start)
+
+
+async def _publish_rate(publishes: int, cert_dir: Path) -> dict[str, float]:
+    cfg = PlcConfig(line_id="heat-train", operator_password="bench", port=0, cert_dir=cert_dir, tick_s=3600.0)
+    out: dict[str, float] = {}
+    async with PlcServer(cfg) as plc:
+        out["opcua_publish_values_per_s"] = await _time_publishes(plc, publishes)
+
+        class Count:
+            n = 0
+
+            def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+                Count.n += 1
+
+        async with connect_pinned(plc.endpoint_url, fingerprint=plc.certificate_fingerprint or "",
+                                  client_cert_dir=cert_dir / "client") as client:
+            sub = await client.create_subscription(0, Count())
+            nodes = [client.get_node(t.opcua_node) for t in plc.line.tags if t.role != "MV"]
+            await sub.subscribe_data_change(nodes, queuesize=1000)
+            out["opcua_publish_values_per_s_with_subscriber"] = await _time_publishes(plc, publishes)
+            await asyncio.sleep(0.5)
+            out["opcua_notifications_received"] = float(Count.n)
+            await sub.delete()
+    return out
+
+
+async def _time_publishes(plc: PlcServer, publishes: int) -> float:
+    before = plc.values_published
+    start = time.perf_counter()
+    for _ in range(publishes):
+        plc.simulator.step(plc.line.sample_period_s)
+        await plc.publish()
+    return (plc.values_published - before) / (time.perf_counter() - start)
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    """Run the plant benchmark and return its figures."""
+    steps = 1000 if quick else 10000
+    result: dict[str, Any] = {
+        "sim_seconds_per_wall_second": {line: round(sim_speed(line, steps), 1) for line in available_lines()},
+        "steps_per_line": steps,
+    }
+    with tempfile.TemporaryDirectory(prefix="plantsim-bench-") as tmp:
+        rates = asyncio.run(_publish_rate(200 if quick else 2000, Path(tmp)))
+    result.update({k: round(v, 1) for k, v in rates.items()})
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(quick=parser.parse_args().quick), indent=2))
