@@ -11,7 +11,7 @@ import numpy as np
 
 from optimizer.checks import check_compatible, read_inputs
 from optimizer.dynamics import ExportError, TwinDynamics
-from optimizer.problem import MpcProblem
+from optimizer.problem import VAR_EPS, MpcProblem
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
 
@@ -33,6 +33,14 @@ class _Bounds:
     ubg: np.ndarray
     mv_trust: tuple[np.ndarray, np.ndarray]  # (n_mv,) whether the low/high bound comes from the training range
     max_move: np.ndarray  # (n_mv,) per-step move limit, inf if none
+
+
+@dataclass(frozen=True)
+class _Reference:
+    x: np.ndarray  # decision vector on the exact twin: U, its rollout Z and member CVs Y, the slack S it needs
+    p: np.ndarray  # parameters with the twin linearised along U
+    cost: float  # the NLP cost there
+    safe: bool  # whether the exact twin keeps every safety limit there
 
 
 @dataclass(frozen=True)
@@ -107,50 +115,64 @@ class MpcController:
         u_lo, u_hi = u_block.take(bounds.lbx), u_block.take(bounds.ubx)
         x, lam_x, lam_g = self._initial_guess(u_now)
         u_ref = np.clip(u_block.take(x), u_lo, u_hi)
-        radius = settings.sqp_step * dyn.mv_std[:, None]
+        radius = settings.sqp_step
         started, iterations, raw = time.perf_counter(), 0, "not started"
+        ref = self._linearize(x, p, z_now, u_ref, d_plan, bounds)
         for linearisations in range(1, settings.sqp_iterations + 1):  # noqa: B007 (reported after the loop)
-            z_ref, a, b, y_ref, c = (np.asarray(v) for v in pr.linearize(z_now, u_ref, d_plan))
-            for name, value in (("U_ref", u_ref), ("Z_ref", z_ref), ("A", a), ("B", b), ("Y_ref", y_ref), ("C", c)):
-                pr.p[name].put(p, value)
-            u_block.put(x, u_ref)
-            pr.x["Z"].put(x, z_ref)
-            pr.x["Y"].put(x, y_ref)
-            y_mean = y_ref.reshape(dyn.members, len(dyn.cv), -1).mean(axis=0)  # (n_cv, N)
-            pr.x["S"].put(x, self._slack(y_mean, bounds))
             lbx, ubx = bounds.lbx.copy(), bounds.ubx.copy()
-            u_block.put(lbx, np.maximum(u_lo, u_ref - radius))
-            u_block.put(ubx, np.minimum(u_hi, u_ref + radius))
+            u_block.put(lbx, np.maximum(u_lo, u_ref - radius * dyn.mv_std[:, None]))
+            u_block.put(ubx, np.minimum(u_hi, u_ref + radius * dyn.mv_std[:, None]))
             try:
-                sol = pr.solver(x0=x, lam_x0=lam_x, lam_g0=lam_g, p=p, lbx=lbx, ubx=ubx, lbg=bounds.lbg, ubg=bounds.ubg)
+                sol = pr.solver(x0=ref.x, lam_x0=lam_x, lam_g0=lam_g, p=ref.p, lbx=lbx, ubx=ubx, lbg=bounds.lbg,
+                                ubg=bounds.ubg)
                 stats = pr.solver.stats()
             except RuntimeError as exc:  # an evaluation error inside IPOPT's callbacks
                 sol, stats = None, {"return_status": f"CasADi error: {exc}"}
             iterations += int(stats.get("iter_count", 0))
             raw = str(stats.get("return_status", "unknown"))
             status = _STATUS.get(raw, MpcStatus.SOLVER_FAILED)
-            elapsed = time.perf_counter() - started
+            if time.perf_counter() - started > settings.max_solver_time_s:
+                status = MpcStatus.TIMEOUT
+            if status in (MpcStatus.INFEASIBLE, MpcStatus.SOLVER_FAILED) and ref.safe and radius > settings.sqp_tolerance:
+                # The reference plan is feasible, so IPOPT lost its way (e.g. from stale multipliers): retry smaller.
+                radius, lam_x, lam_g = radius * 0.25, np.zeros_like(lam_x), np.zeros_like(lam_g)
+                continue
             if status is not MpcStatus.OPTIMAL or sol is None:
-                return self._failure(spec, z_now, status, raw, elapsed, iterations)
-            x, lam_x, lam_g = (np.asarray(sol[k]).reshape(-1) for k in ("x", "lam_x", "lam_g"))
-            u_new = u_block.take(x)
+                return self._failure(spec, z_now, status, raw, time.perf_counter() - started, iterations)
+            x_new = np.asarray(sol["x"]).reshape(-1)
+            u_new = np.clip(u_block.take(x_new), u_lo, u_hi)
             step = float(np.max(np.abs(u_new - u_ref) / dyn.mv_std[:, None]))
-            u_ref = np.clip(u_new, u_lo, u_hi)
-            if elapsed > settings.max_solver_time_s:
-                return self._failure(spec, z_now, MpcStatus.TIMEOUT, raw, elapsed, iterations)
             if step <= settings.sqp_tolerance:
                 break
+            predicted = ref.cost - float(sol["f"])
+            if predicted <= settings.sqp_cost_tolerance * (1 + abs(ref.cost)):
+                break  # first-order optimal: the linearised twin sees no worthwhile decrease from the reference
+            # Trust region: keep the step if the exact twin confirms enough of the decrease the linearisation promised.
+            trial = self._linearize(x_new, ref.p, z_now, u_new, d_plan, bounds)
+            actual = ref.cost - trial.cost
+            if trial.safe and actual >= 0.1 * predicted:
+                ref, u_ref = trial, u_new
+                lam_x, lam_g = (np.asarray(sol[k]).reshape(-1) for k in ("lam_x", "lam_g"))
+                if actual >= 0.75 * predicted and step >= 0.9 * radius:
+                    radius = min(2 * radius, 10 * settings.sqp_step)
+            else:
+                radius *= 0.25
+                if radius < settings.sqp_tolerance:
+                    return self._failure(spec, z_now, MpcStatus.SOLVER_FAILED, f"{raw}, but no step improves the "
+                                         "exact twin's cost", time.perf_counter() - started, iterations)
         else:
             return self._failure(spec, z_now, MpcStatus.TIMEOUT, f"{raw}, plan still moving after "
                                  f"{settings.sqp_iterations} linearisations", time.perf_counter() - started, iterations)
+        x, p = ref.x, ref.p
         elapsed = time.perf_counter() - started
+        if elapsed > settings.max_solver_time_s:
+            return self._failure(spec, z_now, MpcStatus.TIMEOUT, raw, elapsed, iterations)
         y, spread, value = (np.asarray(v) for v in pr.evaluate(z_now, u_ref, d_plan, pr.p["price"].take(p)))
         violation = self._hard_violation(u_ref, u_now, y, spread, bounds)
         if violation:
             self._warm = None
             return MpcResult(MpcStatus.SOLVER_FAILED, f"IPOPT returned {raw} but {violation}; no proposal", n,
                              period, solve_time_s=elapsed, iterations=iterations)
-        u_block.put(x, u_ref)
         self._warm = _WarmStart(x, lam_x, lam_g)
         return self._result(x, (y, spread, value), z_now, u_now, d_plan, p, bounds, raw, elapsed, iterations,
                             linearisations)
@@ -238,6 +260,27 @@ class MpcController:
             for block in stack.blocks.values():
                 block.put(dst, _shift(block.take(src)))
         return x0, lam_x0, lam_g0
+
+    def _linearize(self, x: np.ndarray, p: np.ndarray, z_now: np.ndarray, u: np.ndarray, d_plan: np.ndarray,
+                   bounds: _Bounds) -> _Reference:
+        """Return plan u lifted onto the exact twin, with parameters p holding the twin linearised along it."""
+        pr, dyn = self.problem, self.dynamics
+        assert pr is not None and dyn is not None
+        z_ref, a, b, y_ref, c = (np.asarray(v) for v in pr.linearize(z_now, u, d_plan))
+        p = p.copy()
+        for name, value in (("U_ref", u), ("Z_ref", z_ref), ("A", a), ("B", b), ("Y_ref", y_ref), ("C", c)):
+            pr.p[name].put(p, value)
+        x = x.copy()
+        for name, value in (("U", u), ("Z", z_ref), ("Y", y_ref)):
+            pr.x[name].put(x, value)
+        members = y_ref.reshape(dyn.members, len(dyn.cv), -1)  # (M, n_cv, N)
+        mean = members.mean(axis=0)
+        pr.x["S"].put(x, self._slack(mean, bounds))
+        spread = np.sqrt(members.var(axis=0, ddof=1) + VAR_EPS * dyn.cv_std[:, None] ** 2) if dyn.members > 1 else 0 * mean
+        k, tol = self.settings.safety_spread_k, 1e-6 * dyn.cv_std[:, None]
+        safe = bool(np.all(mean - k * spread >= pr.g["safety_low"].take(bounds.lbg) - tol)
+                    and np.all(mean + k * spread <= pr.g["safety_high"].take(bounds.ubg) + tol))
+        return _Reference(x, p, float(pr.cost(x, p)), safe)
 
     def _slack(self, y: np.ndarray, bounds: _Bounds) -> np.ndarray:
         """Return the soft-limit slack (n_cv, N), in CV stds, that predicted CVs y need."""

@@ -11,7 +11,7 @@ import numpy as np
 from optimizer.dynamics import TwinDynamics
 from optimizer.spec import MpcSettings, MpcSpec
 
-_VAR_EPS = 1e-10  # added to the normalised ensemble variance so its square root stays differentiable at 0
+VAR_EPS = 1e-6  # added to the normalised ensemble variance so its square root stays differentiable at 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class MpcProblem:
         defect = dz - _linear_step(dyn).map(n)(dz_start, u - u_ref, a_ref, b_ref)  # (n_z, N) = 0
         readout_defect = y_members - y_ref - _linear_readout(dyn).map(n)(dz, c_ref)  # (M*n_cv, N) = 0
         y, var_n = stats.map(n)(y_members)  # (n_cv, N) ensemble mean; variance in CV stds^2
-        spread = ca.sqrt(var_n + _VAR_EPS) * ca.repmat(cv_std, 1, n) if m > 1 else ca.SX.zeros(n_cv, n)
+        spread = ca.sqrt(var_n + VAR_EPS) * ca.repmat(cv_std, 1, n) if m > 1 else ca.SX.zeros(n_cv, n)
         moves = u - ca.horzcat(u_now, u[:, : n - 1])  # (n_mv, N)
 
         # ============================================================ objective

@@ -135,9 +135,10 @@ class MpcSettings:
     band_k: float = 2.0  # reported uncertainty band: mean ± band_k * spread
     max_solver_time_s: float = 5.0  # wall-clock budget of one solve (all linearisations); past it, no proposal
     max_iterations: int = 200  # IPOPT iteration budget of one linearised subproblem
-    sqp_iterations: int = 8  # most linearisations of the twin per solve (each one IPOPT solve)
+    sqp_iterations: int = 15  # most linearisations of the twin per solve (each one IPOPT solve)
     sqp_step: float = 1.0  # trust region of one linearisation: largest MV change from the reference, in MV stds
     sqp_tolerance: float = 1e-3  # converged when no MV moves more than this (in MV stds) between linearisations
+    sqp_cost_tolerance: float = 1e-5  # ... or when the linearised twin promises less relative cost decrease than this
     tolerance: float = 1e-6  # IPOPT convergence tolerance
     hessian: Literal["exact", "limited-memory"] = "exact"  # exact is faster here (see bench/mpc.py)
     active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
