@@ -80,7 +80,10 @@ def test_a_data_engineer_onboards_a_line_in_the_browser_and_sees_its_chart(
     page.fill("input[name=reason]", "browser test")
     page.click("button:has-text('Create line')")
     page.wait_for_url("**/imports/*/")
-    page.wait_for_selector("#import-progress[data-status=succeeded]", timeout=90_000)
+    progress = page.wait_for_selector(
+        "#import-progress[data-status=done], #import-progress[data-status=failed]", timeout=90_000
+    )
+    assert progress.get_attribute("data-status") == "done", progress.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "import.png"), full_page=True)
     assert "Import finished" in page.inner_text("#import-progress")
 

@@ -45,23 +45,10 @@ def onboard_with_history(
 
 
 def import_context(*, job_id: int) -> dict[str, Any]:
-    """Return an import job with its progress as a percentage, for the progress page and partial."""
+    """Return an import job with its progress and result, for the progress page and partial."""
     from twinops.telemetry.models import HistoryImportJob
 
     job = get_object_or_404(HistoryImportJob.objects.select_related("line"), pk=job_id)
-    return {"job": job, "percent": job_percent(job), "finished": job_finished(job)}
-
-
-def job_percent(job: Any) -> int:
-    """Return how far a job has got, 0-100."""
-    total, done = getattr(job, "rows_total", None), getattr(job, "rows_done", 0) or 0
-    if job_finished(job):
-        return 100
-    if not total:
-        return 0
-    return min(99, int(100 * done / total))
-
-
-def job_finished(job: Any) -> bool:
-    """Tell whether a job has stopped, successfully or not (the page stops polling then)."""
-    return job.status in {"succeeded", "failed"}
+    finished = job.status in (HistoryImportJob.Status.DONE, HistoryImportJob.Status.FAILED)
+    percent = 100 if job.status == HistoryImportJob.Status.DONE else int(min(99.0, max(0.0, job.progress)))
+    return {"job": job, "percent": percent, "finished": finished, "result": job.result or {}}
