@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plantsim.line import Drift, Line, MvTuning, ObjectiveTerm, Tag, Target
+from plantsim.line import Drift, Line, MvTuning, ObjectiveTerm, Role, Tag, Target
 
 LINE_ID = "heat-train"
 STATES = ("T_E1_out", "T_oil_ret", "T_E2_out", "T_E2_wall", "T_out", "T_skin", "Q_abs")
@@ -173,7 +173,9 @@ class HeatTrainModel:
 
 def make_line() -> Line:
     """Describe the heat-train line: tags, limits, tuning, drift, objective."""
-    cv, dv, mv = "CV", "DV", "MV"
+    cv: Role = "CV"
+    dv: Role = "DV"
+    mv: Role = "MV"
     temp_range = (-20.0, 500.0)
     tags = (
         Tag("T_out", cv, "degC", "Train outlet temperature (product spec)", temp_range, limits=(170.0, 190.0),

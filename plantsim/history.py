@@ -90,8 +90,8 @@ def generate_history(line_id: str, *, days: float, start: datetime, seed: int = 
             on_progress(k + 1, n)
     start_utc = start.astimezone(UTC)
     stamps = [start_utc + timedelta(seconds=(k + 1) * dt) for k in range(n)]
-    moves = {mv: len(m) for mv, m in schedule.items()}
-    return History(line=line, timestamps=stamps, columns=columns, values=values, setpoint_moves=moves)
+    move_counts = {mv: len(m) for mv, m in schedule.items()}
+    return History(line=line, timestamps=stamps, columns=columns, values=values, setpoint_moves=move_counts)
 
 
 def write_history_csv(history: History, path: Path, *, bad_token: str = "") -> Path:

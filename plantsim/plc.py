@@ -148,7 +148,7 @@ class PlcServer:
             policies += [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt, ua.SecurityPolicyType.Basic256Sha256_Sign]
         if cfg.allow_insecure:
             policies.append(ua.SecurityPolicyType.NoSecurity)
-        server.set_security_policy(policies, permission_ruleset=PlcRuleset())
+        server.set_security_policy(policies, permission_ruleset=PlcRuleset())  # type: ignore[arg-type]
         await self._build_address_space(server)
         server.iserver.attribute_service = GuardedAttributeService(server.iserver.aspace, self._guard_write)
         self._server = server
@@ -189,7 +189,8 @@ class PlcServer:
         """Read setpoints from the nodes, step the simulator by dt_sim_s, watch the heartbeat, publish."""
         server = self._require_server()
         for node, name in self._mv_nodes.items():
-            value = server.iserver.aspace.read_attribute_value(node, ua.AttributeIds.Value).Value.Value
+            variant = server.iserver.aspace.read_attribute_value(node, ua.AttributeIds.Value).Value
+            value = variant.Value if variant is not None else None
             if isinstance(value, float) and math.isfinite(value) and value != self.simulator.setpoints[name]:
                 self.simulator.write_setpoint(name, value)
         self.simulator.step(dt_sim_s)

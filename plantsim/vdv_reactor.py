@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plantsim.line import Drift, Line, MvTuning, ObjectiveTerm, Tag, Target
+from plantsim.line import Drift, Line, MvTuning, ObjectiveTerm, Role, Tag, Target
 
 LINE_ID = "vdv-reactor"
 STATES = ("C_a", "C_b", "T_R", "T_K")
@@ -148,7 +148,9 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
 
 def make_line() -> Line:
     """Describe the reactor line: tags, limits, tuning, drift, objective."""
-    cv, dv, mv = "CV", "DV", "MV"
+    cv: Role = "CV"
+    dv: Role = "DV"
+    mv: Role = "MV"
     tags = (
         Tag("C_b", cv, "mol/l", "Product B concentration (quality)", (0.0, 3.0),
             limits=(0.7, 2.0), noise_std=0.004),
