@@ -29,10 +29,11 @@ def train_and_evaluate(
     *,
     on_progress: ProgressCallback | None = None,
     device: str | None = None,
+    cpu_threads: int | None = 1,
 ) -> TrainingOutcome:
     """Train a twin and its baselines on a record (split 70/15/15 by time unless given) and evaluate on test."""
     split = data if isinstance(data, DataSplit) else split_by_time(data)
-    twin = train_twin(split, config, on_progress=on_progress, device=device)
+    twin = train_twin(split, config, on_progress=on_progress, device=device, cpu_threads=cpu_threads)
     rec = Record.build(split, twin.norm)
     persistence, linear = Persistence(), fit_linear(rec, split)
     report = evaluate(twin, split, [persistence, linear], rec)

@@ -68,9 +68,20 @@ def train_twin(
     *,
     on_progress: ProgressCallback | None = None,
     device: str | None = None,
+    cpu_threads: int | None = 1,
 ) -> Twin:
     """Train an ensemble twin on the training split, select weights on validation, calibrate, and return it."""
-    config = config or TwinConfig()
+    # The batched matmuls are small: one thread is about as fast as two and avoids OpenMP stalls on a busy host.
+    previous = torch.get_num_threads()
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
+    try:
+        return _train(split, config or TwinConfig(), on_progress, device)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback | None, device: str | None) -> Twin:
     starts = check_trainable(split, config)
     clock = time.perf_counter()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,44 @@
+"""Training: it learns, beats persistence, reports progress and is deterministic on CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from twins import TrainingOutcome, TwinConfig, split_by_time, train_twin
+
+
+def test_training_lowers_the_loss_and_the_twin_beats_persistence(trained: TrainingOutcome) -> None:
+    history = trained.twin.info.history
+    assert history[-1]["cv"] < 0.5 * history[0]["cv"]
+    twin, persistence = trained.report.twin.mean, trained.report.baselines["persistence"].mean
+    for horizon in ("h5", "h20", "free_run"):
+        assert twin[horizon] < persistence[horizon], horizon
+
+
+def test_the_report_lists_every_cv_and_horizon_for_twin_and_baselines(trained: TrainingOutcome) -> None:
+    report = trained.report.to_dict()
+    assert set(report["baselines"]) == {"persistence", "linear_arx"}
+    for scores in (report["twin"], *report["baselines"].values()):
+        assert set(scores["nrmse"]) == {"h1", "h5", "h20", "free_run"}
+        assert set(scores["nrmse"]["h20"]) == {"upper_level_m", "lower_level_m"}
+    assert report["device"] == "cpu" and report["train_seconds"] > 0
+    linear_free = report["baselines"]["linear_arx"]["mean"]["free_run"]
+    assert report["promotable"] == (report["twin"]["mean"]["free_run"] < linear_free)
+
+
+def test_progress_is_reported_once_per_epoch_with_losses(tanks, quick: TwinConfig) -> None:
+    seen: list[tuple[int, int, dict[str, float]]] = []
+    train_twin(split_by_time(tanks(1500, 1)), quick, on_progress=lambda e, n, losses: seen.append((e, n, losses)))
+    assert [(e, n) for e, n, _ in seen] == [(1, 2), (2, 2)]
+    assert {"loss", "cv", "latent", "var", "cov", "val_cv"} <= set(seen[-1][2])
+
+
+def test_training_on_cpu_is_deterministic_for_a_seed(tanks, quick: TwinConfig) -> None:
+    split = split_by_time(tanks(1500, 1))
+    first, second = train_twin(split, quick), train_twin(split, quick)
+    other = train_twin(split, dataclasses.replace(quick, seed=1))
+    a, b, c = first.net.state_dict(), second.net.state_dict(), other.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
