@@ -13,7 +13,7 @@ def _positive(name: str, default: float) -> float:
     if raw is None:
         raw = os.environ.get(name, default)
     try:
-        value = float(raw)
+        value = float(str(raw))
     except (TypeError, ValueError):
         raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
     if not value > 0:

@@ -123,7 +123,7 @@ def _owned_update(job: TrainingJob, **values: Any) -> None:
         raise ClaimLostError(f"training job {job.pk} was taken over by another worker or cancelled")
 
 
-def _finish(job: TrainingJob, status: str, message: str) -> None:
+def _finish(job: TrainingJob, status: object, message: str) -> None:
     TrainingJob.objects.filter(pk=job.pk, claim=job.claim, status=Status.RUNNING).update(
         status=status, message=message, finished_at=timezone.now(), phase="")
     job.refresh_from_db()

@@ -1,4 +1,8 @@
-"""Celery tasks of the modeling app: thin wrappers that load ids and call one service."""
+"""Celery tasks of the modeling app: thin wrappers that load ids and call one service.
+
+Queues come from apps.TASK_QUEUES (installed as task_routes when the app is ready): Celery 5 deprecates the `queue=`
+task attribute in favour of routes.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ from celery import shared_task
 from twinops.modeling import services
 
 
-@shared_task(name="modeling.train_twin", queue="train", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="modeling.train_twin", acks_late=True, reject_on_worker_lost=True)
 def train_twin(job_id: int) -> str:
     """Run a training job; a no-op when another attempt owns it or it is already finished (idempotent)."""
     job = services.training_job_run(job_id=job_id)
     return job.status if job is not None else "not claimed"
 
 
-@shared_task(name="modeling.requeue_stale_jobs", queue="default")
+@shared_task(name="modeling.requeue_stale_jobs")
 def requeue_stale_jobs() -> list[int]:
     """Re-enqueue training jobs whose worker died (no heartbeat within the stale threshold)."""
     return services.training_jobs_requeue_stale()

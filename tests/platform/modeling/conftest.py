@@ -89,3 +89,15 @@ def register(trained: Any) -> Callable[..., Any]:
         return services.twin_version_register(job=job, record=record, outcome=outcome)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny() -> dict[str, Any]:
+    """Return TwinConfig overrides small enough to train in about a second."""
+    return dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def tanks() -> Callable[..., dict[str, Any]]:
+    """Return the two-tank simulator: tanks(rows, seed) -> {"values": (T, 4) in TAGS order, "times": [...]}."""
+    return two_tanks
