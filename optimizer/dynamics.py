@@ -182,7 +182,7 @@ class TwinDynamics:
     def _split(self, z: ca.MX) -> list[ca.MX]:
         return [z[m * self.nz : (m + 1) * self.nz] for m in range(self.members)]
 
-    def _mlp(self, layers: tuple[Layer, ...], x: ca.MX, jacobian: bool = False) -> tuple[ca.MX, ca.MX | None]:
+    def _mlp(self, layers: tuple[Layer, ...], x: ca.MX, jacobian: bool = False) -> tuple[Any, Any]:
         """Return the MLP output and, if asked, its Jacobian d out / d x (out, in)."""
         act, slope = ACTIVATIONS[self.activation], SLOPES[self.activation]
         h, slopes = x, []
@@ -195,7 +195,7 @@ class TwinDynamics:
                 h = a
         if not jacobian:
             return h, None
-        jac = ca.DM(layers[-1].weight)
+        jac: Any = ca.DM(layers[-1].weight)
         for layer, s in zip(reversed(layers[:-1]), reversed(slopes), strict=True):
             jac = ca.mtimes(jac * ca.repmat(s.T, jac.size1(), 1), ca.DM(layer.weight))
         return h, jac

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import casadi as ca
 import numpy as np
@@ -40,7 +41,7 @@ class Block:
 class Stack:
     """Named matrices stacked into one column vector, as CasADi wants decision variables, parameters, constraints."""
 
-    def __init__(self, parts: Sequence[tuple[str, ca.MX]]) -> None:
+    def __init__(self, parts: Sequence[tuple[str, Any]]) -> None:  # (name, SX or MX matrix)
         self.blocks: dict[str, Block] = {}
         start = 0
         for name, expr in parts:
@@ -107,8 +108,8 @@ class MpcProblem:
         value = economic_value(dyn, spec, y, u, d, price)  # (1, N) currency per hour
         economic = settings.economic_weight * ca.sum2(value) / n
         move_suppression = settings.move_weight * ca.sumsqr(moves / ca.repmat(mv_std, 1, n)) / n
-        uncertainty = settings.uncertainty_weight * ca.sum1(ca.sum2(var_n)) / n if m > 1 else 0
-        tracking = 0
+        uncertainty: Any = settings.uncertainty_weight * ca.sum1(ca.sum2(var_n)) / n if m > 1 else 0
+        tracking: Any = 0
         for i, tgt in enumerate(spec.targets):
             tracking += target_weight[i] * ca.sumsqr(y[dyn.cv.index(tgt.tag), :] - target[i]) / n
         soft_penalty = ca.dot(soft_weight, ca.sum2(s + s**2)) / n  # exact (L1) plus smoothing (L2) penalty
@@ -136,17 +137,18 @@ class MpcProblem:
 
         # ============================================================ the exact twin, numerically (dense MX)
         stats = _ensemble_stats(dyn, ca.MX)
-        z0, u, d = ca.MX.sym("z0", n_z), ca.MX.sym("U", n_mv, n), ca.MX.sym("D", n_dv, n)
-        price = ca.MX.sym("price", len(spec.objective_terms))
+        z0_, u_, d_ = ca.MX.sym("z0", n_z), ca.MX.sym("U", n_mv, n), ca.MX.sym("D", n_dv, n)
+        price_ = ca.MX.sym("price", len(spec.objective_terms))
         # linearize: values and slopes along a plan (the SQP reference); evaluate: predictions and economics.
         lin = dyn.linearization_function().mapaccum("linearize_plan", n)
-        z_sim, a_sim, b_sim, y_sim, c_sim = lin(z0, u, d)
-        self.linearize = ca.Function("linearize", [z0, u, d], [z_sim, a_sim, b_sim, y_sim, c_sim],
+        z_sim, a_sim, b_sim, y_sim, c_sim = lin(z0_, u_, d_)
+        self.linearize = ca.Function("linearize", [z0_, u_, d_], [z_sim, a_sim, b_sim, y_sim, c_sim],
                                      ["z0", "U", "D"], ["Z", "A", "B", "Y", "C"])
-        mean_sim, var_sim = stats.map(n)(y_sim)
+        z_roll = dyn.step_function().mapaccum("rollout", n)(z0_, u_, d_)  # values only: no slopes computed
+        mean_sim, var_sim = stats.map(n)(dyn.readout_function().map(n)(z_roll))
         self.evaluate = ca.Function(
-            "evaluate", [z0, u, d, price],
-            [mean_sim, ca.sqrt(var_sim) * std_n, ca.sum2(economic_value(dyn, spec, mean_sim, u, d, price)) / n],
+            "evaluate", [z0_, u_, d_, price_],
+            [mean_sim, ca.sqrt(var_sim) * std_n, ca.sum2(economic_value(dyn, spec, mean_sim, u_, d_, price_)) / n],
             ["z0", "U", "D", "price"], ["Y", "spread", "value"],
         )
         zc = ca.MX.sym("z", n_z)
@@ -170,9 +172,7 @@ def _linear_readout(dyn: TwinDynamics) -> ca.Function:
     return ca.Function("linear_readout", [dz, c], [ca.vertcat(*blocks)])
 
 
-def economic_value(
-    dyn: TwinDynamics, spec: MpcSpec, y: ca.MX, u: ca.MX, d: ca.MX, price: ca.MX
-) -> ca.MX:
+def economic_value(dyn: TwinDynamics, spec: MpcSpec, y: Any, u: Any, d: Any, price: Any) -> Any:
     """Return the value per step (1, N): sum over terms of price * product of the tags (CV, MV or DV rows)."""
     rows = {name: y[i, :] for i, name in enumerate(dyn.cv)}
     rows |= {name: u[i, :] for i, name in enumerate(dyn.mv)}
@@ -199,8 +199,8 @@ def _ensemble_stats(dyn: TwinDynamics, sym: type) -> ca.Function:
     return ca.Function("ensemble_stats", [y_all], [mean, var], ["y"], ["mean", "var_n"])
 
 
-def _ipopt_options(settings: MpcSettings) -> dict[str, object]:
-    opts: dict[str, object] = {
+def _ipopt_options(settings: MpcSettings) -> dict[str, Any]:
+    opts: dict[str, Any] = {
         "print_time": False,
         "ipopt.print_level": 0,
         "ipopt.sb": "yes",  # no banner: library code never prints
