@@ -1,0 +1,249 @@
+"""Reads of telemetry: aligned training windows (numpy + masks), downsampled chart series, data-quality summaries."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from django.db import connection
+
+from twinops.lines.models import Line, Tag
+from twinops.telemetry.batch import Rejection, datetime_to_us, us_to_datetime
+from twinops.telemetry.models import HistoryImportJob
+
+CHART_BUCKETS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """A line's tags resampled on a regular grid: bucket averages of good samples, and where there were any."""
+
+    timestamps: list[datetime]  # (T,) UTC start of each bucket
+    ts_us: np.ndarray  # (T,) int64 microseconds since the Unix epoch, the same instants
+    values: np.ndarray  # (T, n_tags) float64, NaN where the mask is False
+    mask: np.ndarray  # (T, n_tags) bool, True = at least one good sample in the bucket
+    tags: tuple[str, ...]  # (n_tags,) names
+    roles: tuple[str, ...]  # (n_tags,) "CV" | "MV" | "DV"
+    period_s: float  # bucket width
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """One tag's series for a chart: raw samples for short ranges, rollup buckets (min/avg/max) otherwise."""
+
+    tag: str
+    resolution: str  # "raw", "1 min", "5 min", "1 h", …
+    bucket_s: int  # 0 for raw samples
+    source: str  # "raw", "rollup_minute" or "rollup_hour": the table read
+    times: list[datetime]  # UTC; sample times, or bucket starts
+    values: list[float | None]  # good raw values, or the bucket average of good samples; None where none
+    mins: list[float | None] | None  # per-bucket min / max of good samples; None for raw
+    maxs: list[float | None] | None
+    bad: list[int]  # samples not good (bad or out of range) per point
+
+
+@dataclass(frozen=True)
+class TagQuality:
+    """Data quality of one tag over a period."""
+
+    tag: str
+    role: str
+    good: int
+    bad: int
+    out_of_range: int
+    first_time: datetime | None
+    last_time: datetime | None
+    top_reasons: list[tuple[str, int]]  # most frequent reasons of bad and out-of-range samples, with counts
+
+
+def _rows(sql: str, params: Sequence[object] | dict[str, object]) -> list[tuple]:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _floats(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], np.float64)
+
+
+# --- training windows ---------------------------------------------------------------------------------------------
+def training_window(*, line: Line, start: datetime | None = None, end: datetime | None = None,
+                    period_s: float | None = None, tags: Sequence[str] | None = None) -> TrainingWindow:
+    """Return the line's tags averaged over buckets of period_s (default: the line's sample period) in [start, end).
+
+    Only good samples count. Without start/end the window spans the tags' data. Tags default to the active ones in
+    role order (CV, MV, DV). Whole-minute periods aligned to the minute are read from the minute rollups.
+    """
+    chosen = _tags(line, tags)
+    ids = [t.id for t in chosen]
+    period = float(period_s or line.sample_period_s)
+    period_us = int(round(period * 1e6))
+    if start is None or end is None:
+        first, last = _data_span(ids)
+        start = start or first
+        end = end or (last + timedelta(microseconds=period_us) if last else None)
+    if start is None or end is None or end <= start:
+        return _empty_window(chosen, period)
+    start_us, end_us = datetime_to_us(start), datetime_to_us(end)
+    n_rows = math.ceil((end_us - start_us) / period_us)
+    if period_us % 60_000_000 == 0 and start_us % 60_000_000 == 0:
+        sql = """SELECT tag_id, (extract(epoch FROM date_bin(%(period)s, bucket, %(start)s)) * 1e6)::int8,
+                        sum(avg_value * n_good) / nullif(sum(n_good), 0)
+                 FROM telemetry_rollup_minute
+                 WHERE tag_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s AND n_good > 0
+                 GROUP BY 1, 2"""
+    else:
+        sql = """SELECT tag_id, (extract(epoch FROM date_bin(%(period)s, ts, %(start)s)) * 1e6)::int8, avg(value)
+                 FROM telemetry_sample
+                 WHERE tag_id = ANY(%(ids)s) AND ts >= %(start)s AND ts < %(end)s AND quality = 0
+                 GROUP BY 1, 2"""
+    rows = _rows(sql, {"period": timedelta(microseconds=period_us), "start": start, "end": end, "ids": ids})
+    values = np.full((n_rows, len(ids)), np.nan)
+    if rows:
+        column = {tag_id: j for j, tag_id in enumerate(ids)}
+        tag_col = np.asarray([column[r[0]] for r in rows], np.int64)
+        k = (np.asarray([r[1] for r in rows], np.int64) - start_us) // period_us
+        inside = (k >= 0) & (k < n_rows)
+        values[k[inside], tag_col[inside]] = _floats([r[2] for r in rows])[inside]
+    ts_us = start_us + period_us * np.arange(n_rows, dtype=np.int64)
+    return TrainingWindow(
+        timestamps=[us_to_datetime(t) for t in ts_us], ts_us=ts_us, values=values, mask=~np.isnan(values),
+        tags=tuple(t.name for t in chosen), roles=tuple(t.role for t in chosen), period_s=period,
+    )
+
+
+def _tags(line: Line, names: Sequence[str] | None) -> list[Tag]:
+    if names is None:
+        order = {"CV": 0, "MV": 1, "DV": 2}
+        return sorted(Tag.objects.filter(line=line, active=True), key=lambda t: (order.get(t.role, 3), t.name))
+    by_name = {t.name: t for t in Tag.objects.filter(line=line, name__in=list(names))}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"not tags of line {line.key!r}: {', '.join(missing)}")
+    return [by_name[n] for n in names]
+
+
+def _data_span(ids: list[int]) -> tuple[datetime | None, datetime | None]:
+    if not ids:
+        return None, None
+    row = _rows("""SELECT min(f), max(l) FROM unnest(%s::bigint[]) AS id,
+                   LATERAL (SELECT min(ts) AS f, max(ts) AS l FROM telemetry_sample s WHERE s.tag_id = id) x""", [ids])
+    return row[0][0], row[0][1]
+
+
+def _empty_window(tags: list[Tag], period: float) -> TrainingWindow:
+    return TrainingWindow(timestamps=[], ts_us=np.zeros(0, np.int64), values=np.zeros((0, len(tags))),
+                          mask=np.zeros((0, len(tags)), bool), tags=tuple(t.name for t in tags),
+                          roles=tuple(t.role for t in tags), period_s=period)
+
+
+# --- charts -------------------------------------------------------------------------------------------------------
+def chart_series(*, tag: Tag, start: datetime, end: datetime, max_points: int = 2000) -> ChartSeries:
+    """Return a tag's series over [start, end) with at most about max_points points, never scanning raw rows when
+    the range holds more samples than that (then minute or hour rollups, binned to a round bucket width)."""
+    span_s = (end - start).total_seconds()
+    period_s = float(tag.line.sample_period_s) if tag.line_id else 1.0
+    if span_s / max(period_s, 1e-6) <= max_points:
+        return _chart_raw(tag, start, end)
+    bucket_s = next((b for b in CHART_BUCKETS_S if span_s / b <= max_points), CHART_BUCKETS_S[-1])
+    table = "telemetry_rollup_minute" if bucket_s < 3600 else "telemetry_rollup_hour"
+    unit = 60 if bucket_s < 3600 else 3600
+    origin = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: weekly buckets start on Mondays
+    if bucket_s == unit:
+        sql = f"""SELECT bucket, avg_value, min_value, max_value, n_bad + n_out_of_range FROM {table}
+                  WHERE tag_id = %(tag)s AND bucket >= %(lo)s AND bucket < %(end)s ORDER BY bucket"""
+    else:
+        sql = f"""SELECT date_bin(%(width)s, bucket, %(origin)s) AS b,
+                         sum(avg_value * n_good) / nullif(sum(n_good), 0), min(min_value), max(max_value),
+                         sum(n_bad + n_out_of_range)
+                  FROM {table} WHERE tag_id = %(tag)s AND bucket >= %(lo)s AND bucket < %(end)s
+                  GROUP BY 1 ORDER BY 1"""
+    lo = datetime.fromtimestamp(math.floor(start.timestamp() / bucket_s) * bucket_s, UTC)
+    if bucket_s == 604800:
+        lo = origin + timedelta(weeks=math.floor((start - origin) / timedelta(weeks=1)))
+    rows = _rows(sql, {"tag": tag.id, "lo": lo, "end": end, "width": timedelta(seconds=bucket_s), "origin": origin})
+    return ChartSeries(
+        tag=tag.name, resolution=_label(bucket_s), bucket_s=bucket_s,
+        source=table.removeprefix("telemetry_"), times=[r[0] for r in rows], values=[r[1] for r in rows],
+        mins=[r[2] for r in rows], maxs=[r[3] for r in rows], bad=[int(r[4]) for r in rows],
+    )
+
+
+def _chart_raw(tag: Tag, start: datetime, end: datetime) -> ChartSeries:
+    rows = _rows("""SELECT (extract(epoch FROM ts) * 1e6)::int8, CASE WHEN quality = 0 THEN value END, quality
+                    FROM telemetry_sample WHERE tag_id = %s AND ts >= %s AND ts < %s ORDER BY ts""",
+                 [tag.id, start, end])
+    return ChartSeries(
+        tag=tag.name, resolution="raw", bucket_s=0, source="raw", times=[us_to_datetime(r[0]) for r in rows],
+        values=[r[1] for r in rows], mins=None, maxs=None, bad=[int(r[2] != 0) for r in rows],
+    )
+
+
+def _label(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+# --- quality ------------------------------------------------------------------------------------------------------
+def quality_summary(*, line: Line, start: datetime | None = None, end: datetime | None = None) -> list[TagQuality]:
+    """Return, per tag of the line, counts of good / bad / out-of-range samples, first and last sample time, and the
+    most frequent reasons of bad samples, over [start, end) (default: all data). Counts come from the rollups."""
+    tags = list(Tag.objects.filter(line=line).order_by("role", "name"))
+    ids = [t.id for t in tags]
+    counts: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(3, np.int64))
+    for tag_id, good, bad, oor in _counts(ids, start, end):
+        counts[tag_id] += (good, bad, oor)
+    bounds = "AND s.ts >= %(start)s AND s.ts < %(end)s" if start or end else ""
+    params = {"ids": ids, "start": start or datetime(1900, 1, 1, tzinfo=UTC),
+              "end": end or datetime(2200, 1, 1, tzinfo=UTC)}
+    span = {r[0]: (r[1], r[2]) for r in _rows(f"""
+        SELECT id, f, l FROM unnest(%(ids)s::bigint[]) AS id, LATERAL (
+            SELECT min(s.ts) AS f, max(s.ts) AS l FROM telemetry_sample s WHERE s.tag_id = id {bounds}) x""", params)}
+    reasons: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for tag_id, text, n in _rows(f"""
+            SELECT s.tag_id, coalesce(r.text, 'unknown'), count(*) FROM telemetry_sample s
+            LEFT JOIN telemetry_reason r ON r.id = s.reason_id
+            WHERE s.tag_id = ANY(%(ids)s) AND s.quality <> 0 {bounds}
+            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""", params):
+        if len(reasons[tag_id]) < TOP_REASONS:
+            reasons[tag_id].append((text, int(n)))
+    return [
+        TagQuality(tag=t.name, role=t.role, good=int(counts[t.id][0]), bad=int(counts[t.id][1]),
+                   out_of_range=int(counts[t.id][2]), first_time=span.get(t.id, (None, None))[0],
+                   last_time=span.get(t.id, (None, None))[1], top_reasons=reasons.get(t.id, []))
+        for t in tags
+    ]
+
+
+def _counts(ids: list[int], start: datetime | None, end: datetime | None) -> list[tuple]:
+    """Per-tag counts: hour rollups for all data; minute rollups plus raw rows at the ragged edges otherwise."""
+    if start is None and end is None:
+        return _rows("""SELECT tag_id, sum(n_good), sum(n_bad), sum(n_out_of_range) FROM telemetry_rollup_hour
+                        WHERE tag_id = ANY(%s) GROUP BY 1""", [ids])
+    lo = start or datetime(1900, 1, 1, tzinfo=UTC)
+    hi = end or datetime(2200, 1, 1, tzinfo=UTC)
+    lo_min = datetime.fromtimestamp(math.ceil(lo.timestamp() / 60) * 60, UTC)
+    hi_min = max(lo_min, datetime.fromtimestamp(math.floor(hi.timestamp() / 60) * 60, UTC))
+    raw = """SELECT tag_id, count(*) FILTER (WHERE quality = 0), count(*) FILTER (WHERE quality = 2),
+                    count(*) FILTER (WHERE quality = 1)
+             FROM telemetry_sample WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1"""
+    out = _rows("""SELECT tag_id, sum(n_good), sum(n_bad), sum(n_out_of_range) FROM telemetry_rollup_minute
+                   WHERE tag_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY 1""", [ids, lo_min, hi_min])
+    if lo_min >= hi_min:
+        return _rows(raw, [ids, lo, hi])
+    out += _rows(raw, [ids, lo, lo_min]) + _rows(raw, [ids, hi_min, hi])
+    return out
+
+
+# --- import jobs --------------------------------------------------------------------------------------------------
+def import_job_rejections(*, job: HistoryImportJob) -> list[Rejection]:
+    """Return an import job's rejection report: the rejected/flagged values, or the file's structural problems."""
+    result = job.result or {}
+    return [Rejection(**r) for r in (result.get("rejections") or result.get("problems") or [])]

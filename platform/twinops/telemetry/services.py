@@ -1,0 +1,253 @@
+"""The one ingest service behind every telemetry path (history files, the HTTP batch API, the OPC UA collector).
+
+Every path turns its input into a RawBatch and calls `samples_ingest` (or `history_import`, which feeds a file's
+chunks through the same code in one transaction). Each batch is classified in numpy (unknown tag and impossible
+timestamp: rejected; text, NaN, inf: bad quality with a reason; outside the physical range: flagged), encoded as a
+binary COPY stream into a temporary staging table, and moved into the partitioned samples table with
+`INSERT … ON CONFLICT (tag_id, ts) DO NOTHING`, so a replay adds nothing. Rollups of the new rows are merged in the
+same statement. Nothing is committed per row or per chunk: the caller's transaction (or ours) holds it all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from django.db import transaction
+from django.utils import timezone
+
+from twinops.audit.services import audit_record
+from twinops.lines.models import Line, Tag
+from twinops.telemetry import store
+from twinops.telemetry.batch import (
+    MAX_REJECTIONS,
+    HistoryFileError,
+    ImportResult,
+    RawBatch,
+    Rejection,
+)
+from twinops.telemetry.files import history_reader_open
+from twinops.telemetry.models import HistoryImportJob, Quality
+
+__all__ = [
+    "HistoryFileError", "ImportResult", "RawBatch", "Rejection", "history_import", "history_import_enqueue",
+    "history_import_job_run", "rollups_rebuild", "samples_ingest",
+]
+
+log = logging.getLogger(__name__)
+
+TS_MIN_US = -2_208_988_800_000_000  # 1900-01-01: older timestamps are typos, not plant history
+TS_MAX_US = 7_258_118_400_000_000  # 2200-01-01
+_JOB_LOCK = 7_240_102  # advisory lock namespace: one worker per import job
+
+
+class _Ingest:
+    """Ingests batches for one line in the caller's transaction and adds up their results."""
+
+    def __init__(self, line: Line) -> None:
+        tags = list(Tag.objects.filter(line=line).values_list("name", "id", "physical_low", "physical_high"))
+        self.line = line
+        self.tags = {name: (tag_id, low, high) for name, tag_id, low, high in tags}
+        self.counts = dict.fromkeys(("received", "inserted", "duplicate", "bad", "out_of_range", "rejected"), 0)
+        self.report: list[Rejection] = []
+        self.report_total = 0
+
+    def add(self, batch: RawBatch) -> None:
+        """Classify, stage and store one batch."""
+        n = len(batch)
+        self.counts["received"] += n + batch.rejected_samples
+        self.counts["rejected"] += batch.rejected_samples
+        entries = list(batch.rejections)
+        if n:
+            entries += self._store(batch)
+        entries.sort(key=lambda r: (r.row, r.column))
+        self.report_total += len(entries)
+        self.report.extend(entries[: max(0, MAX_REJECTIONS - len(self.report))])
+
+    def _store(self, batch: RawBatch) -> list[Rejection]:
+        n = len(batch)
+        info = [self.tags.get(name, (-1, np.nan, np.nan)) for name in batch.names]
+        tag_id = np.asarray([i[0] for i in info], np.int64)[batch.tag]
+        low = np.asarray([i[1] for i in info], np.float64)[batch.tag]
+        high = np.asarray([i[2] for i in info], np.float64)[batch.tag]
+        entries: list[Rejection] = []
+
+        # --- rejected: unknown tag, impossible timestamp ---------------------------------------------------------
+        unknown = tag_id < 0
+        ts_bad = (batch.ts_us < TS_MIN_US) | (batch.ts_us >= TS_MAX_US)
+        for i in np.nonzero(unknown | ts_bad)[0][:MAX_REJECTIONS]:
+            name = batch.names[batch.tag[i]]
+            why = (f"not stored: unknown tag {name!r} (not a tag of line {self.line.key!r})" if unknown[i]
+                   else "not stored: timestamp outside 1900-2200")
+            entries.append(Rejection(int(batch.row[i]), name, why))
+        self.counts["rejected"] += int(np.count_nonzero(unknown | ts_bad))
+
+        # --- quality: text and non-finite values are bad, numbers outside the physical range are flagged ------------
+        texts = [""]  # reason texts of this batch; code 0 = no reason
+        quality = np.zeros(n, np.int16)
+        code = np.zeros(n, np.int32)
+        is_text = np.zeros(n, bool)
+        if batch.text_at.size:
+            uniq, inverse = np.unique(np.asarray(batch.text, dtype=object).astype(str), return_inverse=True)
+            codes = np.arange(len(texts), len(texts) + len(uniq), dtype=np.int32)
+            texts += [str(u) for u in uniq]
+            is_text[batch.text_at] = True
+            quality[batch.text_at] = Quality.BAD
+            code[batch.text_at] = codes[inverse]
+        value = batch.value
+        for mask, reason, q in (
+            (np.isnan(value) & ~is_text, "NaN", Quality.BAD),
+            (np.isposinf(value), "inf", Quality.BAD),
+            (np.isneginf(value), "-inf", Quality.BAD),
+            (np.isfinite(value) & (value < low), "below physical range", Quality.OUT_OF_RANGE),
+            (np.isfinite(value) & (value > high), "above physical range", Quality.OUT_OF_RANGE),
+        ):
+            if mask.any():
+                quality[mask], code[mask] = q, len(texts)
+                texts.append(reason)
+
+        keep = np.nonzero(~(unknown | ts_bad))[0]
+        keep = keep[np.lexsort((batch.ts_us[keep], tag_id[keep]))]  # index order: B-tree inserts stay local
+        flagged = keep[quality[keep] != Quality.GOOD]
+        for i in flagged[:MAX_REJECTIONS]:
+            name, reason = batch.names[batch.tag[i]], texts[code[i]]
+            if quality[i] == Quality.BAD:
+                why = f"stored as bad quality: {reason}"
+            else:
+                why = f"stored, flagged out of range: {value[i]:g} is {reason} [{low[i]:g}, {high[i]:g}]"
+            entries.append(Rejection(int(batch.row[i]), name, why))
+        self.counts["bad"] += int(np.count_nonzero(quality[keep] == Quality.BAD))
+        self.counts["out_of_range"] += int(np.count_nonzero(quality[keep] == Quality.OUT_OF_RANGE))
+        if not keep.size:
+            return entries
+
+        # --- store ------------------------------------------------------------------------------------------------
+        ids = store.reason_ids(texts[1:])
+        reason_id = np.asarray([0] + [ids[t] for t in texts[1:]], np.int32)[code[keep]]
+        store.partitions_ensure(batch.ts_us[keep])
+        store.stage(store.copy_buffer(tag_id=tag_id[keep], ts_us=batch.ts_us[keep], value=value[keep],
+                                      quality=quality[keep], reason_id=reason_id))
+        inserted = store.insert_staged()
+        self.counts["inserted"] += inserted
+        self.counts["duplicate"] += int(keep.size) - inserted
+        return entries
+
+    def result(self) -> ImportResult:
+        """Return the added-up result."""
+        c = self.counts
+        return ImportResult(
+            samples_received=c["received"], samples_inserted=c["inserted"], samples_duplicate=c["duplicate"],
+            samples_bad_quality=c["bad"], samples_out_of_range=c["out_of_range"], rejections=list(self.report),
+            samples_rejected=c["rejected"], rejections_total=self.report_total,
+        )
+
+
+def samples_ingest(*, line: Line, batch: RawBatch, source: str, actor: Any) -> ImportResult:
+    """Store a batch of samples for a line in one transaction (the caller's, if any); replays add nothing.
+
+    `source` ("api", "opcua", "file", …) is for logs. Batches are routine data, not auditor events: no audit event
+    is written per batch (history imports write one).
+    """
+    with transaction.atomic():
+        ingest = _Ingest(line)
+        ingest.add(batch)
+        result = ingest.result()
+    log.debug("ingested %s samples from %s for %s by %s: %s new", result.samples_received, source, line.key, actor,
+              result.samples_inserted)
+    return result
+
+
+def history_import(*, line: Line, path: Path, filename: str, actor: Any,
+                   on_progress: Callable[[int, int], None] | None = None) -> ImportResult:
+    """Import a history file (CSV or Parquet; wide = timestamp + a column per tag, or long = timestamp, tag, value).
+
+    Runs in one transaction (the caller's when inside one), with one `history.imported` audit event. Raises
+    HistoryFileError, storing nothing, when the file is structurally unusable; bad rows and values are reported.
+    """
+    tag_names = set(Tag.objects.filter(line=line).values_list("name", flat=True))
+    reader = history_reader_open(path=Path(path), filename=filename, tag_names=tag_names, line_key=line.key)
+    with transaction.atomic():
+        ingest = _Ingest(line)
+        if on_progress:
+            on_progress(0, reader.rows_total)
+        for batch in reader.batches():
+            ingest.add(batch)
+            if on_progress:
+                on_progress(min(reader.rows_done, reader.rows_total), reader.rows_total)
+        result = ingest.result()
+        audit_record(
+            actor=actor, action="history.imported", obj=line, reason=f"history file {filename}",
+            after={"filename": filename, "sha256": reader.sha256, "format": reader.kind, "rows": reader.rows_total,
+                   "samples_received": result.samples_received, "samples_inserted": result.samples_inserted,
+                   "samples_duplicate": result.samples_duplicate, "samples_rejected": result.samples_rejected,
+                   "samples_bad_quality": result.samples_bad_quality,
+                   "samples_out_of_range": result.samples_out_of_range},
+        )
+    return result
+
+
+def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
+    """Recompute a line's minute and hour rollups over [start, end) from the raw samples (a repair tool)."""
+    with transaction.atomic():
+        store.rollups_rebuild(tag_ids=list(Tag.objects.filter(line=line).values_list("id", flat=True)),
+                              start=start, end=end)
+
+
+# --- import jobs (the web upload path) ------------------------------------------------------------------------------
+def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: Any) -> HistoryImportJob:
+    """Record an import job for an uploaded file and queue it for the ingest worker once the transaction commits."""
+    from twinops.telemetry.tasks import history_import_task
+
+    user = actor if getattr(actor, "pk", None) and hasattr(actor, "get_username") else None
+    job = HistoryImportJob.objects.create(line=line, path=str(path), filename=filename, created_by=user,
+                                          created_at=timezone.now())
+    transaction.on_commit(lambda: history_import_task.delay(job.pk))
+    return job
+
+
+def history_import_job_run(*, job_id: int) -> str:
+    """Run a queued import job once; return what happened ("done", "failed", "busy", "skipped").
+
+    A job is claimed with a session advisory lock (released if the worker dies, so a re-delivered task takes it
+    over) and a conditional UPDATE (a finished job is never redone). Progress goes through a side connection, so the
+    web page sees it while the import's own transaction is still open.
+    """
+    with psycopg.connect(**store._side_params(), autocommit=True) as side:
+        if not side.execute("SELECT pg_try_advisory_lock(%s, %s)", [_JOB_LOCK, job_id]).fetchone()[0]:
+            return "busy"
+        claimed = side.execute(
+            "UPDATE telemetry_historyimportjob SET status = 'running', attempts = attempts + 1, started_at = now(), "
+            "rows_done = 0, progress = 0, error = '' WHERE id = %s AND status IN ('queued', 'running') RETURNING id",
+            [job_id]).fetchone()
+        if claimed is None:
+            return "skipped"
+        job = HistoryImportJob.objects.select_related("line", "created_by").get(pk=job_id)
+
+        def progress(done: int, total: int) -> None:
+            side.execute("UPDATE telemetry_historyimportjob SET rows_done = %s, rows_total = %s, progress = %s "
+                         "WHERE id = %s", [done, total, 100.0 * done / total if total else 0.0, job_id])
+
+        try:
+            with transaction.atomic():
+                result = history_import(line=job.line, path=Path(job.path), filename=job.filename,
+                                        actor=job.created_by, on_progress=progress)
+                HistoryImportJob.objects.filter(pk=job_id).update(
+                    status=HistoryImportJob.Status.DONE, progress=100.0, result=result.as_json(),
+                    rejected=result.rejections_total, finished_at=timezone.now())
+            return "done"
+        except HistoryFileError as e:
+            problems = [{"row": p.row, "column": p.column, "reason": p.reason} for p in e.problems]
+            _job_failed(job_id, error=str(e), result={"problems": problems}, rejected=len(problems))
+        except Exception as e:  # the job row must say why; the worker log has the traceback
+            log.exception("history import job %s failed", job_id)
+            _job_failed(job_id, error=f"{type(e).__name__}: {e}", result=None, rejected=0)
+        return "failed"
+
+
+def _job_failed(job_id: int, *, error: str, result: dict[str, Any] | None, rejected: int) -> None:
+    HistoryImportJob.objects.filter(pk=job_id).update(status=HistoryImportJob.Status.FAILED, error=error,
+                                                      result=result, rejected=rejected, finished_at=timezone.now())

@@ -1,0 +1,211 @@
+"""The SQL side of ingest: binary COPY into a staging table, monthly partitions, INSERT … ON CONFLICT, rollups."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+import psycopg
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's binary timestamptz origin
+PARENT = "telemetry_sample"
+_PARTITION_LOCK = 7_240_101  # advisory lock serialising partition creation between processes
+SIDE_LOCK_TIMEOUT = "2s"  # how long the side connection waits for the locks an ATTACH needs before falling back
+
+_COPY_DTYPE = np.dtype([  # one row of PostgreSQL's binary COPY format: field count, then (length, value) per field
+    ("n", ">i2"), ("l_tag", ">i4"), ("tag", ">i8"), ("l_ts", ">i4"), ("ts", ">i8"), ("l_val", ">i4"), ("val", ">f8"),
+    ("l_q", ">i4"), ("q", ">i2"), ("l_r", ">i4"), ("r", ">i4"),
+])
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_COPY_TRAILER = b"\xff\xff"
+
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
+    tag_id bigint, ts timestamptz, value double precision, quality smallint, reason_id integer
+) ON COMMIT DELETE ROWS
+"""
+
+# Merge the inserted rows (exactly the new ones: ON CONFLICT DO NOTHING never overwrites) into the rollups. Adding
+# the delta of the new rows equals recomputing the bucket from raw, costs O(new rows), and stays right when two
+# writers add to the same bucket at once (the upsert's row lock orders them; a recompute would lose one's rows).
+_ROLLUP = """
+INSERT INTO {table} AS r (tag_id, bucket, n_good, n_bad, n_out_of_range, min_value, avg_value, max_value)
+SELECT tag_id, date_trunc('{unit}', ts, 'UTC'),
+       count(*) FILTER (WHERE quality = 0), count(*) FILTER (WHERE quality = 2), count(*) FILTER (WHERE quality = 1),
+       min(value) FILTER (WHERE quality = 0), avg(value) FILTER (WHERE quality = 0), max(value) FILTER (WHERE quality = 0)
+FROM ins GROUP BY 1, 2
+ON CONFLICT (tag_id, bucket) DO UPDATE SET
+    n_good = r.n_good + EXCLUDED.n_good,
+    n_bad = r.n_bad + EXCLUDED.n_bad,
+    n_out_of_range = r.n_out_of_range + EXCLUDED.n_out_of_range,
+    min_value = LEAST(r.min_value, EXCLUDED.min_value),
+    max_value = GREATEST(r.max_value, EXCLUDED.max_value),
+    avg_value = CASE WHEN r.n_good + EXCLUDED.n_good = 0 THEN NULL ELSE
+        (COALESCE(r.avg_value * r.n_good, 0) + COALESCE(EXCLUDED.avg_value * EXCLUDED.n_good, 0))
+        / (r.n_good + EXCLUDED.n_good) END
+"""
+
+INSERT_FROM_STAGING = f"""
+WITH ins AS (
+    INSERT INTO telemetry_sample (tag_id, ts, value, quality, reason_id)
+    SELECT tag_id, ts, CASE WHEN quality = 2 THEN NULL ELSE value END, quality, NULLIF(reason_id, 0)
+    FROM telemetry_staging
+    ON CONFLICT (tag_id, ts) DO NOTHING
+    RETURNING tag_id, ts, value, quality
+), minute AS ({_ROLLUP.format(table="telemetry_rollup_minute", unit="minute")}
+), hour AS ({_ROLLUP.format(table="telemetry_rollup_hour", unit="hour")})
+SELECT count(*) FROM ins
+"""
+
+_REBUILD = """
+DELETE FROM {table} WHERE tag_id = ANY(%(tags)s) AND bucket >= date_trunc('{unit}', %(start)s::timestamptz, 'UTC')
+    AND bucket < %(end)s;
+INSERT INTO {table} (tag_id, bucket, n_good, n_bad, n_out_of_range, min_value, avg_value, max_value)
+SELECT tag_id, date_trunc('{unit}', ts, 'UTC'),
+       count(*) FILTER (WHERE quality = 0), count(*) FILTER (WHERE quality = 2), count(*) FILTER (WHERE quality = 1),
+       min(value) FILTER (WHERE quality = 0), avg(value) FILTER (WHERE quality = 0), max(value) FILTER (WHERE quality = 0)
+FROM telemetry_sample
+WHERE tag_id = ANY(%(tags)s) AND ts >= date_trunc('{unit}', %(start)s::timestamptz, 'UTC') AND ts < %(end_ceil)s
+GROUP BY 1, 2;
+"""
+
+
+def copy_buffer(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray,
+                reason_id: np.ndarray) -> bytes:
+    """Encode rows as a PostgreSQL binary COPY stream in one vectorised pass (reason_id 0 = none)."""
+    rows = np.empty(tag_id.shape[0], _COPY_DTYPE)
+    rows["n"] = 5
+    rows["l_tag"], rows["l_ts"], rows["l_val"], rows["l_q"], rows["l_r"] = 8, 8, 8, 2, 4
+    rows["tag"] = tag_id
+    rows["ts"] = ts_us - PG_EPOCH_US
+    rows["val"] = value
+    rows["q"] = quality
+    rows["r"] = reason_id
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+def raw_connection() -> psycopg.Connection:
+    """Return the psycopg connection under Django's (same session, same transaction)."""
+    connection.ensure_connection()
+    return connection.connection
+
+
+def stage(buffer: bytes) -> None:
+    """Replace the staging table's rows with a binary COPY stream."""
+    raw = raw_connection()
+    with raw.cursor() as cur:
+        cur.execute(STAGING_DDL)
+        cur.execute("TRUNCATE telemetry_staging")
+        with cur.copy("COPY telemetry_staging FROM STDIN (FORMAT BINARY)") as copy:
+            view = memoryview(buffer)
+            for start in range(0, len(view), 8 << 20):
+                copy.write(view[start:start + (8 << 20)])
+
+
+def insert_staged() -> int:
+    """Move the staged rows into the samples table (replays add nothing), update the rollups; return rows added."""
+    with raw_connection().cursor() as cur:
+        cur.execute(INSERT_FROM_STAGING)
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def reason_ids(texts: list[str]) -> dict[str, int]:
+    """Return the id of each reason text, adding the texts not seen before."""
+    if not texts:
+        return {}
+    with raw_connection().cursor() as cur:
+        cur.execute("SELECT text, id FROM telemetry_reason WHERE text = ANY(%s)", [texts])
+        found = dict(cur.fetchall())
+        missing = [t for t in texts if t not in found]
+        if missing:
+            cur.execute("INSERT INTO telemetry_reason (text) SELECT unnest(%s::text[]) ON CONFLICT (text) DO NOTHING",
+                        [missing])
+            cur.execute("SELECT text, id FROM telemetry_reason WHERE text = ANY(%s)", [missing])
+            found.update(dict(cur.fetchall()))
+    return found
+
+
+def partition_name(month: np.datetime64) -> str:
+    """Return the partition table holding a month, e.g. telemetry_sample_p2024_01."""
+    year, mon = str(month.astype("datetime64[M]")).split("-")
+    return f"{PARENT}_p{year}_{mon}"
+
+
+def _bounds(month: np.datetime64) -> tuple[str, str]:
+    start = month.astype("datetime64[M]")
+    return f"{start}-01 00:00:00+00", f"{start + 1}-01 00:00:00+00"
+
+
+def existing_partitions() -> set[str]:
+    """Return the names of the samples table's partitions."""
+    with raw_connection().cursor() as cur:
+        cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = %s::regclass", [PARENT])
+        return {r[0] for r in cur.fetchall()}
+
+
+def partitions_ensure(ts_us: np.ndarray) -> list[str]:
+    """Attach a monthly partition for every month the timestamps fall in that has none yet; return those added.
+
+    Partitions are attached on a side connection and committed at once, so that a long import does not hold
+    locks on the samples table until it commits (and a rolled-back import leaves an empty partition, harmless).
+    ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so concurrent ingest and reads go on; it needs
+    an exclusive lock on the DEFAULT partition for a moment. When the side connection cannot get it in time (this
+    very transaction may have read the DEFAULT partition), the partition is attached in this transaction instead.
+    """
+    if ts_us.size == 0:
+        return []
+    months = np.unique(ts_us.astype("datetime64[us]").astype("datetime64[M]"))
+    have = existing_partitions()
+    wanted = [m for m in months if partition_name(m) not in have]
+    if not wanted:
+        return []
+    try:
+        with psycopg.connect(**_side_params(), autocommit=True) as side:
+            side.execute(f"SET lock_timeout = '{SIDE_LOCK_TIMEOUT}'")
+            return _attach(side, wanted)
+    except psycopg.errors.LockNotAvailable:
+        log.info("attaching partitions in the ingest transaction: the side connection could not lock in time")
+        return _attach(raw_connection(), wanted)
+
+
+def _attach(conn: psycopg.Connection, months: list[np.datetime64]) -> list[str]:
+    added = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_PARTITION_LOCK])
+        have = {r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass", [PARENT]).fetchall()}
+        for month in months:
+            name = partition_name(month)
+            if name in have:
+                continue
+            low, high = _bounds(month)
+            conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            conn.execute(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} FOR VALUES FROM ('{low}') TO ('{high}')")
+            added.append(name)
+    return added
+
+
+def _side_params() -> dict[str, object]:
+    params = dict(connection.get_connection_params())
+    for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
+        params.pop(key, None)
+    return params
+
+
+def rollups_rebuild(*, tag_ids: list[int], start: datetime, end: datetime) -> None:
+    """Recompute the minute and hour rollups of tags over [start, end) from the raw samples (repair tool)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    with raw_connection().cursor() as cur:
+        for table, unit in (("telemetry_rollup_minute", "minute"), ("telemetry_rollup_hour", "hour")):
+            cur.execute("SELECT date_trunc(%s, %s::timestamptz, 'UTC') + ('1 ' || %s)::interval", [unit, end, unit])
+            end_ceil = cur.fetchone()[0]  # whole buckets: the one holding `end` is recomputed completely
+            for statement in _REBUILD.format(table=table, unit=unit).strip().split(";\n"):
+                if statement.strip():
+                    cur.execute(statement, {"tags": tag_ids, "start": start, "end": end_ceil, "end_ceil": end_ceil})
