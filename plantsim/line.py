@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 Role = Literal["CV", "MV", "DV"]
@@ -102,7 +102,6 @@ class Line:
     targets: tuple[Target, ...] = ()
     currency: str = "EUR"
     description: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
     def names(self, role: Role) -> tuple[str, ...]:
         """Return the tag names of one role, in declaration order."""
