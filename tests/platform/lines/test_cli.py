@@ -76,3 +76,28 @@ def test_update_makes_a_version_and_prints_what_changed(small_spec, write_file) 
     out, _ = run("update", "demo-reactor", str(changed), "--reason", "again")
     assert "no new version made" in out
     assert SpecVersion.objects.filter(line__key="demo-reactor").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_history_with_a_wrong_header_prints_where_and_creates_nothing(small_spec, write_file, row_counts) -> None:
+    pytest.importorskip("twinops.telemetry.services", reason="the telemetry importer has not landed yet")
+    spec = write_file("demo.yaml", small_spec)
+    history = write_file("h.csv", "timestamp,T,F,T_in,Pressure\n2020-01-01T00:00:00Z,70,10,3,4\n")
+    before, err = row_counts(), StringIO()
+    with pytest.raises(CommandError, match="nothing was created"):
+        call_command("line", "onboard", str(spec), "--history", str(history), stdout=StringIO(), stderr=err)
+    assert f"{history}:1: Pressure: not a tag of line 'demo-reactor'" in err.getvalue()
+    assert row_counts() == before
+
+
+@pytest.mark.django_db
+def test_the_rejection_report_is_written_beside_the_history_file(small_spec, write_file) -> None:
+    pytest.importorskip("twinops.telemetry.services", reason="the telemetry importer has not landed yet")
+    spec = write_file("demo.yaml", small_spec)
+    history = write_file("h.csv", "timestamp,T,F,T_in\n2020-01-01T00:00:00Z,70,Bad,3\n2020-01-01T00:00:10Z,700,10,4\n")
+    out, _ = run("onboard", str(spec), "--history", str(history))
+    assert "6 samples received, 6 imported, 0 duplicate, 1 bad quality, 1 out of physical range" in out
+    assert "  row 2, column F: stored as bad quality: Bad" in out
+    report = history.with_name("h.csv.rejections.csv")
+    assert f"Rejection report: {report}" in out
+    assert report.read_text().splitlines()[:2] == ["row,column,reason", "2,F,stored as bad quality: Bad"]

@@ -1,20 +1,23 @@
 """Three real data sets onboard end to end: spec + history through the real service and CLI, bad cells kept as bad.
 
-The history files are read in place from ../shared/data and converted here (never copied into the repo) into the
-wide CSV the importer takes: a `timestamp` column (ISO 8601, UTC) and one column per tag, cells passed through as
-text so that the historian's strings reach the importer untouched.
+The history files are read in place from ../shared/data, never copied into the repo. DaISy's whitespace .dat and the
+cascaded tanks' two-record CSV are converted here into the wide CSV the importer takes (a `timestamp` column in
+ISO 8601 UTC and one column per tag). BibMon's gzip CSV fits as it is (an unnamed first column of zone-less
+timestamps, read as UTC, then a column per tag), so it is imported straight from the shared file.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db.models import QuerySet
 from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import line_get
 from twinops.lines.services import line_onboard
@@ -22,6 +25,8 @@ from twinops.lines.services import line_onboard
 from .conftest import DATA, SPECS
 
 telemetry = pytest.importorskip("twinops.telemetry.services", reason="the telemetry importer has not landed yet")
+from twinops.telemetry.models import Quality, Sample  # noqa: E402  (only once the importer exists)
+
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data sets not found at {DATA}"),
@@ -64,13 +69,18 @@ def cascaded_tanks_to_wide(out: Path) -> Path:
     return _write_wide(out, ["pump_voltage", "lower_tank_level"], rows)
 
 
-def bibmon_to_wide(out: Path) -> Path:
-    """real_process_data.csv.gz: unnamed index column of zone-less timestamps -> `timestamp` in UTC, cells as text."""
-    with gzip.open(DATA / "bibmon_real_process" / "real_process_data.csv.gz", "rt", newline="") as fh:
-        reader = csv.reader(fh)
-        tags = next(reader)[1:]
-        rows = [(_iso(datetime.fromisoformat(r[0]).replace(tzinfo=UTC)), r[1:]) for r in reader]
-    return _write_wide(out, tags, rows)
+BIBMON = DATA / "bibmon_real_process" / "real_process_data.csv.gz"
+
+
+def bibmon_bad_cells() -> dict[str, int]:
+    """Count the historian strings in the file itself, to check the import against."""
+    with gzip.open(BIBMON, "rt", newline="") as fh:
+        cells = [c for row in list(csv.reader(fh))[1:] for c in row[1:]]
+    return {s: cells.count(s) for s in BIBMON_BAD}
+
+
+def samples_of(line: Line) -> QuerySet[Sample]:
+    return Sample.objects.filter(tag_id__in=Tag.objects.filter(line=line).values("id"))
 
 
 def _onboard(name: str, history: Path, actor: object) -> object:
@@ -83,9 +93,12 @@ def test_the_daisy_cstr_onboards_with_its_whole_history(tmp_path, data_user) -> 
     result = _onboard("daisy_cstr", daisy_to_wide(tmp_path / "cstr.csv"), data_user)
     assert result.tags_by_role == {"CV": 2, "MV": 1, "DV": 0}
     h = result.history
-    assert h.samples_received == 7500 * 3
-    assert h.samples_inserted == 7500 * 3
+    assert h.samples_received == h.samples_inserted == 7500 * 3
     assert (h.samples_duplicate, h.samples_bad_quality, h.samples_out_of_range, h.rejections) == (0, 0, 0, [])
+    stored = samples_of(result.line)
+    assert stored.filter(quality=Quality.GOOD).count() == 7500 * 3
+    last = stored.get(tag__name="T", ts=datetime(2000, 1, 1, 12, 30, tzinfo=UTC))  # t = 750 min, the last row
+    assert last.value == pytest.approx(float((DATA / "daisy_cstr" / "cstr.dat").read_text().split()[-1]))
 
 
 def test_the_cascaded_tanks_onboard_with_both_records(tmp_path, data_user) -> None:
@@ -94,46 +107,50 @@ def test_the_cascaded_tanks_onboard_with_both_records(tmp_path, data_user) -> No
     h = result.history
     assert h.samples_received == h.samples_inserted == 2 * 1024 * 2
     assert (h.samples_bad_quality, h.samples_out_of_range) == (0, 0)  # 10 V (overflow) is inside the range
+    level = samples_of(result.line).filter(tag__name="lower_tank_level")
+    assert level.count() == 2048 and level.filter(value=10.0).exists()
 
 
-def test_bibmon_historian_strings_become_bad_quality_samples_with_their_reason(tmp_path, data_user) -> None:
-    history = bibmon_to_wide(tmp_path / "bibmon.csv")
-    cells = [c for row in csv.reader(history.open()) for c in row[1:]]
-    assert {s: cells.count(s) for s in BIBMON_BAD} == BIBMON_BAD  # the converter passed every string through
-    result = _onboard("bibmon_real_process", history, data_user)
+def test_bibmon_historian_strings_become_bad_quality_samples_with_their_reason(data_user) -> None:
+    assert bibmon_bad_cells() == BIBMON_BAD
+    result = _onboard("bibmon_real_process", BIBMON, data_user)
     assert result.tags_by_role == {"CV": 0, "MV": 0, "DV": 108}
     h = result.history
-    assert h.samples_received == 3169 * 108
-    assert h.samples_inserted == 3169 * 108  # bad cells are stored (flagged), not dropped: no silent gap
+    assert h.samples_received == h.samples_inserted == 3169 * 108  # bad cells are stored, flagged: no silent gap
     assert h.samples_bad_quality == sum(BIBMON_BAD.values())
-    reasons = " ".join(r.reason for r in h.rejections)
-    assert all(s in reasons for s in BIBMON_BAD)
-    first = next(r for r in h.rejections if "Inp OutRange" in r.reason)
-    assert (first.row, first.column) in {(1, "tag2"), (2, "tag2")}  # data row 1 (or file line 2), as in the file
+    stored = samples_of(result.line)
+    assert stored.count() == 3169 * 108
+    bad = stored.filter(quality=Quality.BAD)
+    assert dict(Counter(bad.values_list("reason__text", flat=True))) == BIBMON_BAD
+    assert not bad.filter(value__isnull=False).exists()
+    first = stored.get(tag__name="tag2", ts=datetime(2017, 12, 24, tzinfo=UTC))  # row 1 of the file: 'Inp OutRange'
+    assert (first.quality, first.value, first.reason.text) == (Quality.BAD, None, "Inp OutRange")
+    report = {(r.row, r.column): r.reason for r in h.rejections}
+    assert "Inp OutRange" in report[(2, "tag2")]  # file line 2 (the header is line 1)
+    assert sum("Scan Timeout" in r.reason for r in h.rejections) == BIBMON_BAD["Scan Timeout"]
 
 
 def test_a_history_file_with_a_wrong_header_creates_nothing_at_all(tmp_path, data_user, row_counts) -> None:
     history = tmp_path / "wrong.csv"
     history.write_text("time,flow,conc\n2020-01-01T00:00:00Z,1,2\n")
-    before = row_counts()
+    before, samples = row_counts(), Sample.objects.count()
     with pytest.raises(telemetry.HistoryFileError) as caught:
         _onboard("daisy_cstr", history, data_user)
-    assert caught.value.problems
-    assert row_counts() == before
+    assert {p.column for p in caught.value.problems} == {"flow", "conc"}
+    assert row_counts() == before and Sample.objects.count() == samples
     assert not Line.objects.filter(key="daisy-cstr").exists()
 
 
 def test_the_cli_onboards_bibmon_with_a_progress_bar_and_a_rejection_report(tmp_path, data_user) -> None:
-    history = bibmon_to_wide(tmp_path / "bibmon.csv")
     out, err = StringIO(), StringIO()
     report = tmp_path / "report.csv"
-    call_command("line", "onboard", str(SPECS / "bibmon_real_process.yaml"), "--history", str(history),
+    call_command("line", "onboard", str(SPECS / "bibmon_real_process.yaml"), "--history", str(BIBMON),
                  "--reason", "historian extract", "--as", data_user.username, "--rejections-out", str(report),
                  stdout=out, stderr=err)
     text = out.getvalue()
     assert "108 tags (0 CV, 0 MV, 108 DV)" in text
     assert f"{3169 * 108:,} samples received" in text and f"{sum(BIBMON_BAD.values()):,} bad quality" in text
-    assert "100.0%" in err.getvalue() and "bibmon.csv [" in err.getvalue()
+    assert "100.0%" in err.getvalue() and f"{BIBMON.name} [" in err.getvalue()
     rows = list(csv.DictReader(report.open()))
     assert len(rows) >= sum(BIBMON_BAD.values()) and list(rows[0]) == ["row", "column", "reason"]
     assert sum("Scan Timeout" in r["reason"] for r in rows) == BIBMON_BAD["Scan Timeout"]

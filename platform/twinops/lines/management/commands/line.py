@@ -81,19 +81,23 @@ class Command(BaseCommand):
         self.stdout.write(f"See it with: twinops line show {line.key}")
 
     def _history_summary(self, h: Any, history: Path, rejections_out: Path | None) -> None:
+        total = max(getattr(h, "rejections_total", 0), len(h.rejections))
+        not_stored = getattr(h, "samples_rejected", 0)
         self.stdout.write(
             f"History {history.name}: {h.samples_received:,} samples received, {h.samples_inserted:,} imported, "
             f"{h.samples_duplicate:,} duplicate, {h.samples_bad_quality:,} bad quality, "
-            f"{h.samples_out_of_range:,} out of physical range; {len(h.rejections):,} rejection(s).")
+            f"{h.samples_out_of_range:,} out of physical range, {not_stored:,} not stored; {total:,} rejection(s) "
+            "(rows are file lines, the header being line 1).")
         if not h.rejections and rejections_out is None:
             return
         for r in h.rejections[:REJECTIONS_SHOWN]:
-            self.stdout.write(f"  row {r.row}, column {r.column}: {r.reason}")
-        if len(h.rejections) > REJECTIONS_SHOWN:
-            self.stdout.write(f"  … and {len(h.rejections) - REJECTIONS_SHOWN:,} more")
+            self.stdout.write(f"  row {r.row}, column {r.column or '(row)'}: {r.reason}")
+        if total > REJECTIONS_SHOWN:
+            self.stdout.write(f"  … and {total - REJECTIONS_SHOWN:,} more")
         path = rejections_write_csv(rejections=h.rejections,
                                     path=rejections_out or history.with_name(history.name + ".rejections.csv"))
-        self.stdout.write(f"Rejection report: {path}")
+        kept = f" (the first {len(h.rejections):,} of {total:,})" if total > len(h.rejections) else ""
+        self.stdout.write(f"Rejection report{kept}: {path}")
 
     # ------------------------------------------------------------ list, show
 
