@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "twinops.lines",
     "twinops.telemetry",
     "twinops.modeling",
+    "twinops.recommendations",
     "twinops.web",
 ]
 

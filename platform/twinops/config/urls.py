@@ -8,4 +8,5 @@ urlpatterns = [
     path("lines/", include("twinops.lines.urls")),
     path("api/", include("twinops.telemetry.urls")),
     path("twins/", include("twinops.modeling.urls")),
+    path("recommendations/", include("twinops.recommendations.urls")),
 ]

@@ -1,0 +1,85 @@
+"""Settings of the recommendations app: Django settings, else the environment, else a default; bad values fail loudly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from optimizer import MpcSettings
+
+
+def _raw(name: str, default: Any) -> Any:
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name, default)
+    return value
+
+
+def _positive(name: str, default: float) -> float:
+    raw = _raw(name, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"{name} must be a positive number, not {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a finite number > 0, not {value}")
+    return value
+
+
+def ttl_s() -> float:
+    """Return how long a pending recommendation stays valid before it expires, seconds."""
+    return _positive("TWINOPS_RECOMMENDATION_TTL_S", 900.0)
+
+
+def every_s() -> float:
+    """Return the recommendation period (beat schedule and idempotency slot), seconds."""
+    return _positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
+
+
+def stale_periods() -> float:
+    """Return after how many line sample periods without a good sample the data count as stale."""
+    return _positive("TWINOPS_RECOMMEND_STALE_PERIODS", 3.0)
+
+
+def max_ood() -> float:
+    """Return the largest twin OOD score accepted (1.0 = the 99th percentile of the training data)."""
+    return _positive("TWINOPS_RECOMMEND_MAX_OOD", 3.0)
+
+
+def max_spread() -> float:
+    """Return the largest ensemble spread of a current CV accepted, in that CV's training standard deviations."""
+    return _positive("TWINOPS_RECOMMEND_MAX_SPREAD", 0.5)
+
+
+def mpc_overrides() -> dict[str, Any]:
+    """Return the MpcSettings fields set by TWINOPS_MPC_SETTINGS (a dict, or JSON text in the environment)."""
+    raw = _raw("TWINOPS_MPC_SETTINGS", "{}")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"TWINOPS_MPC_SETTINGS must be a JSON object: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured(f"TWINOPS_MPC_SETTINGS must be a mapping of MpcSettings fields, not {raw!r}")
+    known = {f.name for f in dataclasses.fields(MpcSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ImproperlyConfigured(f"TWINOPS_MPC_SETTINGS has unknown fields {unknown}; known: {sorted(known)}")
+    return dict(raw)
+
+
+def mpc_settings(*, twin_horizon: int) -> MpcSettings:
+    """Return the optimizer settings; the horizon defaults to the twin's training rollout length (at most 30)."""
+    overrides = mpc_overrides()
+    overrides.setdefault("horizon", min(30, twin_horizon))
+    if "soft_penalty_by_rank" in overrides:
+        overrides["soft_penalty_by_rank"] = tuple(overrides["soft_penalty_by_rank"])
+    try:
+        return MpcSettings(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"TWINOPS_MPC_SETTINGS: {exc}") from None

@@ -1,0 +1,110 @@
+"""Charts of one recommendation, built on the server: predicted CVs with bands and limits, and the MV plan."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import plotly.graph_objects as go
+from django.utils.safestring import SafeString, mark_safe
+from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
+
+PANEL_HEIGHT_PX = 220
+COLOURS = {"plan": "#1f4f8f", "band": "rgba(31, 79, 143, 0.18)", "hold": "#6b7280", "limit": "#b8860b",
+           "safety": "#b42318", "now": "#1b1d21"}
+_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as json_script
+
+
+def figure_json(figure: dict[str, Any]) -> SafeString:
+    """Serialise a Plotly figure for a `<script type="application/json">` element (no early `</script>`)."""
+    return mark_safe(json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES))
+
+
+def _times(start: datetime, period_s: float, steps: int) -> list[str]:
+    """Return the end of each predictor step k = 0..steps-1 (the time its CV prediction refers to)."""
+    return [(start + timedelta(seconds=period_s * (k + 1))).isoformat() for k in range(steps)]
+
+
+def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str, dash: str, legend: bool) -> None:
+    if value is None:
+        return
+    fig.add_hline(y=value, row=row, col=1, line={"color": colour, "width": 1.2, "dash": dash},
+                  annotation_text=name, annotation_position="top left", annotation_font_size=11)
+    if legend:  # add_hline draws a shape, which has no legend entry; a dummy trace gives it one
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": colour, "dash": dash}, name=name,
+                                 legendgroup=name), row=row, col=1)
+
+
+def _layout(fig: go.Figure, title: str, panels: int) -> dict[str, Any]:
+    fig.update_layout(
+        title={"text": title, "x": 0.01}, height=max(300, 100 + PANEL_HEIGHT_PX * panels),
+        margin={"l": 70, "r": 30, "t": 70, "b": 40}, hovermode="x unified",
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+        paper_bgcolor="#ffffff", plot_bgcolor="#ffffff",
+        font={"family": "system-ui, sans-serif", "size": 13, "color": "#1b1d21"},
+    )
+    fig.update_xaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", type="date")
+    fig.update_yaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", zeroline=False)
+    return fig.to_plotly_json()
+
+
+def _titles(names: list[str], units: dict[str, str]) -> list[str]:
+    return [f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names]
+
+
+def cv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any], units: dict[str, str],
+              current: dict[str, float] | None = None) -> dict[str, Any]:
+    """Return the predicted CV trajectories under the plan (band = mean ± k·spread), holding, and the CV limits."""
+    names = list(result["cv_mean"])
+    period, steps = float(result["sample_period_s"]), int(result["horizon"])
+    t = _times(start, period, steps)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
+                        subplot_titles=_titles(names, units))
+    for row, name in enumerate(names, start=1):
+        first = row == 1
+        fig.add_trace(go.Scatter(x=t, y=result["cv_hi"][name], mode="lines", line={"width": 0}, hoverinfo="skip",
+                                 showlegend=False, legendgroup="band"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=t, y=result["cv_lo"][name], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=COLOURS["band"], name="uncertainty band", showlegend=first,
+                                 legendgroup="band"), row=row, col=1)
+        if result.get("cv_hold_mean"):
+            fig.add_trace(go.Scatter(x=t, y=result["cv_hold_mean"][name], mode="lines", name="holding setpoints",
+                                     line={"color": COLOURS["hold"], "width": 1.2, "dash": "dot"}, showlegend=first,
+                                     legendgroup="hold"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=t, y=result["cv_mean"][name], mode="lines", name="predicted under the plan",
+                                 line={"color": COLOURS["plan"], "width": 2}, showlegend=first, legendgroup="plan"),
+                      row=row, col=1)
+        if current and name in current:
+            fig.add_trace(go.Scatter(x=[start.isoformat()], y=[current[name]], mode="markers", name="now (twin)",
+                                     marker={"color": COLOURS["now"], "size": 8}, showlegend=first,
+                                     legendgroup="now"), row=row, col=1)
+        lim = limits.get(name, {})
+        _limit(fig, row, lim.get("low"), "operating limit", COLOURS["limit"], "dash", first)
+        _limit(fig, row, lim.get("high"), "operating limit", COLOURS["limit"], "dash", False)
+        _limit(fig, row, lim.get("safety_low"), "safety limit", COLOURS["safety"], "solid", first)
+        _limit(fig, row, lim.get("safety_high"), "safety limit", COLOURS["safety"], "solid", False)
+    return _layout(fig, f"Predicted CVs over the next {steps * period / 60:g} min", len(names))
+
+
+def mv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any], units: dict[str, str],
+              current: dict[str, float]) -> dict[str, Any]:
+    """Return the planned setpoints per MV as steps from the current value, with the MV limits."""
+    names = list(result["mv_plan"])
+    period, steps = float(result["sample_period_s"]), int(result["horizon"])
+    # Setpoint u[k] applies during step k, from start + k·period; one period before start shows the current setpoint.
+    x = [(start + timedelta(seconds=period * k)).isoformat() for k in range(-1, steps + 1)]
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
+                        subplot_titles=_titles(names, units))
+    for row, name in enumerate(names, start=1):
+        first = row == 1
+        plan = list(result["mv_plan"][name])
+        y = [current.get(name, plan[0]), *plan, plan[-1]]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line_shape="hv", name="planned setpoint",
+                                 line={"color": COLOURS["plan"], "width": 2}, showlegend=first, legendgroup="plan"),
+                      row=row, col=1)
+        lim = limits.get(name, {})
+        _limit(fig, row, lim.get("low"), "MV limit", COLOURS["safety"], "solid", first)
+        _limit(fig, row, lim.get("high"), "MV limit", COLOURS["safety"], "solid", False)
+    return _layout(fig, "Planned setpoints (first move applies now)", len(names))

@@ -1,0 +1,114 @@
+"""Read recommendations, and the line data a recommendation starts from: latest samples and the recent window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db.models import QuerySet
+
+from twinops.lines.models import Line, Tag
+from twinops.recommendations.models import Recommendation
+from twins import Twin, TwinDataset
+
+
+def recommendations_for_line(*, line: Line, limit: int = 50) -> list[Recommendation]:
+    """Return a line's most recent recommendations, newest first."""
+    rows: QuerySet[Recommendation] = Recommendation.objects.filter(line=line).select_related("twin_version")
+    return list(rows.defer("twin_version__checkpoint", "twin_version__preview").order_by("-created_at", "-id")[:limit])
+
+
+def recommendation_get(*, line: Line, pk: int) -> Recommendation:
+    """Return one recommendation of a line; raise Recommendation.DoesNotExist if there is none."""
+    return Recommendation.objects.select_related("line").get(line=line, pk=pk)
+
+
+def recommendation_in_slot(*, line: Line, slot: datetime) -> Recommendation | None:
+    """Return the recommendation already made for a line in a time slot, or None."""
+    return Recommendation.objects.filter(line=line, slot=slot).first()
+
+
+@dataclass(frozen=True)
+class LatestSample:
+    """The newest stored sample of a tag (any quality) and its newest good one, up to a time."""
+
+    tag: str
+    role: str
+    ts: datetime | None  # newest sample, None when the tag has none
+    value: float | None
+    quality: str  # "good", "bad", "out_of_range" or "none"
+    reason: str  # why the newest sample is not good ("" when it is)
+    good_ts: datetime | None  # newest good sample
+    good_value: float | None
+
+
+def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[str, LatestSample]:
+    """Return each active tag's newest sample and newest good sample in (until - lookback_s, until], by name."""
+    from twinops.telemetry.models import Quality, Reason, Sample
+
+    since = until - timedelta(seconds=lookback_s)
+    out: dict[str, LatestSample] = {}
+    for tag in Tag.objects.filter(line=line, active=True).order_by("role", "name"):
+        recent = Sample.objects.filter(tag_id=tag.pk, ts__gt=since, ts__lte=until).order_by("-ts")
+        newest = recent.values("ts", "value", "quality", "reason_id").first()
+        good = recent.filter(quality=Quality.GOOD).values("ts", "value").first()
+        reason = ""
+        if newest is not None and newest["quality"] != Quality.GOOD:
+            text = Reason.objects.filter(pk=newest["reason_id"]).values_list("text", flat=True).first()
+            reason = text or Quality(newest["quality"]).label
+        out[tag.name] = LatestSample(
+            tag=tag.name, role=tag.role,
+            ts=newest["ts"] if newest else None, value=newest["value"] if newest else None,
+            quality=Quality(newest["quality"]).label if newest else "none", reason=reason,
+            good_ts=good["ts"] if good else None, good_value=good["value"] if good else None,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class RecentWindow:
+    """The rows the twin's encoder reads to infer the current state, in the twin's tag order."""
+
+    dataset: TwinDataset
+    start: datetime
+    end: datetime
+
+
+def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> RecentWindow:
+    """Load `rows` sample periods of a line, the last one starting at `last`, as a TwinDataset in the twin's tag order."""
+    from twinops.telemetry.selectors import training_window
+
+    period = float(line.sample_period_s)
+    start = last - timedelta(seconds=period * (rows - 1))
+    # Buckets are [start + k·period, start + (k + 1)·period): the newest sample falls in the last one.
+    window = training_window(line=line, start=start, end=last + timedelta(seconds=period),
+                             tags=[*twin.cv_names, *twin.mv_names, *twin.dv_names])
+    values = np.asarray(window.values, dtype=np.float64)  # (T, n_tags)
+    mask = np.asarray(window.mask, dtype=bool)  # (T, n_tags), True = good
+    column = {str(name): i for i, name in enumerate(window.tags)}
+
+    def part(names: tuple[str, ...]) -> dict[str, Any]:
+        missing = [n for n in names if n not in column]
+        if missing:
+            raise KeyError(f"the line's telemetry has no tag {missing}")
+        idx = [column[n] for n in names]
+        return {"values": values[:, idx], "mask": mask[:, idx]}
+
+    cv, mv, dv = part(twin.cv_names), part(twin.mv_names), part(twin.dv_names)
+    dataset = TwinDataset.from_arrays(
+        cv=cv["values"], cv_mask=cv["mask"], cv_names=twin.cv_names,
+        mv=mv["values"], mv_mask=mv["mask"], mv_names=twin.mv_names,
+        dv=dv["values"] if twin.dv_names else None, dv_mask=dv["mask"] if twin.dv_names else None,
+        dv_names=twin.dv_names, sample_period_s=period,
+    )
+    stamps = list(window.timestamps)
+    return RecentWindow(dataset=dataset, start=stamps[0] if stamps else start, end=stamps[-1] if stamps else last)
+
+
+def lines_to_recommend() -> list[int]:
+    """Return the ids of lines that have ever had a twin (lines without one have nothing to recommend yet)."""
+    from twinops.modeling.models import TwinVersion
+
+    return sorted(set(TwinVersion.objects.values_list("line_id", flat=True)))

@@ -1,0 +1,262 @@
+"""Write recommendations: compose the promoted twin and the optimizer into one audited proposal per line and slot."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from optimizer import MpcResult, MpcSpec
+from twinops.audit.services import audit_record
+from twinops.lines.models import Line, SpecVersion
+from twinops.modeling.models import TwinVersion
+from twinops.modeling.selectors import twin_promoted
+from twinops.recommendations import conf
+from twinops.recommendations.controllers import controller_cached, twin_cached
+from twinops.recommendations.models import Recommendation
+from twinops.recommendations.selectors import LatestSample, latest_samples, recent_window, recommendation_in_slot
+from twins import CheckpointError, Twin
+
+log = logging.getLogger(__name__)
+Status = Recommendation.Status
+LOOKBACK_S = 86_400.0  # how far back the newest sample of a tag is looked for (older: "no sample in 24 h")
+
+
+@dataclass
+class _Draft:
+    """What one evaluation found, before it is stored."""
+
+    status: str = Status.PENDING
+    reason: str = ""
+    twin_version: TwinVersion | None = None
+    spec_version: SpecVersion | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    inputs_sha256: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    result: MpcResult | None = None
+
+    def stop(self, status: str, reason: str) -> _Draft:
+        self.status, self.reason = status, reason
+        return self
+
+
+def slot_of(now: datetime) -> datetime:
+    """Return the start of the recommendation slot holding `now` (slots of TWINOPS_RECOMMEND_EVERY_S, UTC)."""
+    every = conf.every_s()
+    return datetime.fromtimestamp(math.floor(now.timestamp() / every) * every, UTC)
+
+
+def _label(actor: Any) -> str:
+    return actor.get_username() if hasattr(actor, "get_username") else str(actor or "system")
+
+
+def recommendation_create(*, line: Line, actor: Any, now: datetime | None = None) -> Recommendation:
+    """Make the line's recommendation for the current slot (or return the one already made): pending, withheld or failed."""
+    now = now or timezone.now()
+    slot = slot_of(now)
+    existing = recommendation_in_slot(line=line, slot=slot)
+    if existing is not None:
+        return existing
+    draft = _evaluate(line, now)
+    return _store(line=line, actor=actor, now=now, slot=slot, draft=draft)
+
+
+def _evaluate(line: Line, now: datetime) -> _Draft:
+    """Run the checks in order and, when they all pass, the optimizer; stop at the first reason not to propose."""
+    draft = _Draft(settings={"thresholds": {"max_ood": conf.max_ood(), "max_spread": conf.max_spread(),
+                                            "stale_periods": conf.stale_periods()},
+                             "ttl_s": conf.ttl_s(), "every_s": conf.every_s()})
+    draft.spec_version = line.current_spec
+    if draft.spec_version is None:
+        return draft.stop(Status.FAILED, "the line has no spec")
+    version = twin_promoted(line=line)
+    if version is None:
+        return draft.stop(Status.WITHHELD, "no promoted twin")
+    draft.twin_version = version
+    try:
+        twin = twin_cached(version=version)
+    except CheckpointError as exc:
+        return draft.stop(Status.FAILED, f"twin v{version.version} cannot be loaded: {exc}")
+    settings = conf.mpc_settings(twin_horizon=twin.config.horizon)
+    draft.settings["mpc"] = dataclasses.asdict(settings) | {"ipopt_options": dict(settings.ipopt_options)}
+    spec = MpcSpec.from_line_spec(draft.spec_version.document)
+    draft.inputs["limits"] = _limits(spec)
+    controller = controller_cached(version=version, twin=twin, spec=spec, settings=settings)
+    if controller.incompatibility:
+        return draft.stop(Status.FAILED, f"twin v{version.version} does not fit spec v{draft.spec_version.version} "
+                                         f"of the line: {controller.incompatibility}")
+    period = float(line.sample_period_s)
+    latest = latest_samples(line=line, until=now, lookback_s=LOOKBACK_S)
+    names = (*twin.cv_names, *twin.mv_names, *twin.dv_names)
+    draft.inputs["latest"] = {n: _sample_json(latest[n]) for n in names if n in latest}
+    problem = _data_problem(latest, names, now=now, limit_s=conf.stale_periods() * period)
+    if problem:
+        return draft.stop(Status.WITHHELD, problem)
+    end = max(s.ts for n, s in latest.items() if n in names and s.ts is not None)
+    try:
+        window = recent_window(line=line, twin=twin, last=end, rows=twin.config.window)
+    except (KeyError, ValueError) as exc:
+        return draft.stop(Status.FAILED, f"twin v{version.version} does not fit the line's telemetry: {exc.args[0]}")
+    draft.window_start, draft.window_end = window.start, window.end
+    draft.inputs_sha256 = window.dataset.sha256()
+    if len(window.dataset) == 0:
+        return draft.stop(Status.WITHHELD, f"no samples in the window ending {end.isoformat()}")
+    mv = {n: float(latest[n].good_value) for n in twin.mv_names}  # type: ignore[arg-type]
+    dv = {n: float(latest[n].good_value) for n in twin.dv_names}  # type: ignore[arg-type]
+    z = twin.encode(window.dataset, np.array([len(window.dataset) - 1]))  # (M, 1, nz)
+    trust = _trust(twin, z, mv, dv)
+    draft.inputs.update(current_mv=mv, current_dv=dv, **trust)
+    distrust = _distrust(trust)
+    if distrust:
+        return draft.stop(Status.WITHHELD, distrust)
+    result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=dv, spec=spec)
+    draft.result = result
+    if not result.has_proposal:
+        return draft.stop(Status.FAILED, f"optimizer {result.status.value}: {result.message}")
+    return draft
+
+
+def _limits(spec: MpcSpec) -> dict[str, Any]:
+    """Return the limits in force, by tag, for the page and the record."""
+    out: dict[str, Any] = {}
+    for c in spec.cvs:
+        out[c.name] = {"role": "CV", "low": c.limits.low, "high": c.limits.high, "safety_low": c.safety.low,
+                       "safety_high": c.safety.high}
+    for m in spec.mvs:
+        out[m.name] = {"role": "MV", "low": m.limits.low, "high": m.limits.high,
+                       "max_move_per_step": m.max_move_per_step, "ramp_rate_per_min": m.ramp_rate_per_min}
+    return out
+
+
+def _sample_json(s: LatestSample) -> dict[str, Any]:
+    return {"role": s.role, "ts": s.ts.isoformat() if s.ts else None, "value": s.value, "quality": s.quality,
+            "reason": s.reason, "good_ts": s.good_ts.isoformat() if s.good_ts else None, "good_value": s.good_value}
+
+
+def _data_problem(latest: dict[str, LatestSample], names: tuple[str, ...], *, now: datetime, limit_s: float) -> str:
+    """Return why the current data cannot be used (bad current samples, stale tags), naming the tags; '' if usable."""
+    bad, stale = [], []
+    for name in names:
+        s = latest.get(name)
+        if s is None or s.ts is None:
+            stale.append(f"{name} has no sample in the last {LOOKBACK_S / 3600:g} h")
+            continue
+        if s.quality != "good" and (now - s.ts).total_seconds() <= limit_s:
+            bad.append(f"current {s.role} sample of {name} has {s.quality} quality ({s.reason}) at {s.ts.isoformat()}")
+            continue
+        age = (now - s.good_ts).total_seconds() if s.good_ts else math.inf
+        if age > limit_s:
+            when = f"is {age:.0f} s old ({s.good_ts.isoformat()})" if s.good_ts else f"is older than {LOOKBACK_S:.0f} s"
+            stale.append(f"newest good sample of {name} {when}")
+    problems = bad + ([f"data are stale (limit {limit_s:g} s = {conf.stale_periods():g} sample periods): "
+                       + "; ".join(stale)] if stale else [])
+    return "; ".join(problems)
+
+
+def _trust(twin: Twin, z: np.ndarray, mv: dict[str, float], dv: dict[str, float]) -> dict[str, Any]:
+    """Return the twin's OOD score of the current state and inputs, and its ensemble spread per CV (in CV stds)."""
+    u = np.array([[mv[n] for n in twin.mv_names]])  # (1, n_mv)
+    d = np.array([[dv[n] for n in twin.dv_names]]).reshape(1, len(twin.dv_names))  # (1, n_dv)
+    score = float(twin.ood_score(z, u, d)[0])
+    y = twin.readout(z)[:, 0, :]  # (M, n_cv) engineering units
+    spread = y.std(axis=0, ddof=1) if y.shape[0] > 1 else np.zeros(y.shape[1])
+    relative = spread / twin.norm.cv_std
+    cv_now = y.mean(axis=0)
+    return {"ood_score": score if math.isfinite(score) else None,
+            "spread": {n: float(relative[i]) for i, n in enumerate(twin.cv_names)},
+            "current_cv_estimate": {n: float(cv_now[i]) for i, n in enumerate(twin.cv_names)}}
+
+
+def _distrust(trust: dict[str, Any]) -> str:
+    """Return why the twin cannot be trusted at the current state ('' when it can), with the numbers."""
+    problems = []
+    score, limit = trust["ood_score"], conf.max_ood()
+    if score is None or score > limit:
+        problems.append(f"the twin's OOD score {score if score is None else f'{score:.2f}'} exceeds {limit:g} "
+                        "(1 = the 99th percentile of its training data): the plant is where the twin has not learned")
+    wide = {n: v for n, v in trust["spread"].items() if not v <= conf.max_spread()}
+    if wide:
+        spread = ", ".join(f"{n} {v:.3f}" for n, v in wide.items())
+        problems.append(f"the twin's ensemble spread exceeds {conf.max_spread():g} CV standard deviations: {spread}")
+    return "; ".join(problems)
+
+
+def _store(*, line: Line, actor: Any, now: datetime, slot: datetime, draft: _Draft) -> Recommendation:
+    """Write the recommendation and its audit event in one transaction; the slot's first writer wins."""
+    result = draft.result.to_dict() if draft.result is not None else None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                rec = Recommendation.objects.create(
+                    line=line, slot=slot, status=draft.status, reason=draft.reason, created_at=now,
+                    created_by_label=_label(actor), expires_at=now + timedelta(seconds=conf.ttl_s()),
+                    twin_version=draft.twin_version, spec_version=draft.spec_version,
+                    window_start=draft.window_start, window_end=draft.window_end, inputs_sha256=draft.inputs_sha256,
+                    inputs=_plain(draft.inputs), settings=_plain(draft.settings), result=result,
+                    solver_status=draft.result.status.value if draft.result is not None else "",
+                    expected_gain=draft.result.objective_gain if draft.result is not None else None,
+                )
+        except IntegrityError:
+            return Recommendation.objects.get(line=line, slot=slot)  # another worker made this slot's one first
+        action = {Status.PENDING: "recommendation.created", Status.WITHHELD: "recommendation.withheld",
+                  Status.FAILED: "recommendation.failed"}[Status(rec.status)]
+        audit_record(actor=actor, action=action, obj=rec, reason=rec.reason, at=now, after={
+            "line": line.key, "status": rec.status, "slot": slot, "twin_version": getattr(draft.twin_version, "version", None),
+            "spec_version": getattr(draft.spec_version, "version", None), "inputs_sha256": rec.inputs_sha256,
+            "expected_gain": rec.expected_gain, "first_move": (result or {}).get("first_move"),
+        })
+        if rec.status == Status.PENDING:
+            _supersede(rec, actor=actor, now=now)
+    return rec
+
+
+def _supersede(rec: Recommendation, *, actor: Any, now: datetime) -> None:
+    """Expire the line's older pending proposals: only the newest one may be acted on."""
+    older = list(Recommendation.objects.select_for_update().filter(line_id=rec.line_id, status=Status.PENDING)
+                 .exclude(pk=rec.pk).values_list("pk", flat=True))
+    _expire(older, reason=f"superseded by recommendation {rec.pk}", actor=actor, now=now)
+
+
+def _expire(ids: list[int], *, reason: str, actor: Any, now: datetime) -> int:
+    """Mark still-pending recommendations expired (conditional UPDATE) and audit each one changed."""
+    expired = 0
+    for pk in ids:
+        if Recommendation.objects.filter(pk=pk, status=Status.PENDING).update(status=Status.EXPIRED, reason=reason):
+            audit_record(actor=actor, action="recommendation.expired", object_type="recommendations.recommendation",
+                         object_id=str(pk), reason=reason, at=now, before={"status": "pending"},
+                         after={"status": "expired"})
+            expired += 1
+    return expired
+
+
+def recommendations_expire(*, now: datetime | None = None, actor: Any = "system:beat") -> int:
+    """Mark pending recommendations past their expiry time expired; return how many. Safe to run concurrently."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(Recommendation.objects.select_for_update(skip_locked=True)
+                   .filter(status=Status.PENDING, expires_at__lte=now).values_list("pk", flat=True))
+        return _expire(due, reason="expired: not acted on before its expiry time", actor=actor, now=now)
+
+
+def _plain(value: Any) -> Any:
+    """Return JSON-able data: datetimes as ISO text, numpy numbers as floats, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

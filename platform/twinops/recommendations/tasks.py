@@ -1,0 +1,35 @@
+"""Celery tasks of the recommendations app: thin wrappers that load ids and call one service.
+
+All run on the `optimize` queue, routed by apps.TASK_QUEUES (Celery 5 deprecates the `queue=` task attribute).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from twinops.lines.models import Line
+from twinops.recommendations import selectors, services
+
+
+@shared_task(name="recommendations.recommend_all")
+def recommend_all() -> list[int]:
+    """Fan out one recommend_line task per line with a twin; return the line ids sent."""
+    ids = selectors.lines_to_recommend()
+    for line_id in ids:
+        recommend_line.delay(line_id)
+    return ids
+
+
+@shared_task(name="recommendations.recommend_line", acks_late=True)
+def recommend_line(line_id: int) -> str:
+    """Make the line's recommendation for the current slot; a second run in the same slot changes nothing."""
+    line = Line.objects.filter(pk=line_id).first()
+    if line is None:
+        return "no such line"
+    return services.recommendation_create(line=line, actor="system:beat").status
+
+
+@shared_task(name="recommendations.expire")
+def expire() -> int:
+    """Mark pending recommendations past their expiry time expired."""
+    return services.recommendations_expire()
