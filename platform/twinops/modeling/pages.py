@@ -61,5 +61,5 @@ def figure_json(figure: dict[str, Any]) -> SafeString:
 
 def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[str, Any]]:
     """Return the page's charts: a DOM id, a title and the figure JSON for each preview horizon."""
-    return [{"id": f"twin-chart-h{h}", "horizon": h, "json": figure_json(fig)}
+    return [{"id": f"twin-chart-h{h}", "horizon": h, "height": fig["layout"]["height"], "json": figure_json(fig)}
             for h, fig in version_figures(preview=preview, units=units)]

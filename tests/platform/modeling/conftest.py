@@ -101,3 +101,23 @@ def tiny() -> dict[str, Any]:
 def tanks() -> Callable[..., dict[str, Any]]:
     """Return the two-tank simulator: tanks(rows, seed) -> {"values": (T, 4) in TAGS order, "times": [...]}."""
     return two_tanks
+
+
+@pytest.fixture
+def ingest() -> Callable[..., dict[str, Any]]:
+    """Store tanks() data as the line's telemetry through the real ingest service; NaN readings become bad samples."""
+    from twinops.telemetry.batch import RawBatch, datetime_to_us
+    from twinops.telemetry.services import samples_ingest
+
+    def store(line: Any, data: dict[str, Any]) -> dict[str, Any]:
+        values = np.asarray(data["values"], np.float64)  # (T, n_tags) in TAGS order
+        rows, n_tags = values.shape
+        ts_us = np.asarray([datetime_to_us(t) for t in data["times"]], np.int64)
+        batch = RawBatch(
+            names=tuple(t[0] for t in TAGS), tag=np.tile(np.arange(n_tags, dtype=np.int32), rows),
+            ts_us=np.repeat(ts_us, n_tags), value=values.reshape(-1), row=np.repeat(np.arange(1, rows + 1), n_tags),
+        )
+        samples_ingest(line=line, batch=batch, source="test", actor="system:test")
+        return data
+
+    return store
