@@ -40,12 +40,17 @@ def test_onboarding_writes_line_created_and_spec_version_created_audit_events(sm
     assert audit_chain_verify().ok
 
 
-def test_an_invalid_spec_creates_nothing(small_spec, data_user, row_counts) -> None:
+@pytest.mark.parametrize("old,new,field,line", [
+    ("    unit: m3/h\n", "    unit: m3/h\n  bad: [\n", "(syntax)", 18),  # YAML syntax error
+    ("role: DV", "role: dv", "tags[2].role", 23),  # schema violation
+    ("limits: {low: 5, high: 40}", "limits: {low: 45, high: 40}", "tags[1].limits.low", 19),  # across fields
+])
+def test_a_malformed_spec_creates_nothing(small_spec, data_user, row_counts, old, new, field, line) -> None:
+    line_onboard(text=small_spec.replace("demo-reactor", "other-line"), filename="o.yaml", actor=data_user)
     before = row_counts()
-    bad = small_spec.replace("limits: {low: 5, high: 40}", "limits: {low: 45, high: 40}")
     with pytest.raises(SpecError) as caught:
-        line_onboard(text=bad, filename="demo.yaml", actor=data_user)
-    assert [(p.field, p.line) for p in caught.value.problems] == [("tags[1].limits.low", 19)]
+        line_onboard(text=small_spec.replace(old, new), filename="demo.yaml", actor=data_user)
+    assert [(p.file, p.field, p.line) for p in caught.value.problems] == [("demo.yaml", field, line)]
     assert row_counts() == before
 
 
