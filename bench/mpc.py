@@ -151,7 +151,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     assert dyn is not None
     states = _states(dyn, solves + 1, seed=1)
     mv_now = dict.fromkeys(MV, 10.0)
-    times, cpu_times, iterations, statuses = [], [], [], []
+    times, cpu_times, iterations, statuses, failures = [], [], [], [], []
     controller.solve(z0=states[0], mv=mv_now, dv_forecast={DV[0]: 20.0})  # first (cold) solve, not timed
     for z in states[1:]:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -160,6 +160,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         cpu_times.append(time.process_time() - c0)
         iterations.append(result.iterations or 0)
         statuses.append(result.status.value)
+        if not result.has_proposal:
+            failures.append(f"{result.status.value}: {result.message}")
         if result.first_setpoint:
             mv_now = dict(result.first_setpoint)
 
@@ -186,7 +188,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     return {
         "p95_ms": p95, "median_ms": median, "cpu_p95_ms": cpu_p95, "cpu_median_ms": cpu_median,
         "build_s": build_s, "solves": len(times),
-        "median_iterations": float(np.median(iterations)), "optimal": statuses.count("optimal"),
+        "median_iterations": float(np.median(iterations)), "optimal": statuses.count("optimal"), "failures": failures,
         "naive_p95_ms": naive_p95, "naive_median_ms": naive_median, "naive_build_s": naive_build_s,
         "naive_solves": len(naive_times), "naive_median_iterations": float(np.median(naive_iters)),
         "problem": {"nz": NZ, "hidden": [HIDDEN, HIDDEN], "members": MEMBERS, "mvs": len(MV), "cvs": len(CV),

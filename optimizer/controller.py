@@ -114,7 +114,7 @@ class MpcController:
         u_block = pr.x["U"]
         u_lo, u_hi = u_block.take(bounds.lbx), u_block.take(bounds.ubx)
         x, lam_x, lam_g = self._initial_guess(u_now)
-        u_ref = np.clip(u_block.take(x), u_lo, u_hi)
+        u_ref = _project(u_block.take(x), u_now, u_lo, u_hi, bounds.max_move)
         radius = settings.sqp_step
         started, iterations, raw = time.perf_counter(), 0, "not started"
         ref = self._linearize(x, p, z_now, u_ref, d_plan, bounds)
@@ -140,7 +140,7 @@ class MpcController:
             if status is not MpcStatus.OPTIMAL or sol is None:
                 return self._failure(spec, z_now, status, raw, time.perf_counter() - started, iterations)
             x_new = np.asarray(sol["x"]).reshape(-1)
-            u_new = np.clip(u_block.take(x_new), u_lo, u_hi)
+            u_new = _project(u_block.take(x_new), u_now, u_lo, u_hi, bounds.max_move)
             step = float(np.max(np.abs(u_new - u_ref) / dyn.mv_std[:, None]))
             if step <= settings.sqp_tolerance:
                 break
@@ -185,7 +185,10 @@ class MpcController:
         why = {MpcStatus.TIMEOUT: f"solver budget exhausted ({settings.max_solver_time_s} s, "
                                   f"{settings.max_iterations} IPOPT iterations, {settings.sqp_iterations} linearisations)",
                MpcStatus.INFEASIBLE: "the hard limits (MV, move, safety) cannot all be met"}.get(status, "solver failed")
-        message = f"{why}: IPOPT returned {raw}; no proposal" + self._safety_note(spec, z_now)
+        note = self._safety_note(spec, z_now)
+        if note and status is MpcStatus.SOLVER_FAILED:
+            status, why = MpcStatus.INFEASIBLE, "the hard limits (MV, move, safety) cannot all be met"
+        message = f"{why}: IPOPT returned {raw}; no proposal" + note
         period = self.dynamics.sample_period_s if self.dynamics else 0.0
         return MpcResult(status, message, settings.horizon, period, solve_time_s=elapsed, iterations=iterations)
 
@@ -393,6 +396,17 @@ def _active(dyn: TwinDynamics, g: Any, x: np.ndarray, u: np.ndarray, u_now: np.n
         if near(y[i] + k * spread[i], g["safety_high"].take(bounds.ubg)[i], dyn.cv_std[i]).any():
             names.append(f"{name}:safety_high")
     return tuple(names)
+
+
+def _project(u: np.ndarray, u_now: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_move: np.ndarray) -> np.ndarray:
+    """Return plan u (n_mv, N) moved onto the MV and move limits, step by step (IPOPT may overstep by ~1e-8)."""
+    out, previous = np.empty_like(u), u_now
+    for k in range(u.shape[1]):
+        # lo/hi are reachable from any admissible previous setpoint, so this interval is never empty
+        low = np.maximum(lo[:, k], previous - max_move)
+        out[:, k] = np.minimum(np.maximum(u[:, k], low), np.minimum(hi[:, k], previous + max_move))
+        previous = out[:, k]
+    return out
 
 
 def _shift(matrix: np.ndarray) -> np.ndarray:
