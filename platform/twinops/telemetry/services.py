@@ -200,12 +200,12 @@ def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
 # --- import jobs (the web upload path) ------------------------------------------------------------------------------
 def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: Any) -> HistoryImportJob:
     """Record an import job for an uploaded file and queue it for the ingest worker once the transaction commits."""
-    from twinops.telemetry.tasks import history_import_task
+    from twinops.telemetry import tasks
 
     user = actor if getattr(actor, "pk", None) and hasattr(actor, "get_username") else None
     job = HistoryImportJob.objects.create(line=line, path=str(path), filename=filename, created_by=user,
                                           created_at=timezone.now())
-    transaction.on_commit(lambda: history_import_task.delay(job.pk))
+    transaction.on_commit(lambda: tasks.history_import_send(job.pk))
     return job
 
 

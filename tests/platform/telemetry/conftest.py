@@ -54,3 +54,13 @@ def samples(db: None) -> Callable[..., list[tuple]]:
             return cur.fetchall()
 
     return fetch
+
+
+@pytest.fixture(autouse=True)
+def sent_jobs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record import jobs sent to the ingest queue instead of sending them to the shared broker."""
+    from twinops.telemetry import tasks
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks, "history_import_send", sent.append)
+    return sent
