@@ -65,6 +65,10 @@ def training_job_create(
         raise ValueError(f"the window start {start:%Y-%m-%d %H:%M} must be before its end {end:%Y-%m-%d %H:%M}")
     user, label = _label(actor)
     with transaction.atomic():
+        Line.objects.select_for_update().filter(pk=line.pk).first()  # one active job per line, even on a double click
+        busy = TrainingJob.objects.filter(line=line, status__in=(Status.QUEUED, Status.RUNNING)).first()
+        if busy is not None:
+            raise ValueError(f"training job {busy.pk} of {line.key} is already {busy.status}; wait for it to finish")
         job = TrainingJob.objects.create(
             line=line, requested_by=user, requested_by_label=label, requested_at=timezone.now(),
             window_start=start, window_end=end, config_overrides=dict(config_overrides or {}),

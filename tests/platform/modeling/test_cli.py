@@ -8,6 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.selectors import twin_promoted
 
 
@@ -49,3 +50,22 @@ def test_twin_promote_and_rollback_on_the_command_line(line, register) -> None:
 def test_twin_report_on_a_line_without_twins_says_so(line) -> None:
     with pytest.raises(CommandError, match="tanks has no trained twin"):
         call_command("twin", "report", "tanks", "--json", stdout=io.StringIO())
+
+
+def test_twin_train_wait_trains_here_on_the_chosen_window_with_progress_on_stderr(line, ingest, tanks, tiny) -> None:
+    data = ingest(line, tanks(1500))
+    start, end = data["times"][100], data["times"][1400]
+    out, err = io.StringIO(), io.StringIO()
+    call_command("twin", "train", "tanks", "--wait", "--start", start.isoformat(), "--end", end.isoformat(),
+                 "--config", json.dumps(tiny), stdout=out, stderr=err)
+    assert "registered tanks twin v1" in out.getvalue()
+    assert "epoch 2/2" in err.getvalue() and "] epoch" in err.getvalue()
+    version = TwinVersion.objects.get(line=line)
+    assert (version.data_start, version.data_rows) == (start, 1300)  # [start, end): the window asked for
+    assert version.job.requested_by_label == "system:cli"
+
+
+def test_twin_train_refuses_an_unknown_config_field(line) -> None:
+    with pytest.raises(CommandError, match="unknown \\['epoch'\\]"):
+        call_command("twin", "train", "tanks", "--config", '{"epoch": 3}', stdout=io.StringIO())
+    assert not TrainingJob.objects.exists()

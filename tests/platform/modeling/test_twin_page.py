@@ -7,6 +7,7 @@ import re
 
 from django.test import Client
 from twinops.modeling import services
+from twinops.modeling.models import TrainingJob
 from twinops.modeling.selectors import twin_promoted
 
 
@@ -61,3 +62,21 @@ def test_training_progress_is_polled_while_a_job_runs(client, make_user, line) -
     html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 2s"' in html
     assert '<progress max="100" value="30"' in html and "epoch 3 / 10" in html and "loss 0.2500" in html
+
+
+def test_the_train_button_queues_one_job_after_commit_and_refuses_a_second(client, make_user, line,
+                                                                           django_capture_on_commit_callbacks) -> None:
+    _login(client, make_user)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post("/twins/tanks/train/", {"start": "", "end": ""}, follow=True)
+    assert "Training job" in response.content.decode() and len(callbacks) == 1  # enqueued only once committed
+    response = client.post("/twins/tanks/train/", {"start": "", "end": ""}, follow=True)
+    assert "is already queued" in response.content.decode()
+    assert TrainingJob.objects.filter(line=line).count() == 1
+
+
+def test_the_progress_poll_reloads_the_page_once_training_has_finished(client, make_user, line, register) -> None:
+    register(line)
+    _login(client, make_user)
+    response = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true")
+    assert response["HX-Refresh"] == "true" and "every 2s" not in response.content.decode()

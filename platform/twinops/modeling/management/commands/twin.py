@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -47,7 +46,7 @@ class Command(BaseCommand):
         train.add_argument("--on-worker", action="store_true",
                            help="with --wait: let a train-queue worker run it and follow its progress")
         train.add_argument("--start", help="ISO date-time of the window start (default: first sample)")
-        train.add_argument("--end", help="ISO date-time of the window end (default: now)")
+        train.add_argument("--end", help="ISO date-time of the window end, exclusive (default: after the last sample)")
         train.add_argument("--config", default="{}", help='TwinConfig overrides as JSON, e.g. \'{"epochs": 5}\'')
         train.add_argument("--device", default=None, help="with --wait: cpu or cuda (default: cuda when available)")
         report = sub.add_parser("report", help="print the promoted (else latest) version's evaluation report")
@@ -96,7 +95,7 @@ class Command(BaseCommand):
         else:
             job = services.training_job_run(job_id=job.pk, device=opts["device"], on_progress=self._bar) or job
             job.refresh_from_db()
-        sys.stderr.write("\n")
+        self.stderr.write("", style_func=lambda text: text)
         if job.status == TrainingJob.Status.DONE:
             v = job.version
             self.stdout.write(f"registered {line.key} twin v{v.version}: {v.report['reason']}")
@@ -104,8 +103,8 @@ class Command(BaseCommand):
             raise CommandError(f"training job {job.pk} {job.status}: {job.message}")
 
     def _bar(self, job: TrainingJob) -> None:
-        sys.stderr.write(progress_line(job))
-        sys.stderr.flush()
+        self.stderr.write(progress_line(job), style_func=lambda text: text, ending="")
+        self.stderr.flush()
 
     def _follow(self, job: TrainingJob) -> TrainingJob:
         while job.active:
