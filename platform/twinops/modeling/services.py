@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -41,6 +42,17 @@ class ClaimLostError(RuntimeError):
 def twin_config(overrides: dict[str, Any] | None = None) -> TwinConfig:
     """Return the default twin config with overrides applied; raise ValueError on unknown fields or bad values."""
     return TwinConfig.from_dict({**TwinConfig().to_dict(), **(overrides or {})})
+
+
+def json_finite(value: Any) -> Any:
+    """Return value with NaN and infinities replaced by None: PostgreSQL's jsonb refuses them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_finite(v) for v in value]
+    return value
 
 
 def _label(actor: Any) -> tuple[Any, str]:
@@ -115,8 +127,8 @@ def _fail_exhausted(*, job_ids: list[int] | None = None) -> int:
 
 def training_job_progress(*, job: TrainingJob, epoch: int, total: int, losses: dict[str, float]) -> None:
     """Write an epoch's progress and a heartbeat in its own short transaction; raise ClaimLostError if superseded."""
-    values = {"epoch": epoch, "total_epochs": total, "last_losses": {k: float(v) for k, v in losses.items()},
-              "heartbeat_at": timezone.now(), "phase": "training"}
+    values = {"epoch": epoch, "total_epochs": total, "heartbeat_at": timezone.now(), "phase": "training",
+              "last_losses": json_finite({k: float(v) for k, v in losses.items()})}
     _owned_update(job, **values)
     for key, value in values.items():
         setattr(job, key, value)
@@ -202,7 +214,7 @@ def training_jobs_requeue_stale() -> list[int]:
 def twin_version_register(*, job: TrainingJob, record: LineRecord, outcome: TrainingOutcome) -> TwinVersion:
     """Store the trained twin as the line's next version and close the job, in one audited transaction."""
     blob = checkpoint_bytes(outcome.twin)
-    report = outcome.report.to_dict()
+    report = json_finite(outcome.report.to_dict())
     preview = forecast_preview(outcome, record.timestamps)
     data = record.dataset
     with transaction.atomic():

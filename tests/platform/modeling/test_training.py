@@ -109,3 +109,11 @@ def test_a_job_whose_worker_dies_every_time_fails_instead_of_running_forever(lin
     assert services.training_jobs_requeue_stale() == []
     job.refresh_from_db()
     assert job.status == "failed" and "died 2 times" in job.message
+
+
+def test_a_diverged_loss_is_recorded_as_missing_rather_than_failing_the_job(line) -> None:
+    job = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    job = services.training_job_claim(job_id=job.pk)
+    services.training_job_progress(job=job, epoch=1, total=3, losses={"loss": float("nan"), "cv": 0.5})
+    job.refresh_from_db()
+    assert job.last_losses == {"loss": None, "cv": 0.5} and job.status == "running"
