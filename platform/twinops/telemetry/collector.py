@@ -110,6 +110,7 @@ class Collector:
         finally:
             await flusher
             await self.flush()
+            await asyncio.get_running_loop().run_in_executor(self._db, _close_connections)
             self._db.shutdown(wait=True)
 
     @asynccontextmanager
@@ -182,6 +183,12 @@ class Collector:
         close_old_connections()
         return samples_ingest(line=self.line, batch=RawBatch.from_records(records), source="opcua",
                               actor="system:opcua-collector")
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 async def _quietly(coro: Any) -> None:

@@ -1,0 +1,100 @@
+"""The OPC UA collector stores what a live asyncua server publishes, bad statuses included, across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from asyncua import Server, ua
+from twinops.telemetry.collector import Collector, CollectorConfig
+
+from .conftest import line_make
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the collector stores on its own connection
+NODES = {"T": "ns=2;s=reactor.T", "F": "ns=2;s=reactor.F"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _server(port: int) -> tuple[Server, dict[str, object]]:
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/twinops-test/")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace("urn:twinops:test")
+    assert idx == 2
+    plc = await server.nodes.objects.add_object(idx, "reactor")
+    nodes = {name: await plc.add_variable(ua.NodeId.from_string(node), name, 0.0) for name, node in NODES.items()}
+    await server.start()
+    return server, nodes
+
+
+async def _until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def _stored(line) -> list[tuple]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT t.name, s.value, s.quality, r.text FROM telemetry_sample s JOIN lines_tag t ON t.id = "
+                    "s.tag_id LEFT JOIN telemetry_reason r ON r.id = s.reason_id WHERE t.line_id = %s "
+                    "ORDER BY s.ts", [line.pk])
+        return cur.fetchall()
+
+
+def _stored_closing(line) -> list[tuple]:
+    from django.db import connection
+
+    try:
+        return _stored(line)
+    finally:
+        connection.close()
+
+
+def test_the_collector_stores_values_and_bad_statuses_from_a_live_server_and_reconnects(caplog) -> None:
+    caplog.set_level(logging.ERROR, logger="asyncua")
+    line = line_make("reactor", {"T": ("CV", 0, 200), "F": ("MV", 0, 50)}, opcua=NODES)
+    port = _free_port()
+    config = CollectorConfig(url=f"opc.tcp://127.0.0.1:{port}/twinops-test/", insecure=True, flush_ms=200,
+                             publishing_ms=50, reconnect_max_s=1.0)
+    collector = Collector(line=line, config=config)
+
+    async def scenario() -> None:
+        server, nodes = await _server(port)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await _until(lambda: collector.stored >= 2)  # the initial values of both tags
+            await nodes["T"].write_value(71.5)
+            await asyncio.sleep(0.2)
+            await nodes["F"].write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double),
+                                                      StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure),
+                                                      SourceTimestamp=datetime.now(UTC)))
+            await _until(lambda: collector.stored >= 4)
+            await server.stop()  # the PLC goes away …
+            await asyncio.sleep(1.5)
+            server, nodes = await _server(port)  # … and comes back: the collector reconnects by itself
+            await nodes["T"].write_value(72.5)
+            while not any(r[:2] == ("T", 72.5) for r in await asyncio.to_thread(_stored_closing, line)):
+                await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await task
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    rows = _stored(line)
+    assert ("T", 71.5, 0, None) in rows and ("T", 72.5, 0, None) in rows
+    assert ("F", None, 2, "BadSensorFailure") in rows
