@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_list, line_tags, spec_diff, spec_versions
 from twinops.lines.services import SpecError, SpecUnchangedError, line_onboard, spec_version_create
+from twinops.telemetry.services import HistoryFileError
 
 REJECTIONS_SHOWN = 5  # rejections printed to the terminal; the CSV report holds them all
 
@@ -63,13 +64,13 @@ class Command(BaseCommand):
             raise CommandError(f"{len(e.problems)} problem(s) in {spec}; nothing was created") from None
         except PermissionDenied as e:
             raise CommandError(f"{e}; nothing was created") from None
-        except ValueError as e:  # HistoryFileError: a structural problem with the history file
+        except HistoryFileError as e:  # a structural problem with the history file
             if bar:
                 bar.close()
-            for p in getattr(e, "problems", None) or []:
+            problems = getattr(e, "problems", None) or []
+            for p in problems:
                 self.stderr.write(_problem_text(p, history))
-            raise CommandError(f"{history}: {e if not getattr(e, 'problems', None) else 'unusable history file'}; "
-                               "nothing was created") from None
+            raise CommandError(f"{'unusable history file' if problems else e}; nothing was created") from None
         if bar:
             bar.close()
         line, roles = result.line, result.tags_by_role
