@@ -27,12 +27,14 @@ def _times(start: datetime, period_s: float, steps: int) -> list[str]:
     return [(start + timedelta(seconds=period_s * (k + 1))).isoformat() for k in range(steps)]
 
 
-def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str, dash: str, legend: bool) -> None:
+def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str, dash: str, shown: set[str]) -> None:
+    """Draw a horizontal limit line on a panel; the first line of each kind gets a legend entry."""
     if value is None:
         return
     fig.add_hline(y=value, row=row, col=1, line={"color": colour, "width": 1.2, "dash": dash},
                   annotation_text=name, annotation_position="top left", annotation_font_size=11)
-    if legend:  # add_hline draws a shape, which has no legend entry; a dummy trace gives it one
+    if name not in shown:  # add_hline draws a shape, which has no legend entry; an empty trace gives it one
+        shown.add(name)
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": colour, "dash": dash}, name=name,
                                  legendgroup=name), row=row, col=1)
 
@@ -62,6 +64,7 @@ def cv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
     t = _times(start, period, steps)
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
                         subplot_titles=_titles(names, units))
+    shown: set[str] = set()
     for row, name in enumerate(names, start=1):
         first = row == 1
         fig.add_trace(go.Scatter(x=t, y=result["cv_hi"][name], mode="lines", line={"width": 0}, hoverinfo="skip",
@@ -81,10 +84,11 @@ def cv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
                                      marker={"color": COLOURS["now"], "size": 8}, showlegend=first,
                                      legendgroup="now"), row=row, col=1)
         lim = limits.get(name, {})
-        _limit(fig, row, lim.get("low"), "operating limit", COLOURS["limit"], "dash", first)
-        _limit(fig, row, lim.get("high"), "operating limit", COLOURS["limit"], "dash", False)
-        _limit(fig, row, lim.get("safety_low"), "safety limit", COLOURS["safety"], "solid", first)
-        _limit(fig, row, lim.get("safety_high"), "safety limit", COLOURS["safety"], "solid", False)
+        for key, label, colour, dash in (("low", "operating limit", COLOURS["limit"], "dash"),
+                                         ("high", "operating limit", COLOURS["limit"], "dash"),
+                                         ("safety_low", "safety limit", COLOURS["safety"], "solid"),
+                                         ("safety_high", "safety limit", COLOURS["safety"], "solid")):
+            _limit(fig, row, lim.get(key), label, colour, dash, shown)
     return _layout(fig, f"Predicted CVs over the next {steps * period / 60:g} min", len(names))
 
 
@@ -97,6 +101,7 @@ def mv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
     x = [(start + timedelta(seconds=period * k)).isoformat() for k in range(-1, steps + 1)]
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
                         subplot_titles=_titles(names, units))
+    shown: set[str] = set()
     for row, name in enumerate(names, start=1):
         first = row == 1
         plan = list(result["mv_plan"][name])
@@ -105,6 +110,6 @@ def mv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
                                  line={"color": COLOURS["plan"], "width": 2}, showlegend=first, legendgroup="plan"),
                       row=row, col=1)
         lim = limits.get(name, {})
-        _limit(fig, row, lim.get("low"), "MV limit", COLOURS["safety"], "solid", first)
-        _limit(fig, row, lim.get("high"), "MV limit", COLOURS["safety"], "solid", False)
+        for key in ("low", "high"):
+            _limit(fig, row, lim.get(key), "MV limit", COLOURS["safety"], "solid", shown)
     return _layout(fig, "Planned setpoints (first move applies now)", len(names))
