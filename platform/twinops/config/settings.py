@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "twinops.modeling",
     "twinops.recommendations",
     "twinops.web",
+    "twinops.demo",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,115 @@
+"""`twinops demo`: the whole platform running against a simulated plant behind real OPC UA PLCs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from plantsim.certs import certificate_fingerprint
+from twinops.config.embedded import data_home
+from twinops.core import processes
+from twinops.core.services import demo_users_seed
+from twinops.demo.services import demo_lines, demo_lines_onboard, demo_operator_password, demo_training_request
+
+
+def _wait_port(host: str, port: int, procs: processes.Procs, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        processes.check_alive(procs)
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.3)
+    raise processes.ProcessDied(f"the PLC did not open port {port} within {timeout_s:.0f} s")
+
+
+class Command(BaseCommand):
+    help = ("Run the demo: embedded database and broker, web, worker, beat, a simulated plant behind OPC UA PLCs, "
+            "its lines onboarded with simulated history, live collection. Ctrl-C stops it; running it again resumes.")
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000, help="web port")
+        parser.add_argument("--plc-port", type=int, default=4840, help="first PLC's port; the next line uses +1")
+        parser.add_argument("--days", type=float, default=4.0, help="days of simulated history to backfill")
+        parser.add_argument("--speed", type=float, default=1.0,
+                            help="plant time acceleration (above 1 the plant's clock runs ahead of the wall clock)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--no-train", action="store_true", help="do not ask for first twins")
+        parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+        parser.add_argument("--heartbeat-timeout", type=float, default=3600.0,
+                            help="seconds without a platform heartbeat before a PLC falls back to safe setpoints")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("the demo never runs with TWINOPS_ENV=production")
+        self.stdout.write("Applying migrations…")
+        call_command("migrate", interactive=False, verbosity=0)
+        logins = demo_users_seed()
+        demo_dir = data_home() / "demo"
+        onboarded = demo_lines_onboard(demo_dir=demo_dir, days=opts["days"], end=datetime.now(UTC),
+                                       seed=opts["seed"], progress=lambda label: processes.ProgressBar(label))
+        for d in onboarded:
+            state = f"onboarded, {d.samples_imported:,} samples of history" if d.onboarded_now else "already onboarded"
+            self.stdout.write(f"  {d.key}: {state}")
+
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "twinops.config.settings"}
+        password = demo_operator_password(demo_dir)
+        procs: processes.Procs = []
+        try:
+            self._plant(opts, demo_dir, password, env, procs)
+            url = processes.web_worker_beat(
+                host=opts["host"], port=opts["port"], worker=True, beat=True, concurrency=opts["concurrency"],
+                env=env, procs=procs, beat_schedule=str(data_home() / "celerybeat-schedule"),
+            )
+            asked = [] if opts["no_train"] else demo_training_request()
+            self._banner(url, logins, asked)
+            processes.supervise(procs)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        except processes.ProcessDied as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            processes.stop_all(procs)
+        self.stdout.write("Stopped.")
+
+    def _plant(self, opts: dict[str, Any], demo_dir: Path, password: str, env: dict[str, str],
+               procs: processes.Procs) -> None:
+        """Start the PLCs (one OPC UA server per line) and a collector per line pinned to its certificate."""
+        cert_dir = demo_dir / "plc-certs"
+        lines = demo_lines()
+        cmd = [sys.executable, "-m", "plantsim", "serve", "--host", opts["host"],
+               "--port", str(opts["plc_port"]), "--speed", str(opts["speed"]), "--cert-dir", str(cert_dir),
+               "--seed", str(opts["seed"]), "--heartbeat-timeout", str(opts["heartbeat_timeout"])]
+        for key in lines:
+            cmd += ["--line", key]
+        processes.start("plc", cmd, {**env, "PLANTSIM_OPERATOR_PASSWORD": password}, procs)
+        for i, key in enumerate(lines):
+            port = opts["plc_port"] + i
+            _wait_port(opts["host"], port, procs)
+            fingerprint = certificate_fingerprint((cert_dir / f"{key}-server-cert.der").read_bytes())
+            processes.start(f"collector {key}", processes.twinops_cmd(
+                "collect", key, "--url", f"opc.tcp://{opts['host']}:{port}/twinops/{key}",
+                "--fingerprint", fingerprint, "--username", "operator",
+            ), {**env, "TWINOPS_OPCUA_PASSWORD": password}, procs)
+            self.stdout.write(f"  PLC {key}: opc.tcp://{opts['host']}:{port}/twinops/{key} (SHA-256 {fingerprint[:16]}…)")
+
+    def _banner(self, url: str, logins: list[tuple[str, str, str]], asked: list[str]) -> None:
+        self.stdout.write(self.style.SUCCESS(f"\nTwinOps demo is running at {url}"))
+        for role, username, password in logins:
+            self.stdout.write(f"  {role:<9} login: {username} / {password}")
+        self.stdout.write(f"  database: {settings.DATABASES['default']['NAME']} via {os.environ.get('DATABASE_URL')}")
+        if asked:
+            self.stdout.write(f"  first twins are training for: {', '.join(asked)} (see the Twins pages)")
+        self.stdout.write(f"  logs of each process: {processes.log_dir()}")
+        self.stdout.write("Press Ctrl-C to stop; run `twinops demo` again to resume.\n")
