@@ -127,11 +127,24 @@ class _Ingest:
 
         # --- store ------------------------------------------------------------------------------------------------
         ids = store.reason_ids(texts[1:])
-        reason_id = np.asarray([0] + [ids[t] for t in texts[1:]], np.int32)[code[keep]]
-        store.partitions_ensure(batch.ts_us[keep])
-        store.stage(store.copy_buffer(tag_id=tag_id[keep], ts_us=batch.ts_us[keep], value=value[keep],
-                                      quality=quality[keep], reason_id=reason_id))
-        inserted = store.insert_staged()
+        tid, ts = tag_id[keep], batch.ts_us[keep]
+        repeat = np.zeros(keep.size, bool)  # the same (tag, ts) twice in the batch: the first one counts
+        repeat[1:] = (tid[1:] == tid[:-1]) & (ts[1:] == ts[:-1])
+        rows = keep[~repeat]
+        tid, ts, val, q = tag_id[rows], batch.ts_us[rows], value[rows], quality[rows]
+        reason_id = np.asarray([0] + [ids[t] for t in texts[1:]], np.int32)[code[rows]]
+        store.partitions_ensure(ts)
+        store.stage(store.copy_buffer(tag_id=tid, ts_us=ts, value=val, quality=q, reason_id=reason_id))
+        inserted = None
+        if not store.ranges_hold_samples(tag_id=tid, ts_us=ts):  # new data (the usual case): the cheap path
+            try:
+                with transaction.atomic():  # a savepoint: a concurrent writer may have stored a key meanwhile
+                    inserted = store.insert_staged_new()
+                    store.rollups_merge(tag_id=tid, ts_us=ts, value=val, quality=q)
+            except psycopg.errors.UniqueViolation:
+                inserted = None
+        if inserted is None:  # overlaps stored data (replay, late data): skip existing keys
+            inserted = store.insert_staged()
         self.counts["inserted"] += inserted
         self.counts["duplicate"] += int(keep.size) - inserted
         return entries

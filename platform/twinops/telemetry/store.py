@@ -16,28 +16,29 @@ PARENT = "telemetry_sample"
 _PARTITION_LOCK = 7_240_101  # advisory lock serialising partition creation between processes
 SIDE_LOCK_TIMEOUT = "2s"  # how long the side connection waits for the locks an ATTACH needs before falling back
 
-_COPY_DTYPE = np.dtype([  # one row of PostgreSQL's binary COPY format: field count, then (length, value) per field
-    ("n", ">i2"), ("l_tag", ">i4"), ("tag", ">i8"), ("l_ts", ">i4"), ("ts", ">i8"), ("l_val", ">i4"), ("val", ">f8"),
-    ("l_q", ">i4"), ("q", ">i2"), ("l_r", ">i4"), ("r", ">i4"),
-])
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 _COPY_TRAILER = b"\xff\xff"
 
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
     tag_id bigint, ts timestamptz, value double precision, quality smallint, reason_id integer
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS telemetry_rollup_staging (
+    kind smallint, tag_id bigint, bucket timestamptz, n_good integer, n_bad integer, n_out_of_range integer,
+    min_value double precision, avg_value double precision, max_value double precision
 ) ON COMMIT DELETE ROWS
 """
+_STAGING_TYPES = (("tag_id", ">i8"), ("ts", ">i8"), ("value", ">f8"), ("quality", ">i2"), ("reason_id", ">i4"))
+_ROLLUP_TYPES = (("kind", ">i2"), ("tag_id", ">i8"), ("bucket", ">i8"), ("n_good", ">i4"), ("n_bad", ">i4"),
+                 ("n_out_of_range", ">i4"), ("min_value", ">f8"), ("avg_value", ">f8"), ("max_value", ">f8"))
+ROLLUP_UNITS_US = {0: 60_000_000, 1: 3_600_000_000}  # kind -> bucket width: minute, hour
 
 # Merge the inserted rows (exactly the new ones: ON CONFLICT DO NOTHING never overwrites) into the rollups. Adding
 # the delta of the new rows equals recomputing the bucket from raw, costs O(new rows), and stays right when two
 # writers add to the same bucket at once (the upsert's row lock orders them; a recompute would lose one's rows).
 _ROLLUP = """
 INSERT INTO {table} AS r (tag_id, bucket, n_good, n_bad, n_out_of_range, min_value, avg_value, max_value)
-SELECT tag_id, date_trunc('{unit}', ts, 'UTC'),
-       count(*) FILTER (WHERE quality = 0), count(*) FILTER (WHERE quality = 2), count(*) FILTER (WHERE quality = 1),
-       min(value) FILTER (WHERE quality = 0), avg(value) FILTER (WHERE quality = 0), max(value) FILTER (WHERE quality = 0)
-FROM ins GROUP BY 1, 2
+{select}
 ON CONFLICT (tag_id, bucket) DO UPDATE SET
     n_good = r.n_good + EXCLUDED.n_good,
     n_bad = r.n_bad + EXCLUDED.n_bad,
@@ -49,6 +50,12 @@ ON CONFLICT (tag_id, bucket) DO UPDATE SET
         / (r.n_good + EXCLUDED.n_good) END
 """
 
+_FROM_INSERTED = """
+SELECT tag_id, date_trunc('{unit}', ts, 'UTC'),
+       count(*) FILTER (WHERE quality = 0), count(*) FILTER (WHERE quality = 2), count(*) FILTER (WHERE quality = 1),
+       min(value) FILTER (WHERE quality = 0), avg(value) FILTER (WHERE quality = 0), max(value) FILTER (WHERE quality = 0)
+FROM ins GROUP BY 1, 2"""
+
 INSERT_FROM_STAGING = f"""
 WITH ins AS (
     INSERT INTO telemetry_sample (tag_id, ts, value, quality, reason_id)
@@ -56,8 +63,8 @@ WITH ins AS (
     FROM telemetry_staging
     ON CONFLICT (tag_id, ts) DO NOTHING
     RETURNING tag_id, ts, value, quality
-), minute AS ({_ROLLUP.format(table="telemetry_rollup_minute", unit="minute")}
-), hour AS ({_ROLLUP.format(table="telemetry_rollup_hour", unit="hour")})
+), minute AS ({_ROLLUP.format(table="telemetry_rollup_minute", select=_FROM_INSERTED.format(unit="minute"))}
+), hour AS ({_ROLLUP.format(table="telemetry_rollup_hour", select=_FROM_INSERTED.format(unit="hour"))})
 SELECT count(*) FROM ins
 """
 
@@ -74,18 +81,24 @@ GROUP BY 1, 2;
 """
 
 
+def binary_copy(types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray]) -> bytes:
+    """Encode columns (no NULLs) as a PostgreSQL binary COPY stream in one vectorised pass."""
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for name, kind in types:
+        fields += [(f"len_{name}", ">i4"), (name, kind)]
+    rows = np.empty(len(next(iter(columns.values()))), np.dtype(fields))  # packed: exactly the wire layout
+    rows["n"] = len(types)
+    for name, kind in types:
+        rows[f"len_{name}"] = np.dtype(kind).itemsize
+        rows[name] = columns[name]
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
 def copy_buffer(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray,
                 reason_id: np.ndarray) -> bytes:
-    """Encode rows as a PostgreSQL binary COPY stream in one vectorised pass (reason_id 0 = none)."""
-    rows = np.empty(tag_id.shape[0], _COPY_DTYPE)
-    rows["n"] = 5
-    rows["l_tag"], rows["l_ts"], rows["l_val"], rows["l_q"], rows["l_r"] = 8, 8, 8, 2, 4
-    rows["tag"] = tag_id
-    rows["ts"] = ts_us - PG_EPOCH_US
-    rows["val"] = value
-    rows["q"] = quality
-    rows["r"] = reason_id
-    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+    """Encode sample rows for the staging table (reason_id 0 = none; value ignored for bad quality)."""
+    return binary_copy(_STAGING_TYPES, {"tag_id": tag_id, "ts": ts_us - PG_EPOCH_US, "value": value,
+                                        "quality": quality, "reason_id": reason_id})
 
 
 def raw_connection() -> psycopg.Connection:
@@ -94,20 +107,87 @@ def raw_connection() -> psycopg.Connection:
     return connection.connection
 
 
-def stage(buffer: bytes) -> None:
-    """Replace the staging table's rows with a binary COPY stream."""
+def stage(buffer: bytes, table: str = "telemetry_staging") -> None:
+    """Replace a staging table's rows with a binary COPY stream."""
     raw = raw_connection()
     with raw.cursor() as cur:
         cur.execute(STAGING_DDL)
-        cur.execute("TRUNCATE telemetry_staging")
-        with cur.copy("COPY telemetry_staging FROM STDIN (FORMAT BINARY)") as copy:
+        cur.execute(f"TRUNCATE {table}")
+        with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
             view = memoryview(buffer)
             for start in range(0, len(view), 8 << 20):
                 copy.write(view[start:start + (8 << 20)])
 
 
+def ranges_hold_samples(*, tag_id: np.ndarray, ts_us: np.ndarray) -> bool:
+    """Tell whether any tag already has a sample between its first and last timestamp in these (sorted) rows."""
+    starts = np.r_[0, np.nonzero(np.diff(tag_id))[0] + 1]
+    ends = np.r_[starts[1:], tag_id.size] - 1
+    with raw_connection().cursor() as cur:
+        cur.execute("""SELECT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
+                                         AS r(tag_id, lo, hi)
+                       WHERE EXISTS (SELECT 1 FROM telemetry_sample s
+                                     WHERE s.tag_id = r.tag_id AND s.ts >= r.lo AND s.ts <= r.hi))""",
+                    [tag_id[starts].tolist(), [_dt(t) for t in ts_us[starts]], [_dt(t) for t in ts_us[ends]]])
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def _dt(us: np.integer) -> datetime:
+    from twinops.telemetry.batch import us_to_datetime
+
+    return us_to_datetime(int(us))
+
+
+def insert_staged_new() -> int:
+    """Append staged rows known to be new (plain INSERT, no conflict handling: half the cost); return rows added.
+
+    Raises psycopg.errors.UniqueViolation if a concurrent writer stored one of the keys meanwhile: the caller
+    rolls back to a savepoint and takes the ON CONFLICT path.
+    """
+    with raw_connection().cursor() as cur:
+        cur.execute("""INSERT INTO telemetry_sample (tag_id, ts, value, quality, reason_id)
+                       SELECT tag_id, ts, CASE WHEN quality = 2 THEN NULL ELSE value END, quality, NULLIF(reason_id, 0)
+                       FROM telemetry_staging""")
+        return cur.rowcount
+
+
+def rollups_merge(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray) -> None:
+    """Merge the rollups of rows just inserted (sorted by tag, time) into the minute and hour rollup tables."""
+    parts = [_rollup_deltas(kind, width, tag_id, ts_us, value, quality) for kind, width in ROLLUP_UNITS_US.items()]
+    columns = {name: np.concatenate([p[name] for p in parts]) for name, _ in _ROLLUP_TYPES}
+    stage(binary_copy(_ROLLUP_TYPES, columns), table="telemetry_rollup_staging")
+    with raw_connection().cursor() as cur:
+        for kind, table in ((0, "telemetry_rollup_minute"), (1, "telemetry_rollup_hour")):
+            cur.execute(_ROLLUP.format(table=table, select=f"""
+                SELECT tag_id, bucket, n_good, n_bad, n_out_of_range, NULLIF(min_value, 'NaN'),
+                       NULLIF(avg_value, 'NaN'), NULLIF(max_value, 'NaN')
+                FROM telemetry_rollup_staging WHERE kind = {kind}"""))
+
+
+def _rollup_deltas(kind: int, width_us: int, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray,
+                   quality: np.ndarray) -> dict[str, np.ndarray]:
+    bucket = ts_us // width_us  # floor, also before 1970
+    starts = np.r_[0, np.nonzero((np.diff(tag_id) != 0) | (np.diff(bucket) != 0))[0] + 1]
+    good = quality == 0
+    n_good = np.add.reduceat(good.astype(np.int64), starts)
+    total = np.add.reduceat(np.where(good, value, 0.0), starts)
+    lo = np.minimum.reduceat(np.where(good, value, np.inf), starts)
+    hi = np.maximum.reduceat(np.where(good, value, -np.inf), starts)
+    none = n_good == 0
+    return {
+        "kind": np.full(starts.size, kind, np.int16), "tag_id": tag_id[starts],
+        "bucket": bucket[starts] * width_us - PG_EPOCH_US, "n_good": n_good,
+        "n_bad": np.add.reduceat((quality == 2).astype(np.int64), starts),
+        "n_out_of_range": np.add.reduceat((quality == 1).astype(np.int64), starts),
+        "min_value": np.where(none, np.nan, lo), "avg_value": np.where(none, np.nan, total / np.maximum(n_good, 1)),
+        "max_value": np.where(none, np.nan, hi),
+    }
+
+
 def insert_staged() -> int:
-    """Move the staged rows into the samples table (replays add nothing), update the rollups; return rows added."""
+    """Move staged rows into the samples table (existing keys skipped: replays add nothing), merge the rollups of
+    the rows added in the same statement; return rows added."""
     with raw_connection().cursor() as cur:
         cur.execute(INSERT_FROM_STAGING)
         row = cur.fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from django.db import connection
 from twinops.telemetry.batch import RawBatch
@@ -99,3 +100,30 @@ def test_samples_of_different_months_land_in_their_own_partitions(line) -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT tableoid::regclass::text, count(*) FROM telemetry_sample GROUP BY 1 ORDER BY 1")
         assert cur.fetchall() == [("telemetry_sample_p2023_12", 1), ("telemetry_sample_p2024_01", 1)]
+
+
+def test_the_same_sample_twice_in_one_batch_is_stored_once_and_counted_duplicate(line, samples) -> None:
+    batch = RawBatch.from_records([("T", T0, 1.0), ("T", T0, 2.0), ("T", T0 + timedelta(seconds=1), 3.0)])
+    result = samples_ingest(line=line, batch=batch, source="test", actor=None)
+    assert (result.samples_inserted, result.samples_duplicate) == (2, 1)
+    assert [v for _, _, v, _, _ in samples(line)] == [1.0, 3.0]  # the first one wins
+
+
+def test_new_data_beside_stored_data_takes_the_fast_path_and_keeps_rollups_exact(line) -> None:
+    from twinops.telemetry import store
+
+    first = [("T", T0 + timedelta(seconds=s), float(s)) for s in range(0, 90)]
+    second = [("T", T0 + timedelta(seconds=s), float(s)) for s in range(90, 200)]  # shares the minute 60-119
+    samples_ingest(line=line, batch=RawBatch.from_records(first), source="test", actor=None)
+    tag_ids = [r[0] for r in _rollups("telemetry_rollup_minute")]
+    t0_us = int(T0.timestamp() * 1e6)
+    assert not store.ranges_hold_samples(tag_id=np.asarray(tag_ids[:1] * 2),
+                                         ts_us=np.asarray([t0_us + 90_000_000, t0_us + 199_000_000]))
+    assert store.ranges_hold_samples(tag_id=np.asarray(tag_ids[:1] * 2),
+                                     ts_us=np.asarray([t0_us + 89_000_000, t0_us + 199_000_000]))
+    samples_ingest(line=line, batch=RawBatch.from_records(second), source="test", actor=None)
+    incremental = _rollups("telemetry_rollup_minute"), _rollups("telemetry_rollup_hour")
+    assert {r[1]: r[2] for r in incremental[0]} == {T0: 60, T0 + timedelta(minutes=1): 60,
+                                                    T0 + timedelta(minutes=2): 60, T0 + timedelta(minutes=3): 20}
+    rollups_rebuild(line=line, start=T0, end=T0 + timedelta(hours=1))
+    assert (_rollups("telemetry_rollup_minute"), _rollups("telemetry_rollup_hour")) == incremental
