@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from asyncua import Server, ua
+
 from twinops.telemetry.collector import Collector, CollectorConfig
 
 from .conftest import line_make

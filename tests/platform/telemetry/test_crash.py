@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from django.db import connection
+
 from twinops.telemetry.services import history_import
 
 from .conftest import T0, line_make

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.db import transaction
+
 from twinops.audit.models import AuditEvent
 from twinops.telemetry.services import HistoryFileError, history_import
 

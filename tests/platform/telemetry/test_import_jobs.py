@@ -6,6 +6,7 @@ import csv
 import io
 
 import pytest
+
 from twinops.telemetry.models import HistoryImportJob
 from twinops.telemetry.services import history_import_enqueue, history_import_job_run
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from django.db import connection
+
 from twinops.telemetry.batch import RawBatch
 from twinops.telemetry.services import history_import, rollups_rebuild, samples_ingest
 

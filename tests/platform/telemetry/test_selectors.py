@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+
 from twinops.lines.models import Tag
 from twinops.telemetry.batch import RawBatch
 from twinops.telemetry.selectors import chart_series, quality_summary, training_window
