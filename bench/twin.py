@@ -24,8 +24,8 @@ from twins import (
 
 # Free-run twin for the 1024-sample tanks record: long rollouts, since the benchmark scores a 1023-step simulation.
 TANKS = TwinConfig(
-    window=8, nz=8, hidden=64, depth=2, horizon=120, epochs=40, steps_per_epoch=50, batch_size=32,
-    lr=3e-3, w_latent=0.2, history_dropout=0.3, min_train_samples=200,
+    window=8, nz=4, hidden=64, depth=2, horizon=120, epochs=40, steps_per_epoch=50, batch_size=32,
+    lr=3e-3, history_dropout=0.3, min_train_samples=200,
 )
 CSTR = TwinConfig(window=10, nz=12, hidden=64, depth=2, horizon=30, epochs=30, steps_per_epoch=50)
 

@@ -18,12 +18,12 @@ class TwinConfig:
     depth: int = 2  # hidden layers per MLP; the exported predictor/readout have depth + 1 Linear layers
     activation: str = "tanh"  # smooth activation, rebuilt exactly in CasADi: "tanh", "silu" or "softplus"
     members: int = 5  # ensemble size M (>= 5 for a usable epistemic spread)
-    horizon: int = 30  # open-loop rollout length H in training; >= the optimizer horizon
+    horizon: int = 50  # open-loop rollout length H in training; >= the optimizer horizon (longer = stabler free run)
     ema_decay: float = 0.99  # per-step EMA rate of the JEPA target encoder (closer to 1 = slower target)
-    w_latent: float = 1.0  # weight of the JEPA loss: rollout latent vs EMA-target latent
+    w_latent: float = 0.1  # weight of the JEPA loss: rollout latent vs EMA-target latent
     w_cv: float = 1.0  # weight of the CV loss over the same rollouts (normalised units, MSE)
-    w_var: float = 0.1  # weight of the VICReg variance (anti-collapse) term on encoder latents
-    w_cov: float = 0.01  # weight of the VICReg covariance (decorrelation) term
+    w_var: float = 0.01  # weight of the VICReg variance (anti-collapse) term on encoder latents
+    w_cov: float = 0.001  # weight of the VICReg covariance (decorrelation) term
     lr: float = 3e-3  # AdamW learning rate, cosine-decayed to lr / 20 over training
     weight_decay: float = 1e-5  # AdamW weight decay
     epochs: int = 30  # number of epochs; progress is reported once per epoch
@@ -32,7 +32,7 @@ class TwinConfig:
     grad_clip: float = 1.0  # global gradient-norm clip, keeps long rollouts stable
     history_dropout: float = 0.2  # probability of hiding the older part of an encoder window (restarts, outages)
     min_good_fraction: float = 0.5  # a training window is usable if at least this share of its rows is fully good
-    min_train_samples: int = 200  # minimum fully-good training rows, besides 4 * (window + horizon)
+    min_train_samples: int = 200  # minimum fully-good training rows, besides 2 * (window + horizon)
     val_windows: int = 256  # validation rollouts scored per epoch to keep each member's best weights
     eval_starts: int = 1000  # most rollout start points used for calibration and evaluation (evenly spaced)
     interval: float = 0.9  # nominal coverage of prediction intervals

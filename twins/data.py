@@ -161,7 +161,7 @@ def check_trainable(split: DataSplit, config: TwinConfig) -> np.ndarray:
     """Refuse a split that cannot train a twin; return the (N,) usable training window starts."""
     data, stop = split.dataset, split.train_stop
     good = data.row_good()[:stop]
-    need = max(config.min_train_samples, 4 * (config.window + config.horizon))
+    need = max(config.min_train_samples, 2 * (config.window + config.horizon))
     if good.sum() < need:
         raise InsufficientDataError(
             f"too little data: need at least {need} good samples (rows where every CV, MV and DV is good) "

@@ -106,6 +106,10 @@ class Twin:
         win = lt.windows(torch.as_tensor(np.asarray(rows), device=self._device))  # (N, W * F)
         return self.net.encode(win.expand(self.config.members, *win.shape)).cpu().numpy()
 
+    def initial_state(self, data: TwinDataset) -> np.ndarray:
+        """Return each member's latent at the last row of a recent-history record: (M, nz), for the optimizer."""
+        return self.encode(data, np.array([len(data) - 1]))[:, 0]
+
     @torch.no_grad()
     def next(self, z: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Step latents with inputs in engineering units: (M, N, nz), (N, n_mv), (N, n_dv) -> (M, N, nz)."""

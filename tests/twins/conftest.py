@@ -12,7 +12,7 @@ import torch
 from twins import TrainingOutcome, TwinConfig, TwinDataset, train_and_evaluate
 
 TINY = TwinConfig(
-    window=8, nz=6, hidden=24, depth=2, members=5, horizon=20, epochs=8, steps_per_epoch=30, batch_size=32,
+    window=8, nz=6, hidden=24, depth=2, members=5, horizon=40, epochs=8, steps_per_epoch=30, batch_size=32,
     val_windows=64, eval_starts=300, min_train_samples=100,
 )
 

@@ -18,10 +18,10 @@ def line(rows: int, *, mv: np.ndarray | None = None, seed: int = 0) -> TwinDatas
 
 
 def test_it_refuses_a_line_with_too_little_data(tiny: TwinConfig) -> None:
-    split = split_by_time(line(150))
+    split = split_by_time(line(120))
     with pytest.raises(InsufficientDataError) as err:
         train_twin(split, tiny)
-    need = max(tiny.min_train_samples, 4 * (tiny.window + tiny.horizon))
+    need = max(tiny.min_train_samples, 2 * (tiny.window + tiny.horizon))
     assert split.train_stop < need
     assert f"need at least {need} good samples" in str(err.value)
     assert f"got {split.train_stop} of {split.train_stop} rows" in str(err.value)
