@@ -40,10 +40,13 @@ def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str
 
 
 def _layout(fig: go.Figure, title: str, panels: int) -> dict[str, Any]:
+    height, top, bottom = max(416, 130 + PANEL_HEIGHT_PX * panels), 105, 40
     fig.update_layout(
-        title={"text": title, "x": 0.01}, height=max(300, 100 + PANEL_HEIGHT_PX * panels),
-        margin={"l": 70, "r": 30, "t": 70, "b": 40}, hovermode="x unified",
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+        title={"text": title, "x": 0.01, "y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
+        height=height, margin={"l": 70, "r": 30, "t": top, "b": bottom}, hovermode="x unified",
+        # Above the first panel's title: 34 px over the plot area, whatever the number of panels.
+        legend={"orientation": "h", "y": 1 + 34 / (height - top - bottom), "yanchor": "bottom", "x": 0.0,
+                "xanchor": "left"},
         paper_bgcolor="#ffffff", plot_bgcolor="#ffffff",
         font={"family": "system-ui, sans-serif", "size": 13, "color": "#1b1d21"},
     )
@@ -52,14 +55,18 @@ def _layout(fig: go.Figure, title: str, panels: int) -> dict[str, Any]:
     return fig.to_plotly_json()
 
 
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:.3g} min" if seconds >= 120 else f"{seconds:.3g} s"
+
+
 def _titles(names: list[str], units: dict[str, str]) -> list[str]:
     return [f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names]
 
 
 def cv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any], units: dict[str, str],
-              current: dict[str, float] | None = None) -> dict[str, Any]:
-    """Return the predicted CV trajectories under the plan (band = mean ± k·spread), holding, and the CV limits."""
-    names = list(result["cv_mean"])
+              band_k: float, current: dict[str, float] | None = None) -> dict[str, Any]:
+    """Return the predicted CV trajectories under the plan (band = mean ± band_k·spread), holding, and the CV limits."""
+    names = sorted(result["cv_mean"])
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     t = _times(start, period, steps)
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
@@ -89,13 +96,14 @@ def cv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
                                          ("safety_low", "safety limit", COLOURS["safety"], "solid"),
                                          ("safety_high", "safety limit", COLOURS["safety"], "solid")):
             _limit(fig, row, lim.get(key), label, colour, dash, shown)
-    return _layout(fig, f"Predicted CVs over the next {steps * period / 60:g} min", len(names))
+    return _layout(fig, f"Predicted CVs over the next {_span(steps * period)} (band: ± {band_k:g}× ensemble spread)",
+                   len(names))
 
 
 def mv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any], units: dict[str, str],
               current: dict[str, float]) -> dict[str, Any]:
     """Return the planned setpoints per MV as steps from the current value, with the MV limits."""
-    names = list(result["mv_plan"])
+    names = sorted(result["mv_plan"])
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     # Setpoint u[k] applies during step k, from start + k·period; one period before start shows the current setpoint.
     x = [(start + timedelta(seconds=period * k)).isoformat() for k in range(-1, steps + 1)]

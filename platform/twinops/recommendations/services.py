@@ -25,7 +25,7 @@ from twinops.recommendations.selectors import LatestSample, latest_samples, rece
 from twins import CheckpointError, Twin
 
 log = logging.getLogger(__name__)
-Status = Recommendation.Status
+Status: Any = Recommendation.Status  # Any: without django-stubs, mypy reads the members as (value, label) tuples
 LOOKBACK_S = 86_400.0  # how far back the newest sample of a tag is looked for (older: "no sample in 24 h")
 
 

@@ -59,11 +59,14 @@ def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
     start: datetime = rec.window_end or rec.created_at
     limits, plan = rec.inputs.get("limits", {}), rec.plan
     cv = plots.cv_figure(result=plan, start=start, limits=limits, units=units,
+                         band_k=float(rec.settings.get("mpc", {}).get("band_k", 2.0)),
                          current=rec.inputs.get("current_cv_estimate"))
     mv = plots.mv_figure(result=plan, start=start, limits=limits, units=units, current=rec.inputs.get("current_mv", {}))
     return [{"id": f"reco-{rec.pk}-cv", "label": "Predicted CV trajectories with uncertainty bands and limits",
-             "json": plots.figure_json(cv)},
-            {"id": f"reco-{rec.pk}-mv", "label": "Planned MV setpoints with limits", "json": plots.figure_json(mv)}]
+             "json": plots.figure_json(cv),
+             "height": cv["layout"]["height"]},
+            {"id": f"reco-{rec.pk}-mv", "label": "Planned MV setpoints with limits", "json": plots.figure_json(mv),
+             "height": mv["layout"]["height"]}]
 
 
 @require_GET

@@ -81,7 +81,6 @@ def trained() -> Any:
     """Train one tiny twin on the two-tank data, outside any database (shared: it costs seconds)."""
     from twinops.modeling.datasets import LineRecord
     from twinops.modeling.services import twin_config
-
     from twins import TwinDataset, train_and_evaluate
 
     v = two_tanks(ROWS)

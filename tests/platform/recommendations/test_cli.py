@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
+
 from twinops.recommendations.models import Recommendation
 
 from .conftest import PERIOD_S, ROWS, two_tanks

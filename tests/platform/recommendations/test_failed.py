@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+
 from twinops.audit.models import AuditEvent
 from twinops.recommendations.services import recommendation_create
 

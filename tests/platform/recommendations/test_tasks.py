@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+
 from twinops.audit.models import AuditEvent
 from twinops.config.celery import app
 from twinops.recommendations import services, tasks

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+
 from twinops.audit.models import AuditEvent
 from twinops.recommendations.services import recommendation_create
 
@@ -49,12 +50,13 @@ def test_it_withholds_when_the_twin_sees_data_far_outside_its_training_range(
         line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]) -> None:
     promote(line)
     data = two_tanks(ROWS, seed=1)[-60:]
-    data[:, :2] = 40.0 + data[:, :2]  # both tanks ten times higher than anything in training (within physical range)
+    data[:, :2] += 40.0  # both tanks ten times higher than anything in training (within the physical range) …
+    data[:, 3] = 3.0  # … and a leak fifteen times the largest one seen
     last = ingest(line, data)
     rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
     _withheld(rec)
     assert "the twin's OOD score" in rec.reason and "exceeds 3" in rec.reason
-    assert rec.inputs["ood_score"] > 3.0
+    assert rec.inputs["ood_score"] > 10.0
     assert f"{rec.inputs['ood_score']:.2f}" in rec.reason
 
 
