@@ -30,7 +30,7 @@ def json_batch_parse(body: bytes) -> RawBatch:
         raise BatchFormatError("expected an object with a list 'samples'",
                                [{"index": None, "field": "samples", "reason": "missing or not a list"}])
     problems: list[dict[str, Any]] = []
-    records: list[tuple[str, str, Any]] = []
+    records: list[tuple[Any, Any, Any]] = []
     for i, item in enumerate(samples, start=1):
         if not isinstance(item, dict):
             problems.append({"index": i, "field": None, "reason": "not an object"})

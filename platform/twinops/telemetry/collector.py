@@ -3,7 +3,8 @@
 Values arrive as data-change notifications; they are buffered and flushed every `flush_ms` milliseconds or every
 `flush_values` values, whichever comes first, through `samples_ingest` (source "opcua"). A status other than Good
 becomes a bad-quality sample with the status name as reason. A lost connection is re-established with back-off;
-values the database refused stay buffered (up to `max_buffer`) and go with the next flush.
+values the database refused stay buffered (up to `max_buffer`) and go with the next flush. A server certificate
+that does not match the pinned fingerprint stops the collector (CertificatePinError): that is no outage to wait out.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class Collector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Subscribe, flush periodically, reconnect on loss; flush what is left when stopped."""
-        flusher = asyncio.create_task(self._flush_loop(stop))
+        halt = asyncio.Event()  # set when run ends for any reason, so the flusher ends too
+        flusher = asyncio.create_task(self._flush_loop(halt))
         backoff = 1.0
         try:
             while not stop.is_set():
@@ -108,6 +110,8 @@ class Collector:
                         pass
                     backoff = min(self.config.reconnect_max_s, backoff * 2)
         finally:
+            halt.set()
+            self.wake.set()
             await flusher
             await self.flush()
             await asyncio.get_running_loop().run_in_executor(self._db, _close_connections)
@@ -149,8 +153,8 @@ class Collector:
             except TimeoutError:
                 await client.check_connection()
 
-    async def _flush_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _flush_loop(self, halt: asyncio.Event) -> None:
+        while not halt.is_set():
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.config.flush_ms / 1000)
             except TimeoutError:

@@ -140,16 +140,21 @@ class HistoryReader:
         present_any = np.zeros(record.num_rows, bool)
         for col in cells.values():
             present_any |= ~np.asarray(col.is_null())
-        rejections = []
+        rejections: list[Rejection] = []
         lost = 0
         bad_ts = np.nonzero(~ts_ok & (present_any | ~np.asarray(record.column(_TS).is_null())))[0]
-        for i in bad_ts:
-            raw = ts_raw[i]
+        for k in bad_ts:
+            raw = ts_raw[k]
             why = "missing timestamp" if raw is None else f"unparseable timestamp {raw!r}"
-            rejections.append(Rejection(int(rows[i]), ts_name, f"not stored: {why}"))
+            rejections.append(Rejection(int(rows[k]), ts_name, f"not stored: {why}"))
         if layout.long:
             return self._long(cells, rows, ts_us, ts_ok, rejections, parse_text=parse_text)
-        parts_tag, parts_ts, parts_val, parts_row, parts_text_at, texts = [], [], [], [], [], []
+        parts_tag: list[np.ndarray] = []
+        parts_ts: list[np.ndarray] = []
+        parts_val: list[np.ndarray] = []
+        parts_row: list[np.ndarray] = []
+        parts_text_at: list[np.ndarray] = []
+        texts: list[str] = []
         offset = 0
         names = tuple(layout.columns[i] for i in others)
         for j, i in enumerate(others):
@@ -386,7 +391,10 @@ def batches_concat(batches: list[RawBatch]) -> RawBatch:
     if len(batches) == 1:
         return batches[0]
     names: dict[str, int] = {}
-    tags, text_at, texts, offset = [], [], [], 0
+    tags: list[np.ndarray] = []
+    text_at: list[np.ndarray] = []
+    texts: list[str] = []
+    offset = 0
     for b in batches:
         remap = np.asarray([names.setdefault(n, len(names)) for n in b.names] or [0], np.int32)
         tags.append(remap[b.tag] if len(b) else b.tag)

@@ -112,7 +112,7 @@ def training_window(*, line: Line, start: datetime | None = None, end: datetime 
         values[k[inside], tag_col[inside]] = _floats([r[2] for r in rows])[inside]
     ts_us = start_us + period_us * np.arange(n_rows, dtype=np.int64)
     return TrainingWindow(
-        timestamps=[us_to_datetime(t) for t in ts_us], ts_us=ts_us, values=values, mask=~np.isnan(values),
+        timestamps=[us_to_datetime(int(t)) for t in ts_us], ts_us=ts_us, values=values, mask=~np.isnan(values),
         tags=tuple(t.name for t in chosen), roles=tuple(t.role for t in chosen), period_s=period,
     )
 

@@ -99,7 +99,7 @@ class _Ingest:
             quality[batch.text_at] = Quality.BAD
             code[batch.text_at] = codes[inverse]
         value = batch.value
-        for mask, reason, q in (
+        for mask, reason, grade in (
             (np.isnan(value) & ~is_text, "NaN", Quality.BAD),
             (np.isposinf(value), "inf", Quality.BAD),
             (np.isneginf(value), "-inf", Quality.BAD),
@@ -107,7 +107,7 @@ class _Ingest:
             (np.isfinite(value) & (value > high), "above physical range", Quality.OUT_OF_RANGE),
         ):
             if mask.any():
-                quality[mask], code[mask] = q, len(texts)
+                quality[mask], code[mask] = grade, len(texts)
                 texts.append(reason)
 
         keep = np.nonzero(~(unknown | ts_bad))[0]
@@ -230,7 +230,8 @@ def history_import_job_run(*, job_id: int) -> str:
     web page sees it while the import's own transaction is still open.
     """
     with psycopg.connect(**store._side_params(), autocommit=True) as side:
-        if not side.execute("SELECT pg_try_advisory_lock(%s, %s)", [_JOB_LOCK, job_id]).fetchone()[0]:
+        locked = side.execute("SELECT pg_try_advisory_lock(%s, %s)", [_JOB_LOCK, job_id]).fetchone()
+        if not (locked and locked[0]):
             return "busy"
         claimed = side.execute(
             "UPDATE telemetry_historyimportjob SET status = 'running', attempts = attempts + 1, started_at = now(), "

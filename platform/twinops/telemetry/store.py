@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -200,7 +201,7 @@ def reason_ids(texts: list[str]) -> dict[str, int]:
         return {}
     with raw_connection().cursor() as cur:
         cur.execute("SELECT text, id FROM telemetry_reason WHERE text = ANY(%s)", [texts])
-        found = dict(cur.fetchall())
+        found: dict[str, int] = dict(cur.fetchall())
         missing = [t for t in texts if t not in found]
         if missing:
             cur.execute("INSERT INTO telemetry_reason (text) SELECT unnest(%s::text[]) ON CONFLICT (text) DO NOTHING",
@@ -272,7 +273,7 @@ def _attach(conn: psycopg.Connection, months: list[np.datetime64]) -> list[str]:
     return added
 
 
-def _side_params() -> dict[str, object]:
+def _side_params() -> dict[str, Any]:
     params = dict(connection.get_connection_params())
     for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
         params.pop(key, None)
@@ -285,7 +286,8 @@ def rollups_rebuild(*, tag_ids: list[int], start: datetime, end: datetime) -> No
     with raw_connection().cursor() as cur:
         for table, unit in (("telemetry_rollup_minute", "minute"), ("telemetry_rollup_hour", "hour")):
             cur.execute("SELECT date_trunc(%s, %s::timestamptz, 'UTC') + ('1 ' || %s)::interval", [unit, end, unit])
-            end_ceil = cur.fetchone()[0]  # whole buckets: the one holding `end` is recomputed completely
+            row = cur.fetchone()
+            end_ceil = row[0] if row else end  # whole buckets: the one holding `end` is recomputed completely
             for statement in _REBUILD.format(table=table, unit=unit).strip().split(";\n"):
                 if statement.strip():
                     cur.execute(statement, {"tags": tag_ids, "start": start, "end": end_ceil, "end_ceil": end_ceil})

@@ -99,3 +99,52 @@ def test_the_collector_stores_values_and_bad_statuses_from_a_live_server_and_rec
     rows = _stored(line)
     assert ("T", 71.5, 0, None) in rows and ("T", 72.5, 0, None) in rows
     assert ("F", None, 2, "BadSensorFailure") in rows
+
+
+async def _in_thread(fn: Callable[[], object]) -> object:
+    """Run ORM code off the event loop, closing that thread's connection afterwards."""
+
+    def call() -> object:
+        from django.db import connection
+
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(call)
+
+
+def test_the_collector_uses_sign_and_encrypt_with_a_pinned_certificate_and_refuses_another(tmp_path, caplog) -> None:
+    from plantsim.client import CertificatePinError
+    from plantsim.plc import PlcConfig, PlcServer
+
+    caplog.set_level(logging.ERROR, logger="asyncua")
+    cfg = PlcConfig(line_id="vdv-reactor", operator_password="s3cret-operator-pw", port=0,
+                    cert_dir=tmp_path / "plc-certs", speed=600.0, tick_s=0.05, heartbeat_timeout_s=60.0)
+
+    async def scenario() -> tuple[int, type[BaseException] | None]:
+        async with PlcServer(cfg) as plc:
+            line = await _in_thread(lambda: line_make("vdv", {"T_R": ("CV", -50, 500), "F": ("MV", 0, 1000)},
+                                                      opcua={"T_R": plc.node_id("T_R"), "F": plc.node_id("F")}))
+            secure = CollectorConfig(url=plc.endpoint_url, fingerprint=plc.certificate_fingerprint,
+                                     cert_dir=tmp_path / "client-certs", username="operator",
+                                     password="s3cret-operator-pw", flush_ms=200, publishing_ms=50)
+            collector = await _in_thread(lambda: Collector(line=line, config=secure))
+            stop = asyncio.Event()
+            task = asyncio.create_task(collector.run(stop))
+            try:
+                await _until(lambda: collector.stored >= 10)
+            finally:
+                stop.set()
+                await task
+            impostor = CollectorConfig(**{**secure.__dict__, "fingerprint": "00:" * 31 + "00"})
+            refused = await _in_thread(lambda: Collector(line=line, config=impostor))
+            try:
+                await refused.run(asyncio.Event())
+            except CertificatePinError as e:
+                return collector.stored, type(e)
+            return collector.stored, None
+
+    stored, refusal = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    assert stored >= 10 and refusal is CertificatePinError
