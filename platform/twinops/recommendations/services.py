@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -66,7 +67,13 @@ def recommendation_create(*, line: Line, actor: Any, now: datetime | None = None
     existing = recommendation_in_slot(line=line, slot=slot)
     if existing is not None:
         return existing
-    draft = _evaluate(line, now)
+    try:
+        draft = _evaluate(line, now)
+    except ImproperlyConfigured:
+        raise  # a bad setting is the operator's to fix, loudly, not a property of this slot
+    except Exception as exc:  # a periodic job must leave a record of why there is no proposal
+        log.exception("recommendation for %s failed", line.key)
+        draft = _Draft(status=Status.FAILED, reason=f"internal error: {type(exc).__name__}: {exc}")
     return _store(line=line, actor=actor, now=now, slot=slot, draft=draft)
 
 
@@ -118,6 +125,7 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     distrust = _distrust(trust)
     if distrust:
         return draft.stop(Status.WITHHELD, distrust)
+    # No DV forecast service yet: each DV is held at its current value over the horizon.
     result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=dv, spec=spec)
     draft.result = result
     if not result.has_proposal:

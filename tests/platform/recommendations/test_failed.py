@@ -60,3 +60,13 @@ def test_a_twin_that_steps_at_another_period_than_the_line_fails_saying_so(
     rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
     _failed_without_proposal(rec)
     assert "the line samples every 20 s but the twin steps 10 s" in rec.reason
+
+
+def test_a_promoted_twin_whose_checkpoint_is_damaged_fails_saying_so(ready: Any) -> None:
+    from twinops.modeling.models import TwinVersion
+
+    line, now = ready
+    TwinVersion.objects.filter(line=line).update(checkpoint=b"not a checkpoint", checkpoint_sha256="0" * 64)
+    rec = recommendation_create(line=line, actor="system:test", now=now)
+    _failed_without_proposal(rec)
+    assert rec.reason.startswith("twin v1 cannot be loaded:") and "magic header line is missing" in rec.reason

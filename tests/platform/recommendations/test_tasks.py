@@ -93,3 +93,29 @@ def test_a_new_proposal_supersedes_the_pending_one_of_the_previous_slot(ready: A
     first.refresh_from_db()
     assert (first.status, second.status) == ("expired", "pending"), second.reason
     assert first.reason == f"superseded by recommendation {second.pk}"
+
+
+def test_two_workers_racing_for_one_slot_store_one_recommendation(transactional_db: None, ready: Any) -> None:
+    import threading
+
+    from django.db import connection
+
+    line, now = ready
+    made: list[int] = []
+    start = threading.Barrier(2)
+
+    def work() -> None:
+        try:
+            start.wait()
+            made.append(services.recommendation_create(line=line, actor="system:test", now=now).pk)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(made) == 2 and made[0] == made[1]  # both callers get the same row
+    assert Recommendation.objects.filter(line=line).count() == 1
+    assert AuditEvent.objects.filter(action__startswith="recommendation.").count() == 1
