@@ -173,6 +173,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 # or a long task would run twice at once.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Which queue each task goes to, in one place (scale path: GPU nodes run `twinops worker -Q train`).
+CELERY_TASK_ROUTES = {
+    "telemetry.*": {"queue": "ingest"},
+    "modeling.train_twin": {"queue": "train"},
+    "recommendations.*": {"queue": "optimize"},
+}
 TWINOPS_QUEUES = ("ingest", "train", "optimize", "default")  # Celery queues; GPU nodes serve "train"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}

@@ -46,3 +46,19 @@ def test_celery_is_configured_to_lose_no_task_when_a_worker_dies() -> None:
     assert {q.name for q in app.conf.task_queues} == {"ingest", "train", "optimize", "default"}
     # Redis re-delivers unacknowledged tasks after the visibility timeout: it must outlast the longest task.
     assert app.conf.broker_transport_options["visibility_timeout"] > settings.CELERY_TASK_TIME_LIMIT
+
+
+def test_every_task_has_a_stable_name_and_goes_to_its_declared_queue() -> None:
+    from twinops.config.celery import app
+
+    app.loader.import_default_modules()
+    ours = sorted(n for n in app.tasks if not n.startswith("celery."))
+    # Explicit names (not module paths) so a refactor never strands queued messages.
+    assert not [n for n in ours if n.startswith("twinops.")], ours
+    queue_of = {name: app.amqp.router.route({}, name)["queue"].name for name in ours}
+    assert queue_of["telemetry.history_import"] == "ingest"
+    assert queue_of["modeling.train_twin"] == "train"  # GPU nodes serve this queue alone
+    assert queue_of["recommendations.recommend_line"] == "optimize"
+    assert set(queue_of.values()) <= {q.name for q in app.conf.task_queues}
+    for entry in app.conf.beat_schedule.values():  # beat only schedules tasks that exist
+        assert entry["task"] in ours
