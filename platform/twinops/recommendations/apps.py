@@ -5,8 +5,6 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 EXPIRE_EVERY_S = 60.0  # how often beat marks old pending recommendations expired
-TASK_QUEUES = {name: "optimize" for name in  # the optimize queue's workers hold the cached controllers
-               ("recommendations.recommend_all", "recommendations.recommend_line", "recommendations.expire")}
 
 
 class RecommendationsConfig(AppConfig):
@@ -17,12 +15,6 @@ class RecommendationsConfig(AppConfig):
     def ready(self) -> None:
         from twinops.config.celery import app
         from twinops.recommendations import conf
-
-        routes = app.conf.task_routes or {}
-        if isinstance(routes, dict):  # settings may also give a list of routers; then ours go first
-            app.conf.task_routes = {**routes, **{name: {"queue": q} for name, q in TASK_QUEUES.items()}}
-        else:
-            app.conf.task_routes = [{name: {"queue": q} for name, q in TASK_QUEUES.items()}, *routes]
 
         # A new dict, not an in-place update: Celery's conf may hand back the settings module's own dict.
         app.conf.beat_schedule = {

@@ -1,6 +1,6 @@
 """Celery tasks of the recommendations app: thin wrappers that load ids and call one service.
 
-All run on the `optimize` queue, routed by apps.TASK_QUEUES (Celery 5 deprecates the `queue=` task attribute).
+All run on the `optimize` queue (its workers hold the cached controllers), routed by CELERY_TASK_ROUTES in settings.
 """
 
 from __future__ import annotations
