@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 REQUEUE_EVERY_S = 60.0  # how often beat looks for training jobs whose worker died
-TASK_QUEUES = {"modeling.train_twin": "train", "modeling.requeue_stale_jobs": "default"}  # GPU nodes serve "train"
 
 
 class ModelingConfig(AppConfig):
@@ -15,12 +14,6 @@ class ModelingConfig(AppConfig):
 
     def ready(self) -> None:
         from twinops.config.celery import app
-
-        routes = app.conf.task_routes or {}
-        if isinstance(routes, dict):  # settings may also give a list of routers; then ours go first
-            app.conf.task_routes = {**routes, **{name: {"queue": q} for name, q in TASK_QUEUES.items()}}
-        else:
-            app.conf.task_routes = [{name: {"queue": q} for name, q in TASK_QUEUES.items()}, *routes]
 
         # A new dict, not an in-place update: Celery's conf may hand back the settings module's own dict.
         app.conf.beat_schedule = {

@@ -1,7 +1,7 @@
 """Celery tasks of the modeling app: thin wrappers that load ids and call one service.
 
-Queues come from apps.TASK_QUEUES (installed as task_routes when the app is ready): Celery 5 deprecates the `queue=`
-task attribute in favour of routes.
+Queues come from CELERY_TASK_ROUTES in settings (one table for every app; Celery 5 deprecates the task-level
+`queue=` attribute in favour of routes).
 """
 
 from __future__ import annotations
