@@ -2,10 +2,16 @@
 
 Every path turns its input into a RawBatch and calls `samples_ingest` (or `history_import`, which feeds a file's
 chunks through the same code in one transaction). Each batch is classified in numpy (unknown tag and impossible
-timestamp: rejected; text, NaN, inf: bad quality with a reason; outside the physical range: flagged), encoded as a
-binary COPY stream into a temporary staging table, and moved into the partitioned samples table with
-`INSERT … ON CONFLICT (tag_id, ts) DO NOTHING`, so a replay adds nothing. Rollups of the new rows are merged in the
-same statement. Nothing is committed per row or per chunk: the caller's transaction (or ours) holds it all.
+timestamp: rejected; text, NaN, inf: bad quality with a reason; outside the physical range: flagged) and encoded as
+a binary COPY stream. Two ways in, same result:
+- the batch overlaps stored data (a replay, late data): COPY into a temporary staging table, then
+  `INSERT … ON CONFLICT (tag_id, ts) DO NOTHING … RETURNING` into the partitioned samples table, so a replay adds
+  nothing, with the rollups of exactly the rows added merged in the same statement;
+- no tag of the batch has a stored sample between its first and last timestamp (live data, a new history file: the
+  usual case): COPY straight into the samples table, rollup deltas computed in numpy and merged. This costs half
+  of the path above. Should a concurrent writer store one of the keys meanwhile, the COPY fails on the primary
+  key, its savepoint is rolled back and the batch takes the first way.
+Nothing is committed per row or per chunk: the caller's transaction (or ours) holds it all.
 """
 
 from __future__ import annotations
@@ -134,16 +140,16 @@ class _Ingest:
         tid, ts, val, q = tag_id[rows], batch.ts_us[rows], value[rows], quality[rows]
         reason_id = np.asarray([0] + [ids[t] for t in texts[1:]], np.int32)[code[rows]]
         store.partitions_ensure(ts)
-        store.stage(store.copy_buffer(tag_id=tid, ts_us=ts, value=val, quality=q, reason_id=reason_id))
         inserted = None
-        if not store.ranges_hold_samples(tag_id=tid, ts_us=ts):  # new data (the usual case): the cheap path
+        if not store.ranges_hold_samples(tag_id=tid, ts_us=ts):  # new data (the usual case): COPY straight in
             try:
                 with transaction.atomic():  # a savepoint: a concurrent writer may have stored a key meanwhile
-                    inserted = store.insert_staged_new()
+                    inserted = store.copy_new(tag_id=tid, ts_us=ts, value=val, quality=q, reason_id=reason_id)
                     store.rollups_merge(tag_id=tid, ts_us=ts, value=val, quality=q)
             except psycopg.errors.UniqueViolation:
                 inserted = None
-        if inserted is None:  # overlaps stored data (replay, late data): skip existing keys
+        if inserted is None:  # overlaps stored data (replay, late data): stage, then skip existing keys
+            store.stage(store.copy_buffer(tag_id=tid, ts_us=ts, value=val, quality=q, reason_id=reason_id))
             inserted = store.insert_staged()
         self.counts["inserted"] += inserted
         self.counts["duplicate"] += int(keep.size) - inserted

@@ -1,4 +1,5 @@
-"""The SQL side of ingest: binary COPY into a staging table, monthly partitions, INSERT … ON CONFLICT, rollups."""
+"""The SQL side of ingest: binary COPY (straight in for new data, else into a staging table and INSERT … ON
+CONFLICT), monthly partitions, rollups."""
 
 from __future__ import annotations
 
@@ -84,15 +85,45 @@ GROUP BY 1, 2;
 
 def binary_copy(types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray]) -> bytes:
     """Encode columns (no NULLs) as a PostgreSQL binary COPY stream in one vectorised pass."""
+    return _COPY_HEADER + _binary_rows(types, columns) + _COPY_TRAILER
+
+
+def _binary_rows(types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray],
+                 nulls: frozenset[str] = frozenset()) -> bytes:
+    """Encode rows of the binary COPY format; the columns named in `nulls` are NULL in every row."""
     fields: list[tuple[str, str]] = [("n", ">i2")]
     for name, kind in types:
-        fields += [(f"len_{name}", ">i4"), (name, kind)]
+        fields += [(f"len_{name}", ">i4")] + ([] if name in nulls else [(name, kind)])
     rows = np.empty(len(next(iter(columns.values()))), np.dtype(fields))  # packed: exactly the wire layout
     rows["n"] = len(types)
     for name, kind in types:
-        rows[f"len_{name}"] = np.dtype(kind).itemsize
-        rows[name] = columns[name]
-    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+        rows[f"len_{name}"] = -1 if name in nulls else np.dtype(kind).itemsize
+        if name not in nulls:
+            rows[name] = columns[name]
+    return rows.tobytes()
+
+
+def copy_new(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray,
+             reason_id: np.ndarray) -> int:
+    """COPY rows known to be new straight into the samples table (no staging, no conflict handling); return rows.
+
+    Raises psycopg.errors.UniqueViolation if a concurrent writer stored one of the keys meanwhile: the caller
+    rolls back to a savepoint and takes the ON CONFLICT path.
+    """
+    columns = {"tag_id": tag_id, "ts": ts_us - PG_EPOCH_US, "value": value, "quality": quality,
+               "reason_id": reason_id}
+    parts = [_COPY_HEADER]
+    for grade, nulls in ((0, frozenset({"reason_id"})), (1, frozenset()), (2, frozenset({"value"}))):
+        pick = quality == grade  # good rows have no reason, bad rows no value: one fixed layout per grade
+        if pick.any():
+            parts.append(_binary_rows(_STAGING_TYPES, {k: v[pick] for k, v in columns.items()}, nulls))
+    parts.append(_COPY_TRAILER)
+    with raw_connection().cursor() as cur:
+        with cur.copy("COPY telemetry_sample (tag_id, ts, value, quality, reason_id) FROM STDIN (FORMAT BINARY)"
+                      ) as copy:
+            for part in parts:
+                copy.write(part)
+    return int(tag_id.size)
 
 
 def copy_buffer(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray,
@@ -138,19 +169,6 @@ def _dt(us: np.integer) -> datetime:
     from twinops.telemetry.batch import us_to_datetime
 
     return us_to_datetime(int(us))
-
-
-def insert_staged_new() -> int:
-    """Append staged rows known to be new (plain INSERT, no conflict handling: half the cost); return rows added.
-
-    Raises psycopg.errors.UniqueViolation if a concurrent writer stored one of the keys meanwhile: the caller
-    rolls back to a savepoint and takes the ON CONFLICT path.
-    """
-    with raw_connection().cursor() as cur:
-        cur.execute("""INSERT INTO telemetry_sample (tag_id, ts, value, quality, reason_id)
-                       SELECT tag_id, ts, CASE WHEN quality = 2 THEN NULL ELSE value END, quality, NULLIF(reason_id, 0)
-                       FROM telemetry_staging""")
-        return cur.rowcount
 
 
 def rollups_merge(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray) -> None:

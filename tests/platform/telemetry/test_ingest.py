@@ -128,3 +128,17 @@ def test_new_data_beside_stored_data_takes_the_fast_path_and_keeps_rollups_exact
                                                     T0 + timedelta(minutes=2): 60, T0 + timedelta(minutes=3): 20}
     rollups_rebuild(line=line, start=T0, end=T0 + timedelta(hours=1))
     assert (_rollups("telemetry_rollup_minute"), _rollups("telemetry_rollup_hour")) == incremental
+
+
+def test_a_key_stored_by_a_concurrent_writer_after_the_check_sends_the_batch_down_the_conflict_path(
+        line, monkeypatch, sample_count) -> None:
+    from twinops.telemetry import store
+
+    samples_ingest(line=line, batch=_batch(60), source="test", actor=None)
+    before = _rollups("telemetry_rollup_minute")
+    monkeypatch.setattr(store, "ranges_hold_samples", lambda **_: False)  # as if the rows landed after the check
+    result = samples_ingest(line=line, batch=_batch(120), source="test", actor=None)
+    assert (result.samples_inserted, result.samples_duplicate) == (120, 120)
+    assert sample_count() == 240
+    after = {(r[0], r[1]): r[2] for r in _rollups("telemetry_rollup_minute")}
+    assert set(after.values()) == {60} and len(after) == 2 * len(before)  # the first minute was not counted twice
