@@ -67,8 +67,18 @@ def _rows(sql: str, params: Sequence[object] | dict[str, object]) -> list[tuple]
         return cur.fetchall()
 
 
-def _floats(values: Sequence[float | None]) -> np.ndarray:
-    return np.asarray([np.nan if v is None else v for v in values], np.float64)
+_COPY_OUT_ROW = np.dtype([("n", ">i2"), ("len_tag_id", ">i4"), ("tag_id", ">i8"), ("len_bucket", ">i4"),
+                          ("bucket", ">i8"), ("len_avg", ">i4"), ("avg", ">f8")])
+
+
+def _copy_out(sql: str, params: dict[str, object]) -> np.ndarray:
+    """Run a query of (bigint, bigint, float8 NOT NULL) rows as a binary COPY and view it as a numpy array."""
+    from twinops.telemetry.store import raw_connection
+
+    with raw_connection().cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
+        data = b"".join(bytes(block) for block in copy)
+    body = data[19:-2]  # 11-byte signature, flags, header extension length; the trailer is -1 as int16
+    return np.frombuffer(body, _COPY_OUT_ROW)
 
 
 # --- training windows ---------------------------------------------------------------------------------------------
@@ -93,7 +103,7 @@ def training_window(*, line: Line, start: datetime | None = None, end: datetime 
     n_rows = math.ceil((end_us - start_us) / period_us)
     if period_us % 60_000_000 == 0 and start_us % 60_000_000 == 0:
         sql = """SELECT tag_id, (extract(epoch FROM date_bin(%(period)s, bucket, %(start)s)) * 1e6)::int8,
-                        sum(avg_value * n_good) / nullif(sum(n_good), 0)
+                        sum(avg_value * n_good) / sum(n_good)
                  FROM telemetry_rollup_minute
                  WHERE tag_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s AND n_good > 0
                  GROUP BY 1, 2"""
@@ -102,14 +112,14 @@ def training_window(*, line: Line, start: datetime | None = None, end: datetime 
                  FROM telemetry_sample
                  WHERE tag_id = ANY(%(ids)s) AND ts >= %(start)s AND ts < %(end)s AND quality = 0
                  GROUP BY 1, 2"""
-    rows = _rows(sql, {"period": timedelta(microseconds=period_us), "start": start, "end": end, "ids": ids})
+    rows = _copy_out(sql, {"period": timedelta(microseconds=period_us), "start": start, "end": end, "ids": ids})
     values = np.full((n_rows, len(ids)), np.nan)
-    if rows:
-        column = {tag_id: j for j, tag_id in enumerate(ids)}
-        tag_col = np.asarray([column[r[0]] for r in rows], np.int64)
-        k = (np.asarray([r[1] for r in rows], np.int64) - start_us) // period_us
+    if rows.size:
+        order = np.argsort(ids)
+        column = order[np.searchsorted(np.asarray(ids)[order], rows["tag_id"])]  # tag id -> column
+        k = (rows["bucket"] - start_us) // period_us
         inside = (k >= 0) & (k < n_rows)
-        values[k[inside], tag_col[inside]] = _floats([r[2] for r in rows])[inside]
+        values[k[inside], column[inside]] = rows["avg"][inside]
     ts_us = start_us + period_us * np.arange(n_rows, dtype=np.int64)
     return TrainingWindow(
         timestamps=[us_to_datetime(int(t)) for t in ts_us], ts_us=ts_us, values=values, mask=~np.isnan(values),
