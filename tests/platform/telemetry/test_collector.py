@@ -148,3 +148,13 @@ def test_the_collector_uses_sign_and_encrypt_with_a_pinned_certificate_and_refus
 
     stored, refusal = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
     assert stored >= 10 and refusal is CertificatePinError
+
+
+def test_the_collect_command_refuses_an_unpinned_secure_connection_and_an_unknown_line(db) -> None:
+    from django.core.management import CommandError, call_command
+
+    line_make("reactor", {"T": ("CV", 0, 200)}, opcua={"T": NODES["T"]})
+    with pytest.raises(CommandError, match="--fingerprint"):
+        call_command("collect", "reactor", "--url", "opc.tcp://127.0.0.1:4840/")
+    with pytest.raises(CommandError, match="no line 'nope'"):
+        call_command("collect", "nope", "--url", "opc.tcp://127.0.0.1:4840/", "--insecure")
