@@ -1,4 +1,17 @@
-"""Learned world models ("twins") of process lines: torch + numpy only, no platform imports."""
+"""Learned world models ("twins") of process lines: torch + numpy only, no platform imports.
+
+Typical use by the platform::
+
+    data = TwinDataset.from_arrays(cv=..., mv=..., dv=..., cv_names=..., mv_names=..., dv_names=...,
+                                   sample_period_s=60.0)          # NaN -> bad sample automatically
+    outcome = train_and_evaluate(data, TwinConfig(), on_progress=lambda epoch, total, losses: ...)
+    outcome.report.to_dict()                                       # JSON; outcome.report.promotable
+    save_checkpoint(outcome.twin, path); twin = load_checkpoint(path)   # CheckpointError subclasses on failure
+    meta, arrays = export_arrays(twin)                             # docs/twin-export.md
+    z0 = twin.initial_state(recent_history)                        # (M, nz) for the optimizer
+
+Refusals raise InsufficientDataError with a message naming what is missing.
+"""
 
 from twins.baselines import LinearARX, Persistence, Record, fit_linear
 from twins.checkpoint import (

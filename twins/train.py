@@ -32,7 +32,8 @@ def rollout_losses(
     """Return per-member losses (M,) of open-loop rollouts from starts t: (M, B)."""
     m, b = t.shape
     rows = t.unsqueeze(-1) + torch.arange(horizon + 1, device=t.device)  # (M, B, H + 1)
-    z0 = net.encode(lt.windows(t, keep_from))  # (M, B, nz)
+    # float32 latents: under bf16 autocast the residual sum over long rollouts would lose precision.
+    z0 = net.encode(lt.windows(t, keep_from)).float()  # (M, B, nz)
     z = net.rollout(z0, lt.u[rows[..., :-1]], lt.d[rows[..., :-1]])  # (M, B, H + 1, nz)
     # After a bad MV/DV sample the recorded input is a guess, so later steps leave the loss.
     alive = torch.cumprod(lt.in_ok[rows[..., :-1]], dim=-1)

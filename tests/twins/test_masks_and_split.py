@@ -78,3 +78,19 @@ def test_training_never_sees_the_test_segment(tanks, quick: TwinConfig) -> None:
     cv_end = data.cv.copy()
     cv_end[split.train_stop - 100 : split.train_stop] *= 1.5
     assert not same_weights(train_twin(split_by_time(with_values(data, cv=cv_end)), quick).net, first.net)
+
+
+def test_a_record_with_scattered_nans_still_trains_with_finite_losses(tanks, quick: TwinConfig) -> None:
+    data = tanks(1500, 5)
+    rng = np.random.default_rng(0)
+    cv, mv = data.cv.copy(), data.mv.copy()
+    cv[rng.random(cv.shape) < 0.1] = np.nan  # a flaky analyser: one sample in ten lost
+    mv[rng.random(mv.shape) < 0.02] = np.nan
+    holey = TwinDataset.from_arrays(
+        cv=cv, mv=mv, dv=data.dv, cv_names=data.cv_names, mv_names=data.mv_names, dv_names=data.dv_names,
+        sample_period_s=10.0,
+    )
+    twin = train_twin(split_by_time(holey), quick)
+    assert all(np.isfinite(v) for epoch in twin.info.history for v in epoch.values())
+    assert all(np.isfinite(p.detach().numpy()).all() for p in twin.net.parameters())
+    assert np.isfinite(twin.predict(holey, np.array([1300]), 20).mean).all()
