@@ -9,11 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.blas import blas_threads
 from optimizer.checks import check_compatible, read_inputs
+from optimizer.condensed import CvLimits, Weights
 from optimizer.dynamics import ExportError, TwinDynamics
 from optimizer.problem import VAR_EPS, MpcProblem
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
+from optimizer.sqp import CondensedSqp, MvBounds, project
 
 _STATUS = {
     "Solve_Succeeded": MpcStatus.OPTIMAL,
@@ -60,7 +63,11 @@ class MpcController:
         problems = [export_error] if export_error else check_compatible(dynamics, spec, self.settings)
         self.incompatibility: str | None = "; ".join(p for p in problems if p) or None
         self.problem = None if self.incompatibility or dynamics is None else MpcProblem(dynamics, spec, self.settings)
+        self.sqp = (CondensedSqp(dynamics, spec, self.settings)
+                    if self.problem is not None and dynamics is not None and self.settings.subproblem == "condensed-qp"
+                    else None)
         self._warm: _WarmStart | None = None
+        self._warm_plan: np.ndarray | None = None  # the previous proposal's plan (n_mv, N), condensed-QP path
 
     @classmethod
     def from_export(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], spec: MpcSpec,
@@ -74,7 +81,7 @@ class MpcController:
 
     def reset(self) -> None:
         """Forget the previous solution, so the next solve starts cold from holding the current setpoints."""
-        self._warm = None
+        self._warm, self._warm_plan = None, None
 
     def solve(self, *, z0: np.ndarray, mv: Mapping[str, float],
               dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
@@ -103,7 +110,44 @@ class MpcController:
         if isinstance(bounds, str):
             return MpcResult(MpcStatus.INCOMPATIBLE, bounds, n, period)
         p = self._parameters(spec, z_now, u_now, d_plan)
-        return self._sqp(spec, z_now, u_now, d_plan, p, bounds)
+        with blas_threads(self.settings.blas_threads):
+            if self.sqp is not None:
+                return self._condensed(spec, z_now, u_now, d_plan, p, bounds)
+            return self._sqp(spec, z_now, u_now, d_plan, p, bounds)
+
+    def _condensed(self, spec: MpcSpec, z_now: np.ndarray, u_now: np.ndarray, d_plan: np.ndarray, p: np.ndarray,
+                   bounds: _Bounds) -> MpcResult:
+        """Solve by sequential dense QPs on the twin condensed onto the MV plan (optimizer.sqp)."""
+        pr, dyn, sqp, settings = self.problem, self.dynamics, self.sqp, self.settings
+        assert pr is not None and dyn is not None and sqp is not None
+        n, period = settings.horizon, dyn.sample_period_s
+        u_lo, u_hi = pr.x["U"].take(bounds.lbx), pr.x["U"].take(bounds.ubx)
+        hold_plan = np.repeat(u_now[:, None], n, axis=1)
+        start = hold_plan if self._warm_plan is None else _shift(self._warm_plan)
+        u_start = project(start, u_now, u_lo, u_hi, bounds.max_move)
+        weights = Weights(*(pr.p[name].take(p).reshape(-1) for name in ("price", "target", "target_weight",
+                                                                          "soft_weight")))
+        limits = CvLimits(*(pr.g[name].take(b)[:, 0] for name, b in (
+            ("cv_low", bounds.lbg), ("cv_high", bounds.ubg), ("safety_low", bounds.lbg), ("safety_high", bounds.ubg))))
+        out = sqp.solve(z_now=z_now, u_now=u_now, d=d_plan, u_start=u_start,
+                        mv=MvBounds(u_lo, u_hi, bounds.max_move), weights=weights, limits=limits)
+        if out.status is not MpcStatus.OPTIMAL:
+            return self._failure(spec, z_now, out.status, out.raw, out.elapsed_s, out.iterations)
+        ref = out.ref
+        spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)
+        value = np.mean(sqp.costs.value(ref.mean, ref.u, d_plan, weights.price))
+        violation = self._hard_violation(ref.u, u_now, ref.mean, spread, bounds)
+        elapsed = out.elapsed_s
+        if violation:
+            self._warm, self._warm_plan = None, None
+            return MpcResult(MpcStatus.SOLVER_FAILED, f"the QP solver returned {out.raw} but {violation}; no "
+                             "proposal", n, period, solve_time_s=elapsed, iterations=out.iterations)
+        hold = sqp.evaluate(hold_plan, z_now, d_plan, u_now, weights, limits, linearise=False)
+        hold_value = np.mean(sqp.costs.value(hold.mean, hold_plan, d_plan, weights.price))
+        self._warm_plan = ref.u
+        return self._result(ref.u, (ref.mean, spread, np.asarray(value)), (hold.mean, np.asarray(hold_value)), u_now,
+                            d_plan, bounds, f"QP {settings.qp_solver}: {out.raw}", elapsed, out.iterations,
+                            out.linearisations)
 
     def _sqp(self, spec: MpcSpec, z_now: np.ndarray, u_now: np.ndarray, d_plan: np.ndarray, p: np.ndarray,
              bounds: _Bounds) -> MpcResult:
@@ -114,7 +158,7 @@ class MpcController:
         u_block = pr.x["U"]
         u_lo, u_hi = u_block.take(bounds.lbx), u_block.take(bounds.ubx)
         x, lam_x, lam_g = self._initial_guess(u_now)
-        u_ref = _project(u_block.take(x), u_now, u_lo, u_hi, bounds.max_move)
+        u_ref = project(u_block.take(x), u_now, u_lo, u_hi, bounds.max_move)
         radius = settings.sqp_step
         started, iterations, raw = time.perf_counter(), 0, "not started"
         ref = self._linearize(x, p, z_now, u_ref, d_plan, bounds)
@@ -140,7 +184,7 @@ class MpcController:
             if status is not MpcStatus.OPTIMAL or sol is None:
                 return self._failure(spec, z_now, status, raw, time.perf_counter() - started, iterations)
             x_new = np.asarray(sol["x"]).reshape(-1)
-            u_new = _project(u_block.take(x_new), u_now, u_lo, u_hi, bounds.max_move)
+            u_new = project(u_block.take(x_new), u_now, u_lo, u_hi, bounds.max_move)
             step = float(np.max(np.abs(u_new - u_ref) / dyn.mv_std[:, None]))
             if step <= settings.sqp_tolerance:
                 break
@@ -174,13 +218,15 @@ class MpcController:
             return MpcResult(MpcStatus.SOLVER_FAILED, f"IPOPT returned {raw} but {violation}; no proposal", n,
                              period, solve_time_s=elapsed, iterations=iterations)
         self._warm = _WarmStart(x, lam_x, lam_g)
-        return self._result(x, (y, spread, value), z_now, u_now, d_plan, p, bounds, raw, elapsed, iterations,
-                            linearisations)
+        y_hold, _, value_hold = (np.asarray(v) for v in pr.evaluate(z_now, np.repeat(u_now[:, None], n, 1), d_plan,
+                                                                    pr.p["price"].take(p)))
+        return self._result(pr.x["U"].take(x), (y, spread, value), (y_hold, value_hold), u_now, d_plan, bounds,
+                            f"IPOPT: {raw}", elapsed, iterations, linearisations)
 
     def _failure(self, spec: MpcSpec, z_now: np.ndarray, status: MpcStatus, raw: str, elapsed: float,
                  iterations: int) -> MpcResult:
         """Return a result without proposal that says why, and drop the warm start."""
-        self._warm = None
+        self._warm, self._warm_plan = None, None
         settings = self.settings
         why = {MpcStatus.TIMEOUT: f"solver budget exhausted ({settings.max_solver_time_s} s, "
                                   f"{settings.max_iterations} IPOPT iterations, {settings.sqp_iterations} linearisations)",
@@ -188,7 +234,8 @@ class MpcController:
         note = self._safety_note(spec, z_now)
         if note and status is MpcStatus.SOLVER_FAILED:
             status, why = MpcStatus.INFEASIBLE, "the hard limits (MV, move, safety) cannot all be met"
-        message = f"{why}: IPOPT returned {raw}; no proposal" + note
+        solver = "IPOPT" if self.sqp is None else f"the QP solver ({settings.qp_solver})"
+        message = f"{why}: {solver} returned {raw}; no proposal" + note
         period = self.dynamics.sample_period_s if self.dynamics else 0.0
         return MpcResult(status, message, settings.horizon, period, solve_time_s=elapsed, iterations=iterations)
 
@@ -329,21 +376,20 @@ class MpcController:
         return ("; the twin puts the line beyond a hard safety limit now (" + ", ".join(beyond)
                 + ") and no plan within the MV and move limits brings it back by the first step") if beyond else ""
 
-    def _result(self, x: np.ndarray, predicted: tuple[np.ndarray, np.ndarray, np.ndarray], z_now: np.ndarray, u_now: np.ndarray, d_plan: np.ndarray,
-                p: np.ndarray, bounds: _Bounds, raw: str, elapsed: float, iterations: int,
-                linearisations: int) -> MpcResult:
-        """Assemble the proposal: plan, predictions with bands, gain versus hold, active constraints."""
+    def _result(self, u: np.ndarray, predicted: tuple[np.ndarray, np.ndarray, np.ndarray],
+                hold: tuple[np.ndarray, np.ndarray], u_now: np.ndarray, d_plan: np.ndarray, bounds: _Bounds, raw: str,
+                elapsed: float, iterations: int, linearisations: int) -> MpcResult:
+        """Assemble the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints."""
         pr, dyn, settings = self.problem, self.dynamics, self.settings
         assert pr is not None and dyn is not None
-        n, price = settings.horizon, pr.p["price"].take(p)
-        u = pr.x["U"].take(x)  # (n_mv, N)
-        y, spread, value = predicted
-        y_hold, _, value_hold = (np.asarray(v) for v in pr.evaluate(z_now, np.repeat(u_now[:, None], n, 1), d_plan, price))
+        n = settings.horizon
+        y, spread, value = predicted  # (n_cv, N) mean, (n_cv, N) spread, scalar value per hour
+        y_hold, value_hold = hold  # the same when holding the current setpoints
         lo, hi = y - settings.band_k * spread, y + settings.band_k * spread
-        active = _active(dyn, pr.g, x, u, u_now, y, spread, bounds, pr.x["U"], settings)
+        active = _active(dyn, pr.g, u, u_now, y, spread, bounds, pr.x["U"], settings)
         slack = self._slack(y, bounds) * dyn.cv_std[:, None]
         soft = [f"{c} by up to {slack[i].max():.4g}" for i, c in enumerate(dyn.cv) if slack[i].max() > 1e-6 * (1 + dyn.cv_std[i])]
-        message = f"optimal (IPOPT: {raw}, {linearisations} linearisations)"
+        message = f"optimal ({raw}, {linearisations} linearisations)"
         if soft:
             message += "; planned CVs outside their soft operating limits: " + ", ".join(soft)
         d_out = [name for i, name in enumerate(dyn.dv)
@@ -366,7 +412,7 @@ class MpcController:
         )
 
 
-def _active(dyn: TwinDynamics, g: Any, x: np.ndarray, u: np.ndarray, u_now: np.ndarray, y: np.ndarray,
+def _active(dyn: TwinDynamics, g: Any, u: np.ndarray, u_now: np.ndarray, y: np.ndarray,
             spread: np.ndarray, bounds: _Bounds, u_block: Any, settings: MpcSettings) -> tuple[str, ...]:
     """Return the names of the constraints at (or, for soft CV limits, beyond) their bound somewhere in the plan."""
     tol = settings.active_tolerance
@@ -396,17 +442,6 @@ def _active(dyn: TwinDynamics, g: Any, x: np.ndarray, u: np.ndarray, u_now: np.n
         if near(y[i] + k * spread[i], g["safety_high"].take(bounds.ubg)[i], dyn.cv_std[i]).any():
             names.append(f"{name}:safety_high")
     return tuple(names)
-
-
-def _project(u: np.ndarray, u_now: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_move: np.ndarray) -> np.ndarray:
-    """Return plan u (n_mv, N) moved onto the MV and move limits, step by step (IPOPT may overstep by ~1e-8)."""
-    out, previous = np.empty_like(u), u_now
-    for k in range(u.shape[1]):
-        # lo/hi are reachable from any admissible previous setpoint, so this interval is never empty
-        low = np.maximum(lo[:, k], previous - max_move)
-        out[:, k] = np.minimum(np.maximum(u[:, k], low), np.minimum(hi[:, k], previous + max_move))
-        previous = out[:, k]
-    return out
 
 
 def _shift(matrix: np.ndarray) -> np.ndarray:

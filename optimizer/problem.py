@@ -132,8 +132,8 @@ class MpcProblem:
             ("safety_high", y + k_safe * spread),  # <= safety high (hard)
         ])
         self.cost = ca.Function("cost", [self.x.expr, self.p.expr], [cost])
-        nlp = {"x": self.x.expr, "p": self.p.expr, "f": cost, "g": self.g.expr}
-        self.solver = ca.nlpsol("mpc", "ipopt", nlp, _ipopt_options(settings))
+        self._nlp = {"x": self.x.expr, "p": self.p.expr, "f": cost, "g": self.g.expr}
+        self._solver: ca.Function | None = None  # IPOPT, built on first use (only the "ipopt" subproblem needs it)
 
         # ============================================================ the exact twin, numerically (dense MX)
         stats = _ensemble_stats(dyn, ca.MX)
@@ -153,6 +153,14 @@ class MpcProblem:
         )
         zc = ca.MX.sym("z", n_z)
         self.current = ca.Function("current", [zc], [stats(dyn.readout_function()(zc))[0]], ["z"], ["y"])
+
+
+    @property
+    def solver(self) -> ca.Function:
+        """Return the IPOPT solver of the linearised NLP, building it the first time."""
+        if self._solver is None:
+            self._solver = ca.nlpsol("mpc", "ipopt", self._nlp, _ipopt_options(self.settings))
+        return self._solver
 
 
 def _linear_step(dyn: TwinDynamics) -> ca.Function:

@@ -49,7 +49,7 @@ class MpcResult:
     objective_gain: float | None = None  # objective_plan - objective_hold
     active_constraints: tuple[str, ...] = ()  # e.g. "F:mv_high", "F:max_move", "C_b:cv_high", "T:safety_high"
     solve_time_s: float | None = None  # wall-clock time of the solver call
-    iterations: int | None = None  # IPOPT iterations
+    iterations: int | None = None  # solver iterations: QP active-set (or IPOPT) iterations over all linearisations
 
     @property
     def has_proposal(self) -> bool:

@@ -134,7 +134,7 @@ class MpcSettings:
     safety_spread_k: float = 1.0  # safety limits hold for ensemble mean ± k * spread
     band_k: float = 2.0  # reported uncertainty band: mean ± band_k * spread
     max_solver_time_s: float = 5.0  # wall-clock budget of one solve (all linearisations); past it, no proposal
-    max_iterations: int = 200  # IPOPT iteration budget of one linearised subproblem
+    max_iterations: int = 200  # IPOPT iteration budget of one linearised subproblem (subproblem "ipopt")
     sqp_iterations: int = 15  # most linearisations of the twin per solve (each one IPOPT solve)
     sqp_step: float = 1.0  # trust region of one linearisation: largest MV change from the reference, in MV stds
     sqp_tolerance: float = 1e-3  # converged when no MV moves more than this (in MV stds) between linearisations
@@ -143,6 +143,13 @@ class MpcSettings:
     hessian: Literal["exact", "limited-memory"] = "exact"  # exact is faster here (see bench/mpc.py)
     active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
     ipopt_options: Mapping[str, Any] = field(default_factory=dict)  # extra IPOPT options, "ipopt." prefix omitted
+    # How each linearisation is solved: "condensed-qp" (numpy linearisation condensed onto the MV plan, one dense
+    # convex QP, see optimizer/condensed.py; the fast default) or "ipopt" (the multiple-shooting NLP, the reference).
+    subproblem: Literal["condensed-qp", "ipopt"] = "condensed-qp"
+    qp_solver: str = "qpoases"  # casadi conic plugin of the condensed QP (dense, convex); "daqp" is as fast but
+    # stalls on badly scaled QPs (tiny move weight beside large soft-limit penalties), "proxqp" slower
+    qp_options: Mapping[str, Any] = field(default_factory=dict)  # extra options of that plugin
+    blas_threads: int | None = 1  # numpy's OpenBLAS threads during a solve (small matrices); None leaves it alone
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or self.max_iterations < 1:
@@ -151,6 +158,8 @@ class MpcSettings:
             raise ValueError("soft_penalty_by_rank needs at least one positive weight")
         if self.max_solver_time_s <= 0:
             raise ValueError("max_solver_time_s must be > 0")
+        if self.subproblem not in ("condensed-qp", "ipopt"):
+            raise ValueError(f"subproblem must be 'condensed-qp' or 'ipopt', got {self.subproblem!r}")
         if self.hessian not in ("exact", "limited-memory"):
             raise ValueError(f"hessian must be 'exact' or 'limited-memory', got {self.hessian!r}")
         for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance"):
