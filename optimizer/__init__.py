@@ -2,10 +2,11 @@
 
 from optimizer.controller import MpcController
 from optimizer.dynamics import EXPORT_FORMAT, EXPORT_VERSION, ExportError, TwinDynamics
+from optimizer.model import CasadiModel
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import CvSpec, CvTarget, DvSpec, Limits, MpcSettings, MpcSpec, MvSpec, ObjectiveTerm
 
 __all__ = [
-    "EXPORT_FORMAT", "EXPORT_VERSION", "CvSpec", "CvTarget", "DvSpec", "ExportError", "Limits", "MpcController",
+    "EXPORT_FORMAT", "EXPORT_VERSION", "CasadiModel", "CvSpec", "CvTarget", "DvSpec", "ExportError", "Limits", "MpcController",
     "MpcResult", "MpcSettings", "MpcSpec", "MpcStatus", "MvSpec", "ObjectiveTerm", "TwinDynamics",
 ]

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optimizer.dynamics import TwinDynamics
+from optimizer.model import Dynamics
 from optimizer.spec import MpcSettings, MpcSpec
 
 
-def check_compatible(dynamics: TwinDynamics | None, spec: MpcSpec, settings: MpcSettings) -> list[str]:
+def check_compatible(dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSettings) -> list[str]:
     """Return every reason the twin and the spec do not fit together (empty when they do)."""
     if dynamics is None:
         return ["no twin"]
@@ -45,7 +45,7 @@ def check_compatible(dynamics: TwinDynamics | None, spec: MpcSpec, settings: Mpc
 
 
 def read_inputs(
-    dynamics: TwinDynamics, horizon: int, z0: np.ndarray, mv: Mapping[str, float],
+    dynamics: Dynamics, horizon: int, z0: np.ndarray, mv: Mapping[str, float],
     dv_forecast: Mapping[str, float | Sequence[float]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
     """Return (z (M*nz,), u_now (n_mv,), D (n_dv, N)) in the twin's order, or why the inputs are unusable."""

@@ -20,8 +20,8 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from optimizer.dynamics import TwinDynamics
 from optimizer.linearize import Linearisation
+from optimizer.model import Dynamics
 from optimizer.spec import MpcSettings, MpcSpec
 
 VAR_EPS = 1e-6  # as in optimizer.problem: added to the normalised ensemble variance under the square root
@@ -65,7 +65,7 @@ class Evaluation:
 class CostModel:
     """The MPC cost on the exact twin, and its quadratic model along a linearisation, in numpy."""
 
-    def __init__(self, dyn: TwinDynamics, spec: MpcSpec, settings: MpcSettings) -> None:
+    def __init__(self, dyn: Dynamics, spec: MpcSpec, settings: MpcSettings) -> None:
         self.dyn, self.settings = dyn, settings
         self.n, self.n_mv, self.n_cv, self.m = settings.horizon, len(dyn.mv), len(dyn.cv), dyn.members
         # each objective term's factors as (kind, index): kind 0 = CV, 1 = MV, 2 = DV

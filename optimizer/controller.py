@@ -13,6 +13,7 @@ from optimizer.blas import blas_threads
 from optimizer.checks import check_compatible, read_inputs
 from optimizer.condensed import CvLimits, Weights
 from optimizer.dynamics import ExportError, TwinDynamics
+from optimizer.model import Dynamics
 from optimizer.problem import VAR_EPS, MpcProblem
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
@@ -56,7 +57,7 @@ class _WarmStart:
 class MpcController:
     """Build the problem once per (line, twin version); call `solve` every sample period."""
 
-    def __init__(self, dynamics: TwinDynamics | None, spec: MpcSpec, settings: MpcSettings | None = None,
+    def __init__(self, dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSettings | None = None,
                  *, export_error: str | None = None) -> None:
         self.dynamics, self.spec = dynamics, spec
         self.settings = settings or MpcSettings()
@@ -412,7 +413,7 @@ class MpcController:
         )
 
 
-def _active(dyn: TwinDynamics, g: Any, u: np.ndarray, u_now: np.ndarray, y: np.ndarray,
+def _active(dyn: Dynamics, g: Any, u: np.ndarray, u_now: np.ndarray, y: np.ndarray,
             spread: np.ndarray, bounds: _Bounds, u_block: Any, settings: MpcSettings) -> tuple[str, ...]:
     """Return the names of the constraints at (or, for soft CV limits, beyond) their bound somewhere in the plan."""
     tol = settings.active_tolerance

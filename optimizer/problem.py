@@ -9,7 +9,7 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from optimizer.dynamics import TwinDynamics
+from optimizer.model import Dynamics
 from optimizer.spec import MpcSettings, MpcSpec
 
 VAR_EPS = 1e-6  # added to the normalised ensemble variance so its square root stays differentiable at 0
@@ -65,7 +65,7 @@ class MpcProblem:
     at a fixed point the reference plan is the solution, where the linearisation is exact in value and slope.
     """
 
-    def __init__(self, dynamics: TwinDynamics, spec: MpcSpec, settings: MpcSettings) -> None:
+    def __init__(self, dynamics: Dynamics, spec: MpcSpec, settings: MpcSettings) -> None:
         self.dynamics, self.spec, self.settings = dynamics, spec, settings
         n = settings.horizon
         dyn = dynamics
@@ -163,7 +163,7 @@ class MpcProblem:
         return self._solver
 
 
-def _linear_step(dyn: TwinDynamics) -> ca.Function:
+def _linear_step(dyn: Dynamics) -> ca.Function:
     """Return step(dz (M*nz,), du (n_mv,), A (nz, M*nz), B (M*nz, n_mv)) -> dz_next, member blocks of A apart."""
     n_z = dyn.members * dyn.nz
     dz, du = ca.SX.sym("dz", n_z), ca.SX.sym("du", len(dyn.mv))
@@ -172,7 +172,7 @@ def _linear_step(dyn: TwinDynamics) -> ca.Function:
     return ca.Function("linear_step", [dz, du, a, b], [ca.vertcat(*blocks) + ca.mtimes(b, du)])
 
 
-def _linear_readout(dyn: TwinDynamics) -> ca.Function:
+def _linear_readout(dyn: Dynamics) -> ca.Function:
     """Return readout(dz (M*nz,), C (n_cv, M*nz)) -> dy (M*n_cv,), member blocks of C apart."""
     n_z = dyn.members * dyn.nz
     dz, c = ca.SX.sym("dz", n_z), ca.SX.sym("C", len(dyn.cv), n_z)
@@ -180,7 +180,7 @@ def _linear_readout(dyn: TwinDynamics) -> ca.Function:
     return ca.Function("linear_readout", [dz, c], [ca.vertcat(*blocks)])
 
 
-def economic_value(dyn: TwinDynamics, spec: MpcSpec, y: Any, u: Any, d: Any, price: Any) -> Any:
+def economic_value(dyn: Dynamics, spec: MpcSpec, y: Any, u: Any, d: Any, price: Any) -> Any:
     """Return the value per step (1, N): sum over terms of price * product of the tags (CV, MV or DV rows)."""
     rows = {name: y[i, :] for i, name in enumerate(dyn.cv)}
     rows |= {name: u[i, :] for i, name in enumerate(dyn.mv)}
@@ -194,7 +194,7 @@ def economic_value(dyn: TwinDynamics, spec: MpcSpec, y: Any, u: Any, d: Any, pri
     return value
 
 
-def _ensemble_stats(dyn: TwinDynamics, sym: type) -> ca.Function:
+def _ensemble_stats(dyn: Dynamics, sym: type) -> ca.Function:
     """Return stats(y (M*n_cv,) member-major) -> (mean (n_cv,), sample variance over members in CV stds^2 (n_cv,))."""
     y_all = sym.sym("y", dyn.members * len(dyn.cv))  # type: ignore[attr-defined]
     y = ca.reshape(y_all, len(dyn.cv), dyn.members)  # (n_cv, M)

@@ -10,6 +10,7 @@ import numpy as np
 from optimizer.condensed import CostModel, CvLimits, DenseQp, Evaluation, Weights
 from optimizer.dynamics import TwinDynamics
 from optimizer.linearize import NumpyTwin
+from optimizer.model import CasadiPlan, Dynamics
 from optimizer.result import MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
 
@@ -40,9 +41,9 @@ class SqpOutcome:
 class CondensedSqp:
     """The MPC of one (line, twin version) solved as a sequence of dense convex QPs in the MV plan."""
 
-    def __init__(self, dyn: TwinDynamics, spec: MpcSpec, settings: MpcSettings) -> None:
+    def __init__(self, dyn: Dynamics, spec: MpcSpec, settings: MpcSettings) -> None:
         self.dyn, self.settings = dyn, settings
-        self.twin = NumpyTwin(dyn)
+        self.twin = NumpyTwin(dyn) if isinstance(dyn, TwinDynamics) else CasadiPlan(dyn, settings.horizon)
         self.costs = CostModel(dyn, spec, settings)
         self.qp = DenseQp(settings.qp_solver, _qp_options(settings))
 
