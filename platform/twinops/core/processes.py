@@ -105,23 +105,3 @@ def supervise(procs: Procs) -> None:
     while True:
         check_alive(procs)
         time.sleep(0.5)
-
-
-class ProgressBar:
-    """A one-line text progress bar on a stream (for commands; library code reports through callbacks)."""
-
-    def __init__(self, label: str, stream: object = None, width: int = 30) -> None:
-        self.label, self.width = label, width
-        self.stream = stream or sys.stderr
-        self._last = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        pct = 100 if total <= 0 else min(100, int(100 * done / total))
-        if pct == self._last:
-            return
-        self._last = pct
-        filled = self.width * pct // 100
-        self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (self.width - filled)}] {pct:3d}%")  # type: ignore[attr-defined]
-        if pct == 100:
-            self.stream.write("\n")  # type: ignore[attr-defined]
-        self.stream.flush()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from plantsim.certs import certificate_fingerprint
 from twinops.config.embedded import data_home
 from twinops.core import processes
+from twinops.core.progress import ProgressBar
 from twinops.core.services import demo_users_seed
 from twinops.demo.services import demo_lines, demo_lines_onboard, demo_operator_password, demo_training_request
 
@@ -57,8 +58,18 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         logins = demo_users_seed()
         demo_dir = data_home() / "demo"
+        bars: list[ProgressBar] = []
+
+        def bar(label: str) -> ProgressBar:  # one line per step: end the previous bar before starting the next
+            if bars:
+                bars[-1].close()
+            bars.append(ProgressBar(self.stderr, label=label))
+            return bars[-1]
+
         onboarded = demo_lines_onboard(demo_dir=demo_dir, days=opts["days"], end=datetime.now(UTC),
-                                       seed=opts["seed"], progress=lambda label: processes.ProgressBar(label))
+                                       seed=opts["seed"], progress=bar)
+        if bars:
+            bars[-1].close()
         for d in onboarded:
             state = f"onboarded, {d.samples_imported:,} samples of history" if d.onboarded_now else "already onboarded"
             self.stdout.write(f"  {d.key}: {state}")
