@@ -82,6 +82,7 @@ class CondensedSqp:
             if x is None:
                 if ref.safe and radius > settings.sqp_tolerance:
                     radius *= 0.25  # the reference is feasible, so a smaller step is too: retry
+                    backoff[:] = 0.0
                     continue
                 status = MpcStatus.INFEASIBLE if not ref.safe else MpcStatus.SOLVER_FAILED
                 return SqpOutcome(status, raw, ref, iterations, linearisations, elapsed)
@@ -97,6 +98,7 @@ class CondensedSqp:
             if not trial.safe and corrections < SAFETY_CORRECTIONS and safety_rows[0].size + safety_rows[1].size:
                 # Second-order correction: tighten each linearised safety row by the curvature error at the trial.
                 backoff = np.maximum(backoff + self._safety_error(ref, trial, u_new - ref.u, safety_rows), 0.0)
+                backoff = np.minimum(backoff, self._margins(ref, limits))  # holding the reference stays feasible
                 corrections += 1
                 continue
             actual = ref.cost - trial.cost
@@ -167,6 +169,13 @@ class CondensedSqp:
         lba = np.concatenate(lows) if lows else np.zeros(0)
         uba = np.concatenate(highs) if highs else np.zeros(0)
         return h, g, c0, a, lba, uba, soft, (safe_lo, safe_hi, first)
+
+    def _margins(self, ref: Evaluation, limits: CvLimits) -> np.ndarray:
+        """Return (2, n_cv, N): how far ref's mean -/+ k spread is inside the safety low/high limits (>= 0)."""
+        k = self.settings.safety_spread_k
+        low = ref.mean - k * ref.spread - limits.safety_low[:, None]
+        high = limits.safety_high[:, None] - (ref.mean + k * ref.spread)
+        return np.maximum(np.stack([low, high]) * (1 - 1e-6), 0.0)
 
     def _safety_error(self, ref: Evaluation, trial: Evaluation, du: np.ndarray, rows: tuple) -> np.ndarray:  # type: ignore[type-arg]
         """Return (2, n_cv, N): how far the exact twin's mean -/+ k spread at the trial is beyond its linearisation."""

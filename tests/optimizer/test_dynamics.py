@@ -112,3 +112,24 @@ def test_an_export_with_a_mis_shaped_array_is_refused_naming_the_array() -> None
         TwinDynamics.from_export(meta, {**arrays, "norm/cv_std": np.ones(5)})
     with pytest.raises(ExportError, match="m1/next/W1"):
         TwinDynamics.from_export(meta, {**arrays, "m1/next/W1": np.ones((16, 3))})
+
+
+@pytest.mark.parametrize("activation", ["tanh", "silu", "softplus"])
+def test_the_numpy_linearisation_along_a_plan_equals_the_casadi_replica_and_its_derivatives(activation: str, rng) -> None:
+    from optimizer.linearize import NumpyTwin
+
+    meta, arrays = random_export(seed=6, activation=activation, members=3, nz=4, hidden=10)
+    dyn = TwinDynamics.from_export(meta, arrays)
+    n = 6
+    z0 = rng.normal(size=(3, 4))
+    u = arrays["norm/mv_mean"][:, None] + rng.normal(size=(2, n))  # (n_mv, N)
+    d = arrays["norm/dv_mean"][:, None] + rng.normal(size=(1, n))
+    lin = NumpyTwin(dyn).linearise(z0.reshape(-1), u, d)
+    assert np.max(np.abs(lin.y - dyn.rollout(z0, u.T, d.T))) < 1e-9
+    # d y / d U against CasADi's automatic derivatives of the whole rollout
+    zs, us, ds = ca.MX.sym("z", 12), ca.MX.sym("u", 2, n), ca.MX.sym("d", 1, n)
+    y = dyn.readout_function().map(n)(dyn.step_function().mapaccum(n)(zs, us, ds))  # (M*n_cv, N)
+    jac = np.asarray(ca.Function("j", [zs, us, ds], [ca.jacobian(ca.vec(y), ca.vec(us))])(z0.reshape(-1), u, d))
+    expected = jac.reshape(n, 3, 2, 2 * n)  # rows: step, member, CV
+    assert np.max(np.abs(lin.g - expected)) < 1e-9
+    assert np.all(lin.g[0, :, :, 2:] == 0)  # causal: the first CVs do not depend on later moves

@@ -1,0 +1,34 @@
+"""Each benchmark's quick run completes and reports sane figures (timings are printed by the bench, never asserted)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+
+def test_the_mpc_benchmark_reports_our_solves_the_ipopt_subproblem_and_the_naive_formulation() -> None:
+    from bench import mpc
+
+    out = mpc.run(quick=True)
+    for key in ("p95_ms", "median_ms", "cpu_p95_ms", "ipopt_p95_ms", "naive_p95_ms", "build_s"):
+        assert math.isfinite(out[key]) and out[key] > 0, key
+    assert out["optimal"] == out["solves"] == 8 and out["failures"] == []
+    assert out["ipopt_optimal"] == out["ipopt_solves"]
+    assert out["median_ms"] <= out["p95_ms"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_closed_loop_benchmark_compares_hold_the_true_model_and_a_twin_on_one_scenario() -> None:
+    from bench import closedloop
+
+    out = closedloop.run(quick=True)
+    assert out["quick"] is True
+    for key in ("hold_economic_eur", "model_economic_eur", "twin_economic_eur", "run_s", "twin_train_s"):
+        assert math.isfinite(out[key]), key
+    assert out["model_economic_eur"] > out["hold_economic_eur"]  # the limit beats holding setpoints
+    assert out["gain_ratio"] is not None and math.isfinite(out["gain_ratio"])
+    assert out["hard_violations"] == 0 and out["model_hard_violations"] == 0
+    assert out["soft_violation_minutes"] >= 0 and out["model_soft_violation_minutes"] >= 0
+    assert out["hold"]["steps"] == out["model"]["steps"] == out["twin"]["steps"] > 0
+    assert out["model"]["failed_solves"] == 0
