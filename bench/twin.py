@@ -115,7 +115,7 @@ def cpu_training_time(rows: int, config: TwinConfig) -> dict[str, Any]:
 
 def run(*, quick: bool = False) -> dict[str, Any]:
     """Run the twin benchmarks and return their figures as a JSON-able dict."""
-    small = {"epochs": 2, "steps_per_epoch": 10} if quick else {}
+    small: dict[str, Any] = {"epochs": 2, "steps_per_epoch": 10, "eval_starts": 200, "val_windows": 64} if quick else {}
     out: dict[str, Any] = {"quick": quick}
     out.update(cascaded_tanks(dataclasses.replace(TANKS, **small)))
     out.update(daisy_cstr(dataclasses.replace(CSTR, **small)))
