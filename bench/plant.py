@@ -7,6 +7,11 @@ as the history export does. opcua_publish_values_per_s: server-side node value u
 SignAndEncrypt client in the same process subscribed to every measured tag (its decoding shares the CPU);
 opcua_notifications_per_publish: data-change notifications that client received per update cycle (8 measured tags;
 stuck sensors repeat a value, which is not a change).
+collector_values_per_s (only under `twinops bench plant`, which sets Django up): values a `twinops collect`
+Collector stores per wall second, end to end — PLC publishing as fast as it can (heat-train, every 5 ms) →
+Basic256Sha256 SignAndEncrypt subscription with a pinned certificate → the ingest service → PostgreSQL (a scratch
+database `twinops_bench_plant`); beside it, in the same run, `collector_offered_values_per_s`: the values the PLC
+published meanwhile (PLC and collector share this process and its CPU).
 """
 
 from __future__ import annotations
@@ -70,6 +75,46 @@ async def _time_publishes(plc: PlcServer, publishes: int) -> float:
     return (plc.values_published - before) / (time.perf_counter() - start)
 
 
+async def _collect(line: Any, seconds: float, cert_dir: Path) -> dict[str, float]:
+    from twinops.telemetry.collector import Collector, CollectorConfig
+
+    cfg = PlcConfig(line_id="heat-train", operator_password="bench-operator", port=0, cert_dir=cert_dir,
+                    speed=3600.0, tick_s=0.005, heartbeat_timeout_s=3600.0)
+    async with PlcServer(cfg) as plc:
+        config = CollectorConfig(url=plc.endpoint_url, fingerprint=plc.certificate_fingerprint,
+                                 cert_dir=cert_dir / "client", username="operator", password="bench-operator",
+                                 flush_ms=500, publishing_ms=50)
+        collector = await asyncio.to_thread(lambda: Collector(line=line, config=config))
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        while collector.stored == 0:  # connected, subscribed, first flush done
+            await asyncio.sleep(0.1)
+        stored0, published0, start = collector.stored, plc.values_published, time.perf_counter()
+        await asyncio.sleep(seconds)
+        elapsed = time.perf_counter() - start
+        stored, published = collector.stored - stored0, plc.values_published - published0
+        stop.set()
+        await task
+    return {"collector_values_per_s": stored / elapsed, "collector_offered_values_per_s": published / elapsed}
+
+
+def collector_rate(seconds: float) -> dict[str, float]:
+    """Measure live OPC UA collection into PostgreSQL (needs Django set up, as `twinops bench plant` does)."""
+    import yaml
+
+    from bench.ingest import scratch_database
+    from plantsim.spec import line_spec
+    from twinops.lines.models import Line
+    from twinops.lines.services import line_onboard
+
+    with scratch_database("twinops_bench_plant"), tempfile.TemporaryDirectory(prefix="plantsim-bench-") as tmp:
+        line = Line.objects.filter(key="heat-train").first()
+        if line is None:
+            text = yaml.safe_dump(line_spec(build_simulator("heat-train", seed=0).line), sort_keys=False)
+            line = line_onboard(text=text, filename="heat-train.yaml", actor="system:bench").line
+        return asyncio.run(_collect(line, seconds, Path(tmp)))
+
+
 def run(*, quick: bool = False) -> dict[str, Any]:
     """Run the plant benchmark and return its figures."""
     steps = 1000 if quick else 10000
@@ -80,6 +125,10 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="plantsim-bench-") as tmp:
         rates = asyncio.run(_publish_rate(200 if quick else 2000, Path(tmp)))
     result.update({k: round(v, 1) for k, v in rates.items()})
+    from django.conf import settings
+
+    if settings.configured:
+        result.update({k: round(v, 1) for k, v in collector_rate(5.0 if quick else 30.0).items()})
     return result
 
 
