@@ -8,7 +8,7 @@ C_A0 and T_in, sensor noise, actuator ramps) it runs
   (c) twin: MPC on a twin trained here, on CPU, on simulated history with step tests; its latent state is encoded
       from the measured window every sample.
 (b) and (c) share the objective, limits, settings and MV range (the range the twin saw in training), so they
-differ only in the model. Economic value per the line spec's objective terms (2 F C_b + 0.001 Q_dot per hour),
+differ only in the model; `model_full_mv_range_economic_eur` shows, for scale, (b) allowed the line's whole MV range. Economic value per the line spec's objective terms (2 F C_b + 0.001 Q_dot per hour),
 on the true CVs and the actuators' positions, summed over the run.
 """
 
@@ -187,6 +187,12 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     model = vdv_model(tuple(meta["cv"]), scales, line.sample_period_s)
     hold = closed_loop("hold", scenario, None, None)
     limit = closed_loop("model", scenario, MpcController(model, spec, settings), None)
+    # For scale only: the true model allowed the line's whole MV range, beyond what the twin's data cover.
+    wide = {**scales, "mv_min": np.array([m.limits.low for m in spec.mvs]), "mv_max": np.array([m.limits.high for m in spec.mvs])}
+    # Far moves (F up to 100) need more linearisations from a cold start than the 15 of the default settings.
+    full_range = closed_loop("model", scenario, MpcController(vdv_model(tuple(meta["cv"]), wide, line.sample_period_s),
+                                                              spec, dataclasses.replace(settings, sqp_iterations=60)),
+                             None)
     learned = closed_loop("twin", scenario, MpcController.from_export(meta, arrays, spec, settings), twin)
     gain_model = limit["economic_eur"] - hold["economic_eur"]
     gain_twin = learned["economic_eur"] - hold["economic_eur"]
@@ -198,6 +204,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "model_hard_violations": limit["hard_violations"],
         "hold_economic_eur": hold["economic_eur"], "model_economic_eur": limit["economic_eur"],
         "twin_economic_eur": learned["economic_eur"],
+        "model_full_mv_range_economic_eur": full_range["economic_eur"],
+        "model_full_mv_range_hard_violations": full_range["hard_violations"],
+        "model_full_mv_range_failed_solves": full_range["failed_solves"],
         "hold": hold, "model": limit, "twin": learned,
         "twin_train_s": train_s, "twin_train_last_val_cv": twin.info.history[-1].get("val_cv"),
         "run_s": time.perf_counter() - clock, "quick": quick,

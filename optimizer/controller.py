@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,6 +133,8 @@ class MpcController:
             ("cv_low", bounds.lbg), ("cv_high", bounds.ubg), ("safety_low", bounds.lbg), ("safety_high", bounds.ubg))))
         out = sqp.solve(z_now=z_now, u_now=u_now, d=d_plan, u_start=u_start,
                         mv=MvBounds(u_lo, u_hi, bounds.max_move), weights=weights, limits=limits)
+        if out.status is MpcStatus.OPTIMAL and out.elapsed_s > settings.max_solver_time_s:
+            out = dataclasses.replace(out, status=MpcStatus.TIMEOUT)
         if out.status is not MpcStatus.OPTIMAL:
             return self._failure(spec, z_now, out.status, out.raw, out.elapsed_s, out.iterations)
         ref = out.ref
