@@ -252,39 +252,57 @@ class DenseQp:
         px, pa = -(-nx // 8) * 8, -(-na // 8) * 8
         key = (px, pa)
         if key not in self._solvers:
-            shape = {"h": ca.Sparsity.dense(px, px), "a": ca.Sparsity.dense(pa, px)}
-            with _quiet():  # qpOASES prints its licence banner whenever an instance is built; library code never prints
-                self._solvers[key] = ca.conic("mpc_qp", self.plugin, shape,
-                                              {"print_time": False, "error_on_fail": False, **self.options})
+            self._solvers[key] = self._build(px, pa)
         hp = np.eye(px)
         hp[:nx, :nx] = h
         ap = np.zeros((pa, px))
         ap[:na, :nx] = a
         pad_x, pad_a = np.zeros(px - nx), np.full(pa - na, np.inf)
-        solver = self._solvers[key]
-        try:
-            sol = solver(h=hp, g=np.concatenate([g, pad_x]), a=ap, lba=np.concatenate([lba, -pad_a]),
-                         uba=np.concatenate([uba, pad_a]), lbx=np.concatenate([lbx, pad_x]),
-                         ubx=np.concatenate([ubx, pad_x]))
-        except RuntimeError as exc:
-            return None, f"QP solver error: {exc}"
-        stats = solver.stats()
-        status = str(stats.get("return_status", "unknown"))
-        x = np.asarray(sol["x"]).reshape(-1)[:nx]
-        if not stats.get("success", False) or not np.all(np.isfinite(x)):
-            return None, status
-        return x, status
+        args = {"h": hp, "g": np.concatenate([g, pad_x]), "a": ap, "lba": np.concatenate([lba, -pad_a]),
+                "uba": np.concatenate([uba, pad_a]), "lbx": np.concatenate([lbx, pad_x]),
+                "ubx": np.concatenate([ubx, pad_x])}
+        status = "not solved"
+        for _ in range(2):
+            solver = self._solvers[key]
+            try:
+                with _quiet():
+                    sol = solver(**args)
+                stats = solver.stats()
+                status = str(stats.get("return_status", "unknown"))
+                x = np.asarray(sol["x"]).reshape(-1)[:nx]
+                if stats.get("success", False) and np.all(np.isfinite(x)):
+                    return x, status
+            except RuntimeError as exc:
+                status = f"QP solver error: {exc}"
+            # A failed qpOASES instance refuses every later QP ("previous QP is not solved"): build a fresh one,
+            # and try once more with it in case the failure was that state, not this QP.
+            self._solvers[key] = self._build(px, pa)
+        return None, status
+
+    def _build(self, nx: int, na: int) -> ca.Function:
+        """Return a new dense QP solver instance for nx variables and na rows."""
+        shape = {"h": ca.Sparsity.dense(nx, nx), "a": ca.Sparsity.dense(na, nx)}
+        with _quiet():  # qpOASES prints its licence banner whenever an instance is built
+            return ca.conic("mpc_qp", self.plugin, shape, {"print_time": False, "error_on_fail": False, **self.options})
 
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Send the process's C-level standard output to /dev/null for the block (solver construction only)."""
+    """Send the process's C-level stdout and stderr to /dev/null for the block.
+
+    qpOASES prints its licence banner when an instance is built and some error traces (e.g. a failed TQ
+    factorisation, after which the controller retries) whatever its print level; library code never prints.
+    The block is a single solver call (milliseconds); other threads' output in that window is lost too.
+    """
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
             yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)

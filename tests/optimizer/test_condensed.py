@@ -115,3 +115,13 @@ def test_the_blas_thread_count_is_restored_after_a_solve() -> None:
 def test_an_unknown_subproblem_is_refused_loudly() -> None:
     with pytest.raises(ValueError, match="subproblem"):
         MpcSettings(subproblem="sqp")  # type: ignore[arg-type]
+
+
+def test_a_failed_qp_does_not_poison_the_next_solves_of_the_same_controller() -> None:
+    meta, arrays = first_order_export(rate=0.1)  # C can drop at most 10 % of the gap in one step
+    controller = MpcController.from_export(meta, arrays, first_order_spec(cv_high=5.0, safety_high=6.0), FAST)
+    beyond = controller.solve(z0=np.full((2, 1), 8.0), mv={"F": 8.0})  # the QP is infeasible
+    assert beyond.status is MpcStatus.INFEASIBLE
+    for _ in range(3):
+        again = controller.solve(z0=np.full((2, 1), 1.0), mv={"F": 1.0})
+        assert again.status is MpcStatus.OPTIMAL, again.message
