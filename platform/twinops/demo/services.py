@@ -10,7 +10,6 @@ from pathlib import Path
 
 from plantsim import available_lines
 from plantsim.history import export_line
-
 from twinops.lines.models import Line
 from twinops.lines.services import line_onboard
 from twinops.modeling.models import TrainingJob

@@ -7,6 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+
 from twinops.cli import main
 from twinops.lines.models import SpecVersion, Tag
 

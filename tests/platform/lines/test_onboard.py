@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import PermissionDenied
+
 from twinops.audit.models import AuditEvent
 from twinops.audit.services import audit_chain_verify
 from twinops.lines.models import Line, Tag

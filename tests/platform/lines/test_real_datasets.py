@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db.models import QuerySet
+
 from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import line_get
 from twinops.lines.services import line_onboard

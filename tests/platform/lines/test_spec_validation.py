@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+
 from twinops.lines.spec import SCHEMA_PATH, SpecError, SpecProblem, spec_parse, spec_schema
 
 from .conftest import SMALL_SPEC, SPECS

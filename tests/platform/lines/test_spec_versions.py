@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from twinops.audit.models import AuditEvent
 from twinops.lines.models import SpecVersion, Tag
 from twinops.lines.selectors import line_tags, spec_diff, spec_versions

@@ -61,7 +61,6 @@ def trained() -> Any:
     """Train one tiny twin on 1200 rows of the two-tank line, outside any database (shared: it costs seconds)."""
     from twinops.modeling.datasets import LineRecord
     from twinops.modeling.services import twin_config
-
     from twins import TwinDataset, train_and_evaluate
 
     data = two_tanks(1200)

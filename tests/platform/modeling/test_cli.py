@@ -8,6 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+
 from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.selectors import twin_promoted
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from twinops.audit.models import AuditEvent
 from twinops.modeling import selectors, services
 from twinops.modeling.models import TwinVersion
-
 from twins import CheckpointError, CorruptCheckpointError, IncompatibleCheckpointError
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from twinops.audit.models import AuditEvent
 from twinops.modeling import selectors, services, tasks
 from twinops.modeling.models import TrainingJob, TwinVersion

@@ -6,6 +6,7 @@ import json
 import re
 
 from django.test import Client
+
 from twinops.modeling import services
 from twinops.modeling.models import TrainingJob
 from twinops.modeling.selectors import twin_promoted

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import pytest
+
 from twinops.modeling import services, tasks
 from twinops.modeling.models import TrainingJob, TwinVersion
 
