@@ -207,6 +207,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "model_full_mv_range_economic_eur": full_range["economic_eur"],
         "model_full_mv_range_hard_violations": full_range["hard_violations"],
         "model_full_mv_range_failed_solves": full_range["failed_solves"],
+        "model_full_mv_range_soft_violation_minutes": full_range["soft_violation_minutes"],
         "hold": hold, "model": limit, "twin": learned,
         "twin_train_s": train_s, "twin_train_last_val_cv": twin.info.history[-1].get("val_cv"),
         "run_s": time.perf_counter() - clock, "quick": quick,
