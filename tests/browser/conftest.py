@@ -36,19 +36,27 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def ingest_worker(live_server: Any) -> Iterator[Any]:
     """Run a real Celery worker (solo pool, in a thread) on the ingest queue, against the live server's test database."""
     from celery.contrib.testing.worker import start_worker
+
     from twinops.config.celery import app
 
-    broker = app.conf.broker_url
-    separator = "&" if "?" in broker else "?"
-    app.conf.broker_url = f"{broker}{separator}virtual_host={BROKER_DB}"
-    app.pool.force_close_all()  # producers made before the switch would still point at the shared database
+    shared = app.conf.broker_url
+    separator = "&" if "?" in shared else "?"
+    _broker_use(app, f"{shared}{separator}virtual_host={BROKER_DB}")
     try:
         with start_worker(app, pool="solo", queues=["ingest"], perform_ping_check=False, loglevel="WARNING") as worker:
             yield worker
     finally:
-        app.conf.broker_url = broker
-        app.pool.force_close_all()
+        _broker_use(app, shared)
         _close_other_sessions()
+
+
+def _broker_use(app: Any, url: str) -> None:
+    """Point the Celery app at another broker URL, dropping connection pools made for the old one."""
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
 
 
 def _close_other_sessions() -> None:

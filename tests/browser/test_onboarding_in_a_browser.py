@@ -96,8 +96,15 @@ def test_a_data_engineer_onboards_a_line_in_the_browser_and_sees_its_chart(
     panels = page.locator(".js-plotly-plot .scatterlayer").count()
     page.evaluate("window.sameDocument = true")
     page.uncheck("input[name=tags][value=pump]")
-    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .scatterlayer').length === {panels - 1}")
+    page.wait_for_function(
+        f"document.querySelectorAll('.js-plotly-plot .scatterlayer').length === {panels - 1}"
+        " && document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0"
+    )
     assert page.evaluate("window.sameDocument") is True
-    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() > 0
+    # Plotly's own stylesheet still applies to the swapped-in chart (its layers stacked, titles in place).
+    positions = page.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot .main-svg')].map(e => getComputedStyle(e).position)"
+    )
+    assert positions and set(positions) == {"absolute"}
     assert "tags=level" in page.url and "tags=pump" not in page.url  # the address bar follows the choice
     page.screenshot(path=str(SCREENSHOTS / "line.png"), full_page=True)

@@ -18,7 +18,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", drawFigures);
-  // afterSettle: the swapped content is in the document (outerHTML swaps replace the event's element).
-  document.addEventListener("htmx:afterSettle", drawFigures);
+  // After a swap the new partial is in the document; each figure div has a fresh id, so htmx's settle step
+  // (which restores attributes of elements whose id survived the swap) never strips Plotly's classes.
   document.addEventListener("htmx:afterSwap", drawFigures);
+  document.addEventListener("htmx:afterSettle", drawFigures);
 })();

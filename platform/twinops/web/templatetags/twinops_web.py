@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,11 +20,24 @@ _JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
 
 
 @register.simple_tag
-def plotly_figure(figure: dict[str, Any], target: str) -> SafeString:
-    """Render a figure as `<script type="application/json" class="plotly-figure">` for app.js to draw into `target`."""
+def plotly_figure(figure: dict[str, Any], css_class: str = "plot") -> SafeString:
+    """Render a figure's div and its `<script type="application/json" class="plotly-figure">` for app.js to draw.
+
+    Each render gets a fresh div id: htmx "settles" an element whose id survives a swap by putting back its new
+    attributes after a moment, which would strip the classes Plotly just added to the div and break its layout.
+    """
+    target = f"plot-{secrets.token_hex(6)}"
+    height = (figure.get("layout") or {}).get("height")
+    style = f"height: {int(height)}px" if height else ""
     payload = json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES)
     return format_html(
-        '<script type="application/json" class="plotly-figure" data-target="{}">{}</script>', target, mark_safe(payload)
+        '<div id="{}" class="{}" style="{}"></div>'
+        '<script type="application/json" class="plotly-figure" data-target="{}">{}</script>',
+        target,
+        css_class,
+        style,
+        target,
+        mark_safe(payload),
     )
 
 
