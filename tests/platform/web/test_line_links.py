@@ -14,7 +14,9 @@ def line(db):
 
 
 @pytest.mark.django_db
-def test_the_line_page_links_to_its_twin_and_recommendations_and_they_link_back(client: Client, make_user, line) -> None:
+def test_the_line_page_links_to_its_twin_and_recommendations_and_they_link_back(
+    client: Client, make_user, line
+) -> None:
     client.force_login(make_user("engineer"))
     page = client.get(f"/lines/{line.key}/").content.decode()
     assert f'href="/twins/{line.key}/"' in page
