@@ -15,7 +15,7 @@ from optimizer.checks import check_compatible, read_inputs
 from optimizer.condensed import CvLimits, Weights
 from optimizer.dynamics import ExportError, TwinDynamics
 from optimizer.model import Dynamics
-from optimizer.problem import VAR_EPS, MpcProblem
+from optimizer.problem import VAR_EPS, MpcProblem, economic_value
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
 from optimizer.sqp import CondensedSqp, MvBounds, project
@@ -87,11 +87,15 @@ class MpcController:
 
     def solve(self, *, z0: np.ndarray, mv: Mapping[str, float],
               dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
-              spec: MpcSpec | None = None) -> MpcResult:
+              spec: MpcSpec | None = None, cv_bias: Mapping[str, float] | None = None) -> MpcResult:
         """Plan setpoints from latents z0 (M, nz), current setpoints by MV name and a DV forecast by DV name.
 
         A DV forecast is one value (held over the horizon) or one value per step. `spec` may update limits,
         prices and targets without a rebuild, as long as its tags, terms and targets are the same.
+        `cv_bias` (offset-free MPC): a constant output disturbance per CV name, in engineering units, added to every
+        member's predicted CVs over the whole horizon (soft and safety limits, targets, economics, the reported
+        predictions); usually measured CV minus the twin's readout of z0 now, filtered. CVs not named get 0; an
+        unknown name or a NaN/inf value gives `bad_input`. None (the default) adds nothing.
         """
         n = self.settings.horizon
         period = self.dynamics.sample_period_s if self.dynamics else 0.0
@@ -108,17 +112,20 @@ class MpcController:
         if isinstance(inputs, str):
             return MpcResult(MpcStatus.BAD_INPUT, inputs, n, period)
         z_now, u_now, d_plan = inputs
+        bias = _read_bias(self.dynamics, cv_bias)
+        if isinstance(bias, str):
+            return MpcResult(MpcStatus.BAD_INPUT, bias, n, period)
         bounds = self._bounds(spec, u_now)
         if isinstance(bounds, str):
             return MpcResult(MpcStatus.INCOMPATIBLE, bounds, n, period)
         p = self._parameters(spec, z_now, u_now, d_plan)
         with blas_threads(self.settings.blas_threads):
             if self.sqp is not None:
-                return self._condensed(spec, z_now, u_now, d_plan, p, bounds)
-            return self._sqp(spec, z_now, u_now, d_plan, p, bounds)
+                return self._condensed(spec, z_now, u_now, d_plan, p, bounds, bias)
+            return self._sqp(spec, z_now, u_now, d_plan, p, bounds, bias)
 
     def _condensed(self, spec: MpcSpec, z_now: np.ndarray, u_now: np.ndarray, d_plan: np.ndarray, p: np.ndarray,
-                   bounds: _Bounds) -> MpcResult:
+                   bounds: _Bounds, bias: np.ndarray | None = None) -> MpcResult:
         """Solve by sequential dense QPs on the twin condensed onto the MV plan (optimizer.sqp)."""
         pr, dyn, sqp, settings = self.problem, self.dynamics, self.sqp, self.settings
         assert pr is not None and dyn is not None and sqp is not None
@@ -132,11 +139,11 @@ class MpcController:
         limits = CvLimits(*(pr.g[name].take(b)[:, 0] for name, b in (
             ("cv_low", bounds.lbg), ("cv_high", bounds.ubg), ("safety_low", bounds.lbg), ("safety_high", bounds.ubg))))
         out = sqp.solve(z_now=z_now, u_now=u_now, d=d_plan, u_start=u_start,
-                        mv=MvBounds(u_lo, u_hi, bounds.max_move), weights=weights, limits=limits)
+                        mv=MvBounds(u_lo, u_hi, bounds.max_move), weights=weights, limits=limits, cv_bias=bias)
         if out.status is MpcStatus.OPTIMAL and out.elapsed_s > settings.max_solver_time_s:
             out = dataclasses.replace(out, status=MpcStatus.TIMEOUT)
         if out.status is not MpcStatus.OPTIMAL:
-            return self._failure(spec, z_now, out.status, out.raw, out.elapsed_s, out.iterations)
+            return self._failure(spec, z_now, out.status, out.raw, out.elapsed_s, out.iterations, bias)
         ref = out.ref
         spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)
         value = np.mean(sqp.costs.value(ref.mean, ref.u, d_plan, weights.price))
@@ -146,7 +153,7 @@ class MpcController:
             self._warm, self._warm_plan = None, None
             return MpcResult(MpcStatus.SOLVER_FAILED, f"the QP solver returned {out.raw} but {violation}; no "
                              "proposal", n, period, solve_time_s=elapsed, iterations=out.iterations)
-        hold = sqp.evaluate(hold_plan, z_now, d_plan, u_now, weights, limits, linearise=False)
+        hold = sqp.evaluate(hold_plan, z_now, d_plan, u_now, weights, limits, linearise=False, cv_bias=bias)
         hold_value = np.mean(sqp.costs.value(hold.mean, hold_plan, d_plan, weights.price))
         self._warm_plan = ref.u
         return self._result(ref.u, (ref.mean, spread, np.asarray(value)), (hold.mean, np.asarray(hold_value)), u_now,
@@ -154,7 +161,7 @@ class MpcController:
                             out.linearisations)
 
     def _sqp(self, spec: MpcSpec, z_now: np.ndarray, u_now: np.ndarray, d_plan: np.ndarray, p: np.ndarray,
-             bounds: _Bounds) -> MpcResult:
+             bounds: _Bounds, bias: np.ndarray | None = None) -> MpcResult:
         """Solve by sequential linearisation: IPOPT on the twin linearised along the plan, until the plan stops moving."""
         pr, dyn, settings = self.problem, self.dynamics, self.settings
         assert pr is not None and dyn is not None
@@ -165,7 +172,7 @@ class MpcController:
         u_ref = project(u_block.take(x), u_now, u_lo, u_hi, bounds.max_move)
         radius = settings.sqp_step
         started, iterations, raw = time.perf_counter(), 0, "not started"
-        ref = self._linearize(x, p, z_now, u_ref, d_plan, bounds)
+        ref = self._linearize(x, p, z_now, u_ref, d_plan, bounds, bias)
         for linearisations in range(1, settings.sqp_iterations + 1):  # noqa: B007 (reported after the loop)
             lbx, ubx = bounds.lbx.copy(), bounds.ubx.copy()
             u_block.put(lbx, np.maximum(u_lo, u_ref - radius * dyn.mv_std[:, None]))
@@ -186,7 +193,7 @@ class MpcController:
                 radius, lam_x, lam_g = radius * 0.25, np.zeros_like(lam_x), np.zeros_like(lam_g)
                 continue
             if status is not MpcStatus.OPTIMAL or sol is None:
-                return self._failure(spec, z_now, status, raw, time.perf_counter() - started, iterations)
+                return self._failure(spec, z_now, status, raw, time.perf_counter() - started, iterations, bias)
             x_new = np.asarray(sol["x"]).reshape(-1)
             u_new = project(u_block.take(x_new), u_now, u_lo, u_hi, bounds.max_move)
             step = float(np.max(np.abs(u_new - u_ref) / dyn.mv_std[:, None]))
@@ -196,7 +203,7 @@ class MpcController:
             if predicted <= settings.sqp_cost_tolerance * (1 + abs(ref.cost)):
                 break  # first-order optimal: the linearised twin sees no worthwhile decrease from the reference
             # Trust region: keep the step if the exact twin confirms enough of the decrease the linearisation promised.
-            trial = self._linearize(x_new, ref.p, z_now, u_new, d_plan, bounds)
+            trial = self._linearize(x_new, ref.p, z_now, u_new, d_plan, bounds, bias)
             actual = ref.cost - trial.cost
             if trial.safe and actual >= 0.1 * predicted:
                 ref, u_ref = trial, u_new
@@ -207,15 +214,17 @@ class MpcController:
                 radius *= 0.25
                 if radius < settings.sqp_tolerance:
                     return self._failure(spec, z_now, MpcStatus.SOLVER_FAILED, f"{raw}, but no step improves the "
-                                         "exact twin's cost", time.perf_counter() - started, iterations)
+                                         "exact twin's cost", time.perf_counter() - started, iterations, bias)
         else:
             return self._failure(spec, z_now, MpcStatus.TIMEOUT, f"{raw}, plan still moving after "
-                                 f"{settings.sqp_iterations} linearisations", time.perf_counter() - started, iterations)
+                                 f"{settings.sqp_iterations} linearisations", time.perf_counter() - started, iterations,
+                                 bias)
         x, p = ref.x, ref.p
         elapsed = time.perf_counter() - started
         if elapsed > settings.max_solver_time_s:
-            return self._failure(spec, z_now, MpcStatus.TIMEOUT, raw, elapsed, iterations)
+            return self._failure(spec, z_now, MpcStatus.TIMEOUT, raw, elapsed, iterations, bias)
         y, spread, value = (np.asarray(v) for v in pr.evaluate(z_now, u_ref, d_plan, pr.p["price"].take(p)))
+        y, value = self._biased(y, value, u_ref, d_plan, p, bias)
         violation = self._hard_violation(u_ref, u_now, y, spread, bounds)
         if violation:
             self._warm = None
@@ -224,18 +233,31 @@ class MpcController:
         self._warm = _WarmStart(x, lam_x, lam_g)
         y_hold, _, value_hold = (np.asarray(v) for v in pr.evaluate(z_now, np.repeat(u_now[:, None], n, 1), d_plan,
                                                                     pr.p["price"].take(p)))
+        y_hold, value_hold = self._biased(y_hold, value_hold, np.repeat(u_now[:, None], n, 1), d_plan, p, bias)
         return self._result(pr.x["U"].take(x), (y, spread, value), (y_hold, value_hold), u_now, d_plan, bounds,
                             f"IPOPT: {raw}", elapsed, iterations, linearisations)
 
+    def _biased(self, y: np.ndarray, value: np.ndarray, u: np.ndarray, d_plan: np.ndarray, p: np.ndarray,
+                bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Return the exact twin's mean CVs (n_cv, N) and value shifted by the CV bias (unchanged without one)."""
+        pr = self.problem
+        assert pr is not None
+        if bias is None:
+            return y, value
+        y = y + bias[:, None]
+        price = pr.p["price"].take(p).reshape(-1)
+        value = np.asarray(np.sum(economic_value(self.dynamics, pr.spec, y, u, d_plan, price)) / y.shape[1])
+        return y, value
+
     def _failure(self, spec: MpcSpec, z_now: np.ndarray, status: MpcStatus, raw: str, elapsed: float,
-                 iterations: int) -> MpcResult:
+                 iterations: int, bias: np.ndarray | None = None) -> MpcResult:
         """Return a result without proposal that says why, and drop the warm start."""
         self._warm, self._warm_plan = None, None
         settings = self.settings
         why = {MpcStatus.TIMEOUT: f"solver budget exhausted ({settings.max_solver_time_s} s, "
                                   f"{settings.max_iterations} IPOPT iterations, {settings.sqp_iterations} linearisations)",
                MpcStatus.INFEASIBLE: "the hard limits (MV, move, safety) cannot all be met"}.get(status, "solver failed")
-        note = self._safety_note(spec, z_now)
+        note = self._safety_note(spec, z_now, bias)
         if note and status is MpcStatus.SOLVER_FAILED:
             status, why = MpcStatus.INFEASIBLE, "the hard limits (MV, move, safety) cannot all be met"
         solver = "IPOPT" if self.sqp is None else f"the QP solver ({settings.qp_solver})"
@@ -316,11 +338,13 @@ class MpcController:
         return x0, lam_x0, lam_g0
 
     def _linearize(self, x: np.ndarray, p: np.ndarray, z_now: np.ndarray, u: np.ndarray, d_plan: np.ndarray,
-                   bounds: _Bounds) -> _Reference:
+                   bounds: _Bounds, bias: np.ndarray | None = None) -> _Reference:
         """Return plan u lifted onto the exact twin, with parameters p holding the twin linearised along it."""
         pr, dyn = self.problem, self.dynamics
         assert pr is not None and dyn is not None
         z_ref, a, b, y_ref, c = (np.asarray(v) for v in pr.linearize(z_now, u, d_plan))
+        if bias is not None:  # every member's CVs shifted by the constant output disturbance (member-major rows)
+            y_ref = y_ref + np.tile(bias, dyn.members)[:, None]
         p = p.copy()
         for name, value in (("U_ref", u), ("Z_ref", z_ref), ("A", a), ("B", b), ("Y_ref", y_ref), ("C", c)):
             pr.p[name].put(p, value)
@@ -365,11 +389,13 @@ class MpcController:
             return "the simulated plan crosses a CV safety limit"
         return ""
 
-    def _safety_note(self, spec: MpcSpec, z_now: np.ndarray) -> str:
+    def _safety_note(self, spec: MpcSpec, z_now: np.ndarray, bias: np.ndarray | None = None) -> str:
         """Return a note naming CVs whose current prediction is already beyond a safety limit."""
         dyn, pr = self.dynamics, self.problem
         assert dyn is not None and pr is not None
         y = np.asarray(pr.current(z_now)).reshape(-1)  # (n_cv,) ensemble mean now
+        if bias is not None:
+            y = y + bias
         beyond = []
         for c in spec.cvs:
             v = y[dyn.cv.index(c.name)]
@@ -446,6 +472,23 @@ def _active(dyn: Dynamics, g: Any, u: np.ndarray, u_now: np.ndarray, y: np.ndarr
         if near(y[i] + k * spread[i], g["safety_high"].take(bounds.ubg)[i], dyn.cv_std[i]).any():
             names.append(f"{name}:safety_high")
     return tuple(names)
+
+
+def _read_bias(dyn: Dynamics, cv_bias: Mapping[str, float] | None) -> np.ndarray | None | str:
+    """Return the CV bias (n_cv,) in the twin's CV order (0 where not named), None if none, or why it is unusable."""
+    if cv_bias is None:
+        return None
+    unknown = sorted(set(cv_bias) - set(dyn.cv))
+    if unknown:
+        return f"CV bias names tags that are not CVs of the twin: {unknown}"
+    try:
+        bias = np.array([float(cv_bias.get(name, 0.0)) for name in dyn.cv])
+    except (TypeError, ValueError):
+        return "CV bias values must be numbers"
+    if not np.all(np.isfinite(bias)):
+        bad = [name for name, v in zip(dyn.cv, bias, strict=True) if not np.isfinite(v)]
+        return f"CV bias holds NaN or inf: {bad}"
+    return bias
 
 
 def _shift(matrix: np.ndarray) -> np.ndarray:

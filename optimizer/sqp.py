@@ -48,20 +48,27 @@ class CondensedSqp:
         self.qp = DenseQp(settings.qp_solver, _qp_options(settings))
 
     def evaluate(self, u: np.ndarray, z_now: np.ndarray, d: np.ndarray, u_now: np.ndarray, weights: Weights,
-                 limits: CvLimits, linearise: bool = True) -> Evaluation:
-        """Return plan u (n_mv, N) on the exact twin, with its sensitivities when linearise is set."""
+                 limits: CvLimits, linearise: bool = True, cv_bias: np.ndarray | None = None) -> Evaluation:
+        """Return plan u (n_mv, N) on the exact twin, with its sensitivities when linearise is set.
+
+        cv_bias (n_cv,), if given, is added to every member's CVs at every step (a constant output disturbance):
+        it shifts the means, not the spread or the sensitivities.
+        """
         if linearise:
             lin = self.twin.linearise(z_now, u, d)
-            return self.costs.evaluate(u, lin.y, d, u_now, weights, limits, lin)
-        return self.costs.evaluate(u, self.twin.rollout(z_now, u, d), d, u_now, weights, limits)
+            y = lin.y if cv_bias is None else lin.y + cv_bias
+            return self.costs.evaluate(u, y, d, u_now, weights, limits, lin)
+        y = self.twin.rollout(z_now, u, d)
+        y = y if cv_bias is None else y + cv_bias
+        return self.costs.evaluate(u, y, d, u_now, weights, limits)
 
     def solve(self, *, z_now: np.ndarray, u_now: np.ndarray, d: np.ndarray, u_start: np.ndarray, mv: MvBounds,
-              weights: Weights, limits: CvLimits) -> SqpOutcome:
+              weights: Weights, limits: CvLimits, cv_bias: np.ndarray | None = None) -> SqpOutcome:
         """Run the SQP from plan u_start (already within the MV and move limits) until the plan stops moving."""
         settings, dyn = self.settings, self.dyn
         n, n_mv, nu = settings.horizon, len(dyn.mv), settings.horizon * len(dyn.mv)
         started = time.perf_counter()
-        ref = self.evaluate(u_start, z_now, d, u_now, weights, limits)
+        ref = self.evaluate(u_start, z_now, d, u_now, weights, limits, cv_bias=cv_bias)
         radius, iterations, raw = settings.sqp_step, 0, "not started"
         backoff = np.zeros((2, len(dyn.cv), n))  # tightening of the linearised safety low/high rows
         corrections = 0
@@ -94,7 +101,7 @@ class CondensedSqp:
             predicted = ref.cost - (c0 + objective)
             if predicted <= settings.sqp_cost_tolerance * (1 + abs(ref.cost)):
                 break  # first-order optimal: the QP model sees no worthwhile decrease from the reference
-            trial = self.evaluate(u_new, z_now, d, u_now, weights, limits)
+            trial = self.evaluate(u_new, z_now, d, u_now, weights, limits, cv_bias=cv_bias)
             if not trial.safe and corrections < SAFETY_CORRECTIONS and safety_rows[0].size + safety_rows[1].size:
                 # Second-order correction: tighten each linearised safety row by the curvature error at the trial.
                 backoff = np.maximum(backoff + self._safety_error(ref, trial, u_new - ref.u, safety_rows), 0.0)
