@@ -125,8 +125,13 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     distrust = _distrust(trust)
     if distrust:
         return draft.stop(Status.WITHHELD, distrust)
+    # Offset-free MPC: the twin's error on the CVs now (measured minus estimated) is assumed to persist over the
+    # horizon, so a biased twin cannot lead the plan across a limit it thinks is still away.
+    estimate = trust["current_cv_estimate"]
+    cv_bias = {n: float(latest[n].good_value) - estimate[n] for n in twin.cv_names}  # type: ignore[arg-type]
+    draft.inputs["cv_bias"] = cv_bias
     # No DV forecast service yet: each DV is held at its current value over the horizon.
-    result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=dv, spec=spec)
+    result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=dv, spec=spec, cv_bias=cv_bias)
     draft.result = result
     if not result.has_proposal:
         return draft.stop(Status.FAILED, f"optimizer {result.status.value}: {result.message}")

@@ -39,6 +39,8 @@ def test_the_page_shows_the_proposed_moves_and_draws_the_predictions_and_the_pla
     assert f"{current:.4f}" in moves and f"{proposed:.4f}" in moves
     assert "0.6" in moves and "1.4" in moves and "0.05" in moves  # limits and max move
     assert f"{rec.expected_gain:.2f}" in html and "pending" in html
+    assert "Twin correction" in html  # the engineer sees how far the twin is off on each CV now
+    assert f"lower_level_m {rec.inputs['cv_bias']['lower_level_m']:.3f}" in html
     figures = _figures(html)
     assert set(figures) == {f"reco-{rec.pk}-cv", f"reco-{rec.pk}-mv"}
     cv = figures[f"reco-{rec.pk}-cv"]

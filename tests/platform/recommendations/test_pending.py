@@ -29,3 +29,17 @@ def test_fresh_data_and_a_promoted_twin_give_a_pending_plan_inside_every_mv_limi
     assert rec.settings["mpc"]["horizon"] == 10 and rec.settings["thresholds"]["max_ood"] == 3.0
     event = AuditEvent.objects.get(action="recommendation.created", object_id=str(rec.pk))
     assert event.after["first_move"] == rec.result["first_move"]
+
+
+def test_the_plan_is_corrected_by_the_twins_current_error_on_each_cv(ready: Any) -> None:
+    """Offset-free MPC: a twin that misreads a CV now is assumed to misread it the same way over the horizon."""
+    import pytest
+
+    line, now = ready
+    rec = recommendation_create(line=line, actor="system:test", now=now)
+    assert rec.status == "pending", rec.reason
+    bias, estimate, latest = rec.inputs["cv_bias"], rec.inputs["current_cv_estimate"], rec.inputs["latest"]
+    assert set(bias) == {"upper_level_m", "lower_level_m"}
+    for cv, offset in bias.items():
+        assert offset == pytest.approx(latest[cv]["good_value"] - estimate[cv])
+    assert any(abs(offset) > 1e-9 for offset in bias.values())  # a learned twin is never exact
