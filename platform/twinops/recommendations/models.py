@@ -18,10 +18,6 @@ class Recommendation(models.Model):
         WITHHELD = "withheld", "withheld"  # not computed or not shown: the data or the twin cannot be trusted now
         FAILED = "failed", "failed"  # the twin does not fit the spec, or the solver gave no proposal
         EXPIRED = "expired", "expired"  # a proposal that was neither approved nor rejected in time, or superseded
-        # Later issue (approval and release to the PLC); listed so that the column needs no migration then.
-        APPROVED = "approved", "approved"
-        REJECTED = "rejected", "rejected"
-        RELEASED = "released", "released"
 
     line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="recommendations")
     slot = models.DateTimeField()  # start of the time slot (TWINOPS_RECOMMEND_EVERY_S) this one belongs to
