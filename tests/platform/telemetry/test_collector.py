@@ -116,8 +116,8 @@ async def _in_thread(fn: Callable[[], object]) -> object:
 
 
 def test_the_collector_uses_sign_and_encrypt_with_a_pinned_certificate_and_refuses_another(tmp_path, caplog) -> None:
-    from plantsim.client import CertificatePinError
     from plantsim.plc import PlcConfig, PlcServer
+    from twinops.opcua.client import CertificatePinError
 
     caplog.set_level(logging.ERROR, logger="asyncua")
     cfg = PlcConfig(line_id="vdv-reactor", operator_password="s3cret-operator-pw", port=0,
