@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from twinops.audit.models import AuditEvent
+from twinops.core.actors import Actor, ActorLike
 
 GENESIS_SHA256 = "0" * 64
 _CHAIN_LOCK_KEY = 7_240_001  # pg advisory lock serialising appends to the chain
@@ -47,7 +48,7 @@ def _jsonable(value: Any) -> Any:
 
 def audit_record(
     *,
-    actor: Any,
+    actor: ActorLike,
     action: str,
     obj: Any = None,
     object_type: str | None = None,
@@ -63,12 +64,12 @@ def audit_record(
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
     last = AuditEvent.objects.order_by("-id").only("id", "sha256").first()
-    is_user = actor is not None and hasattr(actor, "get_username")
+    who = Actor.of(actor)
     event = AuditEvent(
         id=(last.id + 1) if last else 1,
         occurred_at=(at or timezone.now()).astimezone(UTC),
-        actor=actor if is_user and actor.pk else None,
-        actor_label=actor.get_username() if is_user else str(actor or "system"),
+        actor=who.user,
+        actor_label=who.label,
         action=action,
         object_type=object_type or (obj._meta.label_lower if obj is not None else ""),
         object_id=str(object_id if object_id is not None else (obj.pk if obj is not None else "")),

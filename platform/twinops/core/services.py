@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
 from twinops.audit.services import audit_record
+from twinops.core.actors import ActorLike
 from twinops.core.roles import ROLES
 
 # Demo accounts for `twinops up` / `twinops demo` in development only; `twinops up` prints them.
@@ -21,7 +20,7 @@ DEMO_USERS: dict[str, tuple[str, str]] = {
 }
 
 
-def user_create(*, username: str, role: str, password: str, actor: Any, reason: str = "") -> User:
+def user_create(*, username: str, role: str, password: str, actor: ActorLike, reason: str = "") -> User:
     """Create a user in one role, with a password that passes the configured validators."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")

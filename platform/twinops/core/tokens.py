@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
+from twinops.core.actors import ActorLike
 from twinops.core.models import ApiToken
 
 TOKEN_PREFIX = "twk"
@@ -20,7 +21,7 @@ def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_issue(*, user: Any, name: str, actor: Any, reason: str = "") -> tuple[ApiToken, str]:
+def token_issue(*, user: Any, name: str, actor: ActorLike, reason: str = "") -> tuple[ApiToken, str]:
     """Issue a token for a user; return the row and the plaintext token (never stored)."""
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
@@ -35,7 +36,7 @@ def token_issue(*, user: Any, name: str, actor: Any, reason: str = "") -> tuple[
     return token, f"{TOKEN_PREFIX}_{prefix}_{secret}"
 
 
-def token_revoke(*, token: ApiToken, actor: Any, reason: str) -> None:
+def token_revoke(*, token: ApiToken, actor: ActorLike, reason: str) -> None:
     """Revoke a token so it no longer authenticates."""
     with transaction.atomic():
         ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
+from twinops.core.actors import Actor, ActorLike
 from twinops.core.roles import CAPABILITIES, user_can
 from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import spec_diff, tag_flatten
@@ -46,7 +47,7 @@ def line_onboard(
     *,
     text: str,
     filename: str,
-    actor: Any,
+    actor: ActorLike,
     history_path: Path | None = None,
     history_filename: str | None = None,
     reason: str = "",
@@ -62,20 +63,21 @@ def line_onboard(
     history file) or `PermissionDenied`; in every such case nothing at all is created.
     """
     parsed = spec_parse(text=text, filename=filename)
-    _require(actor, "onboard_line")
+    who = Actor.of(actor)
+    _require(who, "onboard_line")
     if history_path is not None:
-        _require(actor, "import_telemetry")
+        _require(who, "import_telemetry")
     try:
         with transaction.atomic():
             if Line.objects.filter(key=parsed.key).exists():
                 raise _line_exists(parsed)
-            line, version = _line_create(parsed, actor=actor, reason=reason)
+            line, version = _line_create(parsed, actor=who, reason=reason)
             history = None
             if history_path is not None:
                 from twinops.telemetry.services import history_import  # telemetry depends on lines, not the reverse
 
                 path = Path(history_path)
-                history = history_import(line=line, path=path, filename=history_filename or path.name, actor=actor,
+                history = history_import(line=line, path=path, filename=history_filename or path.name, actor=who,
                                          on_progress=on_progress)
     except IntegrityError:
         if Line.objects.filter(key=parsed.key).exists():  # onboarded concurrently between our check and insert
@@ -86,7 +88,7 @@ def line_onboard(
                          history=history)
 
 
-def spec_version_create(*, line: Line, text: str, filename: str, actor: Any, reason: str) -> SpecVersion:
+def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLike, reason: str) -> SpecVersion:
     """Make the next spec version of a line from a changed spec; tags are updated in place, dropped ones deactivated.
 
     `reason` is required (why the spec changed). Raises `SpecError` when the spec is invalid or names another line,
@@ -96,7 +98,8 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: Any, rea
     if not reason.strip():
         raise ValueError("a reason is required: say why the spec changes (it is kept with the version and audited)")
     parsed = spec_parse(text=text, filename=filename)
-    _require(actor, "onboard_line")
+    who = Actor.of(actor)
+    _require(who, "onboard_line")
     if parsed.key != line.key:
         raise SpecError([SpecProblem(filename, parsed.line_of("line", "id"), "line.id",
                                      f"this spec is for line {parsed.key!r}, not {line.key!r}; a line's id never changes")])
@@ -108,11 +111,11 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: Any, rea
             raise SpecUnchangedError(
                 f"{filename} says the same as version {current.version} of line {line.key!r}: no new version made")
         number = (current.version if current else 0) + 1
-        version = _version_create(line, parsed, number=number, actor=actor, reason=reason)
+        version = _version_create(line, parsed, number=number, actor=who, reason=reason)
         _line_fields_set(line, parsed)
         line.save(update_fields=["name", "site", "area", "sample_period_s"])
         _tags_sync(line, parsed.tags)
-        audit_record(actor=actor, action="spec.version_created", obj=version, reason=reason,
+        audit_record(actor=who, action="spec.version_created", obj=version, reason=reason,
                      before={"version": number - 1, **diff.before()},
                      after={"line": line.key, "version": number, "sha256": parsed.sha256, "filename": filename, **diff.after()})
     return version
@@ -121,19 +124,10 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: Any, rea
 # ---------------------------------------------------------------- helpers
 
 
-def _require(actor: Any, capability: str) -> None:
-    """Refuse a user without the capability; a non-user actor is a trusted system caller (CLI, tasks)."""
-    if hasattr(actor, "has_perm") and not user_can(actor, capability):
-        name = actor.get_username() if hasattr(actor, "get_username") else str(actor)
-        raise PermissionDenied(f"{name or 'anonymous'} may not {CAPABILITIES[capability].lower()}")
-
-
-def _user(actor: Any) -> Any:
-    return actor if hasattr(actor, "get_username") and getattr(actor, "pk", None) else None
-
-
-def _label(actor: Any) -> str:
-    return actor.get_username() if hasattr(actor, "get_username") else str(actor or "system")
+def _require(actor: Actor, capability: str) -> None:
+    """Refuse a person without the capability; a system component is a trusted caller (CLI, tasks)."""
+    if actor.person and not user_can(actor.user, capability):
+        raise PermissionDenied(f"{actor.label or 'anonymous'} may not {CAPABILITIES[capability].lower()}")
 
 
 def _line_exists(parsed: ParsedSpec) -> LineExistsError:
@@ -149,8 +143,8 @@ def _line_fields_set(line: Line, parsed: ParsedSpec) -> None:
     line.sample_period_s = float(doc["sample_period_s"])
 
 
-def _line_create(parsed: ParsedSpec, *, actor: Any, reason: str) -> tuple[Line, SpecVersion]:
-    line = Line(key=parsed.key, created_at=timezone.now(), created_by=_user(actor))
+def _line_create(parsed: ParsedSpec, *, actor: Actor, reason: str) -> tuple[Line, SpecVersion]:
+    line = Line(key=parsed.key, created_at=timezone.now(), created_by=actor.user)
     _line_fields_set(line, parsed)
     line.save(force_insert=True)
     version = _version_create(line, parsed, number=1, actor=actor, reason=reason)
@@ -165,10 +159,10 @@ def _line_create(parsed: ParsedSpec, *, actor: Any, reason: str) -> tuple[Line, 
     return line, version
 
 
-def _version_create(line: Line, parsed: ParsedSpec, *, number: int, actor: Any, reason: str) -> SpecVersion:
+def _version_create(line: Line, parsed: ParsedSpec, *, number: int, actor: Actor, reason: str) -> SpecVersion:
     return SpecVersion.objects.create(
         line=line, version=number, document=parsed.document, source_text=parsed.source_text, sha256=parsed.sha256,
-        filename=parsed.filename, created_at=timezone.now(), created_by=_user(actor), created_by_label=_label(actor),
+        filename=parsed.filename, created_at=timezone.now(), created_by=actor.user, created_by_label=actor.label,
         reason=reason,
     )
 

@@ -18,6 +18,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
+from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line
 from twinops.modeling import conf
 from twinops.modeling.datasets import LineRecord, line_record_load
@@ -55,17 +56,11 @@ def json_finite(value: Any) -> Any:
     return value
 
 
-def _label(actor: Any) -> tuple[Any, str]:
-    if actor is not None and hasattr(actor, "get_username"):
-        return actor, actor.get_username()
-    return None, str(actor or "system")
-
-
 # --- training jobs ----------------------------------------------------------------------------------------------
 def training_job_create(
     *,
     line: Line,
-    actor: Any,
+    actor: ActorLike,
     start: datetime | None = None,
     end: datetime | None = None,
     config_overrides: dict[str, Any] | None = None,
@@ -75,17 +70,17 @@ def training_job_create(
     twin_config(config_overrides)  # refuse a bad config now, not in the worker
     if start and end and start >= end:
         raise ValueError(f"the window start {start:%Y-%m-%d %H:%M} must be before its end {end:%Y-%m-%d %H:%M}")
-    user, label = _label(actor)
+    who = Actor.of(actor)
     with transaction.atomic():
         Line.objects.select_for_update().filter(pk=line.pk).first()  # one active job per line, even on a double click
         busy = TrainingJob.objects.filter(line=line, status__in=(Status.QUEUED, Status.RUNNING)).first()
         if busy is not None:
             raise ValueError(f"training job {busy.pk} of {line.key} is already {busy.status}; wait for it to finish")
         job = TrainingJob.objects.create(
-            line=line, requested_by=user, requested_by_label=label, requested_at=timezone.now(),
+            line=line, requested_by=who.user, requested_by_label=who.label, requested_at=timezone.now(),
             window_start=start, window_end=end, config_overrides=dict(config_overrides or {}),
         )
-        audit_record(actor=actor, action="twin.training_requested", obj=job,
+        audit_record(actor=who, action="twin.training_requested", obj=job,
                      after={"line": line.key, "start": start, "end": end, "config_overrides": job.config_overrides})
         if enqueue:
             transaction.on_commit(lambda: training_job_enqueue(job_id=job.pk))
@@ -257,7 +252,7 @@ def _loadable(version: TwinVersion) -> None:
         raise PromotionError(f"v{version.version} cannot be used: its checkpoint is refused ({exc})") from exc
 
 
-def twin_promote(*, version: TwinVersion, actor: Any, reason: str) -> TwinVersion:
+def twin_promote(*, version: TwinVersion, actor: ActorLike, reason: str) -> TwinVersion:
     """Make a version the line's promoted twin (the optimizer's), retiring the current one; audited."""
     reason = _require_reason(reason)
     with transaction.atomic():
@@ -281,7 +276,7 @@ def twin_promote(*, version: TwinVersion, actor: Any, reason: str) -> TwinVersio
     return target
 
 
-def twin_rollback(*, line: Line, actor: Any, reason: str) -> TwinVersion:
+def twin_rollback(*, line: Line, actor: ActorLike, reason: str) -> TwinVersion:
     """Withdraw the promoted twin and promote again the one promoted before it; audited. Return that version."""
     reason = _require_reason(reason)
     with transaction.atomic():

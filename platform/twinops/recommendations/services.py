@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from optimizer import MpcResult, MpcSpec
 from twinops.audit.services import audit_record
+from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
@@ -56,11 +57,7 @@ def slot_of(now: datetime) -> datetime:
     return datetime.fromtimestamp(math.floor(now.timestamp() / every) * every, UTC)
 
 
-def _label(actor: Any) -> str:
-    return actor.get_username() if hasattr(actor, "get_username") else str(actor or "system")
-
-
-def recommendation_create(*, line: Line, actor: Any, now: datetime | None = None) -> Recommendation:
+def recommendation_create(*, line: Line, actor: ActorLike, now: datetime | None = None) -> Recommendation:
     """Make the line's recommendation for the current slot (or return the one already made): pending, withheld or failed."""
     now = now or timezone.now()
     slot = slot_of(now)
@@ -74,7 +71,7 @@ def recommendation_create(*, line: Line, actor: Any, now: datetime | None = None
     except Exception as exc:  # a periodic job must leave a record of why there is no proposal
         log.exception("recommendation for %s failed", line.key)
         draft = _Draft(status=Status.FAILED, reason=f"internal error: {type(exc).__name__}: {exc}")
-    return _store(line=line, actor=actor, now=now, slot=slot, draft=draft)
+    return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
 
 
 def _evaluate(line: Line, now: datetime) -> _Draft:
@@ -203,7 +200,7 @@ def _distrust(trust: dict[str, Any]) -> str:
     return "; ".join(problems)
 
 
-def _store(*, line: Line, actor: Any, now: datetime, slot: datetime, draft: _Draft) -> Recommendation:
+def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _Draft) -> Recommendation:
     """Write the recommendation and its audit event in one transaction; the slot's first writer wins."""
     result = draft.result.to_dict() if draft.result is not None else None
     with transaction.atomic():
@@ -211,7 +208,7 @@ def _store(*, line: Line, actor: Any, now: datetime, slot: datetime, draft: _Dra
             with transaction.atomic():
                 rec = Recommendation.objects.create(
                     line=line, slot=slot, status=draft.status, reason=draft.reason, created_at=now,
-                    created_by_label=_label(actor), expires_at=now + timedelta(seconds=conf.ttl_s()),
+                    created_by_label=actor.label, expires_at=now + timedelta(seconds=conf.ttl_s()),
                     twin_version=draft.twin_version, spec_version=draft.spec_version,
                     window_start=draft.window_start, window_end=draft.window_end, inputs_sha256=draft.inputs_sha256,
                     inputs=_plain(draft.inputs), settings=_plain(draft.settings), result=result,
@@ -232,14 +229,14 @@ def _store(*, line: Line, actor: Any, now: datetime, slot: datetime, draft: _Dra
     return rec
 
 
-def _supersede(rec: Recommendation, *, actor: Any, now: datetime) -> None:
+def _supersede(rec: Recommendation, *, actor: Actor, now: datetime) -> None:
     """Expire the line's older pending proposals: only the newest one may be acted on."""
     older = list(Recommendation.objects.select_for_update().filter(line_id=rec.line_id, status=Status.PENDING)
                  .exclude(pk=rec.pk).values_list("pk", flat=True))
     _expire(older, reason=f"superseded by recommendation {rec.pk}", actor=actor, now=now)
 
 
-def _expire(ids: list[int], *, reason: str, actor: Any, now: datetime) -> int:
+def _expire(ids: list[int], *, reason: str, actor: Actor, now: datetime) -> int:
     """Mark still-pending recommendations expired (conditional UPDATE) and audit each one changed."""
     expired = 0
     for pk in ids:
@@ -251,13 +248,13 @@ def _expire(ids: list[int], *, reason: str, actor: Any, now: datetime) -> int:
     return expired
 
 
-def recommendations_expire(*, now: datetime | None = None, actor: Any = "system:beat") -> int:
+def recommendations_expire(*, now: datetime | None = None, actor: ActorLike = "system:beat") -> int:
     """Mark pending recommendations past their expiry time expired; return how many. Safe to run concurrently."""
     now = now or timezone.now()
     with transaction.atomic():
         due = list(Recommendation.objects.select_for_update(skip_locked=True)
                    .filter(status=Status.PENDING, expires_at__lte=now).values_list("pk", flat=True))
-        return _expire(due, reason="expired: not acted on before its expiry time", actor=actor, now=now)
+        return _expire(due, reason="expired: not acted on before its expiry time", actor=Actor.of(actor), now=now)
 
 
 def _plain(value: Any) -> Any:

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
+from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line, Tag
 from twinops.telemetry import store
 from twinops.telemetry.batch import (
@@ -165,7 +166,7 @@ class _Ingest:
         )
 
 
-def samples_ingest(*, line: Line, batch: RawBatch, source: str, actor: Any) -> ImportResult:
+def samples_ingest(*, line: Line, batch: RawBatch, source: str, actor: ActorLike) -> ImportResult:
     """Store a batch of samples for a line in one transaction (the caller's, if any); replays add nothing.
 
     `source` ("api", "opcua", "file", …) is for logs. Batches are routine data, not auditor events: no audit event
@@ -175,12 +176,12 @@ def samples_ingest(*, line: Line, batch: RawBatch, source: str, actor: Any) -> I
         ingest = _Ingest(line)
         ingest.add(batch)
         result = ingest.result()
-    log.debug("ingested %s samples from %s for %s by %s: %s new", result.samples_received, source, line.key, actor,
-              result.samples_inserted)
+    log.debug("ingested %s samples from %s for %s by %s: %s new", result.samples_received, source, line.key,
+              Actor.of(actor), result.samples_inserted)
     return result
 
 
-def history_import(*, line: Line, path: Path, filename: str, actor: Any,
+def history_import(*, line: Line, path: Path, filename: str, actor: ActorLike,
                    on_progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Import a history file (CSV or Parquet; wide = timestamp + a column per tag, or long = timestamp, tag, value).
 
@@ -217,12 +218,11 @@ def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
 
 
 # --- import jobs (the web upload path) ------------------------------------------------------------------------------
-def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: Any) -> HistoryImportJob:
+def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: ActorLike) -> HistoryImportJob:
     """Record an import job for an uploaded file and queue it for the ingest worker once the transaction commits."""
     from twinops.telemetry import tasks
 
-    user = actor if getattr(actor, "pk", None) and hasattr(actor, "get_username") else None
-    job = HistoryImportJob.objects.create(line=line, path=str(path), filename=filename, created_by=user,
+    job = HistoryImportJob.objects.create(line=line, path=str(path), filename=filename, created_by=Actor.of(actor).user,
                                           created_at=timezone.now())
     transaction.on_commit(lambda: tasks.history_import_send(job.pk))
     return job

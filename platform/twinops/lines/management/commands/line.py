@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
+from twinops.core.actors import Actor
 from twinops.core.progress import ProgressBar
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_list, line_tags, spec_diff, spec_versions
@@ -176,13 +176,13 @@ def rejections_write_csv(*, rejections: list[Any], path: Path) -> Path:
     return path.resolve()
 
 
-def _actor(username: str | None) -> Any:
+def _actor(username: str | None) -> Actor:
     if username is None:
-        return f"cli:{getpass.getuser()}"
+        return Actor.of(f"cli:{getpass.getuser()}")
     try:
-        return get_user_model().objects.get_by_natural_key(username)
-    except get_user_model().DoesNotExist:
-        raise CommandError(f"no user named {username!r}") from None
+        return Actor.from_username(username)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _line(key: str) -> Line:

@@ -7,11 +7,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from twinops.core.actors import Actor
 from twinops.lines.models import Line
 from twinops.modeling import selectors, services
 from twinops.modeling.models import TrainingJob, TwinVersion
@@ -70,13 +70,13 @@ class Command(BaseCommand):
             raise CommandError(f"no line {opts['line']!r}") from None
         getattr(self, f"_{opts['action']}")(line, opts)
 
-    def _actor(self, opts: dict[str, Any]) -> Any:
+    def _actor(self, opts: dict[str, Any]) -> Actor:
         if not opts.get("user"):
-            return "system:cli"
+            return Actor.of("system:cli")
         try:
-            return get_user_model().objects.get(username=opts["user"])
-        except get_user_model().DoesNotExist:
-            raise CommandError(f"no user {opts['user']!r}") from None
+            return Actor.from_username(opts["user"])
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
 
     def _train(self, line: Line, opts: dict[str, Any]) -> None:
         try:
