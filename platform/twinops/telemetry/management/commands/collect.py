@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from twinops.config.embedded import data_home
 from twinops.lines.models import Line
 from twinops.telemetry.collector import Collector, CollectorConfig
 
@@ -31,10 +33,6 @@ class Command(BaseCommand):
         parser.add_argument("--publishing-ms", type=int, default=200, help="subscription publishing interval")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        import os
-
-        from twinops.config.embedded import data_home
-
         line = Line.objects.filter(key=opts["line"]).first()
         if line is None:
             raise CommandError(f"no line {opts['line']!r}")
