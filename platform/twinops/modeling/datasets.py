@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from twinops.lines.models import Line
+from twinops.telemetry.selectors import TrainingWindow, training_window
 from twins import InsufficientDataError, TwinDataset
 
 
@@ -20,7 +21,7 @@ class LineRecord:
     timestamps: list[datetime]  # (T,) UTC, one per row
 
 
-def record_from_window(window: Any, *, sample_period_s: float) -> LineRecord:
+def record_from_window(window: TrainingWindow, *, sample_period_s: float) -> LineRecord:
     """Split a telemetry TrainingWindow's columns by role (CV, MV, DV) into a TwinDataset; bad samples masked."""
     values = np.asarray(window.values, dtype=np.float64)  # (T, n_tags)
     mask = np.asarray(window.mask, dtype=bool)  # (T, n_tags), True = good
@@ -48,7 +49,5 @@ def record_from_window(window: Any, *, sample_period_s: float) -> LineRecord:
 
 def line_record_load(*, line: Line, start: datetime | None, end: datetime | None) -> LineRecord:
     """Load the aligned training window of a line from telemetry (at the line's sample period)."""
-    from twinops.telemetry.selectors import training_window
-
     window = training_window(line=line, start=start, end=end)
     return record_from_window(window, sample_period_s=float(line.sample_period_s))

@@ -36,6 +36,11 @@ def twin_latest(*, line: Line) -> TwinVersion | None:
     return TwinVersion.objects.filter(line=line).order_by("-version").first()
 
 
+def twin_line_ids() -> list[int]:
+    """Return the ids of the lines that have ever had a twin version, ascending."""
+    return sorted(set(TwinVersion.objects.values_list("line_id", flat=True)))
+
+
 def twin_shown(*, line: Line) -> TwinVersion | None:
     """Return the version a report is about by default: the promoted one, else the newest."""
     return twin_promoted(line=line) or twin_latest(line=line)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line
-from twinops.modeling import conf
+from twinops.modeling import conf, tasks
 from twinops.modeling.datasets import LineRecord, line_record_load
 from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import forecast_preview
@@ -89,9 +89,7 @@ def training_job_create(
 
 def training_job_enqueue(*, job_id: int) -> None:
     """Send a job to the train queue (safe to repeat: only one worker can claim it)."""
-    from twinops.modeling.tasks import train_twin
-
-    train_twin.delay(job_id)
+    tasks.train_twin.delay(job_id)
 
 
 def training_job_claim(*, job_id: int, worker: str = "") -> TrainingJob | None:

@@ -1,5 +1,7 @@
 """Celery tasks of the modeling app: thin wrappers that load ids and call one service.
 
+The services import this module at the top to send its tasks, so a task imports the services in its body.
+
 Queues come from CELERY_TASK_ROUTES in settings (one table for every app; Celery 5 deprecates the task-level
 `queue=` attribute in favour of routes).
 """
@@ -8,12 +10,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from twinops.modeling import services
-
 
 @shared_task(name="modeling.train_twin", acks_late=True, reject_on_worker_lost=True)
 def train_twin(job_id: int) -> str:
     """Run a training job; a no-op when another attempt owns it or it is already finished (idempotent)."""
+    from twinops.modeling import services  # in the body: the services import this module (see above)
+
     job = services.training_job_run(job_id=job_id)
     return job.status if job is not None else "not claimed"
 
@@ -21,4 +23,6 @@ def train_twin(job_id: int) -> str:
 @shared_task(name="modeling.requeue_stale_jobs")
 def requeue_stale_jobs() -> list[int]:
     """Re-enqueue training jobs whose worker died (no heartbeat within the stale threshold)."""
+    from twinops.modeling import services  # in the body: the services import this module (see above)
+
     return services.training_jobs_requeue_stale()

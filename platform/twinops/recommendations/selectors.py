@@ -1,4 +1,4 @@
-"""Read recommendations, and the line data a recommendation starts from: latest samples and the recent window."""
+"""Read recommendations, and the line data a recommendation starts from: the recent window in the twin's tag order."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 from django.db.models import QuerySet
 
-from twinops.lines.models import Line, Tag
+from twinops.lines.models import Line
+from twinops.modeling.selectors import twin_line_ids
 from twinops.recommendations.models import Recommendation
+from twinops.telemetry.selectors import training_window
 from twins import Twin, TwinDataset
 
 
@@ -31,43 +33,6 @@ def recommendation_in_slot(*, line: Line, slot: datetime) -> Recommendation | No
 
 
 @dataclass(frozen=True)
-class LatestSample:
-    """The newest stored sample of a tag (any quality) and its newest good one, up to a time."""
-
-    tag: str
-    role: str
-    ts: datetime | None  # newest sample, None when the tag has none
-    value: float | None
-    quality: str  # "good", "bad", "out_of_range" or "none"
-    reason: str  # why the newest sample is not good ("" when it is)
-    good_ts: datetime | None  # newest good sample
-    good_value: float | None
-
-
-def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[str, LatestSample]:
-    """Return each active tag's newest sample and newest good sample in (until - lookback_s, until], by name."""
-    from twinops.telemetry.models import Quality, Reason, Sample
-
-    since = until - timedelta(seconds=lookback_s)
-    out: dict[str, LatestSample] = {}
-    for tag in Tag.objects.filter(line=line, active=True).order_by("role", "name"):
-        recent = Sample.objects.filter(tag_id=tag.pk, ts__gt=since, ts__lte=until).order_by("-ts")
-        newest = recent.values("ts", "value", "quality", "reason_id").first()
-        good = recent.filter(quality=Quality.GOOD).values("ts", "value").first()
-        reason = ""
-        if newest is not None and newest["quality"] != Quality.GOOD:
-            text = Reason.objects.filter(pk=newest["reason_id"]).values_list("text", flat=True).first()
-            reason = text or Quality(newest["quality"]).label
-        out[tag.name] = LatestSample(
-            tag=tag.name, role=tag.role,
-            ts=newest["ts"] if newest else None, value=newest["value"] if newest else None,
-            quality=Quality(newest["quality"]).label if newest else "none", reason=reason,
-            good_ts=good["ts"] if good else None, good_value=good["value"] if good else None,
-        )
-    return out
-
-
-@dataclass(frozen=True)
 class RecentWindow:
     """The rows the twin's encoder reads to infer the current state, in the twin's tag order."""
 
@@ -78,8 +43,6 @@ class RecentWindow:
 
 def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> RecentWindow:
     """Load `rows` sample periods of a line, the last one starting at `last`, as a TwinDataset in the twin's tag order."""
-    from twinops.telemetry.selectors import training_window
-
     period = float(line.sample_period_s)
     start = last - timedelta(seconds=period * (rows - 1))
     # Buckets are [start + k·period, start + (k + 1)·period): the newest sample falls in the last one.
@@ -109,6 +72,4 @@ def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> Recen
 
 def lines_to_recommend() -> list[int]:
     """Return the ids of lines that have ever had a twin (lines without one have nothing to recommend yet)."""
-    from twinops.modeling.models import TwinVersion
-
-    return sorted(set(TwinVersion.objects.values_list("line_id", flat=True)))
+    return twin_line_ids()

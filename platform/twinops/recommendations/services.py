@@ -21,9 +21,10 @@ from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
 from twinops.recommendations import conf
-from twinops.recommendations.controllers import controller_cached, twin_cached
 from twinops.recommendations.models import Recommendation
-from twinops.recommendations.selectors import LatestSample, latest_samples, recent_window, recommendation_in_slot
+from twinops.recommendations.mpc_cache import controller_cached, twin_cached
+from twinops.recommendations.selectors import recent_window, recommendation_in_slot
+from twinops.telemetry.selectors import LatestSample, latest_samples
 from twins import CheckpointError, Twin
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,7 @@
 """Celery tasks of the recommendations app: thin wrappers that load ids and call one service.
 
+As in every app, a task imports the services in its body (services may import this module to send tasks).
+
 All run on the `optimize` queue (its workers hold the cached controllers), routed by CELERY_TASK_ROUTES in settings.
 """
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from twinops.lines.models import Line
-from twinops.recommendations import selectors, services
+from twinops.recommendations import selectors
 
 
 @shared_task(name="recommendations.recommend_all")
@@ -26,10 +28,14 @@ def recommend_line(line_id: int) -> str:
     line = Line.objects.filter(pk=line_id).first()
     if line is None:
         return "no such line"
+    from twinops.recommendations import services  # in the body: see above
+
     return services.recommendation_create(line=line, actor="system:beat").status
 
 
 @shared_task(name="recommendations.expire")
 def expire() -> int:
     """Mark pending recommendations past their expiry time expired."""
+    from twinops.recommendations import services  # in the body: see above
+
     return services.recommendations_expire()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -113,6 +113,4 @@ def datetime_to_us(when: datetime) -> int:
 
 def us_to_datetime(us: int) -> datetime:
     """Return the UTC datetime of microseconds since the Unix epoch."""
-    from datetime import timedelta
-
     return _EPOCH + timedelta(microseconds=int(us))

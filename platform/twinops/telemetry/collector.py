@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
+from django.db import close_old_connections, connections
 
 from twinops.lines.models import Line, Tag
 from twinops.opcua.client import connect_insecure, connect_pinned
 from twinops.telemetry.batch import ImportResult, RawBatch
+from twinops.telemetry.services import samples_ingest
 
 log = logging.getLogger(__name__)
 
@@ -168,16 +170,10 @@ class Collector:
         return result
 
     def _ingest(self, records: list[tuple[str, datetime, float | str]]) -> ImportResult:
-        from django.db import close_old_connections
-
-        from twinops.telemetry.services import samples_ingest
-
         close_old_connections()
         return samples_ingest(line=self.line, batch=RawBatch.from_records(records), source="opcua",
                               actor="system:opcua-collector")
 
 
 def _close_connections() -> None:
-    from django.db import connections
-
     connections.close_all()

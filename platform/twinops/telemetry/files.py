@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from twinops.telemetry.batch import HistoryFileError, RawBatch, Rejection
+from twinops.telemetry.batch import HistoryFileError, RawBatch, Rejection, datetime_to_us
 
 TIMESTAMP_NAMES = {"timestamp", "ts", "time", "datetime", "date", "time_utc", "timestamp_utc"}
 BLOCK_BYTES = 4 << 20  # CSV bytes parsed per chunk
@@ -231,8 +231,6 @@ def _parse_one(s: str | None) -> int | None:
         when = datetime.fromisoformat(s.replace("z", "Z"))
     except ValueError:
         return None
-    from twinops.telemetry.batch import datetime_to_us
-
     return datetime_to_us(when if when.tzinfo else when.replace(tzinfo=UTC))
 
 

@@ -1,4 +1,4 @@
-"""Reads of telemetry: aligned training windows (numpy + masks), downsampled chart series, data-quality summaries."""
+"""Reads of telemetry: aligned training windows (numpy + masks), chart series, data quality, newest samples."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from django.db import connection
 
 from twinops.lines.models import Line, Tag
 from twinops.telemetry.batch import Rejection, datetime_to_us, us_to_datetime
-from twinops.telemetry.models import HistoryImportJob
+from twinops.telemetry.models import HistoryImportJob, Quality
+from twinops.telemetry.store import raw_connection
 
 CHART_BUCKETS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
 TOP_REASONS = 3
@@ -73,8 +74,6 @@ _COPY_OUT_ROW = np.dtype([("n", ">i2"), ("len_tag_id", ">i4"), ("tag_id", ">i8")
 
 def _copy_out(sql: str, params: dict[str, object]) -> np.ndarray:
     """Run a query of (bigint, bigint, float8 NOT NULL) rows as a binary COPY and view it as a numpy array."""
-    from twinops.telemetry.store import raw_connection
-
     with raw_connection().cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
         data = b"".join(bytes(block) for block in copy)
     body = data[19:-2]  # 11-byte signature, flags, header extension length; the trailer is -1 as int16
@@ -249,6 +248,49 @@ def _counts(ids: list[int], start: datetime | None, end: datetime | None) -> lis
     if lo_min >= hi_min:
         return _rows(raw, [ids, lo, hi])
     out += _rows(raw, [ids, lo, lo_min]) + _rows(raw, [ids, hi_min, hi])
+    return out
+
+
+# --- newest samples -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LatestSample:
+    """The newest stored sample of a tag (any quality) and its newest good one, up to a time."""
+
+    tag: str
+    role: str
+    ts: datetime | None  # newest sample, None when the tag has none
+    value: float | None
+    quality: str  # "good", "bad", "out_of_range" or "none"
+    reason: str  # why the newest sample is not good ("" when it is)
+    good_ts: datetime | None  # newest good sample
+    good_value: float | None
+
+
+def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[str, LatestSample]:
+    """Return each active tag's newest sample and newest good sample in (until - lookback_s, until], by name.
+
+    One query for all tags (two index probes per tag); tags in role, then name order.
+    """
+    rows = _rows(f"""
+        SELECT t.name, t.role, n.ts, n.value, n.quality, r.text, g.ts, g.value
+        FROM {Tag._meta.db_table} t
+        LEFT JOIN LATERAL (SELECT s.ts, s.value, s.quality, s.reason_id FROM telemetry_sample s
+                           WHERE s.tag_id = t.id AND s.ts > %(since)s AND s.ts <= %(until)s
+                           ORDER BY s.ts DESC LIMIT 1) n ON true
+        LEFT JOIN telemetry_reason r ON r.id = n.reason_id
+        LEFT JOIN LATERAL (SELECT s.ts, s.value FROM telemetry_sample s
+                           WHERE s.tag_id = t.id AND s.ts > %(since)s AND s.ts <= %(until)s AND s.quality = 0
+                           ORDER BY s.ts DESC LIMIT 1) g ON true
+        WHERE t.line_id = %(line)s AND t.active
+        ORDER BY t.role, t.name""", {"line": line.pk, "since": until - timedelta(seconds=lookback_s), "until": until})
+    out: dict[str, LatestSample] = {}
+    for name, role, ts, value, quality, reason, good_ts, good_value in rows:
+        label = Quality(quality).label if ts is not None else "none"
+        out[name] = LatestSample(
+            tag=name, role=role, ts=ts, value=value, quality=label,
+            reason=(reason or label) if ts is not None and quality != Quality.GOOD else "",
+            good_ts=good_ts, good_value=good_value,
+        )
     return out
 
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line, Tag
-from twinops.telemetry import store
+from twinops.telemetry import store, tasks
 from twinops.telemetry.batch import (
     MAX_REJECTIONS,
     HistoryFileError,
@@ -220,8 +220,6 @@ def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
 # --- import jobs (the web upload path) ------------------------------------------------------------------------------
 def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: ActorLike) -> HistoryImportJob:
     """Record an import job for an uploaded file and queue it for the ingest worker once the transaction commits."""
-    from twinops.telemetry import tasks
-
     job = HistoryImportJob.objects.create(line=line, path=str(path), filename=filename, created_by=Actor.of(actor).user,
                                           created_at=timezone.now())
     transaction.on_commit(lambda: tasks.history_import_send(job.pk))

@@ -11,6 +11,8 @@ import numpy as np
 import psycopg
 from django.db import connection
 
+from twinops.telemetry.batch import us_to_datetime
+
 log = logging.getLogger(__name__)
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's binary timestamptz origin
@@ -166,8 +168,6 @@ def ranges_hold_samples(*, tag_id: np.ndarray, ts_us: np.ndarray) -> bool:
 
 
 def _dt(us: np.integer) -> datetime:
-    from twinops.telemetry.batch import us_to_datetime
-
     return us_to_datetime(int(us))
 
 

@@ -1,20 +1,21 @@
-"""Celery tasks of the telemetry app: thin wrappers that load ids and call one service."""
+"""Celery tasks of the telemetry app: thin wrappers that load ids and call one service.
+
+The services import this module at the top to send its tasks, so a task imports the services in its body.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-QUEUE = "ingest"  # given at send time: Celery deprecates the task-level `queue` attribute
-
 
 @shared_task(name="telemetry.history_import")
 def history_import_task(job_id: int) -> str:
     """Run a history import job (idempotent: a finished job is not redone, a running one not run twice)."""
-    from twinops.telemetry.services import history_import_job_run
+    from twinops.telemetry import services  # in the body: the services import this module (see above)
 
-    return history_import_job_run(job_id=job_id)
+    return services.history_import_job_run(job_id=job_id)
 
 
 def history_import_send(job_id: int) -> None:
-    """Queue a history import job on the ingest queue."""
-    history_import_task.apply_async(args=[job_id], queue=QUEUE)
+    """Queue a history import job (on the ingest queue: CELERY_TASK_ROUTES in settings)."""
+    history_import_task.delay(job_id)

@@ -49,7 +49,7 @@ def _one_torch_thread() -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     """Forget controllers between tests: primary keys repeat after each test's rollback."""
-    from twinops.recommendations.controllers import caches_clear
+    from twinops.recommendations.mpc_cache import caches_clear
 
     caches_clear()
     yield
