@@ -10,17 +10,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from twinops.core.roles import require_capability, user_can
 from twinops.lines.models import Line, Tag
-from twinops.lines.selectors import line_get
+from twinops.lines.shortcuts import line_or_404
 from twinops.modeling import pages, selectors, services
 from twinops.modeling.forms import ReasonForm, TrainForm
 from twinops.modeling.models import TwinVersion
-
-
-def _line_or_404(key: str) -> Line:
-    try:
-        return line_get(key=key)
-    except Line.DoesNotExist:
-        raise Http404(f"No line {key!r}") from None
 
 
 def _version_or_404(line: Line, number: int) -> TwinVersion:
@@ -39,7 +32,7 @@ def _jobs_context(line: Line) -> dict[str, object]:
 @require_capability("view_plant")
 def twin_page(request: HttpRequest, key: str) -> HttpResponse:
     """Show a line's twin versions, training jobs, and one version's evaluation table and charts."""
-    line = _line_or_404(key)
+    line = line_or_404(key)
     shown = selectors.twin_shown(line=line)
     if request.GET.get("v", "").isdigit():
         shown = _version_or_404(line, int(request.GET["v"]))
@@ -68,7 +61,7 @@ def twin_page(request: HttpRequest, key: str) -> HttpResponse:
 @require_capability("view_plant")
 def twin_jobs(request: HttpRequest, key: str) -> HttpResponse:
     """Return the training-progress partial; when the watched jobs finish, tell htmx to reload the page."""
-    line = _line_or_404(key)
+    line = line_or_404(key)
     context = _jobs_context(line)
     response = render(request, "modeling/partials/jobs.html", context)
     if request.htmx and not context["polling"]:
@@ -80,7 +73,7 @@ def twin_jobs(request: HttpRequest, key: str) -> HttpResponse:
 @require_capability("train_twin")
 def twin_train(request: HttpRequest, key: str) -> HttpResponse:
     """Queue a training job for the line on the chosen window."""
-    line = _line_or_404(key)
+    line = line_or_404(key)
     form = TrainForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Training not started: " + "; ".join(m for e in form.errors.values() for m in e))
@@ -98,7 +91,7 @@ def twin_train(request: HttpRequest, key: str) -> HttpResponse:
 @require_capability("train_twin")
 def twin_promote(request: HttpRequest, key: str, version: int) -> HttpResponse:
     """Promote a version to feed the optimizer, with a reason."""
-    line = _line_or_404(key)
+    line = line_or_404(key)
     target = _version_or_404(line, version)
     form = ReasonForm(request.POST)
     try:
@@ -115,7 +108,7 @@ def twin_promote(request: HttpRequest, key: str, version: int) -> HttpResponse:
 @require_capability("train_twin")
 def twin_rollback(request: HttpRequest, key: str) -> HttpResponse:
     """Roll back to the previously promoted version, with a reason."""
-    line = _line_or_404(key)
+    line = line_or_404(key)
     form = ReasonForm(request.POST)
     try:
         if not form.is_valid():
@@ -131,5 +124,5 @@ def twin_rollback(request: HttpRequest, key: str) -> HttpResponse:
 @require_capability("view_plant")
 def twin_report_json(request: HttpRequest, key: str, version: int) -> JsonResponse:
     """Return a version's evaluation report as JSON."""
-    target = _version_or_404(_line_or_404(key), version)
+    target = _version_or_404(line_or_404(key), version)
     return JsonResponse({"line": key, "version": target.version, "status": target.status, "report": target.report})

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from twinops.core.roles import require_capability
-from twinops.lines.models import Line, Tag
-from twinops.lines.selectors import line_get
+from twinops.lines.models import Tag
+from twinops.lines.shortcuts import line_or_404
 from twinops.recommendations import plots, selectors
 from twinops.recommendations.models import Recommendation
 
@@ -31,13 +31,6 @@ class MoveRow:
     high: float | None
     max_move: float | None
     active: list[str]  # constraints of this MV active somewhere in the plan ("mv_high", "max_move", …)
-
-
-def _line_or_404(key: str) -> Line:
-    try:
-        return line_get(key=key)
-    except Line.DoesNotExist:
-        raise Http404(f"No line {key!r}") from None
 
 
 def move_rows(rec: Recommendation, units: dict[str, str]) -> list[MoveRow]:
@@ -73,7 +66,7 @@ def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
 @require_capability("view_plant")
 def recommendation_page(request: HttpRequest, key: str) -> HttpResponse:
     """Show a line's recommendations; the selected one (?id=, default the newest) with moves and charts."""
-    line = _line_or_404(key)
+    line = line_or_404(key)
     recs = selectors.recommendations_for_line(line=line)
     selected = recs[0] if recs else None
     if request.GET.get("id", "").isdigit():

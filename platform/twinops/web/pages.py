@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.http import Http404
-
 from twinops.lines.models import Line, Tag
 from twinops.lines.selectors import line_tags, spec_diff
 from twinops.web.forms import ChartForm
@@ -174,13 +172,3 @@ def version_rows(versions: Sequence[Any]) -> list[VersionRow]:
         changes = spec_diff(before, after).lines() if before is not None else []
         rows.append(VersionRow(version=after, changes=changes))
     return rows[::-1]
-
-
-def line_or_404(key: str) -> Line:
-    """Return a line by key, or raise Http404."""
-    from twinops.lines.selectors import line_get
-
-    try:
-        return line_get(key=key)
-    except Line.DoesNotExist:
-        raise Http404(f"No line {key!r}.") from None

@@ -15,9 +15,9 @@ from twinops.lines.models import Line
 from twinops.lines.selectors import line_list as lines_all
 from twinops.lines.selectors import line_tags, spec_versions
 from twinops.lines.services import SpecError, spec_parse
+from twinops.lines.shortcuts import line_or_404
 from twinops.web import drafts, imports, pages
 from twinops.web.forms import ChartForm, OnboardConfirmForm, SpecUploadForm
-from twinops.web.pages import line_or_404
 
 
 # --- lines ------------------------------------------------------------------------------------------------------
