@@ -13,10 +13,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from twinops.audit.models import AuditEvent
+from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
 
 GENESIS_SHA256 = "0" * 64
-_CHAIN_LOCK_KEY = 7_240_001  # pg advisory lock serialising appends to the chain
 
 
 def _canonical(payload: dict[str, Any]) -> str:
@@ -62,7 +62,7 @@ def audit_record(
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must be called inside transaction.atomic() with the change it records")
     with connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [locks.AUDIT_CHAIN])
     last = AuditEvent.objects.order_by("-id").only("id", "sha256").first()
     who = Actor.of(actor)
     event = AuditEvent(

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
+from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line, Tag
 from twinops.telemetry import store, tasks
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 TS_MIN_US = -2_208_988_800_000_000  # 1900-01-01: older timestamps are typos, not plant history
 TS_MAX_US = 7_258_118_400_000_000  # 2200-01-01
-_JOB_LOCK = 7_240_102  # advisory lock namespace: one worker per import job
 
 
 class _Ingest:
@@ -234,7 +234,7 @@ def history_import_job_run(*, job_id: int) -> str:
     web page sees it while the import's own transaction is still open.
     """
     with psycopg.connect(**store._side_params(), autocommit=True) as side:
-        locked = side.execute("SELECT pg_try_advisory_lock(%s, %s)", [_JOB_LOCK, job_id]).fetchone()
+        locked = side.execute("SELECT pg_try_advisory_lock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job_id]).fetchone()
         if not (locked and locked[0]):
             return "busy"
         claimed = side.execute(

@@ -11,13 +11,13 @@ import numpy as np
 import psycopg
 from django.db import connection
 
+from twinops.core import locks
 from twinops.telemetry.batch import us_to_datetime
 
 log = logging.getLogger(__name__)
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's binary timestamptz origin
 PARENT = "telemetry_sample"
-_PARTITION_LOCK = 7_240_101  # advisory lock serialising partition creation between processes
 SIDE_LOCK_TIMEOUT = "2s"  # how long the side connection waits for the locks an ATTACH needs before falling back
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
@@ -276,7 +276,7 @@ def partitions_ensure(ts_us: np.ndarray) -> list[str]:
 def _attach(conn: psycopg.Connection, months: list[np.datetime64]) -> list[str]:
     added = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_PARTITION_LOCK])
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [locks.TELEMETRY_PARTITIONS])
         have = {r[0] for r in conn.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = %s::regclass", [PARENT]).fetchall()}
