@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from twinops.core.capabilities import CAPABILITIES
+
 
 class Capability(models.Model):
     """Holds the capability permissions; no rows."""
@@ -12,16 +14,7 @@ class Capability(models.Model):
     class Meta:
         managed = False
         default_permissions = ()
-        permissions = [
-            ("view_plant", "See lines, telemetry, twins and proposals"),
-            ("onboard_line", "Onboard production lines and change their specs"),
-            ("import_telemetry", "Import telemetry history and send batches to the ingest API"),
-            ("train_twin", "Train, promote and roll back twins"),
-            ("approve_proposal", "Approve or reject setpoint proposals"),
-            ("view_audit", "Read the audit log"),
-            ("export_audit", "Export the audit log"),
-            ("manage_users", "Manage users, roles and API tokens"),
-        ]
+        permissions = list(CAPABILITIES.items())
 
 
 class ApiToken(models.Model):

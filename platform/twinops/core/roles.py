@@ -9,17 +9,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 
-# capability codename -> what it allows (shown in the admin and in error messages)
-CAPABILITIES: dict[str, str] = {
-    "view_plant": "See lines, telemetry, twins and proposals",
-    "onboard_line": "Onboard production lines and change their specs",
-    "import_telemetry": "Import telemetry history and send batches to the ingest API",
-    "train_twin": "Train, promote and roll back twins",
-    "approve_proposal": "Approve or reject setpoint proposals",
-    "view_audit": "Read the audit log",
-    "export_audit": "Export the audit log",
-    "manage_users": "Manage users, roles and API tokens",
-}
+from twinops.core.capabilities import CAPABILITIES
 
 ROLES: dict[str, set[str]] = {
     "engineer": {"view_plant", "approve_proposal"},
