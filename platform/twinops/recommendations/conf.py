@@ -4,61 +4,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from optimizer import MpcSettings
-
-
-def _raw(name: str, default: Any) -> Any:
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name, default)
-    return value
-
-
-def _positive(name: str, default: float) -> float:
-    raw = _raw(name, default)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ImproperlyConfigured(f"{name} must be a positive number, not {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise ImproperlyConfigured(f"{name} must be a finite number > 0, not {value}")
-    return value
+from twinops.core.env import setting_positive, setting_raw
 
 
 def ttl_s() -> float:
     """Return how long a pending recommendation stays valid before it expires, seconds."""
-    return _positive("TWINOPS_RECOMMENDATION_TTL_S", 900.0)
+    return setting_positive("TWINOPS_RECOMMENDATION_TTL_S", 900.0)
 
 
 def every_s() -> float:
     """Return the recommendation period (beat schedule and idempotency slot), seconds."""
-    return _positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
+    return setting_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
 
 
 def stale_periods() -> float:
     """Return after how many line sample periods without a good sample the data count as stale."""
-    return _positive("TWINOPS_RECOMMEND_STALE_PERIODS", 3.0)
+    return setting_positive("TWINOPS_RECOMMEND_STALE_PERIODS", 3.0)
 
 
 def max_ood() -> float:
     """Return the largest twin OOD score accepted (1.0 = the 99th percentile of the training data)."""
-    return _positive("TWINOPS_RECOMMEND_MAX_OOD", 3.0)
+    return setting_positive("TWINOPS_RECOMMEND_MAX_OOD", 3.0)
 
 
 def max_spread() -> float:
     """Return the largest ensemble spread of a current CV accepted, in that CV's training standard deviations."""
-    return _positive("TWINOPS_RECOMMEND_MAX_SPREAD", 0.5)
+    return setting_positive("TWINOPS_RECOMMEND_MAX_SPREAD", 0.5)
 
 
 def mpc_overrides() -> dict[str, Any]:
     """Return the MpcSettings fields set by TWINOPS_MPC_SETTINGS (a dict, or JSON text in the environment)."""
-    raw = _raw("TWINOPS_MPC_SETTINGS", "{}")
+    raw = setting_raw("TWINOPS_MPC_SETTINGS", "{}")
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)

@@ -1,0 +1,87 @@
+"""Read settings from the environment with one set of rules; a malformed value fails loudly, naming its variable.
+
+`config/settings.py` reads the environment with `env_*`. The apps' `conf.py` read `setting_*`: a Django setting of
+the same name (tests override those), else the environment variable, else the default. Numbers must be finite:
+"inf" and "nan" are refused like any other typo.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def parse_bool(name: str, raw: Any) -> bool:
+    """Return a yes/no value given as 1/0, true/false, yes/no or on/off (any case)."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {raw!r}")
+
+
+def parse_int(name: str, raw: Any, *, minimum: int | None = None) -> int:
+    """Return a whole number, at least `minimum` when given (floats and text such as "1e3" are refused)."""
+    if isinstance(raw, bool | float):
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}")
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be an integer >= {minimum}, not {raw!r}")
+    return value
+
+
+def parse_positive(name: str, raw: Any) -> float:
+    """Return a finite number > 0 (infinity and NaN are refused)."""
+    try:
+        value = float(str(raw).strip()) if not isinstance(raw, bool) else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ImproperlyConfigured(f"{name} must be a finite number > 0, not {raw!r}")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Return the environment variable `name` as a boolean, or `default` when it is unset."""
+    raw = os.environ.get(name)
+    return default if raw is None else parse_bool(name, raw)
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """Return the environment variable `name` as an integer, or `default` when it is unset."""
+    raw = os.environ.get(name)
+    return default if raw is None else parse_int(name, raw, minimum=minimum)
+
+
+def env_positive(name: str, default: float) -> float:
+    """Return the environment variable `name` as a finite number > 0, or `default` when it is unset."""
+    raw = os.environ.get(name)
+    return default if raw is None else parse_positive(name, raw)
+
+
+def setting_raw(name: str, default: Any) -> Any:
+    """Return the Django setting `name` if set, else the environment variable `name`, else `default`."""
+    value = getattr(settings, name, None)
+    return os.environ.get(name, default) if value is None else value
+
+
+def setting_positive(name: str, default: float) -> float:
+    """Return the setting `name` (see `setting_raw`) as a finite number > 0."""
+    return parse_positive(name, setting_raw(name, default))
+
+
+def setting_positive_int(name: str, default: int) -> int:
+    """Return the setting `name` (see `setting_raw`) as an integer >= 1."""
+    return parse_int(name, setting_raw(name, default), minimum=1)
