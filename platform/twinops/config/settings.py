@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from twinops.config import embedded
 
@@ -172,16 +173,43 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 # Redis re-delivers unacknowledged messages after the visibility timeout: it must outlast any task's hard limit,
 # or a long task would run twice at once.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
+# The Celery wiring in one place: the queues, the queue of every task (by its stable name; nothing names a queue at
+# send time) and every periodic task. tests/platform/config/test_celery.py checks them against the registered tasks.
+TWINOPS_QUEUES = ("ingest", "train", "optimize", "default")  # scale path: GPU nodes run `twinops worker -Q train`
+CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in TWINOPS_QUEUES)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Which queue each task goes to, in one place (scale path: GPU nodes run `twinops worker -Q train`).
 CELERY_TASK_ROUTES = {
-    "telemetry.*": {"queue": "ingest"},
-    "modeling.train_twin": {"queue": "train"},
-    "recommendations.*": {"queue": "optimize"},
+    "telemetry.history_import": {"queue": "ingest"},
+    "modeling.train_twin": {"queue": "train"},  # the only queue that wants a GPU
+    "modeling.requeue_stale_jobs": {"queue": "default"},
+    "recommendations.recommend_all": {"queue": "optimize"},  # optimize workers hold the cached controllers
+    "recommendations.recommend_line": {"queue": "optimize"},
+    "recommendations.expire": {"queue": "optimize"},
 }
-TWINOPS_QUEUES = ("ingest", "train", "optimize", "default")  # Celery queues; GPU nodes serve "train"
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+
+def _env_period_s(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a positive number, not {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a finite number > 0, not {value}")
+    return value
+
+
+# The recommendation period: beat's schedule below and the idempotency slot (recommendations.conf.every_s) alike.
+TWINOPS_RECOMMEND_EVERY_S = _env_period_s("TWINOPS_RECOMMEND_EVERY_S", 300.0)
+CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the queue
+    "modeling.requeue_stale_jobs": {"task": "modeling.requeue_stale_jobs", "schedule": 60.0},  # dead workers' jobs
+    "recommendations.recommend_all": {"task": "recommendations.recommend_all",
+                                      "schedule": TWINOPS_RECOMMEND_EVERY_S},  # one slot per period
+    "recommendations.expire": {"task": "recommendations.expire", "schedule": 60.0},  # pending past their TTL
+}
 
 # --- Security (production) --------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
