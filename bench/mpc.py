@@ -1,7 +1,7 @@
 """Benchmark the MPC solve on the reference problem, against a straightforward Opti formulation of the same NLP.
 
-Ours is the condensed SQP (a dense QP per linearisation); `ipopt_*` is the previous formulation (IPOPT on the
-multiple-shooting NLP of each linearisation) through the same controller, measured in the same run.
+Ours is the controller's condensed SQP (a dense QP per linearisation); `ipopt_*` is the IPOPT reference (IPOPT on
+the multiple-shooting NLP of each linearisation, optimizer.reference), measured in the same run.
 
 Run: `PYTHONPATH=. python bench/mpc.py [--quick]` (prints JSON); the CLI `twinops bench mpc --json` calls `run`.
 Reference problem: latent dim 8, predictor and readout 2x64 tanh, ensemble 5, 4 MVs, 4 CVs, 1 DV, horizon 30.
@@ -10,7 +10,6 @@ Reference problem: latent dim 8, predictor and readout 2x64 tanh, ensemble 5, 4 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from optimizer import CvSpec, CvTarget, DvSpec, Limits, MpcController, MpcSettings, MpcSpec, MvSpec, ObjectiveTerm
 from optimizer.dynamics import ACTIVATIONS, TwinDynamics
+from optimizer.reference import IpoptReferenceController
 
 NZ, HIDDEN, MEMBERS, HORIZON = 8, 64, 5, 30
 CV, MV, DV = ("T_reactor", "C_product", "P_drum", "L_tank"), ("F_feed", "Q_heat", "F_cool", "R_reflux"), ("T_ambient",)
@@ -91,7 +91,7 @@ def _naive(dyn: TwinDynamics, spec: MpcSpec, settings: MpcSettings) -> tuple[Any
             x = act(x) if i < len(layers) - 1 else x
         return x
 
-    cost = 0
+    cost: Any = 0
     for k in range(n):
         ys = []
         for m in range(MEMBERS):
@@ -143,7 +143,7 @@ def _percentiles(times_s: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 95)), float(np.median(ms))
 
 
-def _time_solves(controller: MpcController, states: list[np.ndarray]) -> dict[str, Any]:
+def _time_solves(controller: MpcController | IpoptReferenceController, states: list[np.ndarray]) -> dict[str, Any]:
     """Solve from each state in turn, applying each first move (closed loop on the twin); return the timings."""
     mv_now = dict.fromkeys(MV, 10.0)
     times, cpu_times, iterations, statuses, failures, values = [], [], [], [], [], []
@@ -159,6 +159,7 @@ def _time_solves(controller: MpcController, states: list[np.ndarray]) -> dict[st
             failures.append(f"{result.status.value}: {result.message}")
         if result.first_setpoint:
             mv_now = dict(result.first_setpoint)
+            assert result.objective_plan is not None
             values.append(result.objective_plan)
     p95, median = _percentiles(times)
     cpu_p95, cpu_median = _percentiles(cpu_times)
@@ -169,7 +170,7 @@ def _time_solves(controller: MpcController, states: list[np.ndarray]) -> dict[st
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
-    """Time warm-started solves of the reference problem: ours, the IPOPT subproblem and the naive Opti one."""
+    """Time warm-started solves of the reference problem: ours, the IPOPT reference and the naive Opti one."""
     meta, arrays = reference_export()
     spec, settings = reference_spec(), MpcSettings(horizon=HORIZON)
     solves, ipopt_solves, naive_solves = (8, 4, 1) if quick else (50, 20, 5)
@@ -177,12 +178,11 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     controller = MpcController.from_export(meta, arrays, spec, settings)
     build_s = time.perf_counter() - started
     dyn = controller.dynamics
-    assert dyn is not None
+    assert isinstance(dyn, TwinDynamics)
     states = _states(dyn, solves + 1, seed=1)
     ours = _time_solves(controller, states)
-    # The previous formulation (IPOPT on the multiple-shooting NLP of each linearisation), same states, same run.
-    ipopt = _time_solves(MpcController(dyn, spec, dataclasses.replace(settings, subproblem="ipopt")),
-                         states[: ipopt_solves + 1])
+    # The IPOPT reference (the multiple-shooting NLP of each linearisation), same states, same run.
+    ipopt = _time_solves(IpoptReferenceController(dyn, spec, settings), states[: ipopt_solves + 1])
 
     started = time.perf_counter()
     opti, (z0, u_now, d, u) = _naive(dyn, spec, settings)
@@ -208,7 +208,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "naive_p95_ms": naive_p95, "naive_median_ms": naive_median, "naive_build_s": naive_build_s,
         "naive_solves": len(naive_times), "naive_median_iterations": float(np.median(naive_iters)),
         "problem": {"nz": NZ, "hidden": [HIDDEN, HIDDEN], "members": MEMBERS, "mvs": len(MV), "cvs": len(CV),
-                    "dvs": len(DV), "horizon": HORIZON, "subproblem": settings.subproblem,
+                    "dvs": len(DV), "horizon": HORIZON,
                     "qp_solver": settings.qp_solver, "blas_threads": settings.blas_threads},
     }
 

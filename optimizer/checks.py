@@ -3,11 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.limits import SolveLimits, Weights, solve_limits, solve_weights
 from optimizer.model import Dynamics
+from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
+
+
+@dataclass(frozen=True)
+class SolveInputs:
+    """One solve's checked inputs in the twin's order, with the limits and weights its spec gives."""
+
+    spec: MpcSpec
+    z_now: np.ndarray  # (M*nz,) ensemble latents now, member-major
+    u_now: np.ndarray  # (n_mv,) setpoints in force, engineering units
+    d_plan: np.ndarray  # (n_dv, N) DV forecast
+    bias: np.ndarray | None  # (n_cv,) constant CV output disturbance, None without one
+    limits: SolveLimits
+    weights: Weights
+
+
+def prepare_solve(
+    dynamics: Dynamics | None, built: MpcSpec, settings: MpcSettings, incompatibility: str | None, *,
+    spec: MpcSpec, z0: np.ndarray, mv: Mapping[str, float], dv_forecast: Mapping[str, float | Sequence[float]],
+    cv_bias: Mapping[str, float] | None,
+) -> SolveInputs | MpcResult:
+    """Return a solve's checked inputs, or the result without proposal that says why it cannot be solved.
+
+    `built` is the spec the controller was built for; `spec` this solve's (limits, prices, targets may differ).
+    """
+    n = settings.horizon
+    period = dynamics.sample_period_s if dynamics else 0.0
+    if incompatibility or dynamics is None:
+        return MpcResult(MpcStatus.INCOMPATIBLE, f"twin is incompatible with the line: {incompatibility}", n, period)
+    if spec.structure != built.structure:
+        return MpcResult(MpcStatus.INCOMPATIBLE, "spec tags, objective terms or targets differ from the ones the "
+                         "problem was built for; build a new controller", n, period)
+    incompatible = check_compatible(dynamics, spec, settings)
+    if incompatible:
+        return MpcResult(MpcStatus.INCOMPATIBLE, "; ".join(incompatible), n, period)
+    inputs = read_inputs(dynamics, n, z0, mv, dv_forecast)
+    if isinstance(inputs, str):
+        return MpcResult(MpcStatus.BAD_INPUT, inputs, n, period)
+    z_now, u_now, d_plan = inputs
+    bias = read_bias(dynamics, cv_bias)
+    if isinstance(bias, str):
+        return MpcResult(MpcStatus.BAD_INPUT, bias, n, period)
+    limits = solve_limits(dynamics, spec, settings, u_now)
+    if isinstance(limits, str):
+        return MpcResult(MpcStatus.INCOMPATIBLE, limits, n, period)
+    return SolveInputs(spec, z_now, u_now, d_plan, bias, limits, solve_weights(dynamics, spec, settings))
 
 
 def check_compatible(dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSettings) -> list[str]:
@@ -79,6 +127,23 @@ def read_inputs(
             return f"DV forecast of {name} holds NaN or inf"
         d[i] = values
     return z.reshape(-1), u, d
+
+
+def read_bias(dyn: Dynamics, cv_bias: Mapping[str, float] | None) -> np.ndarray | None | str:
+    """Return the CV bias (n_cv,) in the twin's CV order (0 where not named), None if none, or why it is unusable."""
+    if cv_bias is None:
+        return None
+    unknown = sorted(set(cv_bias) - set(dyn.cv))
+    if unknown:
+        return f"CV bias names tags that are not CVs of the twin: {unknown}"
+    try:
+        bias = np.array([float(cv_bias.get(name, 0.0)) for name in dyn.cv])
+    except (TypeError, ValueError):
+        return "CV bias values must be numbers"
+    if not np.all(np.isfinite(bias)):
+        bad = [name for name, v in zip(dyn.cv, bias, strict=True) if not np.isfinite(v)]
+        return f"CV bias holds NaN or inf: {bad}"
+    return bias
 
 
 def _names(what: str, given: Mapping[str, object], expected: tuple[str, ...]) -> str:

@@ -91,6 +91,10 @@ class NumpyTwin:
         y, _ = self.readout.forward(z)
         return np.transpose(y, (2, 0, 1)) * self.dyn.cv_std + self.dyn.cv_mean
 
+    def readout_now(self, z0: np.ndarray) -> np.ndarray:
+        """Return each member's CVs (M, n_cv) read from latents z0 (M*nz,)."""
+        return self._cvs(np.asarray(z0, dtype=float).reshape(self.m, self.nz, 1))[0]
+
     def rollout(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Return each member's CVs (N, M, n_cv) under plan u (n_mv, N) and forecast d (n_dv, N) from z0 (M*nz,)."""
         x_ud = self._inputs(u, d)

@@ -118,7 +118,11 @@ class CasadiPlan:
             rollout, plan = rollout.expand(), plan.expand()
         except RuntimeError:
             pass
-        self._rollout, self._plan = rollout, plan
+        self._rollout, self._plan, self._readout = rollout, plan, model.readout
+
+    def readout_now(self, z0: np.ndarray) -> np.ndarray:
+        """Return the CVs (1, n_cv) read from state z0 (nx,), as one member."""
+        return np.asarray(self._readout(np.asarray(z0, dtype=float).reshape(-1))).reshape(1, -1)
 
     def rollout(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Return CVs (N, 1, n_cv) under plan u (n_mv, N) and forecast d (n_dv, N) from z0 (nx,)."""

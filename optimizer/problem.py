@@ -1,4 +1,8 @@
-"""The MPC nonlinear program, built once per (line, model version) and solved with new parameters each time."""
+"""The MPC as one nonlinear program in CasADi, the reference formulation that IPOPT solves (optimizer.reference).
+
+Built once per (line, model version) and solved with new parameters each time. The platform's controller solves
+the same problem condensed onto the MV plan (optimizer.condensed, optimizer.sqp); tests compare the two.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
+from optimizer.condensed import VAR_EPS
 from optimizer.model import Dynamics
 from optimizer.spec import MpcSettings, MpcSpec
-
-VAR_EPS = 1e-6  # added to the normalised ensemble variance so its square root stays differentiable at 0
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ class MpcProblem:
         ])
         self.cost = ca.Function("cost", [self.x.expr, self.p.expr], [cost])
         self._nlp = {"x": self.x.expr, "p": self.p.expr, "f": cost, "g": self.g.expr}
-        self._solver: ca.Function | None = None  # IPOPT, built on first use (only the "ipopt" subproblem needs it)
+        self._solver: ca.Function | None = None  # IPOPT, built on first use
 
         # ============================================================ the exact twin, numerically (dense MX)
         stats = _ensemble_stats(dyn, ca.MX)

@@ -134,22 +134,20 @@ class MpcSettings:
     safety_spread_k: float = 1.0  # safety limits hold for ensemble mean ± k * spread
     band_k: float = 2.0  # reported uncertainty band: mean ± band_k * spread
     max_solver_time_s: float = 5.0  # wall-clock budget of one solve (all linearisations); past it, no proposal
-    max_iterations: int = 200  # IPOPT iteration budget of one linearised subproblem (subproblem "ipopt")
-    sqp_iterations: int = 15  # most linearisations of the twin per solve (each one IPOPT solve)
+    sqp_iterations: int = 15  # most linearisations of the twin per solve (each one QP, solved on a working set)
     sqp_step: float = 1.0  # trust region of one linearisation: largest MV change from the reference, in MV stds
     sqp_tolerance: float = 1e-3  # converged when no MV moves more than this (in MV stds) between linearisations
     sqp_cost_tolerance: float = 1e-5  # ... or when the linearised twin promises less relative cost decrease than this
-    tolerance: float = 1e-6  # IPOPT convergence tolerance
-    hessian: Literal["exact", "limited-memory"] = "exact"  # exact is faster here (see bench/mpc.py)
     active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
-    ipopt_options: Mapping[str, Any] = field(default_factory=dict)  # extra IPOPT options, "ipopt." prefix omitted
-    # How each linearisation is solved: "condensed-qp" (numpy linearisation condensed onto the MV plan, one dense
-    # convex QP, see optimizer/condensed.py; the fast default) or "ipopt" (the multiple-shooting NLP, the reference).
-    subproblem: Literal["condensed-qp", "ipopt"] = "condensed-qp"
     qp_solver: str = "qpoases"  # casadi conic plugin of the condensed QP (dense, convex); "daqp" is as fast but
     # stalls on badly scaled QPs (tiny move weight beside large soft-limit penalties), "proxqp" slower
     qp_options: Mapping[str, Any] = field(default_factory=dict)  # extra options of that plugin
     blas_threads: int | None = 1  # numpy's OpenBLAS threads during a solve (small matrices); None leaves it alone
+    # The IPOPT reference (optimizer.reference, for tests and benchmarks) only: MpcController never reads these.
+    max_iterations: int = 200  # IPOPT iteration budget of one linearisation
+    tolerance: float = 1e-6  # IPOPT convergence tolerance
+    hessian: Literal["exact", "limited-memory"] = "exact"  # exact is faster here (see bench/mpc.py)
+    ipopt_options: Mapping[str, Any] = field(default_factory=dict)  # extra IPOPT options, "ipopt." prefix omitted
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or self.max_iterations < 1:
@@ -158,8 +156,6 @@ class MpcSettings:
             raise ValueError("soft_penalty_by_rank needs at least one positive weight")
         if self.max_solver_time_s <= 0:
             raise ValueError("max_solver_time_s must be > 0")
-        if self.subproblem not in ("condensed-qp", "ipopt"):
-            raise ValueError(f"subproblem must be 'condensed-qp' or 'ipopt', got {self.subproblem!r}")
         if self.hessian not in ("exact", "limited-memory"):
             raise ValueError(f"hessian must be 'exact' or 'limited-memory', got {self.hessian!r}")
         for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance"):

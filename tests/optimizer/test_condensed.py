@@ -1,9 +1,7 @@
-"""The condensed-QP subproblem (the default) plans like the IPOPT one, keeps every hard limit, and plain CasADi
-models plan like a twin of the same dynamics."""
+"""The controller's condensed SQP plans like the IPOPT reference, keeps every hard limit, and plain CasADi models
+plan like a twin of the same dynamics."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import casadi as ca
 import numpy as np
@@ -22,6 +20,7 @@ from optimizer import (
     ObjectiveTerm,
 )
 from optimizer.blas import _openblas, blas_threads
+from optimizer.reference import IpoptReferenceController
 from tests.optimizer.exports import first_order_export, numpy_rollout, random_export
 from tests.optimizer.test_controller import FAST, first_order_spec
 
@@ -45,8 +44,8 @@ def test_the_condensed_qp_and_the_ipopt_subproblems_reach_the_same_plan_value(se
     dv = {"T_in": float(arrays["norm/dv_mean"][0])}
     settings = MpcSettings(horizon=8, sqp_iterations=30)
     results = {}
-    for subproblem in ("condensed-qp", "ipopt"):
-        controller = MpcController.from_export(meta, arrays, spec, dataclasses.replace(settings, subproblem=subproblem))
+    for subproblem, kind in (("condensed-qp", MpcController), ("ipopt", IpoptReferenceController)):
+        controller = kind.from_export(meta, arrays, spec, settings)
         results[subproblem] = controller.solve(z0=z0, mv=u_now, dv_forecast=dv)
         assert results[subproblem].status is MpcStatus.OPTIMAL, results[subproblem].message
     qp, ipopt = results["condensed-qp"], results["ipopt"]
@@ -93,7 +92,7 @@ def test_a_casadi_model_of_the_same_dynamics_plans_like_the_twin() -> None:
     assert twin.status is MpcStatus.OPTIMAL and plain.status is MpcStatus.OPTIMAL, plain.message
     assert np.allclose(plain.mv_plan["F"], twin.mv_plan["F"], atol=1e-6)
     assert plain.objective_gain == pytest.approx(twin.objective_gain, abs=1e-6)
-    ipopt = MpcController(model, spec, dataclasses.replace(FAST, subproblem="ipopt")).solve(
+    ipopt = IpoptReferenceController(model, spec, FAST).solve(
         z0=np.full((1, 1), 1.0), mv={"F": 1.0})
     assert ipopt.status is MpcStatus.OPTIMAL and np.allclose(ipopt.mv_plan["F"], twin.mv_plan["F"], atol=1e-4)
 
@@ -113,7 +112,8 @@ def test_the_blas_thread_count_is_restored_after_a_solve() -> None:
 
 
 def test_an_unknown_subproblem_is_refused_loudly() -> None:
-    with pytest.raises(ValueError, match="subproblem"):
+    # The controller has one solve path; the IPOPT reference is a class of its own, not a setting.
+    with pytest.raises(TypeError, match="subproblem"):
         MpcSettings(subproblem="sqp")  # type: ignore[arg-type]
 
 

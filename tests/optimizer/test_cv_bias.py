@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from optimizer import CvSpec, Limits, MpcController, MpcSettings, MpcSpec, MpcStatus, MvSpec, ObjectiveTerm
+from optimizer.reference import IpoptReferenceController
 from tests.optimizer.exports import first_order_export, numpy_rollout
 
 OFFSET = 1.0  # the plant's C is the twin's C plus this, always (a constant output disturbance)
@@ -20,8 +21,11 @@ def spec(*, safety_high: float | None = None) -> MpcSpec:
     )
 
 
-def settings(subproblem: str) -> MpcSettings:
-    return MpcSettings(horizon=12, move_weight=1e-3, uncertainty_weight=0.0, subproblem=subproblem)  # type: ignore[arg-type]
+SOLVERS = {"condensed-qp": MpcController, "ipopt": IpoptReferenceController}  # the controller and its reference
+
+
+def settings() -> MpcSettings:
+    return MpcSettings(horizon=12, move_weight=1e-3, uncertainty_weight=0.0)
 
 
 def true_c(meta, arrays, result, z0: np.ndarray) -> np.ndarray:
@@ -34,11 +38,11 @@ def true_c(meta, arrays, result, z0: np.ndarray) -> np.ndarray:
 def test_with_the_bias_the_plan_respects_the_true_limit_which_the_biased_prediction_broke(subproblem) -> None:
     meta, arrays = first_order_export(rate=0.5)
     z0, mv = np.full((2, 1), 1.0), {"F": 1.0}
-    plain = MpcController.from_export(meta, arrays, spec(), settings(subproblem)).solve(z0=z0, mv=mv)
+    plain = SOLVERS[subproblem].from_export(meta, arrays, spec(), settings()).solve(z0=z0, mv=mv)
     assert plain.status is MpcStatus.OPTIMAL, plain.message
     assert max(true_c(meta, arrays, plain, z0)) > 5.0 + 0.5  # the twin reads 1 low: the plant ends 1 over
 
-    corrected = MpcController.from_export(meta, arrays, spec(), settings(subproblem)).solve(
+    corrected = SOLVERS[subproblem].from_export(meta, arrays, spec(), settings()).solve(
         z0=z0, mv=mv, cv_bias={"C": OFFSET})
     assert corrected.status is MpcStatus.OPTIMAL, corrected.message
     c = true_c(meta, arrays, corrected, z0)
@@ -54,7 +58,7 @@ def test_with_the_bias_the_plan_respects_the_true_limit_which_the_biased_predict
 def test_the_bias_applies_to_safety_limits_too(subproblem) -> None:
     meta, arrays = first_order_export(rate=0.5)
     z0 = np.full((2, 1), 4.0)  # the twin reads C = 4, the plant is at 5: with safety high 4.5 it is beyond
-    controller = MpcController.from_export(meta, arrays, spec(safety_high=4.5), settings(subproblem))
+    controller = SOLVERS[subproblem].from_export(meta, arrays, spec(safety_high=4.5), settings())
     assert controller.solve(z0=z0, mv={"F": 4.0}).status is MpcStatus.OPTIMAL
     result = controller.solve(z0=z0, mv={"F": 4.0}, cv_bias={"C": OFFSET})
     assert result.status is MpcStatus.INFEASIBLE, result.message
@@ -64,9 +68,9 @@ def test_the_bias_applies_to_safety_limits_too(subproblem) -> None:
 def test_a_zero_bias_or_none_changes_nothing() -> None:
     meta, arrays = first_order_export(rate=0.5)
     z0, mv = np.full((2, 1), 1.0), {"F": 1.0}
-    base = MpcController.from_export(meta, arrays, spec(), settings("condensed-qp")).solve(z0=z0, mv=mv)
+    base = MpcController.from_export(meta, arrays, spec(), settings()).solve(z0=z0, mv=mv)
     for bias in (None, {}, {"C": 0.0}):
-        other = MpcController.from_export(meta, arrays, spec(), settings("condensed-qp")).solve(
+        other = MpcController.from_export(meta, arrays, spec(), settings()).solve(
             z0=z0, mv=mv, cv_bias=bias)
         assert other.mv_plan == base.mv_plan and other.cv_mean == base.cv_mean
         assert other.objective_gain == base.objective_gain
@@ -80,7 +84,7 @@ def test_a_zero_bias_or_none_changes_nothing() -> None:
 ])
 def test_a_bad_bias_gives_bad_input_without_solving(bias, why) -> None:
     meta, arrays = first_order_export(rate=0.5)
-    result = MpcController.from_export(meta, arrays, spec(), settings("condensed-qp")).solve(
+    result = MpcController.from_export(meta, arrays, spec(), settings()).solve(
         z0=np.full((2, 1), 1.0), mv={"F": 1.0}, cv_bias=bias)
     assert result.status is MpcStatus.BAD_INPUT
     assert why in result.message
