@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from twins.config import TwinConfig
+from twins.windows import LineTensors
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}
 
@@ -60,6 +61,7 @@ class TwinNet(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(config.seed)
         m, hid, nz = config.members, [config.hidden] * config.depth, config.nz
+        self.members = m
         feat = 2 * (n_cv + n_mv + n_dv)  # values and masks
         self.n_cv, self.n_mv, self.n_dv = n_cv, n_mv, n_dv
         self.encoder = EnsembleMLP(m, [config.window * feat, *hid, nz], config.activation, gen)
@@ -86,3 +88,17 @@ class TwinNet(nn.Module):
             z = self.next(z, u[:, :, k], d[:, :, k])
             zs.append(z)
         return torch.stack(zs, dim=2)
+
+    def encode_at(self, lt: LineTensors, rows: torch.Tensor) -> torch.Tensor:
+        """Infer every member's latent at rows of a record from the history up to them: (N,) -> (M, N, nz)."""
+        win = lt.windows(rows)  # (N, W * F)
+        return self.encode(win.expand(self.members, *win.shape))
+
+    def forecast(self, lt: LineTensors, rows: torch.Tensor, steps: int) -> torch.Tensor:
+        """Roll every member from rows with the recorded inputs: (N,) -> (M, N, steps + 1, n_cv) normalised."""
+        m = self.members
+        z0 = self.encode_at(lt, rows)  # (M, N, nz)
+        idx = rows.unsqueeze(-1) + torch.arange(steps, device=rows.device)  # (N, steps)
+        u, d = lt.u[idx].expand(m, -1, -1, -1), lt.d[idx].expand(m, -1, -1, -1)
+        z = self.rollout(z0, u, d)  # (M, N, steps + 1, nz)
+        return self.readout(z.flatten(1, 2)).view(m, len(rows), steps + 1, -1)

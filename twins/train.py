@@ -14,7 +14,7 @@ import torch
 from twins.config import TwinConfig
 from twins.data import DataSplit, Normalisation, check_trainable, usable_starts
 from twins.model import EnsembleMLP, TwinNet
-from twins.twin import Calibration, OodStats, TrainingInfo, Twin
+from twins.twin import TrainingInfo, Twin
 from twins.uncertainty import calibrate_intervals, fit_ood, input_range, spaced
 from twins.windows import LineTensors, line_tensors
 
@@ -150,7 +150,11 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
         net.load_state_dict(best)
     net = net.float().eval()
 
-    twin = Twin(
+    # The statistics of the trained net, all fitted before the twin is built.
+    calibration = calibrate_intervals(net, config, split, lt)
+    ood, z_mean, z_std = fit_ood(net, split, lt)
+    seconds = time.perf_counter() - clock
+    return Twin(
         net=net,
         config=config,
         norm=norm,
@@ -158,15 +162,10 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
         mv_names=data.mv_names,
         dv_names=data.dv_names,
         sample_period_s=data.sample_period_s,
-        calibration=Calibration(np.zeros(len(data.cv_names)), np.ones((1, len(data.cv_names))), "none"),
-        ood=OodStats(np.zeros(0), np.zeros((0, 0)), 1.0),
-        z_mean=np.zeros((m, config.nz)),
-        z_std=np.ones((m, config.nz)),
+        calibration=calibration,
+        ood=ood,
+        z_mean=z_mean,
+        z_std=z_std,
         input_range=input_range(split),
-        info=TrainingInfo(0.0, dev, data.sha256(0, split.train_stop), split.train_stop, history),
+        info=TrainingInfo(seconds, dev, data.sha256(0, split.train_stop), split.train_stop, history),
     )
-    twin.calibration = calibrate_intervals(twin, split, lt)
-    twin.ood, twin.z_mean, twin.z_std = fit_ood(twin, split, lt)
-    seconds = time.perf_counter() - clock
-    twin.info = TrainingInfo(seconds, dev, twin.info.data_sha256, split.train_stop, history)
-    return twin

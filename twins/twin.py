@@ -103,8 +103,7 @@ class Twin:
     def encode(self, data: TwinDataset, rows: np.ndarray, lt: LineTensors | None = None) -> np.ndarray:
         """Infer each member's latent at rows from history up to and including them: (N,) -> (M, N, nz)."""
         lt = lt or self.tensors(data)
-        win = lt.windows(torch.as_tensor(np.asarray(rows), device=self._device))  # (N, W * F)
-        return self.net.encode(win.expand(self.config.members, *win.shape)).cpu().numpy()
+        return self.net.encode_at(lt, torch.as_tensor(np.asarray(rows), device=self._device)).cpu().numpy()
 
     def initial_state(self, data: TwinDataset) -> np.ndarray:
         """Return each member's latent at the last row of a recent-history record: (M, nz), for the optimizer."""
@@ -127,13 +126,7 @@ class Twin:
     @torch.no_grad()
     def forecast_normalised(self, lt: LineTensors, rows: np.ndarray, steps: int) -> torch.Tensor:
         """Roll every member from rows with the recorded inputs: (N,) -> (M, N, steps + 1, n_cv) normalised."""
-        t = torch.as_tensor(np.asarray(rows), device=self._device)
-        m = self.config.members
-        z0 = self.net.encode(lt.windows(t).expand(m, -1, -1))  # (M, N, nz)
-        idx = t.unsqueeze(-1) + torch.arange(steps, device=self._device)  # (N, steps)
-        u, d = lt.u[idx].expand(m, -1, -1, -1), lt.d[idx].expand(m, -1, -1, -1)
-        z = self.net.rollout(z0, u, d)  # (M, N, steps + 1, nz)
-        return self.net.readout(z.flatten(1, 2)).view(m, len(t), steps + 1, -1)
+        return self.net.forecast(lt, torch.as_tensor(np.asarray(rows), device=self._device), steps)
 
     def half_width(self, spread: np.ndarray) -> np.ndarray:
         """Return calibrated interval half-widths in normalised units: (..., H + 1, n_cv) -> same."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from twins.config import TwinConfig
 from twins.data import DataSplit
-from twins.twin import Calibration, OodStats, Twin
+from twins.model import TwinNet
+from twins.twin import Calibration, OodStats
 from twins.windows import LineTensors
 
 
@@ -17,18 +19,19 @@ def spaced(rows: np.ndarray, most: int) -> np.ndarray:
     return rows[np.linspace(0, rows.size - 1, most).round().astype(int)]
 
 
-def forecast_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
-    """Return normalised (mean, spread, truth, mask) of forecasts from rows, each (N, steps + 1, n_cv)."""
-    yn = twin.forecast_normalised(lt, rows, steps).double().cpu().numpy()  # (M, N, K, n_cv)
+@torch.no_grad()
+def forecast_errors(net: TwinNet, lt: LineTensors, rows: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
+    """Return normalised (mean, spread, truth, mask) of the trained net's forecasts from rows, each (N, steps + 1, n_cv)."""
+    t = torch.as_tensor(np.asarray(rows), device=lt.y.device)
+    yn = net.forecast(lt, t, steps).double().cpu().numpy()  # (M, N, K, n_cv)
     idx = torch.as_tensor(rows).unsqueeze(-1) + torch.arange(steps + 1)
     truth = lt.y[idx].double().cpu().numpy()
     mask = lt.y_mask[idx].cpu().numpy() > 0.5
     return yn.mean(0), yn.std(0), truth, mask
 
 
-def calibrate_intervals(twin: Twin, split: DataSplit, lt: LineTensors) -> Calibration:
-    """Fit interval scales on the validation split (or training if it is too short) for the nominal coverage."""
-    cfg = twin.config
+def calibrate_intervals(net: TwinNet, cfg: TwinConfig, split: DataSplit, lt: LineTensors) -> Calibration:
+    """Fit interval scales of the trained net on the validation split (or training if too short) for the coverage."""
     steps = max(cfg.horizon, 20)
     good = split.dataset.row_good()
     val = np.arange(split.train_stop, split.val_stop - steps)
@@ -38,7 +41,7 @@ def calibrate_intervals(twin: Twin, split: DataSplit, lt: LineTensors) -> Calibr
         val = np.arange(0, split.train_stop - steps)
         val, source = val[good[val]], "train"
     rows = spaced(val, cfg.eval_starts)
-    mean, spread, truth, mask = forecast_errors(twin, lt, rows, steps)
+    mean, spread, truth, mask = forecast_errors(net, lt, rows, steps)
     resid = np.abs(truth - mean)  # (N, K, n_cv)
     one = np.where(mask[:, min(1, steps)], resid[:, min(1, steps)] ** 2, np.nan)
     floor = np.sqrt(np.nan_to_num(np.nanmean(one, axis=0), nan=1e-3)) + 1e-6  # (n_cv,)
@@ -54,11 +57,12 @@ def calibrate_intervals(twin: Twin, split: DataSplit, lt: LineTensors) -> Calibr
     return Calibration(floor=floor, scale=scale, source=source)
 
 
-def fit_ood(twin: Twin, split: DataSplit, lt: LineTensors) -> tuple[OodStats, np.ndarray, np.ndarray]:
-    """Fit the OOD distance on training rows; also return per-member latent mean and std, (M, nz) each."""
+@torch.no_grad()
+def fit_ood(net: TwinNet, split: DataSplit, lt: LineTensors) -> tuple[OodStats, np.ndarray, np.ndarray]:
+    """Fit the OOD distance of the trained net on training rows; also return per-member latent mean and std (M, nz)."""
     good = split.dataset.row_good()[: split.train_stop]
     rows = spaced(np.flatnonzero(good), 5000)
-    z = twin.encode(split.dataset, rows, lt)  # (M, N, nz)
+    z = net.encode_at(lt, torch.as_tensor(rows, device=lt.y.device)).cpu().numpy()  # (M, N, nz)
     r = torch.as_tensor(rows)
     un, dn = lt.u[r].double().cpu().numpy(), lt.d[r].double().cpu().numpy()
     x = np.concatenate([z.mean(0), un, dn], axis=1)  # (N, p)
