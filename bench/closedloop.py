@@ -43,8 +43,9 @@ from twins import Twin, TwinConfig, TwinDataset, export_arrays, split_by_time, t
 
 LINE = vdv_reactor.LINE_ID
 BIAS_ALPHA = 0.3  # (c)'s bias filter: bias <- bias + BIAS_ALPHA * (measured - predicted now - bias)
-TWIN = TwinConfig(window=16, nz=8, hidden=64, depth=2, members=5, horizon=30, epochs=20, steps_per_epoch=60,
-                  batch_size=64)
+TWIN = TwinConfig(
+    window=16, nz=8, hidden=64, depth=2, members=5, horizon=30, epochs=20, steps_per_epoch=60, batch_size=64
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def vdv_model(line_cvs: tuple[str, ...], scales: dict[str, np.ndarray], period_s
         return ca.vertcat(
             f * (c_a0 - c_a) - r1 - r3,
             -f * c_b + r1 - r2,
-            (r1 * p.dh_ab + r2 * p.dh_bc + r3 * p.dh_ad) / (-p.rho * p.c_p) + f * (t_in - t_r)
+            (r1 * p.dh_ab + r2 * p.dh_bc + r3 * p.dh_ad) / (-p.rho * p.c_p)
+            + f * (t_in - t_r)
             + p.k_w * p.a_r * (t_k - t_r) / (p.rho * p.c_p * p.v_r),
             (q_dot + p.k_w * p.a_r * (t_r - t_k)) / (p.m_k * p.c_pk),
         )
@@ -94,9 +96,18 @@ def vdv_model(line_cvs: tuple[str, ...], scales: dict[str, np.ndarray], period_s
     order = [vdv_reactor.STATES.index(name) for name in line_cvs]
     step = ca.Function("vdv_step", [x, u, d], [xk])
     readout = ca.Function("vdv_readout", [x], [ca.vertcat(*[x[i] for i in order])])
-    return CasadiModel(cv=line_cvs, mv=vdv_reactor.MVS, dv=vdv_reactor.DVS, sample_period_s=period_s, step=step,
-                       readout=readout, cv_std=scales["cv_std"], mv_std=scales["mv_std"], mv_min=scales["mv_min"],
-                       mv_max=scales["mv_max"])
+    return CasadiModel(
+        cv=line_cvs,
+        mv=vdv_reactor.MVS,
+        dv=vdv_reactor.DVS,
+        sample_period_s=period_s,
+        step=step,
+        readout=readout,
+        cv_std=scales["cv_std"],
+        mv_std=scales["mv_std"],
+        mv_min=scales["mv_min"],
+        mv_max=scales["mv_max"],
+    )
 
 
 # ---------------------------------------------------------------- the twin
@@ -125,9 +136,15 @@ class StepTests:
     settle_s: float = 1800.0
     t_r_watch: float = 136.5  # measured T_R above this: more cooling, then less feed
     # The most Q_dot (least cooling) per F that keeps steady-state T_R below ~136 degC at nominal feed.
-    q_high_at_f: tuple[tuple[float, float], ...] = ((5.0, -3500.0), (15.0, -3500.0), (20.0, -4000.0),
-                                                    (30.0, -5000.0), (40.0, -6500.0), (50.0, -8000.0),
-                                                    (100.0, -8000.0))
+    q_high_at_f: tuple[tuple[float, float], ...] = (
+        (5.0, -3500.0),
+        (15.0, -3500.0),
+        (20.0, -4000.0),
+        (30.0, -5000.0),
+        (40.0, -6500.0),
+        (50.0, -8000.0),
+        (100.0, -8000.0),
+    )
 
 
 def step_test_history(line_id: str, *, days: float, seed: int, plan: StepTests) -> tuple[Line, np.ndarray, dict]:
@@ -175,12 +192,14 @@ def step_test_history(line_id: str, *, days: float, seed: int, plan: StepTests) 
     return line, values, stats
 
 
-def train_reactor_twin(scenario: Scenario, config: TwinConfig,
-                       plan: StepTests | None = None) -> tuple[Twin, float, dict]:
+def train_reactor_twin(
+    scenario: Scenario, config: TwinConfig, plan: StepTests | None = None
+) -> tuple[Twin, float, dict]:
     """Simulate history with step tests and train a twin on it on CPU; return it, the wall seconds and stats."""
     clock = time.perf_counter()
-    line, values, stats = step_test_history(LINE, days=scenario.history_days, seed=scenario.history_seed,
-                                            plan=plan or StepTests())
+    line, values, stats = step_test_history(
+        LINE, days=scenario.history_days, seed=scenario.history_seed, plan=plan or StepTests()
+    )
     cols = {t.name: i for i, t in enumerate(line.tags)}
 
     def part(role: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -188,8 +207,15 @@ def train_reactor_twin(scenario: Scenario, config: TwinConfig,
         return values[:, [cols[n] for n in names]], names
 
     (cv, cv_names), (mv, mv_names), (dv, dv_names) = part("CV"), part("MV"), part("DV")
-    data = TwinDataset.from_arrays(cv=cv, mv=mv, dv=dv, cv_names=cv_names, mv_names=mv_names, dv_names=dv_names,
-                                   sample_period_s=line.sample_period_s)
+    data = TwinDataset.from_arrays(
+        cv=cv,
+        mv=mv,
+        dv=dv,
+        cv_names=cv_names,
+        mv_names=mv_names,
+        dv_names=dv_names,
+        sample_period_s=line.sample_period_s,
+    )
     twin = train_twin(split_by_time(data), config, device="cpu", cpu_threads=1)  # small matmuls: 1 thread is as fast
     return twin, time.perf_counter() - clock, stats
 
@@ -217,9 +243,14 @@ def closed_loop(mode: str, scenario: Scenario, controller: MpcController | None,
             if twin is not None:
                 recent = np.asarray(rows[-twin.config.window :])
                 window = TwinDataset.from_arrays(
-                    cv=recent[:, : len(cvs)], mv=recent[:, len(cvs) : len(cvs) + len(mvs)],
-                    dv=recent[:, len(cvs) + len(mvs) :], cv_names=cvs, mv_names=mvs, dv_names=dvs,
-                    sample_period_s=dt)
+                    cv=recent[:, : len(cvs)],
+                    mv=recent[:, len(cvs) : len(cvs) + len(mvs)],
+                    dv=recent[:, len(cvs) + len(mvs) :],
+                    cv_names=cvs,
+                    mv_names=mvs,
+                    dv_names=dvs,
+                    sample_period_s=dt,
+                )
                 z0 = twin.initial_state(window)  # (M, nz)
                 dv_now = {n: float(recent[-1, len(cvs) + len(mvs) + i]) for i, n in enumerate(dvs)}
                 predicted = twin.readout(z0[:, None, :]).mean(axis=0)[0]  # (n_cv,) ensemble mean now
@@ -258,15 +289,24 @@ def closed_loop(mode: str, scenario: Scenario, controller: MpcController | None,
                 by_cv[name]["minutes"] += dt / 60
                 by_cv[name]["max_excess"] = max(by_cv[name]["max_excess"], excess)
         soft_s += dt if outside else 0.0
-    out: dict[str, Any] = {"economic_eur": value_eur, "hard_violations": hard, "soft_violation_minutes": soft_s / 60,
-                           "soft_violation_by_cv": {n: v for n, v in by_cv.items() if v["minutes"] > 0},
-                           "steps": steps, "final_setpoints": sim.setpoints}
+    out: dict[str, Any] = {
+        "economic_eur": value_eur,
+        "hard_violations": hard,
+        "soft_violation_minutes": soft_s / 60,
+        "soft_violation_by_cv": {n: v for n, v in by_cv.items() if v["minutes"] > 0},
+        "steps": steps,
+        "final_setpoints": sim.setpoints,
+    }
     if bias is not None:
         out["final_cv_bias"] = bias
     if controller is not None:
         ms = np.asarray(solve_s) * 1e3
-        out |= {"failed_solves": failures, "failure_reasons": reasons,
-                "solve_median_ms": float(np.median(ms)), "solve_p95_ms": float(np.percentile(ms, 95))}
+        out |= {
+            "failed_solves": failures,
+            "failure_reasons": reasons,
+            "solve_median_ms": float(np.median(ms)),
+            "solve_p95_ms": float(np.percentile(ms, 95)),
+        }
     return out
 
 
@@ -280,22 +320,42 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     line = vdv_reactor.make_line()
     spec = MpcSpec.from_line_spec(line_spec(line))
     settings = MpcSettings(horizon=30)
-    scales = {"cv_std": arrays["norm/cv_std"], "mv_std": arrays["norm/mv_std"],
-              "mv_min": np.array([m.limits.low for m in spec.mvs]), "mv_max": np.array([m.limits.high for m in spec.mvs])}
+    scales = {
+        "cv_std": arrays["norm/cv_std"],
+        "mv_std": arrays["norm/mv_std"],
+        "mv_min": np.array([m.limits.low for m in spec.mvs]),
+        "mv_max": np.array([m.limits.high for m in spec.mvs]),
+    }
     trained = {**scales, "mv_min": arrays["train/mv_min"], "mv_max": arrays["train/mv_max"]}
     hold = closed_loop("hold", scenario, None, None)
     # The limit: the true model under the line's own MV limits. Far moves (F up to 100) need more linearisations
     # from a cold start than the 15 of the default settings.
-    limit = closed_loop("model", scenario, MpcController(vdv_model(tuple(meta["cv"]), scales, line.sample_period_s),
-                                                         spec, dataclasses.replace(settings, sqp_iterations=60)), None)
+    limit = closed_loop(
+        "model",
+        scenario,
+        MpcController(
+            vdv_model(tuple(meta["cv"]), scales, line.sample_period_s),
+            spec,
+            dataclasses.replace(settings, sqp_iterations=60),
+        ),
+        None,
+    )
     # For reference: the true model kept inside the MV range the twin saw in training (the twin's trust region),
     # what the twin could at best earn from its data.
-    within = closed_loop("model", scenario, MpcController(vdv_model(tuple(meta["cv"]), trained, line.sample_period_s),
-                                                          spec, settings), None)
+    within = closed_loop(
+        "model",
+        scenario,
+        MpcController(vdv_model(tuple(meta["cv"]), trained, line.sample_period_s), spec, settings),
+        None,
+    )
     # Offset-free (c) needs up to 30 linearisations: with the bias the C_a and T_R limits bind and 15 left ~1 solve
     # in 5 still moving (a timeout: setpoints held); each stays ~30 ms median.
-    learned = closed_loop("twin", scenario, MpcController.from_export(
-        meta, arrays, spec, dataclasses.replace(settings, sqp_iterations=30)), twin)
+    learned = closed_loop(
+        "twin",
+        scenario,
+        MpcController.from_export(meta, arrays, spec, dataclasses.replace(settings, sqp_iterations=30)),
+        twin,
+    )
     gain_model = limit["economic_eur"] - hold["economic_eur"]
     gain_within = within["economic_eur"] - hold["economic_eur"]
     gain_twin = learned["economic_eur"] - hold["economic_eur"]
@@ -306,20 +366,31 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "soft_violation_minutes": learned["soft_violation_minutes"],
         "model_soft_violation_minutes": limit["soft_violation_minutes"],
         "model_hard_violations": limit["hard_violations"],
-        "hold_economic_eur": hold["economic_eur"], "model_economic_eur": limit["economic_eur"],
+        "hold_economic_eur": hold["economic_eur"],
+        "model_economic_eur": limit["economic_eur"],
         "twin_economic_eur": learned["economic_eur"],
         "model_within_training_range_economic_eur": within["economic_eur"],
         "model_within_training_range_hard_violations": within["hard_violations"],
         "model_within_training_range_soft_violation_minutes": within["soft_violation_minutes"],
-        "hold": hold, "model": limit, "model_within_training_range": within, "twin": learned,
-        "twin_train_s": train_s, "twin_train_last_val_cv": twin.info.history[-1].get("val_cv"),
+        "hold": hold,
+        "model": limit,
+        "model_within_training_range": within,
+        "twin": learned,
+        "twin_train_s": train_s,
+        "twin_train_last_val_cv": twin.info.history[-1].get("val_cv"),
         "history": history_stats,
-        "run_s": time.perf_counter() - clock, "quick": quick,
-        "scenario": dataclasses.asdict(scenario), "horizon": settings.horizon,
-        "mv_range": {name: [float(lo), float(hi)] for name, lo, hi in
-                     zip(meta["mv"], arrays["train/mv_min"], arrays["train/mv_max"], strict=True)},
-        "mv_limits": {name: [float(lo), float(hi)] for name, lo, hi in
-                      zip(meta["mv"], scales["mv_min"], scales["mv_max"], strict=True)},
+        "run_s": time.perf_counter() - clock,
+        "quick": quick,
+        "scenario": dataclasses.asdict(scenario),
+        "horizon": settings.horizon,
+        "mv_range": {
+            name: [float(lo), float(hi)]
+            for name, lo, hi in zip(meta["mv"], arrays["train/mv_min"], arrays["train/mv_max"], strict=True)
+        },
+        "mv_limits": {
+            name: [float(lo), float(hi)]
+            for name, lo, hi in zip(meta["mv"], scales["mv_min"], scales["mv_max"], strict=True)
+        },
     }
 
 

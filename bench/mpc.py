@@ -45,18 +45,33 @@ def reference_export(seed: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarra
     arrays["train/mv_min"], arrays["train/mv_max"] = np.full(len(MV), 6.0), np.full(len(MV), 14.0)
     arrays["train/dv_min"], arrays["train/dv_max"] = np.full(len(DV), 15.0), np.full(len(DV), 25.0)
     arrays["train/z_mean"], arrays["train/z_std"] = np.zeros((MEMBERS, NZ)), np.ones((MEMBERS, NZ))
-    meta = {"format": "twinops-twin-export", "version": 1, "nz": NZ, "cv": list(CV), "mv": list(MV), "dv": list(DV),
-            "members": MEMBERS, "activation": "tanh", "sample_period_s": 60.0}
+    meta = {
+        "format": "twinops-twin-export",
+        "version": 1,
+        "nz": NZ,
+        "cv": list(CV),
+        "mv": list(MV),
+        "dv": list(DV),
+        "members": MEMBERS,
+        "activation": "tanh",
+        "sample_period_s": 60.0,
+    }
     return meta, arrays
 
 
 def reference_spec() -> MpcSpec:
     """Return the reference line: soft CV limits, one safety limit, move limits, product value minus utilities."""
-    cvs = tuple(CvSpec(name, Limits(47.0, 53.0), Limits(40.0, 60.0) if i == 0 else Limits(), rank=1 + i % 2)
-                for i, name in enumerate(CV))
+    cvs = tuple(
+        CvSpec(name, Limits(47.0, 53.0), Limits(40.0, 60.0) if i == 0 else Limits(), rank=1 + i % 2)
+        for i, name in enumerate(CV)
+    )
     mvs = tuple(MvSpec(name, Limits(5.0, 15.0), max_move_per_step=0.5, ramp_rate_per_min=1.0) for name in MV)
-    terms = (ObjectiveTerm(("F_feed", "C_product"), 0.02, "product value"), ObjectiveTerm(("Q_heat",), -0.3, "heating"),
-             ObjectiveTerm(("F_cool",), -0.1, "cooling"), ObjectiveTerm(("R_reflux", "T_ambient"), -0.005, "reflux"))
+    terms = (
+        ObjectiveTerm(("F_feed", "C_product"), 0.02, "product value"),
+        ObjectiveTerm(("Q_heat",), -0.3, "heating"),
+        ObjectiveTerm(("F_cool",), -0.1, "cooling"),
+        ObjectiveTerm(("R_reflux", "T_ambient"), -0.005, "reflux"),
+    )
     return MpcSpec(cvs, mvs, (DvSpec(DV[0]),), terms, (CvTarget("P_drum", 50.0, 0.05),))
 
 
@@ -121,13 +136,17 @@ def _naive(dyn: TwinDynamics, spec: MpcSpec, settings: MpcSettings) -> tuple[Any
                 opti.subject_to(y[i] + settings.safety_spread_k * spread[i] <= c.safety.high)
         for i, mv in enumerate(spec.mvs):
             step_max = min(mv.max_move_per_step or np.inf, (mv.ramp_rate_per_min or np.inf) * dyn.sample_period_s / 60)
-            opti.subject_to(opti.bounded(max(mv.limits.low, dyn.train_mv_min[i]), u[i, k],
-                                         min(mv.limits.high, dyn.train_mv_max[i])))
+            opti.subject_to(
+                opti.bounded(max(mv.limits.low, dyn.train_mv_min[i]), u[i, k], min(mv.limits.high, dyn.train_mv_max[i]))
+            )
             opti.subject_to(opti.bounded(-step_max, move[i], step_max))
     opti.subject_to(opti.bounded(0, ca.vec(s), np.inf))
     opti.minimize(cost)
-    opti.solver("ipopt", {"expand": False, "print_time": False},
-                {"print_level": 0, "sb": "yes", "max_iter": settings.max_iterations, "tol": settings.tolerance})
+    opti.solver(
+        "ipopt",
+        {"expand": False, "print_time": False},
+        {"print_level": 0, "sb": "yes", "max_iter": settings.max_iterations, "tol": settings.tolerance},
+    )
     return opti, (z0, u_now, d, u)
 
 
@@ -163,10 +182,17 @@ def _time_solves(controller: MpcController | IpoptReferenceController, states: l
             values.append(result.objective_plan)
     p95, median = _percentiles(times)
     cpu_p95, cpu_median = _percentiles(cpu_times)
-    return {"p95_ms": p95, "median_ms": median, "cpu_p95_ms": cpu_p95, "cpu_median_ms": cpu_median,
-            "solves": len(times), "median_iterations": float(np.median(iterations)),
-            "optimal": statuses.count("optimal"), "failures": failures,
-            "mean_objective_plan": float(np.mean(values)) if values else None}
+    return {
+        "p95_ms": p95,
+        "median_ms": median,
+        "cpu_p95_ms": cpu_p95,
+        "cpu_median_ms": cpu_median,
+        "solves": len(times),
+        "median_iterations": float(np.median(iterations)),
+        "optimal": statuses.count("optimal"),
+        "failures": failures,
+        "mean_objective_plan": float(np.mean(values)) if values else None,
+    }
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
@@ -203,13 +229,26 @@ def run(*, quick: bool = False) -> dict[str, Any]:
 
     naive_p95, naive_median = _percentiles(naive_times)
     return {
-        **ours, "build_s": build_s,
-        **{f"ipopt_{k}": v for k, v in ipopt.items() if k != "failures"}, "ipopt_failures": ipopt["failures"],
-        "naive_p95_ms": naive_p95, "naive_median_ms": naive_median, "naive_build_s": naive_build_s,
-        "naive_solves": len(naive_times), "naive_median_iterations": float(np.median(naive_iters)),
-        "problem": {"nz": NZ, "hidden": [HIDDEN, HIDDEN], "members": MEMBERS, "mvs": len(MV), "cvs": len(CV),
-                    "dvs": len(DV), "horizon": HORIZON,
-                    "qp_solver": settings.qp_solver, "blas_threads": settings.blas_threads},
+        **ours,
+        "build_s": build_s,
+        **{f"ipopt_{k}": v for k, v in ipopt.items() if k != "failures"},
+        "ipopt_failures": ipopt["failures"],
+        "naive_p95_ms": naive_p95,
+        "naive_median_ms": naive_median,
+        "naive_build_s": naive_build_s,
+        "naive_solves": len(naive_times),
+        "naive_median_iterations": float(np.median(naive_iters)),
+        "problem": {
+            "nz": NZ,
+            "hidden": [HIDDEN, HIDDEN],
+            "members": MEMBERS,
+            "mvs": len(MV),
+            "cvs": len(CV),
+            "dvs": len(DV),
+            "horizon": HORIZON,
+            "qp_solver": settings.qp_solver,
+            "blas_threads": settings.blas_threads,
+        },
     }
 
 

@@ -7,6 +7,20 @@ from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import CvSpec, CvTarget, DvSpec, Limits, MpcSettings, MpcSpec, MvSpec, ObjectiveTerm
 
 __all__ = [
-    "EXPORT_FORMAT", "EXPORT_VERSION", "CasadiModel", "CvSpec", "CvTarget", "DvSpec", "ExportError", "Limits", "MpcController",
-    "MpcResult", "MpcSettings", "MpcSpec", "MpcStatus", "MvSpec", "ObjectiveTerm", "TwinDynamics",
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "CasadiModel",
+    "CvSpec",
+    "CvTarget",
+    "DvSpec",
+    "ExportError",
+    "Limits",
+    "MpcController",
+    "MpcResult",
+    "MpcSettings",
+    "MpcSpec",
+    "MpcStatus",
+    "MvSpec",
+    "ObjectiveTerm",
+    "TwinDynamics",
 ]

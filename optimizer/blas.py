@@ -15,9 +15,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-_NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-          ("openblas_get_num_threads", "openblas_set_num_threads"))
+_NAMES = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
 _lock = threading.Lock()
 _Api = tuple[Callable[..., int], Callable[..., int]]
 _api: _Api | None = None

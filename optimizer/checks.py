@@ -27,8 +27,15 @@ class SolveInputs:
 
 
 def prepare_solve(
-    dynamics: Dynamics | None, built: MpcSpec, settings: MpcSettings, incompatibility: str | None, *,
-    spec: MpcSpec, z0: np.ndarray, mv: Mapping[str, float], dv_forecast: Mapping[str, float | Sequence[float]],
+    dynamics: Dynamics | None,
+    built: MpcSpec,
+    settings: MpcSettings,
+    incompatibility: str | None,
+    *,
+    spec: MpcSpec,
+    z0: np.ndarray,
+    mv: Mapping[str, float],
+    dv_forecast: Mapping[str, float | Sequence[float]],
     cv_bias: Mapping[str, float] | None,
 ) -> SolveInputs | MpcResult:
     """Return a solve's checked inputs, or the result without proposal that says why it cannot be solved.
@@ -40,8 +47,13 @@ def prepare_solve(
     if incompatibility or dynamics is None:
         return MpcResult(MpcStatus.INCOMPATIBLE, f"twin is incompatible with the line: {incompatibility}", n, period)
     if spec.structure != built.structure:
-        return MpcResult(MpcStatus.INCOMPATIBLE, "spec tags, objective terms or targets differ from the ones the "
-                         "problem was built for; build a new controller", n, period)
+        return MpcResult(
+            MpcStatus.INCOMPATIBLE,
+            "spec tags, objective terms or targets differ from the ones the "
+            "problem was built for; build a new controller",
+            n,
+            period,
+        )
     incompatible = check_compatible(dynamics, spec, settings)
     if incompatible:
         return MpcResult(MpcStatus.INCOMPATIBLE, "; ".join(incompatible), n, period)
@@ -72,8 +84,10 @@ def check_compatible(dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSett
             problems.append(f"spec lists a {role} twice: {spec_names}")
         missing, extra = sorted(set(spec_names) - set(twin_names)), sorted(set(twin_names) - set(spec_names))
         if missing or extra:
-            problems.append(f"{role} tags differ: the line has {missing or 'no others'} the twin lacks, "
-                            f"the twin has {extra or 'no others'} the line lacks")
+            problems.append(
+                f"{role} tags differ: the line has {missing or 'no others'} the twin lacks, "
+                f"the twin has {extra or 'no others'} the line lacks"
+            )
     known = set(dynamics.cv) | set(dynamics.mv) | set(dynamics.dv)
     for term in spec.objective_terms:
         unknown = [t for t in term.tags if t not in known]
@@ -93,7 +107,10 @@ def check_compatible(dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSett
 
 
 def read_inputs(
-    dynamics: Dynamics, horizon: int, z0: np.ndarray, mv: Mapping[str, float],
+    dynamics: Dynamics,
+    horizon: int,
+    z0: np.ndarray,
+    mv: Mapping[str, float],
     dv_forecast: Mapping[str, float | Sequence[float]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
     """Return (z (M*nz,), u_now (n_mv,), D (n_dv, N)) in the twin's order, or why the inputs are unusable."""

@@ -1,11 +1,12 @@
-"""The SQP subproblem condensed onto the MV plan: a convex QP in the moves and the soft-limit slacks.
+"""The MPC cost on the exact twin, and its quadratic model in the plan's change: the condensed SQP's objective.
 
 Along a reference plan U_ref the exact twin gives every member's CVs Y_m and their sensitivities G_m = dY_m/dU
 (optimizer.linearize). With Y_m = Y_m,ref + G_m dU the MPC cost is quadratic in (dU, S) up to the economic
 products (exact for two-tag terms, second-order Taylor beyond); its Hessian is made positive definite by clipping
 eigenvalues, so a dense convex QP solver applies. Gradients are exact, so a fixed point of the SQP is a KKT point of
-the MPC problem on the exact twin. Safety limits on mean +/- k * spread are linearised; the SQP (optimizer.sqp) tightens
-them by the curvature error seen at the trial (a second-order correction) and checks every plan on the exact twin.
+the MPC problem on the exact twin. Safety limits on mean +/- k * spread are linearised; optimizer.sqp builds the QP,
+tightens them by the curvature error seen at the trial (a second-order correction) and checks every plan on the
+exact twin.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ class CostModel:
         self.dyn, self.settings = dyn, settings
         self.n, self.n_mv, self.n_cv, self.m = settings.horizon, len(dyn.mv), len(dyn.cv), dyn.members
         # each objective term's factors as (kind, index): kind 0 = CV, 1 = MV, 2 = DV
-        kinds = {**{c: (0, i) for i, c in enumerate(dyn.cv)}, **{m: (1, i) for i, m in enumerate(dyn.mv)},
-                 **{d: (2, i) for i, d in enumerate(dyn.dv)}}
+        kinds = {
+            **{c: (0, i) for i, c in enumerate(dyn.cv)},
+            **{m: (1, i) for i, m in enumerate(dyn.mv)},
+            **{d: (2, i) for i, d in enumerate(dyn.dv)},
+        }
         self.terms = [[kinds[t] for t in term.tags] for term in spec.objective_terms]
         self.targets = [dyn.cv.index(t.tag) for t in spec.targets]
         nu = self.n * self.n_mv
@@ -56,8 +60,16 @@ class CostModel:
 
     # ---------------------------------------------------------------- the exact cost
 
-    def evaluate(self, u: np.ndarray, y_members: np.ndarray, d: np.ndarray, u_now: np.ndarray, weights: Weights,
-                 limits: CvLimits, lin: Linearisation | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        u: np.ndarray,
+        y_members: np.ndarray,
+        d: np.ndarray,
+        u_now: np.ndarray,
+        weights: Weights,
+        limits: CvLimits,
+        lin: Linearisation | None = None,
+    ) -> Evaluation:
         """Return the prediction statistics and the MPC cost of plan u with member CVs y_members (N, M, n_cv)."""
         dyn, s, n = self.dyn, self.settings, self.n
         std = dyn.cv_std[:, None]
@@ -83,8 +95,10 @@ class CostModel:
 
         # ============================================================ constraints (hard: safety on mean -/+ k spread)
         k, tol = s.safety_spread_k, 1e-6 * std
-        safe = bool(np.all(mean - k * spread >= limits.safety_low[:, None] - tol)
-                    and np.all(mean + k * spread <= limits.safety_high[:, None] + tol))
+        safe = bool(
+            np.all(mean - k * spread >= limits.safety_low[:, None] - tol)
+            and np.all(mean + k * spread <= limits.safety_high[:, None] + tol)
+        )
         return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe)
 
     def value(self, y: np.ndarray, u: np.ndarray, d: np.ndarray, price: np.ndarray) -> np.ndarray:
@@ -100,8 +114,9 @@ class CostModel:
 
     # ---------------------------------------------------------------- the quadratic model
 
-    def quadratic(self, ref: Evaluation, d: np.ndarray, u_now: np.ndarray,
-                  weights: Weights) -> tuple[np.ndarray, np.ndarray, float]:
+    def quadratic(
+        self, ref: Evaluation, d: np.ndarray, u_now: np.ndarray, weights: Weights
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """Return (H (nu, nu) positive definite, g (nu,), cost at ref without the soft penalty) in dU = U - U_ref."""
         lin, dyn, s, n, nu = ref.lin, self.dyn, self.settings, self.n, self.n * self.n_mv
         assert lin is not None
@@ -139,7 +154,11 @@ class CostModel:
                     rest = [values[c] for c in range(len(term)) if c not in (a, b)]
                     coef = np.prod(rest, axis=0) if rest else np.ones(n)
                     hess += w * (ga.T * coef) @ gb
-        return convexify(hess), grad, ref.cost - float(weights.soft_weight @ np.sum(ref.slack + ref.slack**2, axis=1)) / n
+        return (
+            convexify(hess),
+            grad,
+            ref.cost - float(weights.soft_weight @ np.sum(ref.slack + ref.slack**2, axis=1)) / n,
+        )
 
     def _factor_grad(self, kind: int, i: int, g_mean: np.ndarray) -> np.ndarray | None:
         """Return d factor[k] / d vec(U) as (N, nu), or None for a DV (not decided)."""

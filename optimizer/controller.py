@@ -26,8 +26,14 @@ class MpcController:
     IPOPT, for tests and benchmarks to compare against.
     """
 
-    def __init__(self, dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSettings | None = None,
-                 *, export_error: str | None = None) -> None:
+    def __init__(
+        self,
+        dynamics: Dynamics | None,
+        spec: MpcSpec,
+        settings: MpcSettings | None = None,
+        *,
+        export_error: str | None = None,
+    ) -> None:
         self.dynamics, self.spec = dynamics, spec
         self.settings = settings or MpcSettings()
         problems = [export_error] if export_error else check_compatible(dynamics, spec, self.settings)
@@ -36,8 +42,13 @@ class MpcController:
         self._warm_plan: np.ndarray | None = None  # the previous proposal's plan (n_mv, N)
 
     @classmethod
-    def from_export(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], spec: MpcSpec,
-                    settings: MpcSettings | None = None) -> MpcController:
+    def from_export(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        spec: MpcSpec,
+        settings: MpcSettings | None = None,
+    ) -> MpcController:
         """Build from a twin export; a bad or mismatched export gives a controller whose solves say 'incompatible'."""
         try:
             dynamics = TwinDynamics.from_export(meta, arrays)
@@ -49,9 +60,15 @@ class MpcController:
         """Forget the previous solution, so the next solve starts cold from holding the current setpoints."""
         self._warm_plan = None
 
-    def solve(self, *, z0: np.ndarray, mv: Mapping[str, float],
-              dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
-              spec: MpcSpec | None = None, cv_bias: Mapping[str, float] | None = None) -> MpcResult:
+    def solve(
+        self,
+        *,
+        z0: np.ndarray,
+        mv: Mapping[str, float],
+        dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
+        spec: MpcSpec | None = None,
+        cv_bias: Mapping[str, float] | None = None,
+    ) -> MpcResult:
         """Plan setpoints from latents z0 (M, nz), current setpoints by MV name and a DV forecast by DV name.
 
         A DV forecast is one value (held over the horizon) or one value per step. `spec` may update limits,
@@ -61,8 +78,17 @@ class MpcController:
         predictions); usually measured CV minus the twin's readout of z0 now, filtered. CVs not named get 0; an
         unknown name or a NaN/inf value gives `bad_input`. None (the default) adds nothing.
         """
-        inputs = prepare_solve(self.dynamics, self.spec, self.settings, self.incompatibility, spec=spec or self.spec,
-                               z0=z0, mv=mv, dv_forecast=dv_forecast or {}, cv_bias=cv_bias)
+        inputs = prepare_solve(
+            self.dynamics,
+            self.spec,
+            self.settings,
+            self.incompatibility,
+            spec=spec or self.spec,
+            z0=z0,
+            mv=mv,
+            dv_forecast=dv_forecast or {},
+            cv_bias=cv_bias,
+        )
         if isinstance(inputs, MpcResult):
             return inputs
         with blas_threads(self.settings.blas_threads):
@@ -76,9 +102,16 @@ class MpcController:
         mv = limits.mv
         hold_plan = np.repeat(u_now[:, None], settings.horizon, axis=1)
         start = hold_plan if self._warm_plan is None else shift_steps(self._warm_plan)
-        out = sqp.solve(z_now=inputs.z_now, u_now=u_now, d=d_plan,
-                        u_start=project(start, u_now, mv.low, mv.high, mv.max_move), mv=mv, weights=weights,
-                        limits=limits.cv, cv_bias=bias)
+        out = sqp.solve(
+            z_now=inputs.z_now,
+            u_now=u_now,
+            d=d_plan,
+            u_start=project(start, u_now, mv.low, mv.high, mv.max_move),
+            mv=mv,
+            weights=weights,
+            limits=limits.cv,
+            cv_bias=bias,
+        )
         if out.status is MpcStatus.OPTIMAL and out.elapsed_s > settings.max_solver_time_s:
             out = dataclasses.replace(out, status=MpcStatus.TIMEOUT)
         if out.status is not MpcStatus.OPTIMAL:
@@ -88,28 +121,49 @@ class MpcController:
         violation = hard_violation(settings, dyn, limits, ref.u, u_now, ref.mean, spread)
         if violation:
             self._warm_plan = None
-            return MpcResult(MpcStatus.SOLVER_FAILED, f"the QP solver returned {out.raw} but {violation}; no "
-                             "proposal", settings.horizon, dyn.sample_period_s, solve_time_s=out.elapsed_s,
-                             iterations=out.iterations)
+            return MpcResult(
+                MpcStatus.SOLVER_FAILED,
+                f"the QP solver returned {out.raw} but {violation}; no proposal",
+                settings.horizon,
+                dyn.sample_period_s,
+                solve_time_s=out.elapsed_s,
+                iterations=out.iterations,
+            )
         hold = sqp.evaluate(hold_plan, inputs.z_now, d_plan, u_now, weights, limits.cv, linearise=False, cv_bias=bias)
         self._warm_plan = ref.u
         return proposal(
-            dyn, settings, limits, u=ref.u, u_now=u_now, d_plan=d_plan, y=ref.mean, spread=spread,
-            value=float(np.mean(sqp.costs.value(ref.mean, ref.u, d_plan, weights.price))), y_hold=hold.mean,
+            dyn,
+            settings,
+            limits,
+            u=ref.u,
+            u_now=u_now,
+            d_plan=d_plan,
+            y=ref.mean,
+            spread=spread,
+            value=float(np.mean(sqp.costs.value(ref.mean, ref.u, d_plan, weights.price))),
+            y_hold=hold.mean,
             value_hold=float(np.mean(sqp.costs.value(hold.mean, hold_plan, d_plan, weights.price))),
-            raw=f"QP {settings.qp_solver}: {out.raw}", elapsed=out.elapsed_s, iterations=out.iterations,
+            raw=f"QP {settings.qp_solver}: {out.raw}",
+            elapsed=out.elapsed_s,
+            iterations=out.iterations,
             linearisations=out.linearisations,
         )
 
-    def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float,
-                 iterations: int) -> MpcResult:
+    def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float, iterations: int) -> MpcResult:
         """Return a result without proposal that says why, and drop the warm start."""
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
         assert dyn is not None and sqp is not None
         self._warm_plan = None
         y_now = sqp.current(inputs.z_now)
-        return no_proposal(dyn, inputs.spec, settings, status=status, raw=raw,
-                           solver=f"the QP solver ({settings.qp_solver})",
-                           budget=f"{settings.max_solver_time_s} s, {settings.sqp_iterations} linearisations",
-                           y_now=y_now if inputs.bias is None else y_now + inputs.bias, elapsed=elapsed,
-                           iterations=iterations)
+        return no_proposal(
+            dyn,
+            inputs.spec,
+            settings,
+            status=status,
+            raw=raw,
+            solver=f"the QP solver ({settings.qp_solver})",
+            budget=f"{settings.max_solver_time_s} s, {settings.sqp_iterations} linearisations",
+            y_now=y_now if inputs.bias is None else y_now + inputs.bias,
+            elapsed=elapsed,
+            iterations=iterations,
+        )

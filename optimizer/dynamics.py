@@ -103,9 +103,7 @@ class TwinDynamics:
         def vector(key: str, n: int) -> np.ndarray:
             return _array(arrays, key, (n,))
 
-        next_layers = tuple(
-            _mlp(arrays, f"m{k}/next", nz + n_mv + n_dv, nz) for k in range(members)
-        )
+        next_layers = tuple(_mlp(arrays, f"m{k}/next", nz + n_mv + n_dv, nz) for k in range(members))
         readout_layers = tuple(_mlp(arrays, f"m{k}/readout", nz, n_cv) for k in range(members))
         for name, stack in (("next", next_layers), ("readout", readout_layers)):
             shapes = [[layer.weight.shape for layer in mlp] for mlp in stack]
@@ -115,14 +113,25 @@ class TwinDynamics:
         if extra:
             raise ExportError(f"twin export has arrays for more than {members} members: {extra[:3]}")
         dyn = cls(
-            cv=cv, mv=mv, dv=dv, nz=nz, members=members, activation=str(meta["activation"]),
+            cv=cv,
+            mv=mv,
+            dv=dv,
+            nz=nz,
+            members=members,
+            activation=str(meta["activation"]),
             sample_period_s=float(meta["sample_period_s"]),
-            next_layers=next_layers, readout_layers=readout_layers,
-            cv_mean=vector("norm/cv_mean", n_cv), cv_std=vector("norm/cv_std", n_cv),
-            mv_mean=vector("norm/mv_mean", n_mv), mv_std=vector("norm/mv_std", n_mv),
-            dv_mean=vector("norm/dv_mean", n_dv), dv_std=vector("norm/dv_std", n_dv),
-            train_mv_min=vector("train/mv_min", n_mv), train_mv_max=vector("train/mv_max", n_mv),
-            train_dv_min=vector("train/dv_min", n_dv), train_dv_max=vector("train/dv_max", n_dv),
+            next_layers=next_layers,
+            readout_layers=readout_layers,
+            cv_mean=vector("norm/cv_mean", n_cv),
+            cv_std=vector("norm/cv_std", n_cv),
+            mv_mean=vector("norm/mv_mean", n_mv),
+            mv_std=vector("norm/mv_std", n_mv),
+            dv_mean=vector("norm/dv_mean", n_dv),
+            dv_std=vector("norm/dv_std", n_dv),
+            train_mv_min=vector("train/mv_min", n_mv),
+            train_mv_max=vector("train/mv_max", n_mv),
+            train_dv_min=vector("train/dv_min", n_dv),
+            train_dv_max=vector("train/dv_max", n_dv),
         )
         if not dyn.sample_period_s > 0:
             raise ExportError(f"sample_period_s must be > 0, got {dyn.sample_period_s}")
@@ -141,13 +150,19 @@ class TwinDynamics:
         """Return step(z (M*nz,), u (n_mv,), d (n_dv,)) -> z_next (M*nz,), u and d in engineering units."""
         z, u, d = self._symbols()
         x_ud = self._normalised_inputs(u, d)
-        z_next = [z_m + self._mlp(mlp, ca.vertcat(z_m, x_ud))[0] for z_m, mlp in zip(self._split(z), self.next_layers, strict=True)]
+        z_next = [
+            z_m + self._mlp(mlp, ca.vertcat(z_m, x_ud))[0]
+            for z_m, mlp in zip(self._split(z), self.next_layers, strict=True)
+        ]
         return ca.Function("twin_step", [z, u, d], [ca.vertcat(*z_next)], ["z", "u", "d"], ["z_next"])
 
     def readout_function(self) -> ca.Function:
         """Return readout(z (M*nz,)) -> y (M*n_cv,) in engineering units, member-major."""
         z = ca.MX.sym("z", self.members * self.nz)
-        y = [self._mlp(mlp, z_m)[0] * self.cv_std + self.cv_mean for z_m, mlp in zip(self._split(z), self.readout_layers, strict=True)]
+        y = [
+            self._mlp(mlp, z_m)[0] * self.cv_std + self.cv_mean
+            for z_m, mlp in zip(self._split(z), self.readout_layers, strict=True)
+        ]
         return ca.Function("twin_readout", [z], [ca.vertcat(*y)], ["z"], ["y"])
 
     def linearization_function(self) -> ca.Function:
@@ -168,9 +183,16 @@ class TwinDynamics:
             y_n, c_n = self._mlp(out, z_next[-1], jacobian=True)
             y_next.append(y_n * self.cv_std + self.cv_mean)
             c_blocks.append(c_n * ca.repmat(ca.DM(self.cv_std), 1, self.nz))
-        outputs = [ca.vertcat(*z_next), ca.horzcat(*a_blocks), ca.vertcat(*b_rows), ca.vertcat(*y_next),
-                   ca.horzcat(*c_blocks)]
-        return ca.Function("twin_linearization", [z, u, d], outputs, ["z", "u", "d"], ["z_next", "A", "B", "y_next", "C"])
+        outputs = [
+            ca.vertcat(*z_next),
+            ca.horzcat(*a_blocks),
+            ca.vertcat(*b_rows),
+            ca.vertcat(*y_next),
+            ca.horzcat(*c_blocks),
+        ]
+        return ca.Function(
+            "twin_linearization", [z, u, d], outputs, ["z", "u", "d"], ["z_next", "A", "B", "y_next", "C"]
+        )
 
     def _symbols(self) -> tuple[ca.MX, ca.MX, ca.MX]:
         return ca.MX.sym("z", self.members * self.nz), ca.MX.sym("u", len(self.mv)), ca.MX.sym("d", len(self.dv))

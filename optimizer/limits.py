@@ -61,14 +61,17 @@ def solve_limits(dyn: Dynamics, spec: MpcSpec, settings: MpcSettings, u_now: np.
     for i, name in enumerate(dyn.mv):
         m = mvs[name]
         if lo[i] > hi[i]:
-            return (f"MV {name}: limits [{m.limits.low}, {m.limits.high}] do not overlap the twin's trusted range "
-                    f"[{trust_lo[i]:g}, {trust_hi[i]:g}]")
+            return (
+                f"MV {name}: limits [{m.limits.low}, {m.limits.high}] do not overlap the twin's trusted range "
+                f"[{trust_lo[i]:g}, {trust_hi[i]:g}]"
+            )
         ramp = _num(m.ramp_rate_per_min, np.inf) * dyn.sample_period_s / 60.0
         max_move[i] = min(_num(m.max_move_per_step, np.inf), ramp)
     # A setpoint already outside its range may come back no faster than its move limit allows.
     reach = np.outer(max_move, np.arange(1, n + 1))  # (n_mv, N)
-    mv = MvBounds(np.minimum(lo[:, None], u_now[:, None] + reach), np.maximum(hi[:, None], u_now[:, None] - reach),
-                  max_move)
+    mv = MvBounds(
+        np.minimum(lo[:, None], u_now[:, None] + reach), np.maximum(hi[:, None], u_now[:, None] - reach), max_move
+    )
     cvs = {c.name: c for c in spec.cvs}
     cv = CvLimits(
         low=np.array([_num(cvs[c].limits.low, -np.inf) for c in dyn.cv]),
@@ -98,8 +101,10 @@ def soft_slack(y: np.ndarray, cv: CvLimits, cv_std: np.ndarray) -> np.ndarray:
 
 def _line_mv_limits(mvs: Mapping[str, MvSpec], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Return the line's own MV limits (n_mv,) low and high, +/- inf where none."""
-    return (np.array([_num(mvs[n].limits.low, -np.inf) for n in names]),
-            np.array([_num(mvs[n].limits.high, np.inf) for n in names]))
+    return (
+        np.array([_num(mvs[n].limits.low, -np.inf) for n in names]),
+        np.array([_num(mvs[n].limits.high, np.inf) for n in names]),
+    )
 
 
 def _num(value: float | None, default: float) -> float:

@@ -93,9 +93,13 @@ class CasadiModel:
         z_next = self.step(z, u, d)
         zr = ca.MX.sym("zr", self.nz)
         slope = ca.Function("readout_slope", [zr], [ca.jacobian(self.readout(zr), zr)])
-        return ca.Function("model_linearization", [z, u, d],
-                           [z_next, ca.jacobian(z_next, z), ca.jacobian(z_next, u), self.readout(z_next), slope(z_next)],
-                           ["z", "u", "d"], ["z_next", "A", "B", "y_next", "C"])
+        return ca.Function(
+            "model_linearization",
+            [z, u, d],
+            [z_next, ca.jacobian(z_next, z), ca.jacobian(z_next, u), self.readout(z_next), slope(z_next)],
+            ["z", "u", "d"],
+            ["z_next", "A", "B", "y_next", "C"],
+        )
 
     def rollout(self, z0: np.ndarray, u_plan: np.ndarray, d_plan: np.ndarray) -> np.ndarray:
         """Return the CVs y[k] (N, 1, n_cv) under u_plan (N, n_mv) and d_plan (N, n_dv) from z0 (1, nx)."""

@@ -122,18 +122,34 @@ class MpcProblem:
         std_n = ca.repmat(cv_std, 1, n)
         k_safe = settings.safety_spread_k
         self.x = Stack([("U", u), ("Z", z), ("Y", y_members), ("S", s)])
-        self.p = Stack([("z0", z0), ("u_now", u_now), ("D", d), ("price", price), ("target", target),
-                        ("target_weight", target_weight), ("soft_weight", soft_weight), ("U_ref", u_ref),
-                        ("Z_ref", z_ref), ("A", a_ref), ("B", b_ref), ("Y_ref", y_ref), ("C", c_ref)])
-        self.g = Stack([
-            ("dynamics", defect),  # = 0
-            ("readout", readout_defect),  # = 0
-            ("max_move", moves),  # within ± per-step move limit
-            ("cv_low", y + s * std_n),  # >= operating low (soft through the slack)
-            ("cv_high", y - s * std_n),  # <= operating high
-            ("safety_low", y - k_safe * spread),  # >= safety low (hard)
-            ("safety_high", y + k_safe * spread),  # <= safety high (hard)
-        ])
+        self.p = Stack(
+            [
+                ("z0", z0),
+                ("u_now", u_now),
+                ("D", d),
+                ("price", price),
+                ("target", target),
+                ("target_weight", target_weight),
+                ("soft_weight", soft_weight),
+                ("U_ref", u_ref),
+                ("Z_ref", z_ref),
+                ("A", a_ref),
+                ("B", b_ref),
+                ("Y_ref", y_ref),
+                ("C", c_ref),
+            ]
+        )
+        self.g = Stack(
+            [
+                ("dynamics", defect),  # = 0
+                ("readout", readout_defect),  # = 0
+                ("max_move", moves),  # within ± per-step move limit
+                ("cv_low", y + s * std_n),  # >= operating low (soft through the slack)
+                ("cv_high", y - s * std_n),  # <= operating high
+                ("safety_low", y - k_safe * spread),  # >= safety low (hard)
+                ("safety_high", y + k_safe * spread),  # <= safety high (hard)
+            ]
+        )
         self.cost = ca.Function("cost", [self.x.expr, self.p.expr], [cost])
         self._nlp = {"x": self.x.expr, "p": self.p.expr, "f": cost, "g": self.g.expr}
         self._solver: ca.Function | None = None  # IPOPT, built on first use
@@ -145,18 +161,20 @@ class MpcProblem:
         # linearize: values and slopes along a plan (the SQP reference); evaluate: predictions and economics.
         lin = dyn.linearization_function().mapaccum("linearize_plan", n)
         z_sim, a_sim, b_sim, y_sim, c_sim = lin(z0_, u_, d_)
-        self.linearize = ca.Function("linearize", [z0_, u_, d_], [z_sim, a_sim, b_sim, y_sim, c_sim],
-                                     ["z0", "U", "D"], ["Z", "A", "B", "Y", "C"])
+        self.linearize = ca.Function(
+            "linearize", [z0_, u_, d_], [z_sim, a_sim, b_sim, y_sim, c_sim], ["z0", "U", "D"], ["Z", "A", "B", "Y", "C"]
+        )
         z_roll = dyn.step_function().mapaccum("rollout", n)(z0_, u_, d_)  # values only: no slopes computed
         mean_sim, var_sim = stats.map(n)(dyn.readout_function().map(n)(z_roll))
         self.evaluate = ca.Function(
-            "evaluate", [z0_, u_, d_, price_],
+            "evaluate",
+            [z0_, u_, d_, price_],
             [mean_sim, ca.sqrt(var_sim) * std_n, ca.sum2(economic_value(dyn, spec, mean_sim, u_, d_, price_)) / n],
-            ["z0", "U", "D", "price"], ["Y", "spread", "value"],
+            ["z0", "U", "D", "price"],
+            ["Y", "spread", "value"],
         )
         zc = ca.MX.sym("z", n_z)
         self.current = ca.Function("current", [zc], [stats(dyn.readout_function()(zc))[0]], ["z"], ["y"])
-
 
     @property
     def solver(self) -> ca.Function:
@@ -171,7 +189,9 @@ def _linear_step(dyn: Dynamics) -> ca.Function:
     n_z = dyn.members * dyn.nz
     dz, du = ca.SX.sym("dz", n_z), ca.SX.sym("du", len(dyn.mv))
     a, b = ca.SX.sym("A", dyn.nz, n_z), ca.SX.sym("B", n_z, len(dyn.mv))
-    blocks = [ca.mtimes(a[:, k * dyn.nz : (k + 1) * dyn.nz], dz[k * dyn.nz : (k + 1) * dyn.nz]) for k in range(dyn.members)]
+    blocks = [
+        ca.mtimes(a[:, k * dyn.nz : (k + 1) * dyn.nz], dz[k * dyn.nz : (k + 1) * dyn.nz]) for k in range(dyn.members)
+    ]
     return ca.Function("linear_step", [dz, du, a, b], [ca.vertcat(*blocks) + ca.mtimes(b, du)])
 
 
@@ -179,7 +199,9 @@ def _linear_readout(dyn: Dynamics) -> ca.Function:
     """Return readout(dz (M*nz,), C (n_cv, M*nz)) -> dy (M*n_cv,), member blocks of C apart."""
     n_z = dyn.members * dyn.nz
     dz, c = ca.SX.sym("dz", n_z), ca.SX.sym("C", len(dyn.cv), n_z)
-    blocks = [ca.mtimes(c[:, k * dyn.nz : (k + 1) * dyn.nz], dz[k * dyn.nz : (k + 1) * dyn.nz]) for k in range(dyn.members)]
+    blocks = [
+        ca.mtimes(c[:, k * dyn.nz : (k + 1) * dyn.nz], dz[k * dyn.nz : (k + 1) * dyn.nz]) for k in range(dyn.members)
+    ]
     return ca.Function("linear_readout", [dz, c], [ca.vertcat(*blocks)])
 
 

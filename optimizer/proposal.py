@@ -12,9 +12,24 @@ from optimizer.spec import MpcSettings, MpcSpec
 HARD_LIMITS_UNMET = "the hard limits (MV, move, safety) cannot all be met"
 
 
-def proposal(dyn: Dynamics, settings: MpcSettings, limits: SolveLimits, *, u: np.ndarray, u_now: np.ndarray,
-             d_plan: np.ndarray, y: np.ndarray, spread: np.ndarray, value: float, y_hold: np.ndarray,
-             value_hold: float, raw: str, elapsed: float, iterations: int, linearisations: int) -> MpcResult:
+def proposal(
+    dyn: Dynamics,
+    settings: MpcSettings,
+    limits: SolveLimits,
+    *,
+    u: np.ndarray,
+    u_now: np.ndarray,
+    d_plan: np.ndarray,
+    y: np.ndarray,
+    spread: np.ndarray,
+    value: float,
+    y_hold: np.ndarray,
+    value_hold: float,
+    raw: str,
+    elapsed: float,
+    iterations: int,
+    linearisations: int,
+) -> MpcResult:
     """Return the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints.
 
     y, spread (n_cv, N): the plan's ensemble-mean CVs and spread; y_hold (n_cv, N) the mean when holding the current
@@ -24,12 +39,19 @@ def proposal(dyn: Dynamics, settings: MpcSettings, limits: SolveLimits, *, u: np
     lo, hi = y - settings.band_k * spread, y + settings.band_k * spread
     active = active_constraints(dyn, settings, limits, u, u_now, y, spread)
     slack = soft_slack(y, limits.cv, dyn.cv_std) * dyn.cv_std[:, None]
-    soft = [f"{c} by up to {slack[i].max():.4g}" for i, c in enumerate(dyn.cv) if slack[i].max() > 1e-6 * (1 + dyn.cv_std[i])]
+    soft = [
+        f"{c} by up to {slack[i].max():.4g}"
+        for i, c in enumerate(dyn.cv)
+        if slack[i].max() > 1e-6 * (1 + dyn.cv_std[i])
+    ]
     message = f"optimal ({raw}, {linearisations} linearisations)"
     if soft:
         message += "; planned CVs outside their soft operating limits: " + ", ".join(soft)
-    d_out = [name for i, name in enumerate(dyn.dv)
-             if np.any(d_plan[i] < dyn.train_dv_min[i]) or np.any(d_plan[i] > dyn.train_dv_max[i])]
+    d_out = [
+        name
+        for i, name in enumerate(dyn.dv)
+        if np.any(d_plan[i] < dyn.train_dv_min[i]) or np.any(d_plan[i] > dyn.train_dv_max[i])
+    ]
     if d_out:
         message += "; DV forecast outside the twin's training range: " + ", ".join(d_out)
 
@@ -37,30 +59,53 @@ def proposal(dyn: Dynamics, settings: MpcSettings, limits: SolveLimits, *, u: np
         return {name: tuple(float(v) for v in matrix[i]) for i, name in enumerate(names)}
 
     return MpcResult(
-        MpcStatus.OPTIMAL, message, n, dyn.sample_period_s,
+        MpcStatus.OPTIMAL,
+        message,
+        n,
+        dyn.sample_period_s,
         first_setpoint={name: float(u[i, 0]) for i, name in enumerate(dyn.mv)},
         first_move={name: float(u[i, 0] - u_now[i]) for i, name in enumerate(dyn.mv)},
-        mv_plan=traj(u, dyn.mv), cv_mean=traj(y, dyn.cv), cv_lo=traj(lo, dyn.cv), cv_hi=traj(hi, dyn.cv),
+        mv_plan=traj(u, dyn.mv),
+        cv_mean=traj(y, dyn.cv),
+        cv_lo=traj(lo, dyn.cv),
+        cv_hi=traj(hi, dyn.cv),
         cv_hold_mean=traj(y_hold, dyn.cv),
-        objective_plan=value, objective_hold=value_hold, objective_gain=value - value_hold,
-        active_constraints=active, solve_time_s=elapsed, iterations=iterations,
+        objective_plan=value,
+        objective_hold=value_hold,
+        objective_gain=value - value_hold,
+        active_constraints=active,
+        solve_time_s=elapsed,
+        iterations=iterations,
     )
 
 
-def no_proposal(dyn: Dynamics, spec: MpcSpec, settings: MpcSettings, *, status: MpcStatus, raw: str, solver: str,
-                budget: str, y_now: np.ndarray, elapsed: float, iterations: int) -> MpcResult:
+def no_proposal(
+    dyn: Dynamics,
+    spec: MpcSpec,
+    settings: MpcSettings,
+    *,
+    status: MpcStatus,
+    raw: str,
+    solver: str,
+    budget: str,
+    y_now: np.ndarray,
+    elapsed: float,
+    iterations: int,
+) -> MpcResult:
     """Return a result without proposal that says why: the solver's status, and any CV already beyond safety.
 
     y_now (n_cv,): the ensemble-mean CVs the twin reads now (with the CV bias); budget: the solve's limits in words.
     """
-    why = {MpcStatus.TIMEOUT: f"solver budget exhausted ({budget})",
-           MpcStatus.INFEASIBLE: HARD_LIMITS_UNMET}.get(status, "solver failed")
+    why = {MpcStatus.TIMEOUT: f"solver budget exhausted ({budget})", MpcStatus.INFEASIBLE: HARD_LIMITS_UNMET}.get(
+        status, "solver failed"
+    )
     note = safety_note(dyn, spec, y_now)
     if note and status is MpcStatus.SOLVER_FAILED:
         status, why = MpcStatus.INFEASIBLE, HARD_LIMITS_UNMET
     message = f"{why}: {solver} returned {raw}; no proposal" + note
-    return MpcResult(status, message, settings.horizon, dyn.sample_period_s, solve_time_s=elapsed,
-                     iterations=iterations)
+    return MpcResult(
+        status, message, settings.horizon, dyn.sample_period_s, solve_time_s=elapsed, iterations=iterations
+    )
 
 
 def safety_note(dyn: Dynamics, spec: MpcSpec, y_now: np.ndarray) -> str:
@@ -72,12 +117,26 @@ def safety_note(dyn: Dynamics, spec: MpcSpec, y_now: np.ndarray) -> str:
             beyond.append(f"{c.name}={v:.4g} is below its safety low limit {c.safety.low:g}")
         if c.safety.high is not None and v > c.safety.high:
             beyond.append(f"{c.name}={v:.4g} is above its safety high limit {c.safety.high:g}")
-    return ("; the twin puts the line beyond a hard safety limit now (" + ", ".join(beyond)
-            + ") and no plan within the MV and move limits brings it back by the first step") if beyond else ""
+    return (
+        (
+            "; the twin puts the line beyond a hard safety limit now ("
+            + ", ".join(beyond)
+            + ") and no plan within the MV and move limits brings it back by the first step"
+        )
+        if beyond
+        else ""
+    )
 
 
-def hard_violation(settings: MpcSettings, dyn: Dynamics, limits: SolveLimits, u: np.ndarray, u_now: np.ndarray,
-                   y: np.ndarray, spread: np.ndarray) -> str:
+def hard_violation(
+    settings: MpcSettings,
+    dyn: Dynamics,
+    limits: SolveLimits,
+    u: np.ndarray,
+    u_now: np.ndarray,
+    y: np.ndarray,
+    spread: np.ndarray,
+) -> str:
     """Return what hard limit plan u breaks when re-simulated (empty if none): never pass on a half result."""
     mv, cv, tol = limits.mv, limits.cv, 1e-6
     if np.any(u < mv.low - tol * (1 + np.abs(u))) or np.any(u > mv.high + tol * (1 + np.abs(u))):
@@ -93,8 +152,15 @@ def hard_violation(settings: MpcSettings, dyn: Dynamics, limits: SolveLimits, u:
     return ""
 
 
-def active_constraints(dyn: Dynamics, settings: MpcSettings, limits: SolveLimits, u: np.ndarray, u_now: np.ndarray,
-                       y: np.ndarray, spread: np.ndarray) -> tuple[str, ...]:
+def active_constraints(
+    dyn: Dynamics,
+    settings: MpcSettings,
+    limits: SolveLimits,
+    u: np.ndarray,
+    u_now: np.ndarray,
+    y: np.ndarray,
+    spread: np.ndarray,
+) -> tuple[str, ...]:
     """Return the names of the constraints at (or, for soft CV limits, beyond) their bound somewhere in the plan."""
     tol, mv, cv = settings.active_tolerance, limits.mv, limits.cv
     names: list[str] = []

@@ -30,8 +30,17 @@ class DenseQp:
         self.active = np.zeros(0, dtype=int)  # rows active at the last solution (indices into the full row list)
         self._rows = -1  # row count of the problem they belong to
 
-    def solve(self, h: np.ndarray, g: np.ndarray, a: np.ndarray, lba: np.ndarray, uba: np.ndarray, lbx: np.ndarray,
-              ubx: np.ndarray, optional: int) -> tuple[np.ndarray | None, float, str, int]:
+    def solve(
+        self,
+        h: np.ndarray,
+        g: np.ndarray,
+        a: np.ndarray,
+        lba: np.ndarray,
+        uba: np.ndarray,
+        lbx: np.ndarray,
+        ubx: np.ndarray,
+        optional: int,
+    ) -> tuple[np.ndarray | None, float, str, int]:
         """Return (x or None, objective, status, sub-QPs) of min 1/2 x'Hx + g'x, lba <= Ax <= uba, lbx <= x <= ubx.
 
         The last `optional` variables (slacks, lower bound 0) join the QP only with a working-set row that uses them.
@@ -39,7 +48,10 @@ class DenseQp:
         n_rows, nx = a.shape
         if n_rows != self._rows:
             self.active, self._rows = np.zeros(0, dtype=int), n_rows
-        tol = 1e-8 * (1 + np.abs(np.where(np.isfinite(lba), lba, 0))), 1e-8 * (1 + np.abs(np.where(np.isfinite(uba), uba, 0)))
+        tol = (
+            1e-8 * (1 + np.abs(np.where(np.isfinite(lba), lba, 0))),
+            1e-8 * (1 + np.abs(np.where(np.isfinite(uba), uba, 0))),
+        )
         work = np.zeros(n_rows, dtype=bool)
         work[self.active] = True
         fixed = nx - optional
@@ -48,8 +60,9 @@ class DenseQp:
             rows = np.flatnonzero(work)
             used = np.flatnonzero(np.any(a[rows, fixed:] != 0, axis=0)) + fixed if len(rows) else np.zeros(0, int)
             cols = np.concatenate([np.arange(fixed), used])
-            sub, status = self._solve(h[np.ix_(cols, cols)], g[cols], a[np.ix_(rows, cols)], lba[rows], uba[rows],
-                                      lbx[cols], ubx[cols])
+            sub, status = self._solve(
+                h[np.ix_(cols, cols)], g[cols], a[np.ix_(rows, cols)], lba[rows], uba[rows], lbx[cols], ubx[cols]
+            )
             solves += 1
             if sub is None:
                 return None, np.inf, status, solves
@@ -63,8 +76,16 @@ class DenseQp:
         self.active = np.flatnonzero(work & ((ax <= lba + tol[0]) | (ax >= uba - tol[1])))
         return x, float(0.5 * x @ h @ x + g @ x), status, solves
 
-    def _solve(self, h: np.ndarray, g: np.ndarray, a: np.ndarray, lba: np.ndarray, uba: np.ndarray, lbx: np.ndarray,
-               ubx: np.ndarray) -> tuple[np.ndarray | None, str]:
+    def _solve(
+        self,
+        h: np.ndarray,
+        g: np.ndarray,
+        a: np.ndarray,
+        lba: np.ndarray,
+        uba: np.ndarray,
+        lbx: np.ndarray,
+        ubx: np.ndarray,
+    ) -> tuple[np.ndarray | None, str]:
         """Solve one QP, padded to a multiple of 8 variables and rows so that few solver instances are built."""
         nx, na = len(g), len(lba)
         px, pa = -(-nx // 8) * 8, -(-na // 8) * 8
@@ -76,9 +97,15 @@ class DenseQp:
         ap = np.zeros((pa, px))
         ap[:na, :nx] = a
         pad_x, pad_a = np.zeros(px - nx), np.full(pa - na, np.inf)
-        args = {"h": hp, "g": np.concatenate([g, pad_x]), "a": ap, "lba": np.concatenate([lba, -pad_a]),
-                "uba": np.concatenate([uba, pad_a]), "lbx": np.concatenate([lbx, pad_x]),
-                "ubx": np.concatenate([ubx, pad_x])}
+        args = {
+            "h": hp,
+            "g": np.concatenate([g, pad_x]),
+            "a": ap,
+            "lba": np.concatenate([lba, -pad_a]),
+            "uba": np.concatenate([uba, pad_a]),
+            "lbx": np.concatenate([lbx, pad_x]),
+            "ubx": np.concatenate([ubx, pad_x]),
+        }
         status = "not solved"
         for _ in range(2):
             solver = self._solvers[key]

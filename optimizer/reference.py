@@ -65,8 +65,14 @@ class _WarmStart:
 class IpoptReferenceController:
     """`MpcController`'s problem solved by IPOPT on each linearisation: same constructor, `solve` and results."""
 
-    def __init__(self, dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSettings | None = None,
-                 *, export_error: str | None = None) -> None:
+    def __init__(
+        self,
+        dynamics: Dynamics | None,
+        spec: MpcSpec,
+        settings: MpcSettings | None = None,
+        *,
+        export_error: str | None = None,
+    ) -> None:
         self.dynamics, self.spec = dynamics, spec
         self.settings = settings or MpcSettings()
         problems = [export_error] if export_error else check_compatible(dynamics, spec, self.settings)
@@ -75,8 +81,13 @@ class IpoptReferenceController:
         self._warm: _WarmStart | None = None
 
     @classmethod
-    def from_export(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], spec: MpcSpec,
-                    settings: MpcSettings | None = None) -> IpoptReferenceController:
+    def from_export(
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        spec: MpcSpec,
+        settings: MpcSettings | None = None,
+    ) -> IpoptReferenceController:
         """Build from a twin export; a bad or mismatched export gives a controller whose solves say 'incompatible'."""
         try:
             dynamics = TwinDynamics.from_export(meta, arrays)
@@ -88,19 +99,34 @@ class IpoptReferenceController:
         """Forget the previous solution, so the next solve starts cold from holding the current setpoints."""
         self._warm = None
 
-    def solve(self, *, z0: np.ndarray, mv: Mapping[str, float],
-              dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
-              spec: MpcSpec | None = None, cv_bias: Mapping[str, float] | None = None) -> MpcResult:
+    def solve(
+        self,
+        *,
+        z0: np.ndarray,
+        mv: Mapping[str, float],
+        dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
+        spec: MpcSpec | None = None,
+        cv_bias: Mapping[str, float] | None = None,
+    ) -> MpcResult:
         """Plan as `MpcController.solve` does, with IPOPT solving each linearisation."""
-        inputs = prepare_solve(self.dynamics, self.spec, self.settings, self.incompatibility, spec=spec or self.spec,
-                               z0=z0, mv=mv, dv_forecast=dv_forecast or {}, cv_bias=cv_bias)
+        inputs = prepare_solve(
+            self.dynamics,
+            self.spec,
+            self.settings,
+            self.incompatibility,
+            spec=spec or self.spec,
+            z0=z0,
+            mv=mv,
+            dv_forecast=dv_forecast or {},
+            cv_bias=cv_bias,
+        )
         if isinstance(inputs, MpcResult):
             return inputs
         with blas_threads(self.settings.blas_threads):
             return self._plan(inputs)
 
     def _plan(self, inputs: SolveInputs) -> MpcResult:
-        """Solve by sequential linearisation: IPOPT on the twin linearised along the plan, until the plan stops moving."""
+        """Solve by sequential linearisation: IPOPT on the twin linearised along the plan until the plan stops."""
         pr, dyn, settings = self.problem, self.dynamics, self.settings
         assert pr is not None and dyn is not None
         n, period = settings.horizon, dyn.sample_period_s
@@ -118,8 +144,9 @@ class IpoptReferenceController:
             u_block.put(lbx, low)
             u_block.put(ubx, high)
             try:
-                sol = pr.solver(x0=ref.x, lam_x0=lam_x, lam_g0=lam_g, p=ref.p, lbx=lbx, ubx=ubx, lbg=bounds.lbg,
-                                ubg=bounds.ubg)
+                sol = pr.solver(
+                    x0=ref.x, lam_x0=lam_x, lam_g0=lam_g, p=ref.p, lbx=lbx, ubx=ubx, lbg=bounds.lbg, ubg=bounds.ubg
+                )
                 stats = pr.solver.stats()
             except RuntimeError as exc:  # an evaluation error inside IPOPT's callbacks
                 sol, stats = None, {"return_status": f"CasADi error: {exc}"}
@@ -144,11 +171,21 @@ class IpoptReferenceController:
                 ref, u_ref = trial, u_new
                 lam_x, lam_g = (np.asarray(sol[k]).reshape(-1) for k in ("lam_x", "lam_g"))
             elif region.exhausted:
-                return self._failure(inputs, MpcStatus.SOLVER_FAILED, f"{raw}, but no step improves the exact "
-                                     "twin's cost", time.perf_counter() - started, iterations)
+                return self._failure(
+                    inputs,
+                    MpcStatus.SOLVER_FAILED,
+                    f"{raw}, but no step improves the exact twin's cost",
+                    time.perf_counter() - started,
+                    iterations,
+                )
         else:
-            return self._failure(inputs, MpcStatus.TIMEOUT, f"{raw}, plan still moving after "
-                                 f"{settings.sqp_iterations} linearisations", time.perf_counter() - started, iterations)
+            return self._failure(
+                inputs,
+                MpcStatus.TIMEOUT,
+                f"{raw}, plan still moving after {settings.sqp_iterations} linearisations",
+                time.perf_counter() - started,
+                iterations,
+            )
         elapsed = time.perf_counter() - started
         if elapsed > settings.max_solver_time_s:
             return self._failure(inputs, MpcStatus.TIMEOUT, raw, elapsed, iterations)
@@ -159,17 +196,44 @@ class IpoptReferenceController:
         violation = hard_violation(settings, dyn, limits, u_ref, u_now, y, spread)
         if violation:
             self._warm = None
-            return MpcResult(MpcStatus.SOLVER_FAILED, f"IPOPT returned {raw} but {violation}; no proposal", n,
-                             period, solve_time_s=elapsed, iterations=iterations)
+            return MpcResult(
+                MpcStatus.SOLVER_FAILED,
+                f"IPOPT returned {raw} but {violation}; no proposal",
+                n,
+                period,
+                solve_time_s=elapsed,
+                iterations=iterations,
+            )
         self._warm = _WarmStart(ref.x, lam_x, lam_g)
         y_hold, _, value_hold = (np.asarray(v) for v in pr.evaluate(z_now, hold_plan, d_plan, price))
         y_hold, value_hold = self._biased(y_hold, value_hold, hold_plan, d_plan, price, bias)
-        return proposal(dyn, settings, limits, u=u_block.take(ref.x), u_now=u_now, d_plan=d_plan, y=y, spread=spread,
-                        value=float(value.item()), y_hold=y_hold, value_hold=float(value_hold.item()),
-                        raw=f"IPOPT: {raw}", elapsed=elapsed, iterations=iterations, linearisations=linearisations)
+        return proposal(
+            dyn,
+            settings,
+            limits,
+            u=u_block.take(ref.x),
+            u_now=u_now,
+            d_plan=d_plan,
+            y=y,
+            spread=spread,
+            value=float(value.item()),
+            y_hold=y_hold,
+            value_hold=float(value_hold.item()),
+            raw=f"IPOPT: {raw}",
+            elapsed=elapsed,
+            iterations=iterations,
+            linearisations=linearisations,
+        )
 
-    def _biased(self, y: np.ndarray, value: np.ndarray, u: np.ndarray, d_plan: np.ndarray, price: np.ndarray,
-                bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _biased(
+        self,
+        y: np.ndarray,
+        value: np.ndarray,
+        u: np.ndarray,
+        d_plan: np.ndarray,
+        price: np.ndarray,
+        bias: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return the exact twin's mean CVs (n_cv, N) and value shifted by the CV bias (unchanged without one)."""
         if bias is None or self.dynamics is None:
             return y, value
@@ -177,18 +241,27 @@ class IpoptReferenceController:
         value = np.asarray(np.sum(economic_value(self.dynamics, self.spec, y, u, d_plan, price)) / y.shape[1])
         return y, value
 
-    def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float,
-                 iterations: int) -> MpcResult:
+    def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float, iterations: int) -> MpcResult:
         """Return a result without proposal that says why, and drop the warm start."""
         pr, dyn, settings = self.problem, self.dynamics, self.settings
         assert pr is not None and dyn is not None
         self._warm = None
         y_now = np.asarray(pr.current(inputs.z_now)).reshape(-1)  # (n_cv,) ensemble mean now
-        return no_proposal(dyn, inputs.spec, settings, status=status, raw=raw, solver="IPOPT",
-                           budget=(f"{settings.max_solver_time_s} s, {settings.max_iterations} IPOPT iterations, "
-                                   f"{settings.sqp_iterations} linearisations"),
-                           y_now=y_now if inputs.bias is None else y_now + inputs.bias, elapsed=elapsed,
-                           iterations=iterations)
+        return no_proposal(
+            dyn,
+            inputs.spec,
+            settings,
+            status=status,
+            raw=raw,
+            solver="IPOPT",
+            budget=(
+                f"{settings.max_solver_time_s} s, {settings.max_iterations} IPOPT iterations, "
+                f"{settings.sqp_iterations} linearisations"
+            ),
+            y_now=y_now if inputs.bias is None else y_now + inputs.bias,
+            elapsed=elapsed,
+            iterations=iterations,
+        )
 
     # ---------------------------------------------------------------- the NLP's vectors
 
@@ -207,8 +280,12 @@ class IpoptReferenceController:
         pr.g["max_move"].put(lbg, -limits.mv.max_move[:, None])
         pr.g["max_move"].put(ubg, limits.mv.max_move[:, None])
         cv = limits.cv
-        for name, vector, values in (("cv_low", lbg, cv.low), ("cv_high", ubg, cv.high),
-                                     ("safety_low", lbg, cv.safety_low), ("safety_high", ubg, cv.safety_high)):
+        for name, vector, values in (
+            ("cv_low", lbg, cv.low),
+            ("cv_high", ubg, cv.high),
+            ("safety_low", lbg, cv.safety_low),
+            ("safety_high", ubg, cv.safety_high),
+        ):
             pr.g[name].put(vector, values[:, None])
         return _Vectors(lbx, ubx, lbg, ubg)
 
@@ -217,9 +294,15 @@ class IpoptReferenceController:
         pr = self.problem
         assert pr is not None
         p, w = pr.p.zeros(), inputs.weights
-        for name, value in (("z0", inputs.z_now[:, None]), ("u_now", inputs.u_now[:, None]), ("D", inputs.d_plan),
-                            ("price", w.price[:, None]), ("target", w.target[:, None]),
-                            ("target_weight", w.target_weight[:, None]), ("soft_weight", w.soft_weight[:, None])):
+        for name, value in (
+            ("z0", inputs.z_now[:, None]),
+            ("u_now", inputs.u_now[:, None]),
+            ("D", inputs.d_plan),
+            ("price", w.price[:, None]),
+            ("target", w.target[:, None]),
+            ("target_weight", w.target_weight[:, None]),
+            ("soft_weight", w.soft_weight[:, None]),
+        ):
             pr.p[name].put(p, value)
         return p
 
@@ -231,14 +314,25 @@ class IpoptReferenceController:
         if self._warm is None:
             pr.x["U"].put(x0, np.repeat(u_now[:, None], self.settings.horizon, axis=1))
             return x0, lam_x0, lam_g0
-        for stack, src, dst in ((pr.x, self._warm.x, x0), (pr.x, self._warm.lam_x, lam_x0),
-                                (pr.g, self._warm.lam_g, lam_g0)):
+        for stack, src, dst in (
+            (pr.x, self._warm.x, x0),
+            (pr.x, self._warm.lam_x, lam_x0),
+            (pr.g, self._warm.lam_g, lam_g0),
+        ):
             for block in stack.blocks.values():
                 block.put(dst, shift_steps(block.take(src)))
         return x0, lam_x0, lam_g0
 
-    def _linearize(self, x: np.ndarray, p: np.ndarray, z_now: np.ndarray, u: np.ndarray, d_plan: np.ndarray,
-                   cv: CvLimits, bias: np.ndarray | None = None) -> _Reference:
+    def _linearize(
+        self,
+        x: np.ndarray,
+        p: np.ndarray,
+        z_now: np.ndarray,
+        u: np.ndarray,
+        d_plan: np.ndarray,
+        cv: CvLimits,
+        bias: np.ndarray | None = None,
+    ) -> _Reference:
         """Return plan u lifted onto the exact twin, with parameters p holding the twin linearised along it."""
         pr, dyn = self.problem, self.dynamics
         assert pr is not None and dyn is not None
@@ -254,8 +348,12 @@ class IpoptReferenceController:
         members = y_ref.reshape(dyn.members, len(dyn.cv), -1)  # (M, n_cv, N)
         mean = members.mean(axis=0)
         pr.x["S"].put(x, soft_slack(mean, cv, dyn.cv_std))
-        spread = np.sqrt(members.var(axis=0, ddof=1) + VAR_EPS * dyn.cv_std[:, None] ** 2) if dyn.members > 1 else 0 * mean
+        spread = (
+            np.sqrt(members.var(axis=0, ddof=1) + VAR_EPS * dyn.cv_std[:, None] ** 2) if dyn.members > 1 else 0 * mean
+        )
         k, tol = self.settings.safety_spread_k, 1e-6 * dyn.cv_std[:, None]
-        safe = bool(np.all(mean - k * spread >= cv.safety_low[:, None] - tol)
-                    and np.all(mean + k * spread <= cv.safety_high[:, None] + tol))
+        safe = bool(
+            np.all(mean - k * spread >= cv.safety_low[:, None] - tol)
+            and np.all(mean + k * spread <= cv.safety_high[:, None] + tol)
+        )
         return _Reference(x, p, float(pr.cost(x, p)), safe)

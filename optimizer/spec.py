@@ -90,8 +90,11 @@ class MpcSpec:
     def structure(self) -> tuple[Any, ...]:
         """Return what fixes the problem's shape; values outside it (limits, prices, targets) may change per solve."""
         return (
-            tuple(c.name for c in self.cvs), tuple(m.name for m in self.mvs), tuple(d.name for d in self.dvs),
-            tuple(t.tags for t in self.objective_terms), tuple(t.tag for t in self.targets),
+            tuple(c.name for c in self.cvs),
+            tuple(m.name for m in self.mvs),
+            tuple(d.name for d in self.dvs),
+            tuple(t.tags for t in self.objective_terms),
+            tuple(t.tag for t in self.targets),
         )
 
     @classmethod
@@ -101,18 +104,33 @@ class MpcSpec:
         for tag in spec.get("tags", []):
             role, name = tag["role"], tag["name"]
             if role == "CV":
-                cvs.append(CvSpec(name, Limits.from_dict(tag.get("limits")), Limits.from_dict(tag.get("safety_limits")),
-                                  int(tag.get("soft_limit_rank", 1))))
+                cvs.append(
+                    CvSpec(
+                        name,
+                        Limits.from_dict(tag.get("limits")),
+                        Limits.from_dict(tag.get("safety_limits")),
+                        int(tag.get("soft_limit_rank", 1)),
+                    )
+                )
             elif role == "MV":
-                mvs.append(MvSpec(name, Limits.from_dict(tag.get("limits")), _opt_float(tag.get("max_move_per_step")),
-                                  _opt_float(tag.get("ramp_rate_per_min"))))
+                mvs.append(
+                    MvSpec(
+                        name,
+                        Limits.from_dict(tag.get("limits")),
+                        _opt_float(tag.get("max_move_per_step")),
+                        _opt_float(tag.get("ramp_rate_per_min")),
+                    )
+                )
             elif role == "DV":
                 dvs.append(DvSpec(name))
         objective = spec.get("objective") or {}
-        terms = tuple(ObjectiveTerm(tuple(t["tags"]), float(t["price"]), str(t.get("description", "")))
-                      for t in objective.get("terms", []))
-        targets = tuple(CvTarget(t["tag"], float(t["value"]), float(t.get("weight", 1.0)))
-                        for t in objective.get("targets", []))
+        terms = tuple(
+            ObjectiveTerm(tuple(t["tags"]), float(t["price"]), str(t.get("description", "")))
+            for t in objective.get("terms", [])
+        )
+        targets = tuple(
+            CvTarget(t["tag"], float(t["value"]), float(t.get("weight", 1.0))) for t in objective.get("targets", [])
+        )
         period = (spec.get("line") or {}).get("sample_period_s")
         return cls(tuple(cvs), tuple(mvs), tuple(dvs), terms, targets, _opt_float(period))
 

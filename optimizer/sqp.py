@@ -73,8 +73,17 @@ class CondensedSqp:
         """Return the ensemble-mean CVs (n_cv,) the twin reads from latents z_now (M*nz,) now."""
         return self.twin.readout_now(z_now).mean(axis=0)
 
-    def evaluate(self, u: np.ndarray, z_now: np.ndarray, d: np.ndarray, u_now: np.ndarray, weights: Weights,
-                 limits: CvLimits, linearise: bool = True, cv_bias: np.ndarray | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        u: np.ndarray,
+        z_now: np.ndarray,
+        d: np.ndarray,
+        u_now: np.ndarray,
+        weights: Weights,
+        limits: CvLimits,
+        linearise: bool = True,
+        cv_bias: np.ndarray | None = None,
+    ) -> Evaluation:
         """Return plan u (n_mv, N) on the exact twin, with its sensitivities when linearise is set.
 
         cv_bias (n_cv,), if given, is added to every member's CVs at every step (a constant output disturbance):
@@ -88,8 +97,18 @@ class CondensedSqp:
         y = y if cv_bias is None else y + cv_bias
         return self.costs.evaluate(u, y, d, u_now, weights, limits)
 
-    def solve(self, *, z_now: np.ndarray, u_now: np.ndarray, d: np.ndarray, u_start: np.ndarray, mv: MvBounds,
-              weights: Weights, limits: CvLimits, cv_bias: np.ndarray | None = None) -> SqpOutcome:
+    def solve(
+        self,
+        *,
+        z_now: np.ndarray,
+        u_now: np.ndarray,
+        d: np.ndarray,
+        u_start: np.ndarray,
+        mv: MvBounds,
+        weights: Weights,
+        limits: CvLimits,
+        cv_bias: np.ndarray | None = None,
+    ) -> SqpOutcome:
         """Run the SQP from plan u_start (already within the MV and move limits) until the plan stops moving."""
         settings, dyn = self.settings, self.dyn
         n, n_mv, nu = settings.horizon, len(dyn.mv), settings.horizon * len(dyn.mv)
@@ -105,8 +124,9 @@ class CondensedSqp:
             slack = len(model.soft) * n
             lbx = np.concatenate([(low - ref.u).T.reshape(-1), np.zeros(slack)])
             ubx = np.concatenate([(high - ref.u).T.reshape(-1), np.full(slack, np.inf)])
-            x, objective, raw, its = self.qp.solve(model.hessian, model.gradient, model.rows, row_low, row_high, lbx,
-                                                   ubx, optional=slack)
+            x, objective, raw, its = self.qp.solve(
+                model.hessian, model.gradient, model.rows, row_low, row_high, lbx, ubx, optional=slack
+            )
             iterations += its
             elapsed = time.perf_counter() - started
             if elapsed > settings.max_solver_time_s:
@@ -133,18 +153,37 @@ class CondensedSqp:
                 ref, corrections = trial, 0
                 model = self._model(ref, d, u_now, weights, limits, mv.max_move)
             elif region.exhausted:
-                return SqpOutcome(MpcStatus.SOLVER_FAILED, f"{raw}, but no step improves the exact twin's cost",
-                                  ref, iterations, linearisations, time.perf_counter() - started)
+                return SqpOutcome(
+                    MpcStatus.SOLVER_FAILED,
+                    f"{raw}, but no step improves the exact twin's cost",
+                    ref,
+                    iterations,
+                    linearisations,
+                    time.perf_counter() - started,
+                )
         else:
-            return SqpOutcome(MpcStatus.TIMEOUT, f"{raw}, plan still moving after {settings.sqp_iterations} "
-                              "linearisations", ref, iterations, settings.sqp_iterations, time.perf_counter() - started)
+            return SqpOutcome(
+                MpcStatus.TIMEOUT,
+                f"{raw}, plan still moving after {settings.sqp_iterations} linearisations",
+                ref,
+                iterations,
+                settings.sqp_iterations,
+                time.perf_counter() - started,
+            )
         status = MpcStatus.OPTIMAL if ref.safe else MpcStatus.INFEASIBLE
         return SqpOutcome(status, raw, ref, iterations, linearisations, time.perf_counter() - started)
 
     # ---------------------------------------------------------------- the QP of one reference
 
-    def _model(self, ref: Evaluation, d: np.ndarray, u_now: np.ndarray, weights: Weights, limits: CvLimits,
-               max_move: np.ndarray) -> QpModel:
+    def _model(
+        self,
+        ref: Evaluation,
+        d: np.ndarray,
+        u_now: np.ndarray,
+        weights: Weights,
+        limits: CvLimits,
+        max_move: np.ndarray,
+    ) -> QpModel:
         """Return the QP of the MPC along reference plan ref, in its change dU and the soft-limit slacks S."""
         dyn, settings, costs = self.dyn, self.settings, self.costs
         n, n_mv, k = settings.horizon, len(dyn.mv), settings.safety_spread_k
@@ -203,11 +242,16 @@ class CondensedSqp:
             highs.append(limits.safety_high[c] - (ref.mean[c] + k * ref.spread[c]))
 
         return QpModel(
-            hessian=hessian, gradient=gradient, constant=constant,
+            hessian=hessian,
+            gradient=gradient,
+            constant=constant,
             rows=np.vstack(blocks) if blocks else np.zeros((0, nu + ns)),
             row_low=np.concatenate(lows) if lows else np.zeros(0),
             row_high=np.concatenate(highs) if highs else np.zeros(0),
-            soft=soft, safety_low=safety_low, safety_high=safety_high, first_safety_row=first_safety_row,
+            soft=soft,
+            safety_low=safety_low,
+            safety_high=safety_high,
+            first_safety_row=first_safety_row,
         )
 
     def _margins(self, ref: Evaluation, limits: CvLimits) -> np.ndarray:

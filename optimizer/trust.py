@@ -26,8 +26,7 @@ class TrustRegion:
 
     def box(self, u_ref: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the MV bounds (n_mv, N) of the next subproblem: the limits low/high cut to the region around u_ref."""
-        return (np.maximum(low, u_ref - self.radius * self.mv_std),
-                np.minimum(high, u_ref + self.radius * self.mv_std))
+        return (np.maximum(low, u_ref - self.radius * self.mv_std), np.minimum(high, u_ref + self.radius * self.mv_std))
 
     def step(self, u_new: np.ndarray, u_ref: np.ndarray) -> float:
         """Return the largest MV change from u_ref to u_new (n_mv, N), in MV stds."""
@@ -38,7 +37,7 @@ class TrustRegion:
         return step <= self.tolerance or predicted <= self.cost_tolerance * (1 + abs(cost))
 
     def retry_smaller(self) -> bool:
-        """Shrink after a failed subproblem from a feasible reference (a smaller step is feasible too); False if too small."""
+        """Shrink after a failed subproblem from a feasible reference; return False if already too small to retry."""
         if self.radius <= self.tolerance:
             return False
         self.radius *= SHRINK

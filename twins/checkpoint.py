@@ -48,13 +48,20 @@ def _payload(twin: Twin) -> dict[str, Any]:
         "names": {"cv": list(twin.cv_names), "mv": list(twin.mv_names), "dv": list(twin.dv_names)},
         "sample_period_s": float(twin.sample_period_s),
         "norm": tensors(asdict(twin.norm)),
-        "calibration": {**tensors({"floor": twin.calibration.floor, "scale": twin.calibration.scale}),
-                        "source": twin.calibration.source},
+        "calibration": {
+            **tensors({"floor": twin.calibration.floor, "scale": twin.calibration.scale}),
+            "source": twin.calibration.source,
+        },
         "ood": {**tensors({"mean": twin.ood.mean, "inv_cov": twin.ood.inv_cov}), "q99": float(twin.ood.q99)},
         "latent": tensors({"z_mean": twin.z_mean, "z_std": twin.z_std}),
         "input_range": tensors(twin.input_range),
-        "info": {"seconds": info.seconds, "device": info.device, "data_sha256": info.data_sha256,
-                 "train_rows": info.train_rows, "history": info.history},
+        "info": {
+            "seconds": info.seconds,
+            "device": info.device,
+            "data_sha256": info.data_sha256,
+            "train_rows": info.train_rows,
+            "history": info.history,
+        },
         "state_dict": {k: v.detach().cpu() for k, v in twin.net.state_dict().items()},
     }
 
@@ -91,7 +98,9 @@ def _read(path: Path) -> dict[str, Any]:
         )
     body = raw[end + 1 :]
     if len(body) != header.get("body_bytes"):
-        raise CorruptCheckpointError(f"{path} is truncated: body has {len(body)} bytes, header says {header.get('body_bytes')}")
+        raise CorruptCheckpointError(
+            f"{path} is truncated: body has {len(body)} bytes, header says {header.get('body_bytes')}"
+        )
     if hashlib.sha256(body).hexdigest() != header.get("body_sha256"):
         raise CorruptCheckpointError(f"{path}: body SHA-256 does not match the header; the file was altered or damaged")
     try:
@@ -119,14 +128,20 @@ def load_checkpoint(path: str | Path) -> Twin:
             mv_names=tuple(names["mv"]),
             dv_names=tuple(names["dv"]),
             sample_period_s=float(p["sample_period_s"]),
-            calibration=Calibration(_arr(p["calibration"]["floor"]), _arr(p["calibration"]["scale"]),
-                                    str(p["calibration"]["source"])),
+            calibration=Calibration(
+                _arr(p["calibration"]["floor"]), _arr(p["calibration"]["scale"]), str(p["calibration"]["source"])
+            ),
             ood=OodStats(_arr(p["ood"]["mean"]), _arr(p["ood"]["inv_cov"]), float(p["ood"]["q99"])),
             z_mean=_arr(p["latent"]["z_mean"]),
             z_std=_arr(p["latent"]["z_std"]),
             input_range={k: _arr(v) for k, v in p["input_range"].items()},
-            info=TrainingInfo(float(info["seconds"]), str(info["device"]), str(info["data_sha256"]),
-                              int(info["train_rows"]), list(info["history"])),
+            info=TrainingInfo(
+                float(info["seconds"]),
+                str(info["device"]),
+                str(info["data_sha256"]),
+                int(info["train_rows"]),
+                list(info["history"]),
+            ),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise IncompatibleCheckpointError(f"{path}: contents do not fit this version of twins ({exc})") from exc

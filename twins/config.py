@@ -41,7 +41,17 @@ class TwinConfig:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        for name in ("window", "nz", "hidden", "depth", "members", "horizon", "epochs", "steps_per_epoch", "batch_size"):
+        for name in (
+            "window",
+            "nz",
+            "hidden",
+            "depth",
+            "members",
+            "horizon",
+            "epochs",
+            "steps_per_epoch",
+            "batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:

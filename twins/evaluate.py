@@ -96,7 +96,9 @@ def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Recor
     free_n = twin.forecast_normalised(lt, np.array([s0]), run).double().cpu().numpy().mean(0)[0, 1:]
     twin_scores = _scores(names, mean_n, free_n, truth, mask, fr)
     base_scores = {
-        b.name: _scores(names, b.forecast(rec, rows, steps), b.forecast(rec, np.array([s0]), run)[0, 1:], truth, mask, fr)
+        b.name: _scores(
+            names, b.forecast(rec, rows, steps), b.forecast(rec, np.array([s0]), run)[0, 1:], truth, mask, fr
+        )
         for b in baselines
     }
 

@@ -21,7 +21,7 @@ def spaced(rows: np.ndarray, most: int) -> np.ndarray:
 
 @torch.no_grad()
 def forecast_errors(net: TwinNet, lt: LineTensors, rows: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
-    """Return normalised (mean, spread, truth, mask) of the trained net's forecasts from rows, each (N, steps + 1, n_cv)."""
+    """Return normalised (mean, spread, truth, mask) of the net's forecasts from rows, each (N, steps + 1, n_cv)."""
     t = torch.as_tensor(np.asarray(rows), device=lt.y.device)
     yn = net.forecast(lt, t, steps).double().cpu().numpy()  # (M, N, K, n_cv)
     idx = torch.as_tensor(rows).unsqueeze(-1) + torch.arange(steps + 1)

@@ -9,9 +9,19 @@ import numpy as np
 Export = tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
-def random_export(*, seed: int = 0, members: int = 3, nz: int = 4, hidden: int = 16, depth: int = 2,
-                  cv: tuple[str, ...] = ("T", "C"), mv: tuple[str, ...] = ("F", "Q"), dv: tuple[str, ...] = ("T_in",),
-                  activation: str = "tanh", step_gain: float = 0.3) -> Export:
+def random_export(
+    *,
+    seed: int = 0,
+    members: int = 3,
+    nz: int = 4,
+    hidden: int = 16,
+    depth: int = 2,
+    cv: tuple[str, ...] = ("T", "C"),
+    mv: tuple[str, ...] = ("F", "Q"),
+    dv: tuple[str, ...] = ("T_in",),
+    activation: str = "tanh",
+    step_gain: float = 0.3,
+) -> Export:
     """Return a random, well-scaled export: depth hidden layers of `hidden` units in predictor and readout."""
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
@@ -33,8 +43,17 @@ def random_export(*, seed: int = 0, members: int = 3, nz: int = 4, hidden: int =
     arrays["train/dv_min"] = arrays["norm/dv_mean"] - 2 * arrays["norm/dv_std"]
     arrays["train/dv_max"] = arrays["norm/dv_mean"] + 2 * arrays["norm/dv_std"]
     arrays["train/z_mean"], arrays["train/z_std"] = np.zeros((members, nz)), np.ones((members, nz))
-    meta = {"format": "twinops-twin-export", "version": 1, "nz": nz, "cv": list(cv), "mv": list(mv), "dv": list(dv),
-            "members": members, "activation": activation, "sample_period_s": 30.0}
+    meta = {
+        "format": "twinops-twin-export",
+        "version": 1,
+        "nz": nz,
+        "cv": list(cv),
+        "mv": list(mv),
+        "dv": list(dv),
+        "members": members,
+        "activation": activation,
+        "sample_period_s": 30.0,
+    }
     return meta, arrays
 
 
@@ -51,8 +70,17 @@ def first_order_export(*, rate: float = 0.5, members: int = 2) -> Export:
     arrays["train/mv_min"], arrays["train/mv_max"] = np.zeros(1), np.full(1, 10.0)
     arrays["train/dv_min"], arrays["train/dv_max"] = np.zeros(0), np.zeros(0)
     arrays["train/z_mean"], arrays["train/z_std"] = np.zeros((members, 1)), np.ones((members, 1))
-    meta = {"format": "twinops-twin-export", "version": 1, "nz": 1, "cv": ["C"], "mv": ["F"], "dv": [],
-            "members": members, "activation": "tanh", "sample_period_s": 60.0}
+    meta = {
+        "format": "twinops-twin-export",
+        "version": 1,
+        "nz": 1,
+        "cv": ["C"],
+        "mv": ["F"],
+        "dv": [],
+        "members": members,
+        "activation": "tanh",
+        "sample_period_s": 60.0,
+    }
     return meta, arrays
 
 
@@ -63,8 +91,9 @@ _ACT = {
 }
 
 
-def numpy_rollout(meta: dict[str, Any], arrays: dict[str, np.ndarray], z0: np.ndarray, u_plan: np.ndarray,
-                  d_plan: np.ndarray) -> np.ndarray:
+def numpy_rollout(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], z0: np.ndarray, u_plan: np.ndarray, d_plan: np.ndarray
+) -> np.ndarray:
     """Return y (N, M, n_cv) after each step, straight from the documented semantics (no optimizer code)."""
     act = _ACT[meta["activation"]]
 

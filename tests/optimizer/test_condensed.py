@@ -31,7 +31,11 @@ def _economic_problem(seed: int) -> tuple[dict, dict, MpcSpec]:
         cvs=(CvSpec("T", Limits(0.0, 100.0)), CvSpec("C", Limits(0.0, 100.0))),
         mvs=(MvSpec("F", Limits(0.0, 100.0), 1.0), MvSpec("Q", Limits(0.0, 100.0), 1.0)),
         dvs=(DvSpec("T_in"),),
-        objective_terms=(ObjectiveTerm(("F", "C"), 0.1), ObjectiveTerm(("Q",), -0.5), ObjectiveTerm(("T", "T_in"), 0.01)),
+        objective_terms=(
+            ObjectiveTerm(("F", "C"), 0.1),
+            ObjectiveTerm(("Q",), -0.5),
+            ObjectiveTerm(("T", "T_in"), 0.01),
+        ),
     )
     return meta, arrays, spec
 
@@ -61,14 +65,17 @@ def test_a_plan_pushed_against_a_safety_limit_keeps_mean_plus_spread_inside_it_o
     high = float((hold.mean(axis=1) + hold.std(axis=1, ddof=1)).max()) + 0.05  # barely above holding
     spec = MpcSpec(
         cvs=(CvSpec("T", Limits(), Limits(None, high)), CvSpec("C", Limits())),
-        mvs=(MvSpec("F", Limits(mv_mean[0] - 2.0, mv_mean[0] + 2.0), 0.5),
-             MvSpec("Q", Limits(mv_mean[1] - 2.0, mv_mean[1] + 2.0), 0.5)),
+        mvs=(
+            MvSpec("F", Limits(mv_mean[0] - 2.0, mv_mean[0] + 2.0), 0.5),
+            MvSpec("Q", Limits(mv_mean[1] - 2.0, mv_mean[1] + 2.0), 0.5),
+        ),
         dvs=(DvSpec("T_in"),),
         objective_terms=(ObjectiveTerm(("T",), 50.0),),  # the economics want T as high as the safety limit allows
     )
     settings = MpcSettings(horizon=10, sqp_iterations=40, uncertainty_weight=0.0)
     result = MpcController.from_export(meta, arrays, spec, settings).solve(
-        z0=z0, mv=dict(zip(meta["mv"], mv_mean, strict=True)), dv_forecast={"T_in": d})
+        z0=z0, mv=dict(zip(meta["mv"], mv_mean, strict=True)), dv_forecast={"T_in": d}
+    )
     assert result.status is MpcStatus.OPTIMAL, result.message
     plan = np.column_stack([result.mv_plan["F"], result.mv_plan["Q"]])
     members = numpy_rollout(meta, arrays, z0, plan, np.tile(d, (10, 1)))[:, :, 0]
@@ -81,10 +88,16 @@ def test_a_casadi_model_of_the_same_dynamics_plans_like_the_twin() -> None:
     meta, arrays = first_order_export(rate=0.5, members=1)
     z, u = ca.SX.sym("z", 1), ca.SX.sym("u", 1)
     model = CasadiModel(
-        cv=("C",), mv=("F",), dv=(), sample_period_s=60.0,
+        cv=("C",),
+        mv=("F",),
+        dv=(),
+        sample_period_s=60.0,
         step=ca.Function("step", [z, u, ca.SX.sym("d", 0)], [z + 0.5 * (u - z)]),
         readout=ca.Function("readout", [z], [z]),
-        cv_std=np.ones(1), mv_std=np.ones(1), mv_min=np.zeros(1), mv_max=np.full(1, 10.0),
+        cv_std=np.ones(1),
+        mv_std=np.ones(1),
+        mv_min=np.zeros(1),
+        mv_max=np.full(1, 10.0),
     )
     spec = first_order_spec(cv_high=5.0)
     twin = MpcController.from_export(meta, arrays, spec, FAST).solve(z0=np.full((1, 1), 1.0), mv={"F": 1.0})
@@ -92,8 +105,7 @@ def test_a_casadi_model_of_the_same_dynamics_plans_like_the_twin() -> None:
     assert twin.status is MpcStatus.OPTIMAL and plain.status is MpcStatus.OPTIMAL, plain.message
     assert np.allclose(plain.mv_plan["F"], twin.mv_plan["F"], atol=1e-6)
     assert plain.objective_gain == pytest.approx(twin.objective_gain, abs=1e-6)
-    ipopt = IpoptReferenceController(model, spec, FAST).solve(
-        z0=np.full((1, 1), 1.0), mv={"F": 1.0})
+    ipopt = IpoptReferenceController(model, spec, FAST).solve(z0=np.full((1, 1), 1.0), mv={"F": 1.0})
     assert ipopt.status is MpcStatus.OPTIMAL and np.allclose(ipopt.mv_plan["F"], twin.mv_plan["F"], atol=1e-4)
 
 

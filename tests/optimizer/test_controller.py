@@ -55,7 +55,11 @@ def test_the_expected_gain_is_the_plan_minus_holding_setpoints_through_the_same_
         cvs=(CvSpec("T", Limits(0.0, 100.0)), CvSpec("C", Limits(0.0, 100.0))),
         mvs=(MvSpec("F", Limits(0.0, 100.0), 1.0), MvSpec("Q", Limits(0.0, 100.0), 1.0)),
         dvs=(DvSpec("T_in"),),
-        objective_terms=(ObjectiveTerm(("F", "C"), 0.1), ObjectiveTerm(("Q",), -0.5), ObjectiveTerm(("T", "T_in"), 0.01)),
+        objective_terms=(
+            ObjectiveTerm(("F", "C"), 0.1),
+            ObjectiveTerm(("Q",), -0.5),
+            ObjectiveTerm(("T", "T_in"), 0.01),
+        ),
     )
     controller = MpcController.from_export(meta, arrays, spec, MpcSettings(horizon=8, sqp_iterations=30))
     z0 = np.random.default_rng(0).normal(size=(3, 4))
@@ -83,14 +87,17 @@ def test_the_plan_respects_mv_limits_move_limits_ramp_rates_and_safety_limits() 
     safety = Limits(float((hold.mean(axis=1) - band).min()) - 0.2, float((hold.mean(axis=1) + band).max()) + 0.2)
     spec = MpcSpec(
         cvs=(CvSpec("T", Limits(), safety), CvSpec("C", Limits())),
-        mvs=(MvSpec("F", Limits(mv_mean[0] - 1.0, mv_mean[0] + 1.0), max_move_per_step=0.3),
-             MvSpec("Q", Limits(mv_mean[1] - 2.0, mv_mean[1] + 2.0), ramp_rate_per_min=0.4)),  # 0.2 per 30 s step
+        mvs=(
+            MvSpec("F", Limits(mv_mean[0] - 1.0, mv_mean[0] + 1.0), max_move_per_step=0.3),
+            MvSpec("Q", Limits(mv_mean[1] - 2.0, mv_mean[1] + 2.0), ramp_rate_per_min=0.4),
+        ),  # 0.2 per 30 s step
         dvs=(DvSpec("T_in"),),
         objective_terms=(ObjectiveTerm(("T",), 5.0), ObjectiveTerm(("C",), 5.0), ObjectiveTerm(("F",), 1.0)),
     )
     settings = MpcSettings(horizon=10, safety_spread_k=1.0, sqp_iterations=30)
     result = MpcController.from_export(meta, arrays, spec, settings).solve(
-        z0=z0, mv=dict(zip(meta["mv"], mv_mean, strict=True)), dv_forecast={"T_in": d})
+        z0=z0, mv=dict(zip(meta["mv"], mv_mean, strict=True)), dv_forecast={"T_in": d}
+    )
     assert result.status is MpcStatus.OPTIMAL, result.message
     plan = np.column_stack([result.mv_plan["F"], result.mv_plan["Q"]])
     tol = 1e-6
@@ -107,7 +114,8 @@ def test_the_plan_respects_mv_limits_move_limits_ramp_rates_and_safety_limits() 
 def test_a_cv_outside_its_operating_limits_gets_a_plan_that_brings_it_back() -> None:
     meta, arrays = first_order_export(rate=0.5)
     result = MpcController.from_export(meta, arrays, first_order_spec(cv_high=5.0), FAST).solve(
-        z0=np.full((2, 1), 8.0), mv={"F": 8.0})
+        z0=np.full((2, 1), 8.0), mv={"F": 8.0}
+    )
     assert result.status is MpcStatus.OPTIMAL, result.message
     assert result.first_move["F"] == pytest.approx(-1.0, abs=1e-4)
     assert result.cv_mean["C"][-1] <= 5.0 + 1e-3
@@ -123,14 +131,17 @@ def test_a_cv_beyond_a_safety_limit_that_cannot_be_recovered_gives_no_proposal_a
     assert_no_proposal(result)
 
 
-@pytest.mark.parametrize(("z0", "mv", "dv", "why"), [
-    (np.full((3, 4), np.nan), {"F": 1.0, "Q": 1.0}, {"T_in": 20.0}, "z0 holds NaN"),
-    (np.zeros((3, 4)), {"F": np.nan, "Q": 1.0}, {"T_in": 20.0}, "current MVs hold NaN or inf: ['F']"),
-    (np.zeros((3, 4)), {"F": 1.0, "Q": 1.0}, {"T_in": [20.0, np.nan]}, "DV forecast of T_in"),
-    (np.zeros((4, 3)), {"F": 1.0, "Q": 1.0}, {"T_in": 20.0}, "shape (4, 3), expected"),
-    (np.zeros((3, 4)), {"F": 1.0}, {"T_in": 20.0}, "missing ['Q']"),
-    (np.zeros((3, 4)), {"F": 1.0, "Q": 1.0}, {"T_in": [1.0, 2.0, 3.0]}, "has 3 values, expected 1"),
-])
+@pytest.mark.parametrize(
+    ("z0", "mv", "dv", "why"),
+    [
+        (np.full((3, 4), np.nan), {"F": 1.0, "Q": 1.0}, {"T_in": 20.0}, "z0 holds NaN"),
+        (np.zeros((3, 4)), {"F": np.nan, "Q": 1.0}, {"T_in": 20.0}, "current MVs hold NaN or inf: ['F']"),
+        (np.zeros((3, 4)), {"F": 1.0, "Q": 1.0}, {"T_in": [20.0, np.nan]}, "DV forecast of T_in"),
+        (np.zeros((4, 3)), {"F": 1.0, "Q": 1.0}, {"T_in": 20.0}, "shape (4, 3), expected"),
+        (np.zeros((3, 4)), {"F": 1.0}, {"T_in": 20.0}, "missing ['Q']"),
+        (np.zeros((3, 4)), {"F": 1.0, "Q": 1.0}, {"T_in": [1.0, 2.0, 3.0]}, "has 3 values, expected 1"),
+    ],
+)
 def test_bad_inputs_give_bad_input_and_no_proposal(z0, mv, dv, why) -> None:
     meta, arrays = random_export()
     spec = MpcSpec(tuple(CvSpec(n) for n in meta["cv"]), tuple(MvSpec(n) for n in meta["mv"]), (DvSpec("T_in"),))
@@ -146,7 +157,8 @@ def test_a_solver_out_of_time_gives_timeout_and_no_proposal() -> None:
     meta, arrays = first_order_export()
     settings = MpcSettings(horizon=12, max_solver_time_s=1e-6)
     result = MpcController.from_export(meta, arrays, first_order_spec(), settings).solve(
-        z0=np.ones((2, 1)), mv={"F": 1.0})
+        z0=np.ones((2, 1)), mv={"F": 1.0}
+    )
     assert result.status is MpcStatus.TIMEOUT
     assert "budget exhausted" in result.message
     assert_no_proposal(result)
@@ -164,8 +176,10 @@ def test_a_twin_whose_tags_do_not_match_the_line_is_incompatible() -> None:
 def test_an_export_of_an_unknown_version_or_shape_is_incompatible() -> None:
     meta, arrays = first_order_export()
     spec = first_order_spec()
-    for bad_meta, bad_arrays, why in (({**meta, "version": 9}, arrays, "version 9"),
-                                      (meta, {**arrays, "m0/next/W0": np.ones((1, 3))}, "m0/next/W0")):
+    for bad_meta, bad_arrays, why in (
+        ({**meta, "version": 9}, arrays, "version 9"),
+        (meta, {**arrays, "m0/next/W0": np.ones((1, 3))}, "m0/next/W0"),
+    ):
         result = MpcController.from_export(bad_meta, bad_arrays, spec).solve(z0=np.ones((2, 1)), mv={"F": 1.0})
         assert result.status is MpcStatus.INCOMPATIBLE and why in result.message
         assert_no_proposal(result)
@@ -183,9 +197,12 @@ def test_mvs_stay_inside_the_range_the_twin_was_trained_on() -> None:
 
 def test_the_next_solve_starts_warm_from_the_previous_plan() -> None:
     meta, arrays = random_export(seed=2)
-    spec = MpcSpec(tuple(CvSpec(n, Limits(0.0, 100.0)) for n in meta["cv"]),
-                   tuple(MvSpec(n, Limits(0.0, 100.0), 0.5) for n in meta["mv"]), (DvSpec("T_in"),),
-                   (ObjectiveTerm(("C",), 1.0), ObjectiveTerm(("Q",), -0.2)))
+    spec = MpcSpec(
+        tuple(CvSpec(n, Limits(0.0, 100.0)) for n in meta["cv"]),
+        tuple(MvSpec(n, Limits(0.0, 100.0), 0.5) for n in meta["mv"]),
+        (DvSpec("T_in"),),
+        (ObjectiveTerm(("C",), 1.0), ObjectiveTerm(("Q",), -0.2)),
+    )
     controller = MpcController.from_export(meta, arrays, spec, MpcSettings(horizon=10, sqp_iterations=30))
     z0 = np.random.default_rng(3).normal(size=(3, 4))
     mv = dict(zip(meta["mv"], arrays["norm/mv_mean"], strict=True))
@@ -214,8 +231,7 @@ def test_limits_can_change_between_solves_without_a_rebuild() -> None:
 
 def test_the_result_is_plain_json() -> None:
     meta, arrays = first_order_export()
-    result = MpcController.from_export(meta, arrays, first_order_spec(), FAST).solve(
-        z0=np.ones((2, 1)), mv={"F": 1.0})
+    result = MpcController.from_export(meta, arrays, first_order_spec(), FAST).solve(z0=np.ones((2, 1)), mv={"F": 1.0})
     data = json.loads(json.dumps(result.to_dict()))
     assert data["status"] == "optimal"
     assert len(data["mv_plan"]["F"]) == 12 and len(data["cv_hi"]["C"]) == 12

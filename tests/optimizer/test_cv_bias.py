@@ -42,8 +42,9 @@ def test_with_the_bias_the_plan_respects_the_true_limit_which_the_biased_predict
     assert plain.status is MpcStatus.OPTIMAL, plain.message
     assert max(true_c(meta, arrays, plain, z0)) > 5.0 + 0.5  # the twin reads 1 low: the plant ends 1 over
 
-    corrected = SOLVERS[subproblem].from_export(meta, arrays, spec(), settings()).solve(
-        z0=z0, mv=mv, cv_bias={"C": OFFSET})
+    corrected = (
+        SOLVERS[subproblem].from_export(meta, arrays, spec(), settings()).solve(z0=z0, mv=mv, cv_bias={"C": OFFSET})
+    )
     assert corrected.status is MpcStatus.OPTIMAL, corrected.message
     c = true_c(meta, arrays, corrected, z0)
     assert max(c) <= 5.0 + 1e-3 and max(c) == pytest.approx(5.0, abs=1e-3)  # binds at the true limit
@@ -70,22 +71,25 @@ def test_a_zero_bias_or_none_changes_nothing() -> None:
     z0, mv = np.full((2, 1), 1.0), {"F": 1.0}
     base = MpcController.from_export(meta, arrays, spec(), settings()).solve(z0=z0, mv=mv)
     for bias in (None, {}, {"C": 0.0}):
-        other = MpcController.from_export(meta, arrays, spec(), settings()).solve(
-            z0=z0, mv=mv, cv_bias=bias)
+        other = MpcController.from_export(meta, arrays, spec(), settings()).solve(z0=z0, mv=mv, cv_bias=bias)
         assert other.mv_plan == base.mv_plan and other.cv_mean == base.cv_mean
         assert other.objective_gain == base.objective_gain
 
 
-@pytest.mark.parametrize(("bias", "why"), [
-    ({"C": float("nan")}, "CV bias holds NaN or inf: ['C']"),
-    ({"C": float("inf")}, "CV bias holds NaN or inf: ['C']"),
-    ({"X": 1.0}, "not CVs of the twin: ['X']"),
-    ({"C": "high"}, "CV bias values must be numbers"),
-])
+@pytest.mark.parametrize(
+    ("bias", "why"),
+    [
+        ({"C": float("nan")}, "CV bias holds NaN or inf: ['C']"),
+        ({"C": float("inf")}, "CV bias holds NaN or inf: ['C']"),
+        ({"X": 1.0}, "not CVs of the twin: ['X']"),
+        ({"C": "high"}, "CV bias values must be numbers"),
+    ],
+)
 def test_a_bad_bias_gives_bad_input_without_solving(bias, why) -> None:
     meta, arrays = first_order_export(rate=0.5)
     result = MpcController.from_export(meta, arrays, spec(), settings()).solve(
-        z0=np.full((2, 1), 1.0), mv={"F": 1.0}, cv_bias=bias)
+        z0=np.full((2, 1), 1.0), mv={"F": 1.0}, cv_bias=bias
+    )
     assert result.status is MpcStatus.BAD_INPUT
     assert why in result.message
     assert result.solve_time_s is None and result.iterations is None  # the solver was never called

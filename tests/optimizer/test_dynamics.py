@@ -77,10 +77,30 @@ def test_the_twins_package_export_is_rebuilt_to_torch_precision() -> None:
     level = np.zeros((rows, 1))
     for t in range(rows - 1):
         level[t + 1] = level[t] + 0.1 * (feed[t] - level[t])
-    data = TwinDataset.from_arrays(cv=level + 0.01 * rng.normal(size=level.shape), mv=feed, dv=np.zeros((rows, 0)),
-                                   cv_names=["level_m"], mv_names=["feed_m3_h"], dv_names=[], sample_period_s=10.0)
-    config = TwinConfig(window=8, nz=4, hidden=16, depth=2, members=3, horizon=10, epochs=1, steps_per_epoch=2,
-                        batch_size=16, val_windows=16, eval_starts=50, min_train_samples=100, activation="tanh")
+    data = TwinDataset.from_arrays(
+        cv=level + 0.01 * rng.normal(size=level.shape),
+        mv=feed,
+        dv=np.zeros((rows, 0)),
+        cv_names=["level_m"],
+        mv_names=["feed_m3_h"],
+        dv_names=[],
+        sample_period_s=10.0,
+    )
+    config = TwinConfig(
+        window=8,
+        nz=4,
+        hidden=16,
+        depth=2,
+        members=3,
+        horizon=10,
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=16,
+        val_windows=16,
+        eval_starts=50,
+        min_train_samples=100,
+        activation="tanh",
+    )
     twin = train_twin(split_by_time(data), config)
     twin.net.double()
     meta, arrays = export_arrays(twin)
@@ -115,7 +135,9 @@ def test_an_export_with_a_mis_shaped_array_is_refused_naming_the_array() -> None
 
 
 @pytest.mark.parametrize("activation", ["tanh", "silu", "softplus"])
-def test_the_numpy_linearisation_along_a_plan_equals_the_casadi_replica_and_its_derivatives(activation: str, rng) -> None:
+def test_the_numpy_linearisation_along_a_plan_equals_the_casadi_replica_and_its_derivatives(
+    activation: str, rng
+) -> None:
     from optimizer.linearize import NumpyTwin
 
     meta, arrays = random_export(seed=6, activation=activation, members=3, nz=4, hidden=10)

@@ -10,18 +10,30 @@ LINE_SPEC = {
     "schema_version": 1,
     "line": {"id": "vdv-reactor", "name": "Van de Vusse reactor", "sample_period_s": 18},
     "tags": [
-        {"name": "C_b", "role": "CV", "unit": "mol/l", "limits": {"low": 0.5, "high": 2.0},
-         "safety_limits": {"high": None}},
+        {
+            "name": "C_b",
+            "role": "CV",
+            "unit": "mol/l",
+            "limits": {"low": 0.5, "high": 2.0},
+            "safety_limits": {"high": None},
+        },
         {"name": "T", "role": "CV", "limits": {"high": 130.0}, "safety_limits": {"high": 140.0}, "soft_limit_rank": 2},
-        {"name": "F", "role": "MV", "limits": {"low": 5, "high": 100}, "max_move_per_step": 5.0,
-         "ramp_rate_per_min": 10.0},
+        {
+            "name": "F",
+            "role": "MV",
+            "limits": {"low": 5, "high": 100},
+            "max_move_per_step": 5.0,
+            "ramp_rate_per_min": 10.0,
+        },
         {"name": "Q_dot", "role": "MV", "limits": {"low": -8500, "high": 0}},
         {"name": "T_in", "role": "DV"},
     ],
     "objective": {
         "currency": "EUR",
-        "terms": [{"tags": ["F", "C_b"], "price": 2.0, "description": "product value"},
-                  {"tags": ["Q_dot"], "price": 0.001, "description": "cooling cost"}],
+        "terms": [
+            {"tags": ["F", "C_b"], "price": 2.0, "description": "product value"},
+            {"tags": ["Q_dot"], "price": 0.001, "description": "cooling cost"},
+        ],
         "targets": [{"tag": "C_b", "value": 0.6, "weight": 1.0}],
     },
 }

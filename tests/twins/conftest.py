@@ -12,8 +12,18 @@ import torch
 from twins import TrainingOutcome, TwinConfig, TwinDataset, train_and_evaluate
 
 TINY = TwinConfig(
-    window=8, nz=6, hidden=24, depth=2, members=5, horizon=40, epochs=8, steps_per_epoch=30, batch_size=32,
-    val_windows=64, eval_starts=300, min_train_samples=100,
+    window=8,
+    nz=6,
+    hidden=24,
+    depth=2,
+    members=5,
+    horizon=40,
+    epochs=8,
+    steps_per_epoch=30,
+    batch_size=32,
+    val_windows=64,
+    eval_starts=300,
+    min_train_samples=100,
 )
 
 
@@ -37,8 +47,14 @@ def two_tanks(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
 def as_dataset(arrays: dict[str, np.ndarray], **masks: np.ndarray) -> TwinDataset:
     """Wrap two-tank arrays as a dataset with tag names."""
     return TwinDataset.from_arrays(
-        cv=arrays["cv"], mv=arrays["mv"], dv=arrays["dv"], cv_names=["upper_level_m", "lower_level_m"],
-        mv_names=["pump_flow_m3_h"], dv_names=["leak_m3_h"], sample_period_s=10.0, **masks,
+        cv=arrays["cv"],
+        mv=arrays["mv"],
+        dv=arrays["dv"],
+        cv_names=["upper_level_m", "lower_level_m"],
+        mv_names=["pump_flow_m3_h"],
+        dv_names=["leak_m3_h"],
+        sample_period_s=10.0,
+        **masks,
     )
 
 

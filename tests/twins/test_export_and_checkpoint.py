@@ -77,8 +77,15 @@ def test_the_export_has_the_documented_keys_shapes_and_meta(trained: TrainingOut
     meta, arrays = export_arrays(twin)
     cfg = twin.config
     assert meta == {
-        "format": "twinops-twin-export", "version": 1, "nz": cfg.nz, "cv": ["upper_level_m", "lower_level_m"],
-        "mv": ["pump_flow_m3_h"], "dv": ["leak_m3_h"], "members": 5, "activation": "tanh", "sample_period_s": 10.0,
+        "format": "twinops-twin-export",
+        "version": 1,
+        "nz": cfg.nz,
+        "cv": ["upper_level_m", "lower_level_m"],
+        "mv": ["pump_flow_m3_h"],
+        "dv": ["leak_m3_h"],
+        "members": 5,
+        "activation": "tanh",
+        "sample_period_s": 10.0,
     }
     json.dumps(meta)
     assert all(a.dtype == np.float64 for a in arrays.values())

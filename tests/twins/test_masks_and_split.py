@@ -41,7 +41,12 @@ def test_nan_samples_are_marked_bad_when_the_dataset_is_built(tanks) -> None:
     cv = data.cv.copy()
     cv[10, 1] = np.nan
     built = TwinDataset.from_arrays(
-        cv=cv, mv=data.mv, dv=data.dv, cv_names=data.cv_names, mv_names=data.mv_names, dv_names=data.dv_names,
+        cv=cv,
+        mv=data.mv,
+        dv=data.dv,
+        cv_names=data.cv_names,
+        mv_names=data.mv_names,
+        dv_names=data.dv_names,
         sample_period_s=10.0,
     )
     assert not built.cv_mask[10, 1] and built.cv_mask[10, 0] and built.cv_mask[11, 1]
@@ -87,7 +92,12 @@ def test_a_record_with_scattered_nans_still_trains_with_finite_losses(tanks, qui
     cv[rng.random(cv.shape) < 0.1] = np.nan  # a flaky analyser: one sample in ten lost
     mv[rng.random(mv.shape) < 0.02] = np.nan
     holey = TwinDataset.from_arrays(
-        cv=cv, mv=mv, dv=data.dv, cv_names=data.cv_names, mv_names=data.mv_names, dv_names=data.dv_names,
+        cv=cv,
+        mv=mv,
+        dv=data.dv,
+        cv_names=data.cv_names,
+        mv_names=data.mv_names,
+        dv_names=data.dv_names,
         sample_period_s=10.0,
     )
     twin = train_twin(split_by_time(holey), quick)

@@ -61,7 +61,14 @@ def test_it_refuses_a_line_whose_windows_are_mostly_nan(tiny: TwinConfig) -> Non
 def test_good_values_must_be_finite() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         TwinDataset(
-            cv=np.array([[np.nan]]), mv=np.zeros((1, 1)), dv=np.zeros((1, 0)), cv_mask=np.ones((1, 1), bool),
-            mv_mask=np.ones((1, 1), bool), dv_mask=np.ones((1, 0), bool), cv_names=("a",), mv_names=("b",),
-            dv_names=(), sample_period_s=1.0,
+            cv=np.array([[np.nan]]),
+            mv=np.zeros((1, 1)),
+            dv=np.zeros((1, 0)),
+            cv_mask=np.ones((1, 1), bool),
+            mv_mask=np.ones((1, 1), bool),
+            dv_mask=np.ones((1, 0), bool),
+            cv_names=("a",),
+            mv_names=("b",),
+            dv_names=(),
+            sample_period_s=1.0,
         )
