@@ -24,7 +24,7 @@ class Command(BaseCommand):
         add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        password = sys.stdin.readline().rstrip("\n") if opts["password_stdin"] else getpass.getpass("Password: ")
+        password = sys.stdin.readline().rstrip("\n") if opts["password_stdin"] else _prompt_password()
         try:
             user = user_create(username=opts["username"], role=opts["role"], password=password,
                                actor="system:cli", reason="created with twinops user add")
@@ -33,3 +33,12 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Created {user.username} ({opts['role']}).")
+
+
+def _prompt_password() -> str:
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for the password: give it on standard input with --password-stdin")
+    try:
+        return getpass.getpass("Password: ")
+    except EOFError:
+        raise CommandError("no password given") from None
