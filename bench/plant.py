@@ -105,7 +105,7 @@ def collector_rate(seconds: float) -> dict[str, float]:
     from bench.ingest import scratch_database
     from plantsim.spec import line_spec
     from twinops.lines.models import Line
-    from twinops.lines.services import line_onboard
+    from twinops.onboarding.services import line_onboard
 
     with scratch_database("twinops_bench_plant"), tempfile.TemporaryDirectory(prefix="plantsim-bench-") as tmp:
         line = Line.objects.filter(key="heat-train").first()

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "twinops.audit",
     "twinops.lines",
     "twinops.telemetry",
+    "twinops.onboarding",
     "twinops.modeling",
     "twinops.recommendations",
     "twinops.web",

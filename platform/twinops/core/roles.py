@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 
+from twinops.core.actors import Actor
 from twinops.core.capabilities import CAPABILITIES
 
 ROLES: dict[str, set[str]] = {
@@ -32,6 +33,12 @@ def user_can(user: Any, capability: str) -> bool:
     if capability not in CAPABILITIES:
         raise ValueError(f"unknown capability {capability!r}")
     return bool(user and user.is_authenticated and user.is_active and user.has_perm(f"core.{capability}"))
+
+
+def capability_require(*, actor: Actor, capability: str) -> None:
+    """Raise PermissionDenied unless a person holds the capability; a system component is trusted (CLI, tasks)."""
+    if actor.person and not user_can(actor.user, capability):
+        raise PermissionDenied(f"{actor.label or 'anonymous'} may not {CAPABILITIES[capability].lower()}")
 
 
 def require_capability(capability: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -11,10 +11,9 @@ from pathlib import Path
 from plantsim import available_lines
 from plantsim.history import export_line
 from twinops.lines.models import Line
-from twinops.lines.services import line_onboard
-from twinops.modeling.models import TrainingJob
-from twinops.modeling.selectors import twin_latest
+from twinops.modeling.selectors import training_jobs_active, twin_latest
 from twinops.modeling.services import training_job_create
+from twinops.onboarding.services import line_onboard
 
 ACTOR = "system:demo"
 Progress = Callable[[str], Callable[[int, int], None]]  # label -> progress callback
@@ -66,8 +65,7 @@ def demo_training_request() -> list[str]:
     """Ask for a first twin of each demo line that has none and none in training; return the line keys asked for."""
     asked = []
     for line in Line.objects.filter(key__in=demo_lines()):
-        busy = TrainingJob.objects.filter(line=line, status__in=["queued", "running"]).exists()
-        if twin_latest(line=line) is None and not busy:
+        if twin_latest(line=line) is None and not training_jobs_active(line=line):
             training_job_create(line=line, actor=ACTOR)
             asked.append(line.key)
     return asked

@@ -1,27 +1,26 @@
-"""Onboard lines from spec files and version their specs; each write commits together with its audit events."""
+"""Create lines from spec files and version their specs; each write commits together with its audit events.
+
+Onboarding a line together with its history is `twinops.onboarding`'s: telemetry sits above lines.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
-from twinops.core.roles import CAPABILITIES, user_can
+from twinops.core.roles import capability_require
 from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import spec_diff, tag_flatten
 from twinops.lines.spec import ParsedSpec, SpecError, SpecProblem, TagSpec, spec_parse
 
 __all__ = [
-    "LineExistsError", "OnboardResult", "SpecError", "SpecProblem", "SpecUnchangedError", "line_onboard",
-    "spec_parse", "spec_version_create",
+    "LineCreated", "LineExistsError", "SpecError", "SpecProblem", "SpecUnchangedError", "line_create", "spec_parse",
+    "spec_version_create",
 ]
 
 
@@ -34,58 +33,36 @@ class SpecUnchangedError(ValueError):
 
 
 @dataclass(frozen=True)
-class OnboardResult:
-    """What onboarding made: the line, spec version 1, tag counts by role, and the history import's result if any."""
+class LineCreated:
+    """What creating a line made: the line, spec version 1 and tag counts by role."""
 
     line: Line
     spec_version: SpecVersion
     tags_by_role: dict[str, int]  # {"CV": 2, "MV": 1, "DV": 0}
-    history: Any | None  # twinops.telemetry.services.ImportResult when a history file was given, else None
 
 
-def line_onboard(
-    *,
-    text: str,
-    filename: str,
-    actor: ActorLike,
-    history_path: Path | None = None,
-    history_filename: str | None = None,
-    reason: str = "",
-    on_progress: Callable[..., Any] | None = None,
-) -> OnboardResult:
-    """Validate a spec and create its line, spec v1 and tags, importing history in the same transaction.
+def line_create(*, text: str, filename: str, actor: ActorLike, reason: str = "") -> LineCreated:
+    """Validate a spec and create its line, spec v1 and tags with their audit events, in one transaction.
 
-    `text`/`filename`: the spec file's content and the name to report problems against. `actor`: the user (needs the
-    `onboard_line` capability, and `import_telemetry` with history) or a label such as "cli:root" for trusted
-    system callers. `history_path`: a wide or long CSV/Parquet file handed to `telemetry.services.history_import`
-    (`history_filename` is its name for reports; default the path's name); `on_progress` is passed on to it.
-    Raises `SpecError` (invalid spec; `LineExistsError` when the id is taken), `HistoryFileError` (structurally bad
-    history file) or `PermissionDenied`; in every such case nothing at all is created.
+    `text`/`filename`: the spec file's content and the name to report problems against. `actor`: a person with the
+    `onboard_line` capability, or a system component such as "cli:root". Runs inside the caller's transaction when
+    there is one (onboarding imports the line's history in the same one). Raises `SpecError` (invalid spec;
+    `LineExistsError` when the id is taken) or `PermissionDenied`; then nothing is created.
     """
     parsed = spec_parse(text=text, filename=filename)
     who = Actor.of(actor)
-    _require(who, "onboard_line")
-    if history_path is not None:
-        _require(who, "import_telemetry")
+    capability_require(actor=who, capability="onboard_line")
     try:
         with transaction.atomic():
             if Line.objects.filter(key=parsed.key).exists():
                 raise _line_exists(parsed)
-            line, version = _line_create(parsed, actor=who, reason=reason)
-            history = None
-            if history_path is not None:
-                from twinops.telemetry.services import history_import  # telemetry depends on lines, not the reverse
-
-                path = Path(history_path)
-                history = history_import(line=line, path=path, filename=history_filename or path.name, actor=who,
-                                         on_progress=on_progress)
+            line, version = _line_insert(parsed, actor=who, reason=reason)
     except IntegrityError:
         if Line.objects.filter(key=parsed.key).exists():  # onboarded concurrently between our check and insert
             raise _line_exists(parsed) from None
         raise
     roles = Counter(t.role for t in parsed.tags)
-    return OnboardResult(line=line, spec_version=version, tags_by_role={r: roles.get(r, 0) for r in Tag.Role.values},
-                         history=history)
+    return LineCreated(line=line, spec_version=version, tags_by_role={r: roles.get(r, 0) for r in Tag.Role.values})
 
 
 def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLike, reason: str) -> SpecVersion:
@@ -99,7 +76,7 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLik
         raise ValueError("a reason is required: say why the spec changes (it is kept with the version and audited)")
     parsed = spec_parse(text=text, filename=filename)
     who = Actor.of(actor)
-    _require(who, "onboard_line")
+    capability_require(actor=who, capability="onboard_line")
     if parsed.key != line.key:
         raise SpecError([SpecProblem(filename, parsed.line_of("line", "id"), "line.id",
                                      f"this spec is for line {parsed.key!r}, not {line.key!r}; a line's id never changes")])
@@ -124,12 +101,6 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLik
 # ---------------------------------------------------------------- helpers
 
 
-def _require(actor: Actor, capability: str) -> None:
-    """Refuse a person without the capability; a system component is a trusted caller (CLI, tasks)."""
-    if actor.person and not user_can(actor.user, capability):
-        raise PermissionDenied(f"{actor.label or 'anonymous'} may not {CAPABILITIES[capability].lower()}")
-
-
 def _line_exists(parsed: ParsedSpec) -> LineExistsError:
     return LineExistsError([SpecProblem(
         parsed.filename, parsed.line_of("line", "id"), "line.id",
@@ -143,7 +114,7 @@ def _line_fields_set(line: Line, parsed: ParsedSpec) -> None:
     line.sample_period_s = float(doc["sample_period_s"])
 
 
-def _line_create(parsed: ParsedSpec, *, actor: Actor, reason: str) -> tuple[Line, SpecVersion]:
+def _line_insert(parsed: ParsedSpec, *, actor: Actor, reason: str) -> tuple[Line, SpecVersion]:
     line = Line(key=parsed.key, created_at=timezone.now(), created_by=actor.user)
     _line_fields_set(line, parsed)
     line.save(force_insert=True)

@@ -295,6 +295,11 @@ def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[st
 
 
 # --- import jobs --------------------------------------------------------------------------------------------------
+def import_job_get(*, job_id: int) -> HistoryImportJob:
+    """Return a history import job with its line; raise HistoryImportJob.DoesNotExist if there is none."""
+    return HistoryImportJob.objects.select_related("line").get(pk=job_id)
+
+
 def import_job_rejections(*, job: HistoryImportJob) -> list[Rejection]:
     """Return an import job's rejection report: the rejected/flagged values, or the file's structural problems."""
     result = job.result or {}

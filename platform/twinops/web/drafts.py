@@ -11,6 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
+from twinops.core.actors import ActorLike
+from twinops.onboarding.services import OnboardResult, line_onboard_queued
+
 SESSION_KEY = "onboard_drafts"
 MAX_DRAFTS = 5  # per session: a few open previews in different tabs, never an unbounded pile
 
@@ -56,3 +59,17 @@ def upload_store(*, upload: UploadedFile) -> Path:
         for chunk in upload.chunks():
             out.write(chunk)
     return path
+
+
+def draft_onboard(*, draft: Draft, actor: ActorLike, history: UploadedFile | None, reason: str) -> OnboardResult:
+    """Onboard a line from a previewed spec and queue its uploaded history file; keep no file if onboarding fails."""
+    if history is None:
+        return line_onboard_queued(text=draft.text, filename=draft.filename, actor=actor, history_path=None,
+                                   history_filename="", reason=reason)
+    path = upload_store(upload=history)
+    try:
+        return line_onboard_queued(text=draft.text, filename=draft.filename, actor=actor, history_path=path,
+                                   history_filename=history.name or path.name, reason=reason)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise

@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from twinops.lines.models import Line, Tag
+from django.http import Http404
+
+from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import line_tags, spec_diff
+from twinops.lines.spec import ParsedSpec
+from twinops.telemetry.models import HistoryImportJob
+from twinops.telemetry.selectors import ChartSeries, TagQuality, chart_series, import_job_get, quality_summary
 from twinops.web.forms import ChartForm
 from twinops.web.plots import Panel, figure_for
 
-# Telemetry is imported where used: the pages that need no telemetry (login, onboarding) load without it.
 CHART_MAX_POINTS = 2000  # per tag: about one point per screen pixel column on a wide display
 DEFAULT_CHART_TAGS = 3
 ROLE_ORDER = {"CV": 0, "MV": 1, "DV": 2}
@@ -31,11 +35,6 @@ class LineRow:
 
 def line_rows(*, lines: Iterable[Line]) -> list[LineRow]:
     """Return the line list's rows: tag counts by role and data freshness."""
-    lines = list(lines)
-    if not lines:
-        return []
-    from twinops.telemetry.selectors import quality_summary
-
     rows = []
     for line in lines:
         counts = {
@@ -53,22 +52,20 @@ class QualityRow:
     """One tag's data quality, with the flags the table highlights."""
 
     tag: Tag
-    quality: Any  # telemetry.selectors.TagQuality
+    quality: TagQuality
     problem: bool  # some samples are bad or out of range
     no_data: bool
     bad_count: int  # bad + out of range
     total: int
 
 
-def quality_context(*, line: Line, summary: Sequence[Any] | None = None) -> dict[str, Any]:
+def quality_context(*, line: Line, summary: Sequence[TagQuality] | None = None) -> dict[str, Any]:
     """Return the quality table's rows for a line (problems first), and the line's newest sample time."""
-    from twinops.telemetry.selectors import quality_summary
-
     summary = quality_summary(line=line) if summary is None else summary
     tags = {t.name: t for t in line_tags(line=line)}
     rows = []
     for q in summary:
-        tag = tags.get(_tag_name(q))
+        tag = tags.get(q.tag)
         if tag is None:
             continue
         bad = (q.bad or 0) + (q.out_of_range or 0)
@@ -86,12 +83,7 @@ def quality_context(*, line: Line, summary: Sequence[Any] | None = None) -> dict
     return {"quality_rows": rows, "latest": _latest(summary), "problem_count": sum(r.problem for r in rows)}
 
 
-def _tag_name(q: Any) -> str:
-    tag = q.tag
-    return tag if isinstance(tag, str) else tag.name
-
-
-def _latest(summary: Iterable[Any]) -> datetime | None:
+def _latest(summary: Iterable[TagQuality]) -> datetime | None:
     times = [q.last_time for q in summary if q.last_time is not None]
     return max(times) if times else None
 
@@ -99,8 +91,6 @@ def _latest(summary: Iterable[Any]) -> datetime | None:
 # --- chart --------------------------------------------------------------------------------------------------------
 def chart_context(*, line: Line, form: ChartForm, now: datetime, latest: datetime | None = None) -> dict[str, Any]:
     """Return the chart partial's context: the form, the chosen window, and the figure (None without tags)."""
-    from twinops.telemetry.selectors import chart_series, quality_summary
-
     tags = sorted(line_tags(line=line), key=lambda t: (ROLE_ORDER.get(t.role, 3), t.name))
     if not form.is_bound:
         chosen = [t.name for t in _default_tags(tags)]
@@ -132,8 +122,8 @@ def _default_tags(tags: Sequence[Tag]) -> list[Tag]:
     return list(tags[:DEFAULT_CHART_TAGS])
 
 
-def _is_rollup(series: Any) -> bool:
-    return getattr(series, "mins", None) is not None
+def _is_rollup(series: ChartSeries) -> bool:
+    return series.mins is not None
 
 
 # --- spec preview -------------------------------------------------------------------------------------------------
@@ -147,7 +137,7 @@ class SpecPreview:
     objective: dict[str, Any] | None = field(default=None)
 
 
-def spec_preview(parsed: Any) -> SpecPreview:
+def spec_preview(parsed: ParsedSpec) -> SpecPreview:
     """Lay out a `ParsedSpec` for the preview: line fields, tags grouped by role, the objective."""
     groups = [(role, label, [t for t in parsed.tags if t.role == role]) for role, label in ROLE_HEADINGS.items()]
     doc = parsed.document
@@ -161,14 +151,26 @@ def spec_preview(parsed: Any) -> SpecPreview:
 class VersionRow:
     """A spec version and what it changed from the one before."""
 
-    version: Any  # lines.models.SpecVersion
+    version: SpecVersion
     changes: list[str]
 
 
-def version_rows(versions: Sequence[Any]) -> list[VersionRow]:
+def version_rows(versions: Sequence[SpecVersion]) -> list[VersionRow]:
     """Return spec versions newest first, each with its changes from the previous version."""
     rows = []
     for before, after in zip([None, *versions[:-1]], versions, strict=True):
         changes = spec_diff(before, after).lines() if before is not None else []
         rows.append(VersionRow(version=after, changes=changes))
     return rows[::-1]
+
+
+# --- history imports ----------------------------------------------------------------------------------------------
+def import_context(*, job_id: int) -> dict[str, Any]:
+    """Return an import job with its progress and result, for the progress page and partial; 404 if there is none."""
+    try:
+        job = import_job_get(job_id=job_id)
+    except HistoryImportJob.DoesNotExist:
+        raise Http404(f"No import job {job_id}.") from None
+    finished = job.status in (HistoryImportJob.Status.DONE, HistoryImportJob.Status.FAILED)
+    percent = 100 if job.status == HistoryImportJob.Status.DONE else int(min(99.0, max(0.0, job.progress)))
+    return {"job": job, "percent": percent, "finished": finished, "result": job.result or {}}

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from twinops.lines.models import Tag
+from twinops.telemetry.selectors import ChartSeries
 
 PANEL_HEIGHT_PX = 230  # one tag per panel: readable on a control-room screen without scrolling for 3-4 tags
 ROLE_COLOURS = {"CV": "#1f4f8f", "MV": "#6a3d9a", "DV": "#4a5563"}
@@ -17,31 +20,12 @@ SAFETY_COLOUR = "#b3261e"  # safety limits: red, solid
 PHYSICAL_COLOUR = "#9aa0a9"  # edge of the instrument's range
 
 
-class SeriesLike(Protocol):
-    """What a chart needs from `telemetry.selectors.chart_series` (see `ChartSeries` there)."""
-
-    times: Sequence[datetime]
-    values: Sequence[float | None]  # raw values, or the per-bucket average for rollups
-    mins: Sequence[float | None] | None  # per-bucket min/max for rollups; None for raw samples
-    maxs: Sequence[float | None] | None
-
-
-class TagLike(Protocol):
-    name: str
-    role: str
-    unit: str
-    limit_low: float | None
-    limit_high: float | None
-    safety_low: float | None
-    safety_high: float | None
-
-
 @dataclass(frozen=True)
 class Panel:
     """One tag's series, ready to plot."""
 
-    tag: Any  # lines.models.Tag
-    series: Any  # telemetry.selectors.ChartSeries
+    tag: Tag
+    series: ChartSeries
     bucket: str = ""  # e.g. "1 min rollup (min/avg/max)" or "" for raw samples
 
 

@@ -16,7 +16,7 @@ from twinops.lines.selectors import line_list as lines_all
 from twinops.lines.selectors import line_tags, spec_versions
 from twinops.lines.services import SpecError, spec_parse
 from twinops.lines.shortcuts import line_or_404
-from twinops.web import drafts, imports, pages
+from twinops.web import drafts, pages
 from twinops.web.forms import ChartForm, OnboardConfirmForm, SpecUploadForm
 
 
@@ -113,20 +113,17 @@ def onboard_confirm(request: HttpRequest) -> HttpResponse:
         context = {"spec": pages.spec_preview(parsed), "filename": draft.filename, "form": form}
         return render(request, "web/onboard_preview.html", context, status=400)
     try:
-        outcome = imports.onboard_with_history(
-            text=draft.text,
-            filename=draft.filename,
-            actor=request.user,
-            history=form.cleaned_data["history"],
-            reason=form.cleaned_data["reason"],
+        outcome = drafts.draft_onboard(
+            draft=draft, actor=request.user, history=form.cleaned_data["history"], reason=form.cleaned_data["reason"]
         )
     except SpecError as exc:  # e.g. someone onboarded the same line id since the preview
         context = {"form": SpecUploadForm(), "problems": exc.problems, "filename": draft.filename}
         return render(request, "web/onboard_upload.html", context, status=422)
     drafts.draft_drop(session=request.session, draft_id=form.cleaned_data["draft"])
-    if outcome.job_id is not None:
-        return redirect("import-detail", job_id=outcome.job_id)
-    messages.success(request, f"Line {outcome.line.name} onboarded with {outcome.tag_count} tags.")
+    if outcome.history_job is not None:
+        return redirect("import-detail", job_id=outcome.history_job.pk)
+    tag_count = sum(outcome.tags_by_role.values())
+    messages.success(request, f"Line {outcome.line.name} onboarded with {tag_count} tags.")
     return redirect("line-detail", key=outcome.line.key)
 
 
@@ -135,11 +132,11 @@ def onboard_confirm(request: HttpRequest) -> HttpResponse:
 @require_capability("view_plant")
 def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     """Show a history import: a progress bar while it runs, its counts and rejection report when done."""
-    return render(request, "web/import_detail.html", imports.import_context(job_id=job_id))
+    return render(request, "web/import_detail.html", pages.import_context(job_id=job_id))
 
 
 @require_GET
 @require_capability("view_plant")
 def import_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     """Return the progress partial; it polls itself (htmx) until the import has finished."""
-    return render(request, "web/partials/import_progress.html", imports.import_context(job_id=job_id))
+    return render(request, "web/partials/import_progress.html", pages.import_context(job_id=job_id))

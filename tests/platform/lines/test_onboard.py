@@ -9,7 +9,8 @@ from twinops.audit.models import AuditEvent
 from twinops.audit.services import audit_chain_verify
 from twinops.lines.models import Line, Tag
 from twinops.lines.selectors import line_get, line_list, spec_versions
-from twinops.lines.services import LineExistsError, SpecError, line_onboard
+from twinops.lines.services import LineExistsError, SpecError
+from twinops.onboarding.services import line_onboard
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 
 from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import line_get
-from twinops.lines.services import line_onboard
+from twinops.onboarding.services import line_onboard
 
 from .conftest import DATA, SPECS
 

@@ -7,7 +7,8 @@ import pytest
 from twinops.audit.models import AuditEvent
 from twinops.lines.models import SpecVersion, Tag
 from twinops.lines.selectors import line_tags, spec_diff, spec_versions
-from twinops.lines.services import SpecError, SpecUnchangedError, line_onboard, spec_version_create
+from twinops.lines.services import SpecError, SpecUnchangedError, spec_version_create
+from twinops.onboarding.services import line_onboard
 
 pytestmark = pytest.mark.django_db
 

@@ -92,7 +92,7 @@ def trained() -> Any:
 @pytest.fixture
 def onboard(db: None) -> Callable[..., Any]:
     """Onboard a line from a spec text (default: the two-tank spec)."""
-    from twinops.lines.services import line_onboard
+    from twinops.onboarding.services import line_onboard
 
     def make(text: str = SPEC) -> Any:
         return line_onboard(text=text, filename="tanks.yaml", actor="system:test").line

@@ -73,7 +73,7 @@ def onboarded(make_user: Callable[..., Any], tmp_path: Path) -> Callable[..., An
     """Onboard the spec's line (through the lines service) with a history ending at `end`."""
 
     def onboard(*, end: datetime | None = None, minutes: int = 120, bad_every: int = 0) -> Any:
-        from twinops.lines.services import line_onboard
+        from twinops.onboarding.services import line_onboard
 
         path = tmp_path / "history.csv"
         path.write_text(

@@ -104,7 +104,8 @@ def test_a_history_file_of_the_wrong_type_is_refused_before_anything_is_created(
 
 @pytest.mark.django_db
 def test_the_spec_versions_page_says_who_changed_what_when_and_why(login, spec_text: str, make_user) -> None:
-    from twinops.lines.services import line_onboard, spec_version_create
+    from twinops.lines.services import spec_version_create
+    from twinops.onboarding.services import line_onboard
 
     dana = make_user("data", username="dana")
     line = line_onboard(text=spec_text, filename="v1.yaml", actor=dana, reason="commissioning").line

@@ -1,4 +1,7 @@
-"""`twinops line onboard|list|show|update`: thin wrapper over the lines services and selectors."""
+"""`twinops line onboard|list|show|update`: thin wrapper over the onboarding and lines services and selectors.
+
+It lives in the onboarding app, not in lines, because `onboard --history` imports telemetry, which sits above lines.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from twinops.core.actors import Actor
 from twinops.core.progress import ProgressBar
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_list, line_tags, spec_diff, spec_versions
-from twinops.lines.services import SpecError, SpecUnchangedError, line_onboard, spec_version_create
-from twinops.telemetry.services import HistoryFileError
+from twinops.lines.services import SpecError, SpecUnchangedError, spec_version_create
+from twinops.onboarding.services import line_onboard
+from twinops.telemetry.services import HistoryFileError, ImportResult, Rejection
 
 REJECTIONS_SHOWN = 5  # rejections printed to the terminal; the CSV report holds them all
 
@@ -81,9 +85,9 @@ class Command(BaseCommand):
             self._history_summary(result.history, history, rejections_out)
         self.stdout.write(f"See it with: twinops line show {line.key}")
 
-    def _history_summary(self, h: Any, history: Path, rejections_out: Path | None) -> None:
-        total = max(getattr(h, "rejections_total", 0), len(h.rejections))
-        not_stored = getattr(h, "samples_rejected", 0)
+    def _history_summary(self, h: ImportResult, history: Path, rejections_out: Path | None) -> None:
+        total = max(h.rejections_total, len(h.rejections))
+        not_stored = h.samples_rejected
         self.stdout.write(
             f"History {history.name}: {h.samples_received:,} samples received, {h.samples_inserted:,} imported, "
             f"{h.samples_duplicate:,} duplicate, {h.samples_bad_quality:,} bad quality, "
@@ -162,7 +166,7 @@ class Command(BaseCommand):
             self.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def rejections_write_csv(*, rejections: list[Any], path: Path) -> Path:
+def rejections_write_csv(*, rejections: list[Rejection], path: Path) -> Path:
     """Write a rejection report (row, column, reason) as CSV; fall back to the working directory if unwritable."""
     try:
         fh = path.open("w", newline="", encoding="utf-8")
