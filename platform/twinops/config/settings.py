@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from twinops.config import embedded
+from twinops.core.env import env_positive
 
 BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
 PROJECT_ROOT = embedded.PROJECT_ROOT
@@ -188,23 +189,8 @@ CELERY_TASK_ROUTES = {
     "recommendations.expire": {"queue": "optimize"},
 }
 CELERY_TIMEZONE = "UTC"
-
-
-def _env_period_s(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a positive number, not {raw!r}") from None
-    if not 0 < value < float("inf"):
-        raise ImproperlyConfigured(f"{name} must be a finite number > 0, not {value}")
-    return value
-
-
 # The recommendation period: beat's schedule below and the idempotency slot (recommendations.conf.every_s) alike.
-TWINOPS_RECOMMEND_EVERY_S = _env_period_s("TWINOPS_RECOMMEND_EVERY_S", 300.0)
+TWINOPS_RECOMMEND_EVERY_S = env_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
 CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the queue
     "modeling.requeue_stale_jobs": {"task": "modeling.requeue_stale_jobs", "schedule": 60.0},  # dead workers' jobs
     "recommendations.recommend_all": {"task": "recommendations.recommend_all",
