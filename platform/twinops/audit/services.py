@@ -15,6 +15,7 @@ from django.utils import timezone
 from twinops.audit.models import AuditEvent
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
+from twinops.core.jsonable import json_plain
 
 GENESIS_SHA256 = "0" * 64
 
@@ -43,7 +44,8 @@ def _event_fields(e: AuditEvent) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    return None if value is None else json.loads(_canonical({"v": value}))["v"]
+    """Return value as stored: Django's JSON forms (dates, decimals), NaN and infinities as None."""
+    return None if value is None else json_plain(json.loads(_canonical({"v": value}))["v"])
 
 
 def audit_record(

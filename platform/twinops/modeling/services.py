@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import socket
 import threading
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
+from twinops.core.jsonable import json_plain
 from twinops.lines.models import Line
 from twinops.modeling import conf, tasks
 from twinops.modeling.datasets import LineRecord, line_record_load
@@ -43,17 +43,6 @@ class ClaimLostError(RuntimeError):
 def twin_config(overrides: dict[str, Any] | None = None) -> TwinConfig:
     """Return the default twin config with overrides applied; raise ValueError on unknown fields or bad values."""
     return TwinConfig.from_dict({**TwinConfig().to_dict(), **(overrides or {})})
-
-
-def json_finite(value: Any) -> Any:
-    """Return value with NaN and infinities replaced by None: PostgreSQL's jsonb refuses them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_finite(v) for v in value]
-    return value
 
 
 # --- training jobs ----------------------------------------------------------------------------------------------
@@ -121,7 +110,7 @@ def _fail_exhausted(*, job_ids: list[int] | None = None) -> int:
 def training_job_progress(*, job: TrainingJob, epoch: int, total: int, losses: dict[str, float]) -> None:
     """Write an epoch's progress and a heartbeat in its own short transaction; raise ClaimLostError if superseded."""
     values = {"epoch": epoch, "total_epochs": total, "heartbeat_at": timezone.now(), "phase": "training",
-              "last_losses": json_finite({k: float(v) for k, v in losses.items()})}
+              "last_losses": json_plain({k: float(v) for k, v in losses.items()})}
     _owned_update(job, **values)
     for key, value in values.items():
         setattr(job, key, value)
@@ -207,7 +196,7 @@ def training_jobs_requeue_stale() -> list[int]:
 def twin_version_register(*, job: TrainingJob, record: LineRecord, outcome: TrainingOutcome) -> TwinVersion:
     """Store the trained twin as the line's next version and close the job, in one audited transaction."""
     blob = checkpoint_bytes(outcome.twin)
-    report = json_finite(outcome.report.to_dict())
+    report = json_plain(outcome.report.to_dict())
     preview = forecast_preview(outcome, record.timestamps)
     data = record.dataset
     with transaction.atomic():

@@ -17,6 +17,7 @@ from django.utils import timezone
 from optimizer import MpcResult, MpcSpec
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
+from twinops.core.jsonable import json_plain
 from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
@@ -212,7 +213,7 @@ def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _D
                     created_by_label=actor.label, expires_at=now + timedelta(seconds=conf.ttl_s()),
                     twin_version=draft.twin_version, spec_version=draft.spec_version,
                     window_start=draft.window_start, window_end=draft.window_end, inputs_sha256=draft.inputs_sha256,
-                    inputs=_plain(draft.inputs), settings=_plain(draft.settings), result=result,
+                    inputs=json_plain(draft.inputs), settings=json_plain(draft.settings), result=result,
                     solver_status=draft.result.status.value if draft.result is not None else "",
                     expected_gain=draft.result.objective_gain if draft.result is not None else None,
                 )
@@ -256,18 +257,3 @@ def recommendations_expire(*, now: datetime | None = None, actor: ActorLike = "s
         due = list(Recommendation.objects.select_for_update(skip_locked=True)
                    .filter(status=Status.PENDING, expires_at__lte=now).values_list("pk", flat=True))
         return _expire(due, reason="expired: not acted on before its expiry time", actor=Actor.of(actor), now=now)
-
-
-def _plain(value: Any) -> Any:
-    """Return JSON-able data: datetimes as ISO text, numpy numbers as floats, non-finite floats as None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
