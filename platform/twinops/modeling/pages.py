@@ -1,20 +1,15 @@
-"""Page data for the twin page: evaluation tables from a report, figures as embeddable JSON."""
+"""Page data for the twin page: evaluation tables from a report, and its charts."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
-
-from django.utils.safestring import SafeString, mark_safe
-from plotly.utils import PlotlyJSONEncoder
 
 from twinops.modeling.plots import version_figures
 
 HORIZON_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("free_run", "free run"))
 MODEL_LABELS = {"twin": "twin", "persistence": "persistence", "linear_arx": "linear ARX"}
 COVERAGE_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("h1_to_h20", "1–20 steps"))
-_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as json_script
 
 
 @dataclass(frozen=True)
@@ -54,12 +49,7 @@ def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[float | None]]
     return [(cv, [cov.get(key, {}).get(cv) for key, _ in COVERAGE_KEYS]) for cv in report["cv_names"]]
 
 
-def figure_json(figure: dict[str, Any]) -> SafeString:
-    """Serialise a Plotly figure for a `<script type="application/json">` element (no early `</script>`)."""
-    return mark_safe(json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES))
-
-
 def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[str, Any]]:
-    """Return the page's charts: a DOM id, a title and the figure JSON for each preview horizon."""
-    return [{"id": f"twin-chart-h{h}", "horizon": h, "height": fig["layout"]["height"], "json": figure_json(fig)}
+    """Return the page's charts: a DOM id, an accessible label and the figure for each preview horizon."""
+    return [{"id": f"twin-chart-h{h}", "label": f"CV forecasts {h} steps ahead vs actual", "figure": fig}
             for h, fig in version_figures(preview=preview, units=units)]

@@ -8,15 +8,14 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
+from twinops.core import charts
 from twins import Record, TrainingOutcome
 
 PREVIEW_HORIZONS = (1, 5, 20)  # steps ahead drawn on the twin page
 PREVIEW_POINTS = 300  # forecast start points kept per horizon (evenly spaced over the test segment)
 ACTUAL_POINTS = 1200  # recorded samples kept for the "actual" trace
-PANEL_HEIGHT_PX = 230
-COLOURS = {"actual": "#1b1d21", "twin": "#1f4f8f", "band": "rgba(31, 79, 143, 0.18)", "linear": "#b8860b"}
+COLOURS = {"actual": charts.INK, "twin": charts.CV, "band": charts.band(charts.CV), "linear": charts.LIMIT}
 
 
 def _spaced(rows: np.ndarray, most: int) -> np.ndarray:
@@ -68,8 +67,7 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
     names, units = preview["cv"], units or {}
     step = preview["horizons"][str(horizon)]
     period = preview.get("sample_period_s", 0.0)
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.08 / max(len(names), 1),
-                        subplot_titles=[f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
+    fig = charts.panels([f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
     for row, name in enumerate(names, start=1):
         legend = row == 1
         fig.add_trace(go.Scatter(x=step["t"], y=step["upper"][name], mode="lines", line={"width": 0},
@@ -87,19 +85,11 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
                                  line={"color": COLOURS["twin"], "width": 1.6}, name="twin",
                                  showlegend=legend, legendgroup="twin"), row=row, col=1)
     ahead = f" ({horizon * period:g} s)" if period else ""
-    fig.update_layout(
+    return charts.themed(
+        fig, height_px=charts.height(len(names), header_px=20), margin={"t": 70},
         title={"text": f"{horizon} step{'s' if horizon != 1 else ''} ahead{ahead} — test segment", "x": 0.01},
-        height=max(320, 110 + PANEL_HEIGHT_PX * len(names)),
-        margin={"l": 70, "r": 30, "t": 70, "b": 40},
-        hovermode="x unified",
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
-        paper_bgcolor="#ffffff",
-        plot_bgcolor="#ffffff",
-        font={"family": "system-ui, sans-serif", "size": 13, "color": "#1b1d21"},
     )
-    fig.update_xaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", type="date")
-    fig.update_yaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", zeroline=False)
-    return fig.to_plotly_json()
 
 
 def version_figures(*, preview: dict[str, Any], units: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
-from django.utils.safestring import SafeString, mark_safe
-from plotly.subplots import make_subplots
-from plotly.utils import PlotlyJSONEncoder
 
-PANEL_HEIGHT_PX = 220
-COLOURS = {"plan": "#1f4f8f", "band": "rgba(31, 79, 143, 0.18)", "hold": "#6b7280", "limit": "#b8860b",
-           "safety": "#b42318", "now": "#1b1d21"}
-_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as json_script
+from twinops.core import charts
 
-
-def figure_json(figure: dict[str, Any]) -> SafeString:
-    """Serialise a Plotly figure for a `<script type="application/json">` element (no early `</script>`)."""
-    return mark_safe(json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES))
+COLOURS = {"plan": charts.CV, "band": charts.band(charts.CV), "hold": charts.MUTED, "limit": charts.LIMIT,
+           "safety": charts.SAFETY, "now": charts.INK}
 
 
 def _times(start: datetime, period_s: float, steps: int) -> list[str]:
@@ -40,19 +31,15 @@ def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str
 
 
 def _layout(fig: go.Figure, title: str, panels: int) -> dict[str, Any]:
-    height, top, bottom = max(416, 130 + PANEL_HEIGHT_PX * panels), 105, 40
-    fig.update_layout(
+    # A header of title and legend over the panels; the figure fills its chart box at least.
+    height, top = charts.height(panels, header_px=40, min_px=charts.CHART_BOX_PX), 105
+    return charts.themed(
+        fig, height_px=height, margin={"t": top},
         title={"text": title, "x": 0.01, "y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
-        height=height, margin={"l": 70, "r": 30, "t": top, "b": bottom}, hovermode="x unified",
         # Above the first panel's title: 34 px over the plot area, whatever the number of panels.
-        legend={"orientation": "h", "y": 1 + 34 / (height - top - bottom), "yanchor": "bottom", "x": 0.0,
-                "xanchor": "left"},
-        paper_bgcolor="#ffffff", plot_bgcolor="#ffffff",
-        font={"family": "system-ui, sans-serif", "size": 13, "color": "#1b1d21"},
+        legend={"orientation": "h", "y": 1 + 34 / (height - top - charts.MARGIN["b"]), "yanchor": "bottom",
+                "x": 0.0, "xanchor": "left"},
     )
-    fig.update_xaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", type="date")
-    fig.update_yaxes(showgrid=True, gridcolor="#e3e5e8", linecolor="#9aa0a9", zeroline=False)
-    return fig.to_plotly_json()
 
 
 def _span(seconds: float) -> str:
@@ -69,8 +56,7 @@ def cv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
     names = sorted(result["cv_mean"])
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     t = _times(start, period, steps)
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
-                        subplot_titles=_titles(names, units))
+    fig = charts.panels(_titles(names, units))
     shown: set[str] = set()
     for row, name in enumerate(names, start=1):
         first = row == 1
@@ -107,8 +93,7 @@ def mv_figure(*, result: dict[str, Any], start: datetime, limits: dict[str, Any]
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     # Setpoint u[k] applies during step k, from start + k·period; one period before start shows the current setpoint.
     x = [(start + timedelta(seconds=period * k)).isoformat() for k in range(-1, steps + 1)]
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1 / max(len(names), 1),
-                        subplot_titles=_titles(names, units))
+    fig = charts.panels(_titles(names, units))
     shown: set[str] = set()
     for row, name in enumerate(names, start=1):
         first = row == 1

@@ -46,7 +46,7 @@ def move_rows(rec: Recommendation, units: dict[str, str]) -> list[MoveRow]:
 
 
 def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
-    """Return the selected recommendation's figures (DOM id, label, JSON): predicted CVs, then the MV plan."""
+    """Return the selected recommendation's figures (DOM id, label, figure): predicted CVs, then the MV plan."""
     if not rec.has_proposal:
         return []
     start: datetime = rec.window_end or rec.created_at
@@ -56,10 +56,8 @@ def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
                          current=rec.inputs.get("current_cv_estimate"))
     mv = plots.mv_figure(result=plan, start=start, limits=limits, units=units, current=rec.inputs.get("current_mv", {}))
     return [{"id": f"reco-{rec.pk}-cv", "label": "Predicted CV trajectories with uncertainty bands and limits",
-             "json": plots.figure_json(cv),
-             "height": cv["layout"]["height"]},
-            {"id": f"reco-{rec.pk}-mv", "label": "Planned MV setpoints with limits", "json": plots.figure_json(mv),
-             "height": mv["layout"]["height"]}]
+             "figure": cv},
+            {"id": f"reco-{rec.pk}-mv", "label": "Planned MV setpoints with limits", "figure": mv}]
 
 
 @require_GET

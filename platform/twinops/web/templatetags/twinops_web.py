@@ -1,44 +1,13 @@
-"""Template helpers: embed a server-built Plotly figure, format ages and counts for the dashboard."""
+"""Template helpers: format ages, freshness and counts for the dashboard (figures: core's `twinops_charts`)."""
 
 from __future__ import annotations
 
-import json
-import secrets
 from datetime import datetime, timedelta
-from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
-from plotly.utils import PlotlyJSONEncoder
 
 register = template.Library()
-
-# As django.utils.html.json_script: keep "</script>" and friends from ending the element early.
-_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
-
-
-@register.simple_tag
-def plotly_figure(figure: dict[str, Any], css_class: str = "plot") -> SafeString:
-    """Render a figure's div and its `<script type="application/json" class="plotly-figure">` for app.js to draw.
-
-    Each render gets a fresh div id: htmx "settles" an element whose id survives a swap by putting back its new
-    attributes after a moment, which would strip the classes Plotly just added to the div and break its layout.
-    """
-    target = f"plot-{secrets.token_hex(6)}"
-    height = (figure.get("layout") or {}).get("height")
-    style = f"height: {int(height)}px" if height else ""
-    payload = json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES)
-    return format_html(
-        '<div id="{}" class="{}" style="{}"></div>'
-        '<script type="application/json" class="plotly-figure" data-target="{}">{}</script>',
-        target,
-        css_class,
-        style,
-        target,
-        mark_safe(payload),
-    )
 
 
 @register.filter

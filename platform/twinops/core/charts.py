@@ -1,0 +1,77 @@
+"""The dashboard's chart theme: one palette and one layout for every server-built Plotly figure; and its JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import plotly.graph_objects as go
+from django.utils.safestring import SafeString, mark_safe
+from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
+
+# --- palette --------------------------------------------------------------------------------------------------
+INK = "#1b1d21"  # text, recorded values, the "now" marker
+CV = "#1f4f8f"  # controlled variables, the twin's forecast, the plan
+MV = "#6a3d9a"  # manipulated variables (setpoints)
+DV = "#4a5563"  # measured disturbances
+MUTED = "#6b7280"  # what would happen without acting (holding setpoints)
+LIMIT = "#b8860b"  # operating limits: amber, dashed; also the linear baseline, dotted
+SAFETY = "#b3261e"  # safety limits and MV limits: red, solid
+GRID, AXIS, PAPER = "#e3e5e8", "#9aa0a9", "#ffffff"
+ROLE_COLOURS = {"CV": CV, "MV": MV, "DV": DV}
+BAND_ALPHA = 0.18  # opacity of uncertainty and min-max bands
+
+# --- layout, px ----------------------------------------------------------------------------------------------
+PANEL_HEIGHT_PX = 230  # one tag or CV per panel: 3-4 panels fit a control-room screen without scrolling
+FRAME_PX = 90  # height besides the panels: top and bottom margins, subplot titles
+MIN_HEIGHT_PX = 320  # a one-panel figure
+CHART_BOX_PX = 416  # a figure that is its own .chart-box (26rem min-height in app.css) fills it
+MARGIN = {"l": 70, "r": 30, "t": 40, "b": 40}
+LABELS_RIGHT_PX = 110  # right margin when limit lines carry their labels at the right end
+FONT = {"family": "system-ui, sans-serif", "size": 13, "color": INK}
+_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as json_script: no early </script>
+
+
+def band(colour: str, alpha: float = BAND_ALPHA) -> str:
+    """Return a "#rrggbb" colour as a translucent rgba() fill."""
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def panels(titles: list[str]) -> go.Figure:
+    """Return a figure of stacked panels sharing the time axis, one per title."""
+    rows = max(1, len(titles))
+    return make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.1 / rows if rows > 1 else 0.0,
+        subplot_titles=titles or None,
+    )
+
+
+def height(n_panels: int, *, header_px: int = 0, min_px: int = MIN_HEIGHT_PX) -> int:
+    """Return the figure height for n stacked panels under a header (title, legend) of header_px."""
+    return max(min_px, FRAME_PX + header_px + PANEL_HEIGHT_PX * max(1, n_panels))
+
+
+def themed(fig: go.Figure, *, height_px: int, margin: dict[str, int] | None = None, **layout: Any) -> dict[str, Any]:
+    """Apply the theme (and any layout given) and return the figure as a JSON-ready dict."""
+    fig.update_layout(
+        height=height_px,
+        margin={**MARGIN, **(margin or {})},
+        hovermode="x unified",
+        paper_bgcolor=PAPER,
+        plot_bgcolor=PAPER,
+        font=FONT,
+        **layout,
+    )
+    fig.update_xaxes(showgrid=True, gridcolor=GRID, linecolor=AXIS, type="date")
+    fig.update_yaxes(showgrid=True, gridcolor=GRID, linecolor=AXIS, zeroline=False)
+    return fig.to_plotly_json()
+
+
+def figure_json(figure: dict[str, Any]) -> SafeString:
+    """Serialise a figure for a `<script type="application/json">` element (no early `</script>`)."""
+    return mark_safe(json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES))
