@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from twinops.config import embedded
-from twinops.core.env import env_positive
+from twinops.core.env import env_bool, env_int, env_positive
 
 BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
 PROJECT_ROOT = embedded.PROJECT_ROOT
@@ -20,27 +20,6 @@ ENVIRONMENT = os.environ.get("TWINOPS_ENV", "development")
 if ENVIRONMENT not in {"development", "test", "production"}:
     raise ImproperlyConfigured(f"TWINOPS_ENV must be development, test or production, not {ENVIRONMENT!r}")
 PRODUCTION = ENVIRONMENT == "production"
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {raw!r}")
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
 
 
 def _secret_key() -> str:
@@ -59,7 +38,7 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = _env_bool("TWINOPS_DEBUG", not PRODUCTION)
+DEBUG = env_bool("TWINOPS_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = [h for h in os.environ.get("TWINOPS_ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",") if h]
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("TWINOPS_ALLOWED_HOSTS must list the host names in production")
@@ -74,6 +53,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "twinops.core",
     "twinops.audit",
+    "twinops.accounts",
     "twinops.lines",
     "twinops.telemetry",
     "twinops.onboarding",
@@ -137,8 +117,8 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "line-list"
 LOGOUT_REDIRECT_URL = "login"
 # Failed logins allowed per (username, client address) per window before further attempts are refused.
-LOGIN_RATE_LIMIT = _env_int("TWINOPS_LOGIN_RATE_LIMIT", 5)
-LOGIN_RATE_WINDOW_S = _env_int("TWINOPS_LOGIN_RATE_WINDOW_S", 300)
+LOGIN_RATE_LIMIT = env_int("TWINOPS_LOGIN_RATE_LIMIT", 5, minimum=1)
+LOGIN_RATE_WINDOW_S = env_int("TWINOPS_LOGIN_RATE_WINDOW_S", 300, minimum=1)
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
@@ -159,10 +139,10 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 MEDIA_ROOT = embedded.data_home() / "media"
 
 # Uploads: spec files and history files go through the onboarding pages; API batches through the ingest API.
-DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("TWINOPS_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TWINOPS_UPLOAD_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-HISTORY_UPLOAD_MAX_BYTES = _env_int("TWINOPS_HISTORY_UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
-INGEST_API_MAX_BYTES = _env_int("TWINOPS_INGEST_API_MAX_BYTES", 8 * 1024 * 1024)
+HISTORY_UPLOAD_MAX_BYTES = env_int("TWINOPS_HISTORY_UPLOAD_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
+INGEST_API_MAX_BYTES = env_int("TWINOPS_INGEST_API_MAX_BYTES", 8 * 1024 * 1024, minimum=1)
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
@@ -170,7 +150,7 @@ CELERY_TASK_IGNORE_RESULT = True  # progress and results live in PostgreSQL rows
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged only when done: a crash re-delivers it
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = _env_int("TWINOPS_TASK_HARD_LIMIT_S", 3 * 3600)  # hard limit, longest task (training)
+CELERY_TASK_TIME_LIMIT = env_int("TWINOPS_TASK_HARD_LIMIT_S", 3 * 3600, minimum=600)  # longest task (training); soft: 300 s less
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 # Redis re-delivers unacknowledged messages after the visibility timeout: it must outlast any task's hard limit,
 # or a long task would run twice at once.
@@ -207,9 +187,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_SSL_REDIRECT = _env_bool("TWINOPS_SSL_REDIRECT", True)
+    SECURE_SSL_REDIRECT = env_bool("TWINOPS_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = _env_int("TWINOPS_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("TWINOPS_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
