@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from twinops.config import embedded
-from twinops.core.env import env_bool, env_int, env_positive
+from twinops.config.env import env_bool, env_int, env_positive
 
 BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
 PROJECT_ROOT = embedded.PROJECT_ROOT

@@ -1,8 +1,7 @@
-"""Capabilities (permission holder) and API tokens for machine clients."""
+"""The capabilities' permission holder (API tokens are the accounts app's)."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
 from twinops.core.capabilities import CAPABILITIES
@@ -16,17 +15,3 @@ class Capability(models.Model):
         default_permissions = ()
         permissions = list(CAPABILITIES.items())
 
-
-class ApiToken(models.Model):
-    """A machine client's credential: only the SHA-256 of the secret is stored."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, unique=True)  # shown to people to tell tokens apart
-    secret_sha256 = models.CharField(max_length=64)
-    created_at = models.DateTimeField()
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

@@ -1,4 +1,4 @@
-"""The demo plant: onboard the simulated lines through the data team's path, and ask for their first twins."""
+"""The demo: its accounts, and its plant, onboarded through the data team's path and asked for first twins."""
 
 from __future__ import annotations
 
@@ -8,14 +8,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+
 from plantsim import available_lines
 from plantsim.history import export_line
+from twinops.audit.services import audit_record
 from twinops.lines.models import Line
 from twinops.modeling.selectors import training_jobs_active, twin_latest
 from twinops.modeling.services import training_job_create
 from twinops.onboarding.services import line_onboard
 
 ACTOR = "system:demo"
+
+# Demo accounts for `twinops up` / `twinops demo` in development only; `twinops up` prints them.
+DEMO_USERS: dict[str, tuple[str, str]] = {
+    "engineer": ("engineer", "twinops-engineer"),
+    "data": ("data", "twinops-data-team"),
+    "auditor": ("auditor", "twinops-auditor"),
+    "admin": ("admin", "twinops-admin"),
+}
+
 Progress = Callable[[str], Callable[[int, int], None]]  # label -> progress callback
 
 
@@ -69,3 +83,19 @@ def demo_training_request() -> list[str]:
             training_job_create(line=line, actor=ACTOR)
             asked.append(line.key)
     return asked
+
+
+def demo_users_seed() -> list[tuple[str, str, str]]:
+    """Create the demo accounts if absent (development only); return (role, username, password) rows."""
+    if getattr(settings, "PRODUCTION", False):
+        raise RuntimeError("demo accounts are never created in production (TWINOPS_ENV=production)")
+    rows = []
+    for role, (username, password) in DEMO_USERS.items():
+        if not User.objects.filter(username=username).exists():
+            with transaction.atomic():
+                user = User.objects.create_user(username=username, password=password, is_staff=role == "admin")
+                user.groups.add(Group.objects.get(name=role))
+                audit_record(actor=ACTOR, action="user.created", obj=user, reason="demo account",
+                             after={"username": username, "role": role})
+        rows.append((role, username, password))
+    return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twinops.core.env import setting_positive, setting_positive_int
+from twinops.config.env import setting_positive, setting_positive_int
 
 
 def stale_after_s() -> float:

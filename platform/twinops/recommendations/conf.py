@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from optimizer import MpcSettings
-from twinops.core.env import setting_positive, setting_raw
+from twinops.config.env import setting_positive, setting_raw
 
 
 def ttl_s() -> float:

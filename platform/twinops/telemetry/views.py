@@ -12,8 +12,8 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from twinops.accounts.services import token_authenticate
 from twinops.core.roles import require_capability, user_can
-from twinops.core.tokens import token_authenticate
 from twinops.lines.models import Line, Tag
 from twinops.telemetry.api import BatchFormatError, csv_body_parse, json_batch_parse
 from twinops.telemetry.models import HistoryImportJob

@@ -3,10 +3,10 @@
 import pytest
 from django.test import Client
 
+from twinops.accounts.models import ApiToken
+from twinops.accounts.services import token_authenticate, token_issue, token_revoke
 from twinops.audit.models import AuditEvent
-from twinops.core.models import ApiToken
 from twinops.core.roles import user_can
-from twinops.core.tokens import token_authenticate, token_issue, token_revoke
 
 
 @pytest.mark.django_db

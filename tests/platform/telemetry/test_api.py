@@ -7,7 +7,7 @@ import json
 import pytest
 from django.test import Client
 
-from twinops.core.tokens import token_issue
+from twinops.accounts.services import token_issue
 
 pytestmark = pytest.mark.django_db
 URL = "/api/lines/reactor/samples"

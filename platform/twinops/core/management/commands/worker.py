@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from twinops.core.processes import QUEUES, celery_cmd
+from twinops.processes import QUEUES, celery_cmd
 
 
 class Command(BaseCommand):

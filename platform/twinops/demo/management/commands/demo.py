@@ -15,11 +15,16 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from plantsim.certs import certificate_fingerprint
+from twinops import processes
 from twinops.config.embedded import data_home
-from twinops.core import processes
 from twinops.core.progress import ProgressBar
-from twinops.core.services import demo_users_seed
-from twinops.demo.services import demo_lines, demo_lines_onboard, demo_operator_password, demo_training_request
+from twinops.demo.services import (
+    demo_lines,
+    demo_lines_onboard,
+    demo_operator_password,
+    demo_training_request,
+    demo_users_seed,
+)
 
 
 def _wait_port(host: str, port: int, procs: processes.Procs, timeout_s: float = 60.0) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-from twinops.core.models import ApiToken
-from twinops.core.tokens import token_issue, token_revoke
+from twinops.accounts.selectors import token_get, token_list
+from twinops.accounts.services import token_issue, token_revoke
 
 
 class Command(BaseCommand):
@@ -34,12 +34,12 @@ class Command(BaseCommand):
             token, plaintext = token_issue(user=user, name=opts["name"], actor=actor, reason=opts["reason"])
             self.stdout.write(f"Token for {user.username} ({token.name}); it is shown only now:\n{plaintext}")
         elif opts["action"] == "revoke":
-            token = ApiToken.objects.filter(prefix=opts["prefix"]).first()
+            token = token_get(prefix=opts["prefix"])
             if token is None:
                 raise CommandError(f"no token with prefix {opts['prefix']!r}")
             token_revoke(token=token, actor=actor, reason=opts["reason"])
             self.stdout.write(f"Revoked {token}.")
         else:
-            for t in ApiToken.objects.select_related("user").order_by("created_at"):
+            for t in token_list():
                 state = "revoked" if t.revoked_at else "active"
                 self.stdout.write(f"{t.prefix}  {t.user.username:<16} {t.name:<30} {state}")

@@ -1,4 +1,4 @@
-"""API tokens: issue (shown once), authenticate by hash, revoke."""
+"""Write accounts: create users in a role, issue (shown once), authenticate and revoke API tokens; audited."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import hmac
 import secrets
 from typing import Any
 
+from django.contrib.auth.models import Group, User
+from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.utils import timezone
 
+from twinops.accounts.models import ApiToken
 from twinops.audit.services import audit_record
 from twinops.core.actors import ActorLike
-from twinops.core.models import ApiToken
+from twinops.core.roles import ROLES
 
 TOKEN_PREFIX = "twk"
 
@@ -57,3 +60,18 @@ def token_authenticate(*, header: str | None) -> Any | None:
         return None
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
     return token.user
+
+
+def user_create(*, username: str, role: str, password: str, actor: ActorLike, reason: str = "") -> User:
+    """Create a user in one role, with a password that passes the configured validators."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if User.objects.filter(username=username).exists():
+        raise ValueError(f"a user named {username!r} already exists")
+    validate_password(password, User(username=username))
+    with transaction.atomic():
+        user = User.objects.create_user(username=username, password=password, is_staff=role == "admin")
+        user.groups.add(Group.objects.get(name=role))
+        audit_record(actor=actor, action="user.created", obj=user, reason=reason,
+                     after={"username": username, "role": role})
+    return user

@@ -9,8 +9,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from twinops.accounts.services import user_create
 from twinops.core.roles import ROLES
-from twinops.core.services import user_create
 
 
 class Command(BaseCommand):

@@ -1,4 +1,7 @@
-"""`twinops up`: migrate, seed demo users, run web + Celery worker + beat until Ctrl-C."""
+"""`twinops up`: migrate, seed the demo accounts, run web + Celery worker + beat until Ctrl-C.
+
+It lives in the demo app beside `twinops demo` because it seeds the demo accounts (outside production).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from twinops import processes
 from twinops.config.embedded import data_home
-from twinops.core import processes
-from twinops.core.services import demo_users_seed
+from twinops.demo.services import demo_users_seed
 
 
 class Command(BaseCommand):

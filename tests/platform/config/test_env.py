@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from twinops.core.env import env_bool, env_int, env_positive, setting_positive, setting_positive_int
+from twinops.config.env import env_bool, env_int, env_positive, setting_positive, setting_positive_int
 
 
 @pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "nan", "0", "-5", "soon", ""])

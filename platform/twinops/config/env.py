@@ -1,6 +1,6 @@
 """Read settings from the environment with one set of rules; a malformed value fails loudly, naming its variable.
 
-`config/settings.py` reads the environment with `env_*`. The apps' `conf.py` read `setting_*`: a Django setting of
+`config/settings.py` (beside this module) reads the environment with `env_*`. The apps' `conf.py` read `setting_*`: a Django setting of
 the same name (tests override those), else the environment variable, else the default. Numbers must be finite:
 "inf" and "nan" are refused like any other typo.
 """

@@ -1,0 +1,24 @@
+"""API tokens of machine clients (historian bridges, scripts); only the SHA-256 of the secret is stored."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ApiToken(models.Model):
+    """A machine client's credential: only the SHA-256 of the secret is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, unique=True)  # shown to people to tell tokens apart
+    secret_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "core_apitoken"  # made by the core app before accounts existed; the table stayed where it was
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

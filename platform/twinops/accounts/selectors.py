@@ -1,0 +1,17 @@
+"""Read API tokens (their metadata: the secrets are never stored)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from twinops.accounts.models import ApiToken
+
+
+def token_get(*, prefix: str) -> ApiToken | None:
+    """Return the token with this prefix, or None."""
+    return ApiToken.objects.filter(prefix=prefix).first()
+
+
+def token_list() -> QuerySet[ApiToken]:
+    """Return every token with its user, oldest first (revoked ones too)."""
+    return ApiToken.objects.select_related("user").order_by("created_at")
