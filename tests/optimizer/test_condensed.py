@@ -126,7 +126,7 @@ def test_the_blas_thread_count_is_restored_after_a_solve() -> None:
 def test_an_unknown_subproblem_is_refused_loudly() -> None:
     # The controller has one solve path; the IPOPT reference is a class of its own, not a setting.
     with pytest.raises(TypeError, match="subproblem"):
-        MpcSettings(subproblem="sqp")  # type: ignore[arg-type]
+        MpcSettings(subproblem="sqp")  # type: ignore[call-arg]
 
 
 def test_a_failed_qp_does_not_poison_the_next_solves_of_the_same_controller() -> None:
