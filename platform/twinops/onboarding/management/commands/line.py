@@ -132,7 +132,7 @@ class Command(BaseCommand):
         self._table(rows)
         self.stdout.write("\nSpec versions:")
         for v in spec_versions(line=line):
-            self.stdout.write(f"  v{v.version}  {v.created_at:%Y-%m-%d %H:%M} UTC  {v.created_by_label or _who(v.created_by)}  "
+            self.stdout.write(f"  v{v.version}  {v.created_at:%Y-%m-%d %H:%M} UTC  {v.created_by_label or Actor.of(v.created_by).label}  "
                               f"{v.filename or '-'}  sha256 {v.sha256[:12]}  {v.reason or '(no reason given)'}")
 
     # ------------------------------------------------------------ update
@@ -215,11 +215,7 @@ def _problem_text(problem: Any, history: Path | None) -> str:
 
 def _creator(line: Line) -> str:
     first = spec_versions(line=line).first()
-    return (first.created_by_label if first else "") or _who(line.created_by)
-
-
-def _who(user: Any) -> str:
-    return user.get_username() if user else "system"
+    return (first.created_by_label if first else "") or Actor.of(line.created_by).label
 
 
 def _g(x: float | None) -> str:
