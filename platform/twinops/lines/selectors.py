@@ -25,9 +25,9 @@ def line_list() -> QuerySet[Line]:
     ).order_by("key")
 
 
-def line_get(*, key: str) -> Line:
-    """Return the line with this key; raise `Line.DoesNotExist` if there is none."""
-    return Line.objects.get(key=key)
+def line_get(*, key: str | None = None, pk: int | None = None) -> Line:
+    """Return the line with this key (or id); raise `Line.DoesNotExist` if there is none."""
+    return Line.objects.get(key=key) if pk is None else Line.objects.get(pk=pk)
 
 
 def line_tags(*, line: Line, include_inactive: bool = False) -> QuerySet[Tag]:
@@ -35,6 +35,12 @@ def line_tags(*, line: Line, include_inactive: bool = False) -> QuerySet[Tag]:
     order = Case(*(When(role=r, then=Value(i)) for i, r in enumerate(ROLE_ORDER)), output_field=IntegerField())
     tags = Tag.objects.filter(line=line).order_by(order, "name")
     return tags if include_inactive else tags.filter(active=True)
+
+
+def tag_units(*, line: Line, role: str | None = None) -> dict[str, str]:
+    """Return each tag's unit by name (all the line's tags, or those of one role), for labels and axes."""
+    tags = Tag.objects.filter(line=line) if role is None else Tag.objects.filter(line=line, role=role)
+    return dict(tags.values_list("name", "unit"))
 
 
 def spec_versions(*, line: Line) -> QuerySet[SpecVersion]:

@@ -1,10 +1,15 @@
-"""Page data for the twin page: evaluation tables from a report, and its charts."""
+"""Page data for the twin page: versions and training jobs, evaluation tables from a report, and its charts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from twinops.lines.models import Line, Tag
+from twinops.lines.selectors import tag_units
+from twinops.modeling import selectors
+from twinops.modeling.forms import ReasonForm, TrainForm
+from twinops.modeling.models import TwinVersion
 from twinops.modeling.plots import version_figures
 
 HORIZON_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("free_run", "free run"))
@@ -53,3 +58,32 @@ def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[s
     """Return the page's charts: a DOM id, an accessible label and the figure for each preview horizon."""
     return [{"id": f"twin-chart-h{h}", "label": f"CV forecasts {h} steps ahead vs actual", "figure": fig}
             for h, fig in version_figures(preview=preview, units=units)]
+
+
+def jobs_context(*, line: Line) -> dict[str, Any]:
+    """Return the line's recent training jobs, and whether the page should keep polling them."""
+    jobs = selectors.training_jobs(line=line, limit=5)
+    return {"line": line, "jobs": jobs, "polling": any(j.active for j in jobs)}
+
+
+def twin_context(*, line: Line, shown: TwinVersion | None, can_train: bool) -> dict[str, Any]:
+    """Return the twin page: versions, jobs, and one version's evaluation and charts (default the one shown)."""
+    shown = shown or selectors.twin_shown(line=line)
+    context = {
+        **jobs_context(line=line),
+        "versions": list(selectors.twin_versions(line=line)),
+        "promoted": selectors.twin_promoted(line=line),
+        "shown": shown,
+        "can_train": can_train,
+        "reason_form": ReasonForm(),
+        "train_form": TrainForm(),
+        "horizons": HORIZON_KEYS,
+        "coverage_keys": COVERAGE_KEYS,
+    }
+    if shown is not None:
+        context |= {
+            "evaluation": evaluation_rows(shown.report),
+            "coverage": coverage_rows(shown.report),
+            "charts": chart_list(preview=shown.preview, units=tag_units(line=line, role=Tag.Role.CV)),
+        }
+    return context

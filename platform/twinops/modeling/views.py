@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from twinops.core.roles import require_capability, user_can
-from twinops.lines.models import Line, Tag
+from twinops.lines.models import Line
 from twinops.lines.shortcuts import line_or_404
 from twinops.modeling import pages, selectors, services
 from twinops.modeling.forms import ReasonForm, TrainForm
@@ -23,37 +23,13 @@ def _version_or_404(line: Line, number: int) -> TwinVersion:
         raise Http404(f"{line.key} has no twin version {number}") from None
 
 
-def _jobs_context(line: Line) -> dict[str, object]:
-    jobs = selectors.training_jobs(line=line, limit=5)
-    return {"line": line, "jobs": jobs, "polling": any(j.active for j in jobs)}
-
-
 @require_GET
 @require_capability("view_plant")
 def twin_page(request: HttpRequest, key: str) -> HttpResponse:
     """Show a line's twin versions, training jobs, and one version's evaluation table and charts."""
     line = line_or_404(key)
-    shown = selectors.twin_shown(line=line)
-    if request.GET.get("v", "").isdigit():
-        shown = _version_or_404(line, int(request.GET["v"]))
-    units = {t.name: t.unit for t in Tag.objects.filter(line=line, role=Tag.Role.CV)}
-    context = {
-        **_jobs_context(line),
-        "versions": list(selectors.twin_versions(line=line)),
-        "promoted": selectors.twin_promoted(line=line),
-        "shown": shown,
-        "can_train": user_can(request.user, "train_twin"),
-        "reason_form": ReasonForm(),
-        "train_form": TrainForm(),
-        "horizons": pages.HORIZON_KEYS,
-        "coverage_keys": pages.COVERAGE_KEYS,
-    }
-    if shown is not None:
-        context |= {
-            "evaluation": pages.evaluation_rows(shown.report),
-            "coverage": pages.coverage_rows(shown.report),
-            "charts": pages.chart_list(preview=shown.preview, units=units),
-        }
+    shown = _version_or_404(line, int(request.GET["v"])) if request.GET.get("v", "").isdigit() else None
+    context = pages.twin_context(line=line, shown=shown, can_train=user_can(request.user, "train_twin"))
     return render(request, "modeling/twin.html", context)
 
 
@@ -62,7 +38,7 @@ def twin_page(request: HttpRequest, key: str) -> HttpResponse:
 def twin_jobs(request: HttpRequest, key: str) -> HttpResponse:
     """Return the training-progress partial; when the watched jobs finish, tell htmx to reload the page."""
     line = line_or_404(key)
-    context = _jobs_context(line)
+    context = pages.jobs_context(line=line)
     response = render(request, "modeling/partials/jobs.html", context)
     if request.htmx and not context["polling"]:
         response["HX-Refresh"] = "true"  # a new version or a refusal: the versions table changed

@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from twinops.lines.models import Line
+from twinops.lines.selectors import line_get
 from twinops.recommendations import selectors
 
 
@@ -25,8 +26,9 @@ def recommend_all() -> list[int]:
 @shared_task(name="recommendations.recommend_line", acks_late=True)
 def recommend_line(line_id: int) -> str:
     """Make the line's recommendation for the current slot; a second run in the same slot changes nothing."""
-    line = Line.objects.filter(pk=line_id).first()
-    if line is None:
+    try:
+        line = line_get(pk=line_id)
+    except Line.DoesNotExist:
         return "no such line"
     from twinops.recommendations import services  # in the body: see above
 

@@ -22,7 +22,8 @@ from typing import Any
 from asyncua import Client, ua
 from django.db import close_old_connections, connections
 
-from twinops.lines.models import Line, Tag
+from twinops.lines.models import Line
+from twinops.lines.selectors import line_tags
 from twinops.opcua.client import connect_insecure, connect_pinned
 from twinops.telemetry.batch import ImportResult, RawBatch
 from twinops.telemetry.services import samples_ingest
@@ -82,7 +83,7 @@ class Collector:
     def __init__(self, *, line: Line, config: CollectorConfig,
                  on_flush: Callable[[ImportResult], None] | None = None) -> None:
         self.line, self.config, self.on_flush = line, config, on_flush
-        tags = Tag.objects.filter(line=line, active=True).exclude(opcua_node="")
+        tags = line_tags(line=line).exclude(opcua_node="")
         self.names = {ua.NodeId.from_string(t.opcua_node).to_string(): t.name for t in tags}
         if not self.names:
             raise ValueError(f"line {line.key!r} has no active tag with an OPC UA node id")

@@ -12,6 +12,7 @@ import numpy as np
 from django.db import connection
 
 from twinops.lines.models import Line, Tag
+from twinops.lines.selectors import line_tags
 from twinops.telemetry.batch import Rejection, datetime_to_us, us_to_datetime
 from twinops.telemetry.models import HistoryImportJob, Quality
 from twinops.telemetry.store import raw_connection
@@ -129,8 +130,8 @@ def training_window(*, line: Line, start: datetime | None = None, end: datetime 
 def _tags(line: Line, names: Sequence[str] | None) -> list[Tag]:
     if names is None:
         order = {"CV": 0, "MV": 1, "DV": 2}
-        return sorted(Tag.objects.filter(line=line, active=True), key=lambda t: (order.get(t.role, 3), t.name))
-    by_name = {t.name: t for t in Tag.objects.filter(line=line, name__in=list(names))}
+        return sorted(line_tags(line=line), key=lambda t: (order.get(t.role, 3), t.name))
+    by_name = {t.name: t for t in line_tags(line=line, include_inactive=True).filter(name__in=list(names))}
     missing = [n for n in names if n not in by_name]
     if missing:
         raise ValueError(f"not tags of line {line.key!r}: {', '.join(missing)}")
@@ -204,7 +205,7 @@ def _label(seconds: int) -> str:
 def quality_summary(*, line: Line, start: datetime | None = None, end: datetime | None = None) -> list[TagQuality]:
     """Return, per tag of the line, counts of good / bad / out-of-range samples, first and last sample time, and the
     most frequent reasons of bad samples, over [start, end) (default: all data). Counts come from the rollups."""
-    tags = list(Tag.objects.filter(line=line).order_by("role", "name"))
+    tags = list(line_tags(line=line, include_inactive=True).order_by("role", "name"))
     ids = [t.id for t in tags]
     counts: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(3, np.int64))
     for tag_id, good, bad, oor in _counts(ids, start, end):
@@ -269,25 +270,26 @@ class LatestSample:
 def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[str, LatestSample]:
     """Return each active tag's newest sample and newest good sample in (until - lookback_s, until], by name.
 
-    One query for all tags (two index probes per tag); tags in role, then name order.
+    One query for all the tags (two index probes per tag); tags in role, then name order.
     """
-    rows = _rows(f"""
-        SELECT t.name, t.role, n.ts, n.value, n.quality, r.text, g.ts, g.value
-        FROM {Tag._meta.db_table} t
+    tags = list(line_tags(line=line).order_by("role", "name"))
+    rows = {r[0]: r[1:] for r in _rows("""
+        SELECT t.id, n.ts, n.value, n.quality, r.text, g.ts, g.value
+        FROM unnest(%(ids)s::bigint[]) AS t(id)
         LEFT JOIN LATERAL (SELECT s.ts, s.value, s.quality, s.reason_id FROM telemetry_sample s
                            WHERE s.tag_id = t.id AND s.ts > %(since)s AND s.ts <= %(until)s
                            ORDER BY s.ts DESC LIMIT 1) n ON true
         LEFT JOIN telemetry_reason r ON r.id = n.reason_id
         LEFT JOIN LATERAL (SELECT s.ts, s.value FROM telemetry_sample s
                            WHERE s.tag_id = t.id AND s.ts > %(since)s AND s.ts <= %(until)s AND s.quality = 0
-                           ORDER BY s.ts DESC LIMIT 1) g ON true
-        WHERE t.line_id = %(line)s AND t.active
-        ORDER BY t.role, t.name""", {"line": line.pk, "since": until - timedelta(seconds=lookback_s), "until": until})
+                           ORDER BY s.ts DESC LIMIT 1) g ON true""",
+        {"ids": [t.id for t in tags], "since": until - timedelta(seconds=lookback_s), "until": until})}
     out: dict[str, LatestSample] = {}
-    for name, role, ts, value, quality, reason, good_ts, good_value in rows:
+    for tag in tags:
+        ts, value, quality, reason, good_ts, good_value = rows[tag.id]
         label = Quality(quality).label if ts is not None else "none"
-        out[name] = LatestSample(
-            tag=name, role=role, ts=ts, value=value, quality=label,
+        out[tag.name] = LatestSample(
+            tag=tag.name, role=tag.role, ts=ts, value=value, quality=label,
             reason=(reason or label) if ts is not None and quality != Quality.GOOD else "",
             good_ts=good_ts, good_value=good_value,
         )

@@ -29,7 +29,8 @@ from django.utils import timezone
 from twinops.audit.services import audit_record
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
-from twinops.lines.models import Line, Tag
+from twinops.lines.models import Line
+from twinops.lines.selectors import line_tags
 from twinops.telemetry import store, tasks
 from twinops.telemetry.batch import (
     MAX_REJECTIONS,
@@ -56,7 +57,7 @@ class _Ingest:
     """Ingests batches for one line in the caller's transaction and adds up their results."""
 
     def __init__(self, line: Line) -> None:
-        tags = list(Tag.objects.filter(line=line).values_list("name", "id", "physical_low", "physical_high"))
+        tags = list(line_tags(line=line, include_inactive=True).values_list("name", "id", "physical_low", "physical_high"))
         self.line = line
         self.tags = {name: (tag_id, low, high) for name, tag_id, low, high in tags}
         self.counts = dict.fromkeys(("received", "inserted", "duplicate", "bad", "out_of_range", "rejected"), 0)
@@ -188,7 +189,7 @@ def history_import(*, line: Line, path: Path, filename: str, actor: ActorLike,
     Runs in one transaction (the caller's when inside one), with one `history.imported` audit event. Raises
     HistoryFileError, storing nothing, when the file is structurally unusable; bad rows and values are reported.
     """
-    tag_names = set(Tag.objects.filter(line=line).values_list("name", flat=True))
+    tag_names = set(line_tags(line=line, include_inactive=True).values_list("name", flat=True))
     reader = history_reader_open(path=Path(path), filename=filename, tag_names=tag_names, line_key=line.key)
     with transaction.atomic():
         ingest = _Ingest(line)
@@ -213,7 +214,7 @@ def history_import(*, line: Line, path: Path, filename: str, actor: ActorLike,
 def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
     """Recompute a line's minute and hour rollups over [start, end) from the raw samples (a repair tool)."""
     with transaction.atomic():
-        store.rollups_rebuild(tag_ids=list(Tag.objects.filter(line=line).values_list("id", flat=True)),
+        store.rollups_rebuild(tag_ids=list(line_tags(line=line, include_inactive=True).values_list("id", flat=True)),
                               start=start, end=end)
 
 

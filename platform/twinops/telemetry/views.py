@@ -14,7 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from twinops.accounts.services import token_authenticate
 from twinops.core.roles import require_capability, user_can
-from twinops.lines.models import Line, Tag
+from twinops.lines.models import Line
+from twinops.lines.selectors import line_get, line_tags
 from twinops.telemetry.api import BatchFormatError, csv_body_parse, json_batch_parse
 from twinops.telemetry.models import HistoryImportJob
 from twinops.telemetry.selectors import import_job_rejections
@@ -45,15 +46,16 @@ def samples_post(request: HttpRequest, key: str) -> HttpResponse:
     body = request.read(limit + 1) if declared <= limit else b""
     if declared > limit or len(body) > limit:
         return _error(413, f"batch too large: the limit is {limit} bytes; send smaller batches")
-    line = Line.objects.filter(key=key).first()
-    if line is None:
+    try:
+        line = line_get(key=key)
+    except Line.DoesNotExist:
         return _error(404, f"no line {key!r}")
     content_type = request.content_type or ""
     try:
         if content_type == "application/json":
             batch = json_batch_parse(body)
         elif content_type == "text/csv":
-            names = set(Tag.objects.filter(line=line).values_list("name", flat=True))
+            names = set(line_tags(line=line, include_inactive=True).values_list("name", flat=True))
             batch = csv_body_parse(body, tag_names=names, line_key=line.key)
         else:
             return _error(415, f"unsupported content type {content_type!r}: send application/json or text/csv")

@@ -13,6 +13,7 @@ from django.utils.timezone import is_naive, make_aware
 
 from twinops.core.actors import Actor
 from twinops.lines.models import Line
+from twinops.lines.selectors import line_get
 from twinops.modeling import selectors, services
 from twinops.modeling.models import TrainingJob, TwinVersion
 
@@ -65,7 +66,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
-            line = Line.objects.get(key=opts["line"])
+            line = line_get(key=opts["line"])
         except Line.DoesNotExist:
             raise CommandError(f"no line {opts['line']!r}") from None
         getattr(self, f"_{opts['action']}")(line, opts)

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from twinops.lines.models import Line
+from twinops.lines.selectors import line_get
 from twinops.recommendations.models import Recommendation
 from twinops.recommendations.services import recommendation_create
 
@@ -43,9 +44,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the recommendation as JSON")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        line = Line.objects.filter(key=opts["line"]).first()
-        if line is None:
-            raise CommandError(f"no line {opts['line']!r}")
+        try:
+            line = line_get(key=opts["line"])
+        except Line.DoesNotExist:
+            raise CommandError(f"no line {opts['line']!r}") from None
         data = summary(recommendation_create(line=line, actor="system:cli"))
         if opts["json"]:
             self.stdout.write(json.dumps(data, indent=2))

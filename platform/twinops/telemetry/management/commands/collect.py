@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from twinops.config.embedded import data_home
 from twinops.lines.models import Line
+from twinops.lines.selectors import line_get
 from twinops.telemetry.collector import Collector, CollectorConfig
 
 
@@ -33,9 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--publishing-ms", type=int, default=200, help="subscription publishing interval")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        line = Line.objects.filter(key=opts["line"]).first()
-        if line is None:
-            raise CommandError(f"no line {opts['line']!r}")
+        try:
+            line = line_get(key=opts["line"])
+        except Line.DoesNotExist:
+            raise CommandError(f"no line {opts['line']!r}") from None
         if not opts["insecure"] and not opts["fingerprint"]:
             raise CommandError("give --fingerprint of the server certificate (or --insecure for development)")
         config = CollectorConfig(
