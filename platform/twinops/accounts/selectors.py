@@ -1,10 +1,16 @@
-"""Read API tokens (their metadata: the secrets are never stored)."""
+"""Read accounts: whether a user exists, API tokens (their metadata: the secrets are never stored)."""
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from twinops.accounts.models import ApiToken
+
+
+def user_exists(*, username: str) -> bool:
+    """Tell whether a user with this username exists."""
+    return User.objects.filter(username=username).exists()
 
 
 def token_get(*, prefix: str) -> ApiToken | None:

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from twinops.accounts.models import ApiToken
+from twinops.accounts.selectors import user_exists
 from twinops.audit.services import audit_record
 from twinops.core.actors import ActorLike
 from twinops.core.roles import ROLES
@@ -62,13 +63,16 @@ def token_authenticate(*, header: str | None) -> Any | None:
     return token.user
 
 
-def user_create(*, username: str, role: str, password: str, actor: ActorLike, reason: str = "") -> User:
-    """Create a user in one role, with a password that passes the configured validators."""
+def user_create(
+    *, username: str, role: str, password: str, actor: ActorLike, reason: str = "", validate: bool = True
+) -> User:
+    """Create a user in one role; the password must pass the configured validators unless `validate` is off."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if User.objects.filter(username=username).exists():
+    if user_exists(username=username):
         raise ValueError(f"a user named {username!r} already exists")
-    validate_password(password, User(username=username))
+    if validate:
+        validate_password(password, User(username=username))
     with transaction.atomic():
         user = User.objects.create_user(username=username, password=password, is_staff=role == "admin")
         user.groups.add(Group.objects.get(name=role))

@@ -9,13 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import Group, User
-from django.db import transaction
 
 from plantsim import available_lines
 from plantsim.history import export_line
-from twinops.audit.services import audit_record
-from twinops.lines.models import Line
+from twinops.accounts.selectors import user_exists
+from twinops.accounts.services import user_create
+from twinops.lines.selectors import line_list
 from twinops.modeling.selectors import training_jobs_active, twin_latest
 from twinops.modeling.services import training_job_create
 from twinops.onboarding.services import line_onboard
@@ -59,9 +58,9 @@ def demo_operator_password(demo_dir: Path) -> str:
 
 def demo_lines_onboard(*, demo_dir: Path, days: float, end: datetime, seed: int, progress: Progress) -> list[DemoLine]:
     """Onboard every simulated line that is absent: generate its spec and history, then onboard both as a data team would."""
-    done = []
+    done, onboarded = [], {line.key for line in line_list()}
     for key in demo_lines():
-        if Line.objects.filter(key=key).exists():
+        if key in onboarded:
             done.append(DemoLine(key, onboarded_now=False, samples_imported=0))
             continue
         spec_path, csv_path = export_line(key, demo_dir / "onboarding", days=days, end=end, seed=seed,
@@ -78,8 +77,9 @@ def demo_lines_onboard(*, demo_dir: Path, days: float, end: datetime, seed: int,
 def demo_training_request() -> list[str]:
     """Ask for a first twin of each demo line that has none and none in training; return the line keys asked for."""
     asked = []
-    for line in Line.objects.filter(key__in=demo_lines()):
-        if twin_latest(line=line) is None and not training_jobs_active(line=line):
+    keys = set(demo_lines())
+    for line in line_list():
+        if line.key in keys and twin_latest(line=line) is None and not training_jobs_active(line=line):
             training_job_create(line=line, actor=ACTOR)
             asked.append(line.key)
     return asked
@@ -91,11 +91,8 @@ def demo_users_seed() -> list[tuple[str, str, str]]:
         raise RuntimeError("demo accounts are never created in production (TWINOPS_ENV=production)")
     rows = []
     for role, (username, password) in DEMO_USERS.items():
-        if not User.objects.filter(username=username).exists():
-            with transaction.atomic():
-                user = User.objects.create_user(username=username, password=password, is_staff=role == "admin")
-                user.groups.add(Group.objects.get(name=role))
-                audit_record(actor=ACTOR, action="user.created", obj=user, reason="demo account",
-                             after={"username": username, "role": role})
+        if not user_exists(username=username):  # published passwords: the validators would refuse them
+            user_create(username=username, role=role, password=password, actor=ACTOR, reason="demo account",
+                        validate=False)
         rows.append((role, username, password))
     return rows

@@ -20,7 +20,7 @@ from twinops.lines.spec import ParsedSpec, SpecError, SpecProblem, TagSpec, spec
 
 __all__ = [
     "LineCreated", "LineExistsError", "SpecError", "SpecProblem", "SpecUnchangedError", "line_create", "spec_parse",
-    "spec_version_create",
+    "line_lock", "spec_version_create",
 ]
 
 
@@ -96,6 +96,11 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLik
                      before={"version": number - 1, **diff.before()},
                      after={"line": line.key, "version": number, "sha256": parsed.sha256, "filename": filename, **diff.after()})
     return version
+
+
+def line_lock(*, line_id: int) -> None:
+    """Lock a line's row until the caller's transaction ends: other apps serialise their writes about one line."""
+    Line.objects.select_for_update().filter(pk=line_id).first()
 
 
 # ---------------------------------------------------------------- helpers

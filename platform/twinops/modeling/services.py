@@ -20,6 +20,7 @@ from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
 from twinops.core.jsonable import json_plain
 from twinops.lines.models import Line
+from twinops.lines.services import line_lock
 from twinops.modeling import conf, tasks
 from twinops.modeling.datasets import LineRecord, line_record_load
 from twinops.modeling.models import TrainingJob, TwinVersion
@@ -61,7 +62,7 @@ def training_job_create(
         raise ValueError(f"the window start {start:%Y-%m-%d %H:%M} must be before its end {end:%Y-%m-%d %H:%M}")
     who = Actor.of(actor)
     with transaction.atomic():
-        Line.objects.select_for_update().filter(pk=line.pk).first()  # one active job per line, even on a double click
+        line_lock(line_id=line.pk)  # one active job per line, even on a double click
         busy = TrainingJob.objects.filter(line=line, status__in=(Status.QUEUED, Status.RUNNING)).first()
         if busy is not None:
             raise ValueError(f"training job {busy.pk} of {line.key} is already {busy.status}; wait for it to finish")
@@ -203,7 +204,7 @@ def twin_version_register(*, job: TrainingJob, record: LineRecord, outcome: Trai
         locked = TrainingJob.objects.select_for_update().get(pk=job.pk)
         if locked.claim != job.claim or locked.status != Status.RUNNING:
             raise ClaimLostError(f"training job {job.pk} is no longer owned by this attempt")
-        Line.objects.select_for_update().filter(pk=job.line_id).first()  # serialise version numbers of the line
+        line_lock(line_id=job.line_id)  # serialise version numbers of the line
         number = (TwinVersion.objects.filter(line_id=job.line_id).aggregate(n=Max("version"))["n"] or 0) + 1
         version = TwinVersion.objects.create(
             line_id=job.line_id, version=number, job=locked, config=outcome.twin.config.to_dict(), report=report,
@@ -243,7 +244,7 @@ def twin_promote(*, version: TwinVersion, actor: ActorLike, reason: str) -> Twin
     """Make a version the line's promoted twin (the optimizer's), retiring the current one; audited."""
     reason = _require_reason(reason)
     with transaction.atomic():
-        Line.objects.select_for_update().filter(pk=version.line_id).first()
+        line_lock(line_id=version.line_id)
         target = TwinVersion.objects.select_for_update().get(pk=version.pk)
         if target.status == TwinVersion.Status.PROMOTED:
             raise PromotionError(f"v{target.version} is already the promoted twin")
@@ -267,7 +268,7 @@ def twin_rollback(*, line: Line, actor: ActorLike, reason: str) -> TwinVersion:
     """Withdraw the promoted twin and promote again the one promoted before it; audited. Return that version."""
     reason = _require_reason(reason)
     with transaction.atomic():
-        Line.objects.select_for_update().filter(pk=line.pk).first()
+        line_lock(line_id=line.pk)
         versions = TwinVersion.objects.select_for_update().filter(line=line)
         current = versions.filter(status=TwinVersion.Status.PROMOTED).first()
         if current is None:
