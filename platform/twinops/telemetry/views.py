@@ -7,8 +7,7 @@ import io
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -18,7 +17,7 @@ from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_tags
 from twinops.telemetry.api import BatchFormatError, csv_body_parse, json_batch_parse
 from twinops.telemetry.models import HistoryImportJob
-from twinops.telemetry.selectors import import_job_rejections
+from twinops.telemetry.selectors import import_job_get, import_job_rejections
 from twinops.telemetry.services import samples_ingest
 
 
@@ -69,7 +68,10 @@ def samples_post(request: HttpRequest, key: str) -> HttpResponse:
 @require_capability("view_plant")
 def rejections_csv(request: HttpRequest, job_id: int) -> HttpResponse:
     """Download an import job's rejection report as CSV (row, column, reason)."""
-    job = get_object_or_404(HistoryImportJob, pk=job_id)
+    try:
+        job = import_job_get(job_id=job_id)
+    except HistoryImportJob.DoesNotExist:
+        raise Http404(f"No import job {job_id}.") from None
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["row", "column", "reason"])
