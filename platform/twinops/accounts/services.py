@@ -34,7 +34,10 @@ def token_issue(*, user: Any, name: str, actor: ActorLike, reason: str = "") -> 
             user=user, name=name, prefix=prefix, secret_sha256=_sha256(secret), created_at=timezone.now()
         )
         audit_record(
-            actor=actor, action="token.issued", obj=token, reason=reason,
+            actor=actor,
+            action="token.issued",
+            obj=token,
+            reason=reason,
             after={"user": user.get_username(), "name": name, "prefix": prefix},
         )
     return token, f"{TOKEN_PREFIX}_{prefix}_{secret}"
@@ -51,7 +54,7 @@ def token_authenticate(*, header: str | None) -> Any | None:
     """Return the active user for an `Authorization: Bearer <token>` header, else None."""
     if not header or not header.startswith("Bearer "):
         return None
-    parts = header[len("Bearer "):].strip().split("_", 2)
+    parts = header[len("Bearer ") :].strip().split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
     token = ApiToken.objects.select_related("user").filter(prefix=parts[1], revoked_at__isnull=True).first()
@@ -76,6 +79,7 @@ def user_create(
     with transaction.atomic():
         user = User.objects.create_user(username=username, password=password, is_staff=role == "admin")
         user.groups.add(Group.objects.get(name=role))
-        audit_record(actor=actor, action="user.created", obj=user, reason=reason,
-                     after={"username": username, "role": role})
+        audit_record(
+            actor=actor, action="user.created", obj=user, reason=reason, after={"username": username, "role": role}
+        )
     return user

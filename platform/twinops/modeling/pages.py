@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twinops.lines.models import Line, Tag
+from twinops.lines.models import Line
 from twinops.lines.selectors import tag_units
 from twinops.modeling import selectors
 from twinops.modeling.forms import ReasonForm, TrainForm
@@ -84,6 +84,6 @@ def twin_context(*, line: Line, shown: TwinVersion | None, can_train: bool) -> d
         context |= {
             "evaluation": evaluation_rows(shown.report),
             "coverage": coverage_rows(shown.report),
-            "charts": chart_list(preview=shown.preview, units=tag_units(line=line, role=Tag.Role.CV)),
+            "charts": chart_list(preview=shown.preview, units=tag_units(line=line, role="CV")),
         }
     return context

@@ -57,10 +57,12 @@ def line_onboard(
         if history_path is not None:
             capability_require(actor=who, capability="import_telemetry")  # after the spec's checks, as they report
             path = Path(history_path)
-            history = history_import(line=created.line, path=path, filename=history_filename or path.name, actor=who,
-                                     on_progress=on_progress)
-    return OnboardResult(line=created.line, spec_version=created.spec_version, tags_by_role=created.tags_by_role,
-                         history=history)
+            history = history_import(
+                line=created.line, path=path, filename=history_filename or path.name, actor=who, on_progress=on_progress
+            )
+    return OnboardResult(
+        line=created.line, spec_version=created.spec_version, tags_by_role=created.tags_by_role, history=history
+    )
 
 
 def line_onboard_queued(
@@ -78,5 +80,6 @@ def line_onboard_queued(
         if history_path is not None:
             capability_require(actor=who, capability="import_telemetry")
             job = history_import_enqueue(line=created.line, path=history_path, filename=history_filename, actor=who)
-    return OnboardResult(line=created.line, spec_version=created.spec_version, tags_by_role=created.tags_by_role,
-                         history_job=job)
+    return OnboardResult(
+        line=created.line, spec_version=created.spec_version, tags_by_role=created.tags_by_role, history_job=job
+    )

@@ -27,8 +27,10 @@ def recommendation_context(*, line: Line, selected_id: int | None) -> dict[str, 
     context: dict[str, Any] = {"line": line, "recommendations": recs, "selected": selected, "now": timezone.now()}
     if selected is not None:
         units = tag_units(line=line)
-        context |= {"moves": move_rows(selected, units) if selected.has_proposal else [],
-                    "charts": charts(selected, units)}
+        context |= {
+            "moves": move_rows(selected, units) if selected.has_proposal else [],
+            "charts": charts(selected, units),
+        }
     return context
 
 
@@ -52,11 +54,20 @@ def move_rows(rec: Recommendation, units: dict[str, str]) -> list[MoveRow]:
     plan, limits = rec.plan, rec.inputs.get("limits", {})
     current = rec.inputs.get("current_mv", {})
     active = [str(a).split(":", 1) for a in plan.get("active_constraints", [])]
-    return [MoveRow(name=name, unit=units.get(name, ""), current=current.get(name), proposed=plan["first_setpoint"][name],
-                    move=move, low=limits.get(name, {}).get("low"), high=limits.get(name, {}).get("high"),
-                    max_move=limits.get(name, {}).get("max_move_per_step"),
-                    active=[kind for tag, kind in active if tag == name])
-            for name, move in (plan.get("first_move") or {}).items()]
+    return [
+        MoveRow(
+            name=name,
+            unit=units.get(name, ""),
+            current=current.get(name),
+            proposed=plan["first_setpoint"][name],
+            move=move,
+            low=limits.get(name, {}).get("low"),
+            high=limits.get(name, {}).get("high"),
+            max_move=limits.get(name, {}).get("max_move_per_step"),
+            active=[kind for tag, kind in active if tag == name],
+        )
+        for name, move in (plan.get("first_move") or {}).items()
+    ]
 
 
 def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
@@ -65,10 +76,20 @@ def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
         return []
     start: datetime = rec.window_end or rec.created_at
     limits, plan = rec.inputs.get("limits", {}), rec.plan
-    cv = plots.cv_figure(result=plan, start=start, limits=limits, units=units,
-                         band_k=float(rec.settings.get("mpc", {}).get("band_k", 2.0)),
-                         current=rec.inputs.get("current_cv_estimate"))
+    cv = plots.cv_figure(
+        result=plan,
+        start=start,
+        limits=limits,
+        units=units,
+        band_k=float(rec.settings.get("mpc", {}).get("band_k", 2.0)),
+        current=rec.inputs.get("current_cv_estimate"),
+    )
     mv = plots.mv_figure(result=plan, start=start, limits=limits, units=units, current=rec.inputs.get("current_mv", {}))
-    return [{"id": f"reco-{rec.pk}-cv", "label": "Predicted CV trajectories with uncertainty bands and limits",
-             "figure": cv},
-            {"id": f"reco-{rec.pk}-mv", "label": "Planned MV setpoints with limits", "figure": mv}]
+    return [
+        {
+            "id": f"reco-{rec.pk}-cv",
+            "label": "Predicted CV trajectories with uncertainty bands and limits",
+            "figure": cv,
+        },
+        {"id": f"reco-{rec.pk}-mv", "label": "Planned MV setpoints with limits", "figure": mv},
+    ]

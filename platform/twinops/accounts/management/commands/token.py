@@ -34,11 +34,11 @@ class Command(BaseCommand):
             token, plaintext = token_issue(user=user, name=opts["name"], actor=actor, reason=opts["reason"])
             self.stdout.write(f"Token for {user.username} ({token.name}); it is shown only now:\n{plaintext}")
         elif opts["action"] == "revoke":
-            token = token_get(prefix=opts["prefix"])
-            if token is None:
+            found = token_get(prefix=opts["prefix"])
+            if found is None:
                 raise CommandError(f"no token with prefix {opts['prefix']!r}")
-            token_revoke(token=token, actor=actor, reason=opts["reason"])
-            self.stdout.write(f"Revoked {token}.")
+            token_revoke(token=found, actor=actor, reason=opts["reason"])
+            self.stdout.write(f"Revoked {found}.")
         else:
             for t in token_list():
                 state = "revoked" if t.revoked_at else "active"

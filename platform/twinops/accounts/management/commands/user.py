@@ -26,8 +26,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         password = sys.stdin.readline().rstrip("\n") if opts["password_stdin"] else _prompt_password()
         try:
-            user = user_create(username=opts["username"], role=opts["role"], password=password,
-                               actor="system:cli", reason="created with twinops user add")
+            user = user_create(
+                username=opts["username"],
+                role=opts["role"],
+                password=password,
+                actor="system:cli",
+                reason="created with twinops user add",
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         except ValueError as exc:

@@ -37,8 +37,11 @@ class Command(BaseCommand):
         onboard.add_argument("--history", type=Path, help="history file: CSV or Parquet, wide or long")
         onboard.add_argument("--reason", default="", help="why the line is onboarded (kept in the audit log)")
         onboard.add_argument("--as", dest="username", help="act as this user (default: the shell user, as cli:NAME)")
-        onboard.add_argument("--rejections-out", type=Path,
-                             help="where to write the rejection report CSV (default: beside the history file)")
+        onboard.add_argument(
+            "--rejections-out",
+            type=Path,
+            help="where to write the rejection report CSV (default: beside the history file)",
+        )
         sub.add_parser("list", help="List lines with their tag counts by role.")
         show = sub.add_parser("show", help="Show a line's tags and spec versions.")
         show.add_argument("key")
@@ -53,16 +56,31 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------ onboard
 
-    def _onboard(self, *, spec: Path, history: Path | None, reason: str, username: str | None,
-                 rejections_out: Path | None, **_: Any) -> None:
+    def _onboard(
+        self,
+        *,
+        spec: Path,
+        history: Path | None,
+        reason: str,
+        username: str | None,
+        rejections_out: Path | None,
+        **_: Any,
+    ) -> None:
         actor = _actor(username)
         text = _read(spec)
         if history is not None and not history.is_file():
             raise CommandError(f"{history}: no such history file; nothing was created")
         bar = ProgressBar(self.stderr, label=history.name) if history is not None else None
         try:
-            result = line_onboard(text=text, filename=str(spec), actor=actor, history_path=history,
-                                  history_filename=history.name if history else None, reason=reason, on_progress=bar)
+            result = line_onboard(
+                text=text,
+                filename=str(spec),
+                actor=actor,
+                history_path=history,
+                history_filename=history.name if history else None,
+                reason=reason,
+                on_progress=bar,
+            )
         except SpecError as e:
             self._problems(e.problems)
             raise CommandError(f"{len(e.problems)} problem(s) in {spec}; nothing was created") from None
@@ -78,9 +96,12 @@ class Command(BaseCommand):
         if bar:
             bar.close()
         line, roles = result.line, result.tags_by_role
-        self.stdout.write(self.style.SUCCESS(
-            f"Onboarded line {line.key} ({line.name}), spec v{result.spec_version.version}: "
-            f"{sum(roles.values())} tags ({', '.join(f'{n} {r}' for r, n in roles.items())})."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Onboarded line {line.key} ({line.name}), spec v{result.spec_version.version}: "
+                f"{sum(roles.values())} tags ({', '.join(f'{n} {r}' for r, n in roles.items())})."
+            )
+        )
         if result.history is not None and history is not None:
             self._history_summary(result.history, history, rejections_out)
         self.stdout.write(f"See it with: twinops line show {line.key}")
@@ -92,15 +113,17 @@ class Command(BaseCommand):
             f"History {history.name}: {h.samples_received:,} samples received, {h.samples_inserted:,} imported, "
             f"{h.samples_duplicate:,} duplicate, {h.samples_bad_quality:,} bad quality, "
             f"{h.samples_out_of_range:,} out of physical range, {not_stored:,} not stored; {total:,} rejection(s) "
-            "(rows are file lines, the header being line 1).")
+            "(rows are file lines, the header being line 1)."
+        )
         if not h.rejections and rejections_out is None:
             return
         for r in h.rejections[:REJECTIONS_SHOWN]:
             self.stdout.write(f"  row {r.row}, column {r.column or '(row)'}: {r.reason}")
         if total > REJECTIONS_SHOWN:
             self.stdout.write(f"  … and {total - REJECTIONS_SHOWN:,} more")
-        path = rejections_write_csv(rejections=h.rejections,
-                                    path=rejections_out or history.with_name(history.name + ".rejections.csv"))
+        path = rejections_write_csv(
+            rejections=h.rejections, path=rejections_out or history.with_name(history.name + ".rejections.csv")
+        )
         kept = f" (the first {len(h.rejections):,} of {total:,})" if total > len(h.rejections) else ""
         self.stdout.write(f"Rejection report{kept}: {path}")
 
@@ -112,28 +135,55 @@ class Command(BaseCommand):
             self.stdout.write("No lines yet. Onboard one with: twinops line onboard SPEC [--history FILE]")
             return
         rows = [("KEY", "NAME", "SITE / AREA", "CV", "MV", "DV", "SPEC")]
-        rows += [(ln.key, ln.name, " / ".join(x for x in (ln.site, ln.area) if x), str(ln.tags_cv), str(ln.tags_mv),
-                  str(ln.tags_dv), f"v{ln.spec_version}") for ln in lines]
+        rows += [
+            (
+                ln.key,
+                ln.name,
+                " / ".join(x for x in (ln.site, ln.area) if x),
+                str(ln.tags_cv),
+                str(ln.tags_mv),
+                str(ln.tags_dv),
+                f"v{ln.spec_version}",
+            )
+            for ln in lines
+        ]
         self._table(rows)
 
     def _show(self, *, key: str, **_: Any) -> None:
         line = _line(key)
         self.stdout.write(f"{line.key}: {line.name}")
-        for label, value in (("site", line.site), ("area", line.area), ("sample period", f"{line.sample_period_s:g} s"),
-                             ("created", f"{line.created_at:%Y-%m-%d %H:%M} UTC by {_creator(line)}")):
+        for label, value in (
+            ("site", line.site),
+            ("area", line.area),
+            ("sample period", f"{line.sample_period_s:g} s"),
+            ("created", f"{line.created_at:%Y-%m-%d %H:%M} UTC by {_creator(line)}"),
+        ):
             if value:
                 self.stdout.write(f"  {label}: {value}")
         rows = [("TAG", "ROLE", "UNIT", "PHYSICAL", "LIMITS", "SAFETY", "MOVE/STEP", "RAMP/MIN", "OPC UA", "")]
         for t in line_tags(line=line, include_inactive=True):
-            rows.append((t.name, t.role, t.unit, _range(t.physical_low, t.physical_high), _range(t.limit_low, t.limit_high),
-                         _range(t.safety_low, t.safety_high), _g(t.max_move_per_step), _g(t.ramp_rate_per_min),
-                         t.opcua_node or "-", "" if t.active else "inactive"))
+            rows.append(
+                (
+                    t.name,
+                    t.role,
+                    t.unit,
+                    _range(t.physical_low, t.physical_high),
+                    _range(t.limit_low, t.limit_high),
+                    _range(t.safety_low, t.safety_high),
+                    _g(t.max_move_per_step),
+                    _g(t.ramp_rate_per_min),
+                    t.opcua_node or "-",
+                    "" if t.active else "inactive",
+                )
+            )
         self.stdout.write("")
         self._table(rows)
         self.stdout.write("\nSpec versions:")
         for v in spec_versions(line=line):
-            self.stdout.write(f"  v{v.version}  {v.created_at:%Y-%m-%d %H:%M} UTC  {v.created_by_label or Actor.of(v.created_by).label}  "
-                              f"{v.filename or '-'}  sha256 {v.sha256[:12]}  {v.reason or '(no reason given)'}")
+            self.stdout.write(
+                f"  v{v.version}  {v.created_at:%Y-%m-%d %H:%M} UTC  {v.created_by_label or Actor.of(v.created_by).label}  "
+                f"{v.filename or '-'}  sha256 {v.sha256[:12]}  {v.reason or '(no reason given)'}"
+            )
 
     # ------------------------------------------------------------ update
 
