@@ -33,8 +33,11 @@ def scratch_database(name: str = BENCH_DB) -> Iterator[None]:
     from django.db import connections
 
     conn = connections["default"]
-    params = {k: v for k, v in conn.get_connection_params().items()
-              if k not in {"cursor_factory", "context", "server_side_binding", "prepare_threshold"}}
+    params = {
+        k: v
+        for k, v in conn.get_connection_params().items()
+        if k not in {"cursor_factory", "context", "server_side_binding", "prepare_threshold"}
+    }
     with psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             admin.execute(f'CREATE DATABASE "{name}"')
@@ -53,8 +56,9 @@ def bench_line(key: str, n_tags: int) -> Any:
     """Return the benchmark line with n_tags tags (created once)."""
     from twinops.lines.models import Line, Tag
 
-    line, created = Line.objects.get_or_create(key=key, defaults={"name": key, "sample_period_s": 1.0,
-                                                                  "created_at": T0})
+    line, created = Line.objects.get_or_create(
+        key=key, defaults={"name": key, "sample_period_s": 1.0, "created_at": T0}
+    )
     for i in range(Tag.objects.filter(line=line).count(), n_tags):
         Tag.objects.create(line=line, name=f"tag{i:03d}", role="DV", unit="u", physical_low=-1e3, physical_high=1e3)
     return line
@@ -75,8 +79,17 @@ def synthetic_batches(*, n_tags: int, seconds: int, batch_samples: int, start_s:
         ts = t0_us + np.repeat(secs, n_tags) * 1_000_000
         value = np.sin(ts / 6e8 + tag) * 100 + rng.normal(0, 1, tag.size)
         text_at = np.nonzero(rng.random(tag.size) < 0.001)[0]
-        batches.append(RawBatch(names=names, tag=tag, ts_us=ts, value=value, row=np.arange(1, tag.size + 1),
-                                text_at=text_at, text=("Bad",) * text_at.size))
+        batches.append(
+            RawBatch(
+                names=names,
+                tag=tag,
+                ts_us=ts,
+                value=value,
+                row=np.arange(1, tag.size + 1),
+                text_at=text_at,
+                text=("Bad",) * text_at.size,
+            )
+        )
     return batches
 
 
@@ -86,8 +99,10 @@ def _empty_telemetry() -> None:
     with connection.cursor() as cur:
         cur.execute("TRUNCATE telemetry_sample, telemetry_rollup_minute, telemetry_rollup_hour")
         cur.execute("DROP TABLE IF EXISTS bench_raw_copy")
-        cur.execute("CREATE TABLE bench_raw_copy (tag_id bigint, ts timestamptz, value double precision, "
-                    "quality smallint, reason_id integer)")
+        cur.execute(
+            "CREATE TABLE bench_raw_copy (tag_id bigint, ts timestamptz, value double precision, "
+            "quality smallint, reason_id integer)"
+        )
 
 
 def _raw_copy(batches: list[Any], tag_ids: np.ndarray) -> float:
@@ -98,8 +113,13 @@ def _raw_copy(batches: list[Any], tag_ids: np.ndarray) -> float:
     started = time.perf_counter()
     for b in batches:
         with transaction.atomic(), store.raw_connection().cursor() as cur:
-            buffer = store.copy_buffer(tag_id=tag_ids[b.tag], ts_us=b.ts_us, value=b.value,
-                                       quality=np.zeros(len(b), np.int16), reason_id=np.zeros(len(b), np.int32))
+            buffer = store.copy_buffer(
+                tag_id=tag_ids[b.tag],
+                ts_us=b.ts_us,
+                value=b.value,
+                quality=np.zeros(len(b), np.int16),
+                reason_id=np.zeros(len(b), np.int32),
+            )
             with cur.copy("COPY bench_raw_copy FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(buffer)
     return time.perf_counter() - started

@@ -51,8 +51,9 @@ async def _publish_rate(publishes: int, cert_dir: Path) -> dict[str, float]:
             def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
                 Count.n += 1
 
-        async with connect_pinned(plc.endpoint_url, fingerprint=plc.certificate_fingerprint or "",
-                                  client_cert_dir=cert_dir / "client") as client:
+        async with connect_pinned(
+            plc.endpoint_url, fingerprint=plc.certificate_fingerprint or "", client_cert_dir=cert_dir / "client"
+        ) as client:
             sub = await client.create_subscription(50, Count())
             nodes = [client.get_node(t.opcua_node) for t in plc.line.tags if t.role != "MV"]
             await sub.subscribe_data_change(nodes, queuesize=publishes + 10)
@@ -78,12 +79,25 @@ async def _time_publishes(plc: PlcServer, publishes: int) -> float:
 async def _collect(line: Any, seconds: float, cert_dir: Path) -> dict[str, float]:
     from twinops.telemetry.collector import Collector, CollectorConfig
 
-    cfg = PlcConfig(line_id="heat-train", operator_password="bench-operator", port=0, cert_dir=cert_dir,
-                    speed=3600.0, tick_s=0.005, heartbeat_timeout_s=3600.0)
+    cfg = PlcConfig(
+        line_id="heat-train",
+        operator_password="bench-operator",
+        port=0,
+        cert_dir=cert_dir,
+        speed=3600.0,
+        tick_s=0.005,
+        heartbeat_timeout_s=3600.0,
+    )
     async with PlcServer(cfg) as plc:
-        config = CollectorConfig(url=plc.endpoint_url, fingerprint=plc.certificate_fingerprint,
-                                 cert_dir=cert_dir / "client", username="operator", password="bench-operator",
-                                 flush_ms=500, publishing_ms=50)
+        config = CollectorConfig(
+            url=plc.endpoint_url,
+            fingerprint=plc.certificate_fingerprint,
+            cert_dir=cert_dir / "client",
+            username="operator",
+            password="bench-operator",
+            flush_ms=500,
+            publishing_ms=50,
+        )
         collector = await asyncio.to_thread(lambda: Collector(line=line, config=config))
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop))

@@ -27,16 +27,20 @@ def _load(line: Any, seconds: int, n_tags: int) -> int:
     from twinops.telemetry.services import samples_ingest
 
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id "
-                    "WHERE t.line_id = %s", [line.pk])
+        cur.execute(
+            "SELECT count(*) FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id WHERE t.line_id = %s",
+            [line.pk],
+        )
         have = int(cur.fetchone()[0])
     if have < n_tags * seconds:
         for batch in synthetic_batches(n_tags=n_tags, seconds=seconds, batch_samples=500_000):
             samples_ingest(line=line, batch=batch, source="bench", actor=None)
         with connection.cursor() as cur:
             cur.execute("ANALYZE telemetry_sample")
-            cur.execute("SELECT count(*) FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id "
-                        "WHERE t.line_id = %s", [line.pk])
+            cur.execute(
+                "SELECT count(*) FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id WHERE t.line_id = %s",
+                [line.pk],
+            )
             have = int(cur.fetchone()[0])
     return have
 
@@ -61,8 +65,10 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         load_s = time.perf_counter() - started  # counting (and loading when missing)
         tags = list(Tag.objects.filter(line=line).select_related("line"))
         figures: dict[str, Any] = {"samples_in_table": total, "prepare_s": round(load_s, 1)}
-        for name, span, max_points, source in (("chart_24h", timedelta(hours=24), 2000, "rollup_minute"),
-                                               ("raw_1h", timedelta(hours=1), 3600, "raw")):
+        for name, span, max_points, source in (
+            ("chart_24h", timedelta(hours=24), 2000, "rollup_minute"),
+            ("raw_1h", timedelta(hours=1), 3600, "raw"),
+        ):
             latest = seconds - span.total_seconds()
             times = []
             for i in range(repeats + 5):

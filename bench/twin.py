@@ -24,8 +24,17 @@ from twins import (
 
 # Free-run twin for the 1024-sample tanks record: long rollouts, since the benchmark scores a 1023-step simulation.
 TANKS = TwinConfig(
-    window=8, nz=4, hidden=64, depth=2, horizon=250, epochs=30, steps_per_epoch=50, batch_size=32,
-    lr=5e-3, history_dropout=0.3, min_train_samples=200,
+    window=8,
+    nz=4,
+    hidden=64,
+    depth=2,
+    horizon=250,
+    epochs=30,
+    steps_per_epoch=50,
+    batch_size=32,
+    lr=5e-3,
+    history_dropout=0.3,
+    min_train_samples=200,
 )
 CSTR = TwinConfig(window=10, nz=12, hidden=64, depth=2, horizon=30, epochs=30, steps_per_epoch=50)
 
@@ -43,8 +52,11 @@ def cascaded_tanks(config: TwinConfig) -> dict[str, float]:
     gap = config.window  # masked rows between the two experiments: no window ever spans both
     nan = np.full(gap, np.nan)
     data = TwinDataset.from_arrays(
-        cv=np.concatenate([y_est, nan, y_val]), mv=np.concatenate([u_est, nan, u_val]),
-        cv_names=["lower_tank_v"], mv_names=["pump_v"], sample_period_s=4.0,
+        cv=np.concatenate([y_est, nan, y_val]),
+        mv=np.concatenate([u_est, nan, u_val]),
+        cv_names=["lower_tank_v"],
+        mv_names=["pump_v"],
+        sample_period_s=4.0,
     )
     stop = len(y_est) + gap
     split = DataSplit(data, train_stop=stop, val_stop=stop)
@@ -69,7 +81,10 @@ def daisy_cstr(config: TwinConfig) -> dict[str, Any]:
     """Train on the first 70% of the CSTR record, score 20-step NRMSE on the last 15%."""
     raw = np.loadtxt(shared_data() / "daisy_cstr" / "cstr.dat")
     data = TwinDataset.from_arrays(
-        cv=raw[:, 2:4], mv=raw[:, 1], cv_names=["ca_mol_l", "temp_k"], mv_names=["coolant_l_min"],
+        cv=raw[:, 2:4],
+        mv=raw[:, 1],
+        cv_names=["ca_mol_l", "temp_k"],
+        mv_names=["coolant_l_min"],
         sample_period_s=6.0,
     )
     report = train_and_evaluate(split_by_time(data), config).report
@@ -96,8 +111,13 @@ def synthetic_line(rows: int, seed: int = 0) -> TwinDataset:
         x[t + 1] = 0.95 * x[t] + 0.05 * drive[t] - 0.01 * x[t] ** 3
     cv = x + rng.normal(0, 0.01, x.shape)
     return TwinDataset.from_arrays(
-        cv=cv, mv=mv, dv=dv, cv_names=[f"cv{i}" for i in range(4)], mv_names=[f"mv{i}" for i in range(4)],
-        dv_names=["dv0", "dv1"], sample_period_s=60.0,
+        cv=cv,
+        mv=mv,
+        dv=dv,
+        cv_names=[f"cv{i}" for i in range(4)],
+        mv_names=[f"mv{i}" for i in range(4)],
+        dv_names=["dv0", "dv1"],
+        sample_period_s=60.0,
     )
 
 
@@ -108,9 +128,13 @@ def cpu_training_time(rows: int, config: TwinConfig) -> dict[str, Any]:
     # One torch thread: on a 2-core host the batched small matmuls gain little from a second thread,
     # and when the host is busy two OpenMP threads stall each other (measured 5-7x slower).
     twin = train_twin(split_by_time(data), config, device="cpu", cpu_threads=1)
-    return {"train_seconds_cpu": time.perf_counter() - clock, "train_rows_cpu": rows, "train_threads_cpu": 1,
-            "train_steps_cpu": config.epochs * config.steps_per_epoch,
-            "train_last_val_cv_mse": twin.info.history[-1].get("val_cv")}
+    return {
+        "train_seconds_cpu": time.perf_counter() - clock,
+        "train_rows_cpu": rows,
+        "train_threads_cpu": 1,
+        "train_steps_cpu": config.epochs * config.steps_per_epoch,
+        "train_last_val_cv_mse": twin.info.history[-1].get("val_cv"),
+    }
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
@@ -122,5 +146,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     out.update(cpu_training_time(20_000 if quick else 500_000, dataclasses.replace(TwinConfig(), **small)))
     if torch.cuda.is_available():
         data = synthetic_line(20_000 if quick else 500_000)
-        out["train_seconds_gpu"] = train_twin(split_by_time(data), dataclasses.replace(TwinConfig(), **small)).info.seconds
+        out["train_seconds_gpu"] = train_twin(
+            split_by_time(data), dataclasses.replace(TwinConfig(), **small)
+        ).info.seconds
     return out

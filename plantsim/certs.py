@@ -40,18 +40,27 @@ class CertificateFiles:
 def certificate_fingerprint(der: bytes) -> str:
     """Return the SHA-256 fingerprint of a DER certificate, e.g. 'AB:01:...'."""
     digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def fingerprints_match(a: str, b: str) -> bool:
     """Compare two fingerprints ignoring case, colons and spaces, in constant time."""
+
     def norm(s: str) -> bytes:
         return s.replace(":", "").replace(" ", "").lower().encode()
+
     return hmac.compare_digest(norm(a), norm(b))
 
 
-def ensure_certificate(cert_dir: Path, *, name: str, app_uri: str, hostnames: list[str] | None = None,
-                       server: bool = True, days: int = 3650) -> CertificateFiles:
+def ensure_certificate(
+    cert_dir: Path,
+    *,
+    name: str,
+    app_uri: str,
+    hostnames: list[str] | None = None,
+    server: bool = True,
+    days: int = 3650,
+) -> CertificateFiles:
     """Return the certificate called name in cert_dir, generating key and certificate if absent."""
     cert_dir = Path(cert_dir)
     cert_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -66,10 +75,14 @@ def ensure_certificate(cert_dir: Path, *, name: str, app_uri: str, hostnames: li
         except ValueError:
             alt_names.append(x509.DNSName(host))
     key = generate_private_key()
-    usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [
-        ExtendedKeyUsageOID.CLIENT_AUTH]
-    cert = generate_self_signed_app_certificate(key, name, {"organizationName": "TwinOps plantsim"}, alt_names,
-                                                extended=usage, days=days)
+    usage = (
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server
+        else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    cert = generate_self_signed_app_certificate(
+        key, name, {"organizationName": "TwinOps plantsim"}, alt_names, extended=usage, days=days
+    )
     _write_private(key_path, dump_private_key_as_pem(key))
     tmp = cert_path.with_suffix(".tmp")
     tmp.write_bytes(cert.public_bytes(Encoding.DER))

@@ -42,6 +42,7 @@ def _progress_bar(label: str):  # type: ignore[no-untyped-def]
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
     return draw
 
 
@@ -53,8 +54,15 @@ def _export(args: argparse.Namespace) -> int:
         period = make_line(line_id).sample_period_s
         # end on a whole sample period so re-exports line up with each other
         end_aligned = datetime.fromtimestamp(end.timestamp() // period * period, UTC)
-        spec_path, csv_path = export_line(line_id, Path(args.out), days=args.days, end=end_aligned, seed=args.seed,
-                                          on_progress=_progress_bar(line_id), bad_token=args.bad_token)
+        spec_path, csv_path = export_line(
+            line_id,
+            Path(args.out),
+            days=args.days,
+            end=end_aligned,
+            seed=args.seed,
+            on_progress=_progress_bar(line_id),
+            bad_token=args.bad_token,
+        )
         print(f"{line_id}: spec {spec_path}  history {csv_path}")
     return 0
 
@@ -71,10 +79,19 @@ async def _serve(args: argparse.Namespace) -> int:
     password = password or secrets.token_urlsafe(12)
     plcs = []
     for i, line_id in enumerate(_lines(args.line)):
-        cfg = PlcConfig(line_id=line_id, operator_user=args.operator_user, operator_password=password, host=args.host,
-                        port=args.port + i if args.port else 0, cert_dir=args.cert_dir,
-                        allow_insecure=args.allow_insecure, speed=args.speed,
-                        heartbeat_timeout_s=args.heartbeat_timeout, initial_mode=args.mode, seed=args.seed + i)
+        cfg = PlcConfig(
+            line_id=line_id,
+            operator_user=args.operator_user,
+            operator_password=password,
+            host=args.host,
+            port=args.port + i if args.port else 0,
+            cert_dir=args.cert_dir,
+            allow_insecure=args.allow_insecure,
+            speed=args.speed,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+            initial_mode=args.mode,
+            seed=args.seed + i,
+        )
         plcs.append(PlcServer(cfg))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

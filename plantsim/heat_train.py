@@ -100,8 +100,14 @@ class HeatTrainModel:
     def outputs(self) -> dict[str, float]:
         """Return the true CVs by tag name."""
         x = self.x
-        return {"T_E1_out": x[0], "T_oil_ret": x[1], "T_E2_in": self.t_e2_in, "T_E2_out": x[2], "T_skin": x[5],
-                "T_out": x[4]}
+        return {
+            "T_E1_out": x[0],
+            "T_oil_ret": x[1],
+            "T_E2_in": self.t_e2_in,
+            "T_E2_out": x[2],
+            "T_skin": x[5],
+            "T_out": x[4],
+        }
 
     def _line_outlet(self) -> float:
         """Temperature leaving the transfer line: plug flow from V_cum - V_pipe, cooled on its way."""
@@ -145,19 +151,51 @@ class HeatTrainModel:
         c_e1, c_oil = p.rho_p * p.cp_p * p.v_e1, p.rho_h * p.cp_h * p.v_oil  # kJ/K
         c_e2, c_h3 = p.rho_p * p.cp_p * p.v_e2, p.rho_p * p.cp_p * p.v_h3
         return (
-            mcp_p / c_e1, ua1 / c_e1, t_feed,  # E1 process side
-            mcp_h / c_oil, ua1 / c_oil, t_oil_sup,  # E1 hot-oil side
-            m_steam * p.h_fg / 3600.0, p.ua_steam, p.t_sat, p.ua_e2 * rp, p.c_wall_e2,  # E2 steam side and wall
-            mcp_p / c_e2, p.ua_e2 * rp / c_e2,  # E2 process side
-            p.eta_fired * q_fired, p.tau_burner, p.ua_h3 * rp, p.c_wall_h3,  # fired heater coil
-            mcp_p / c_h3, p.ua_h3 * rp / c_h3,  # fired heater process side
+            mcp_p / c_e1,
+            ua1 / c_e1,
+            t_feed,  # E1 process side
+            mcp_h / c_oil,
+            ua1 / c_oil,
+            t_oil_sup,  # E1 hot-oil side
+            m_steam * p.h_fg / 3600.0,
+            p.ua_steam,
+            p.t_sat,
+            p.ua_e2 * rp,
+            p.c_wall_e2,  # E2 steam side and wall
+            mcp_p / c_e2,
+            p.ua_e2 * rp / c_e2,  # E2 process side
+            p.eta_fired * q_fired,
+            p.tau_burner,
+            p.ua_h3 * rp,
+            p.c_wall_h3,  # fired heater coil
+            mcp_p / c_h3,
+            p.ua_h3 * rp / c_h3,  # fired heater process side
         )
 
     def derivatives(self, x: Sequence[float], c: Sequence[float]) -> list[float]:
         """Return dx/dt per second, with the transfer-line outlet held at its current value."""
         t1, t_oil, t2, tw2, t3, tw3, q_abs = x
-        (a1, b1, t_feed, a2, b2, t_sup, q_steam_max, ua_s, t_sat, ua2, cw2, a3, b3, q_fired_abs, tau, ua3, cw3,
-         a4, b4) = c
+        (
+            a1,
+            b1,
+            t_feed,
+            a2,
+            b2,
+            t_sup,
+            q_steam_max,
+            ua_s,
+            t_sat,
+            ua2,
+            cw2,
+            a3,
+            b3,
+            q_fired_abs,
+            tau,
+            ua3,
+            cw3,
+            a4,
+            b4,
+        ) = c
         drive = t_sat - tw2
         q_steam = min(q_steam_max, ua_s * drive) if drive > 0.0 else 0.0  # condensation-limited steam duty, kW
         return [
@@ -178,15 +216,44 @@ def make_line() -> Line:
     mv: Role = "MV"
     temp_range = (-20.0, 500.0)
     tags = (
-        Tag("T_out", cv, "degC", "Train outlet temperature (product spec)", temp_range, limits=(170.0, 190.0),
-            safety_limits=(None, 230.0), noise_std=0.15),
-        Tag("T_skin", cv, "degC", "Fired-heater tube skin temperature", temp_range, limits=(None, 380.0),
-            safety_limits=(None, 420.0), noise_std=0.3),
+        Tag(
+            "T_out",
+            cv,
+            "degC",
+            "Train outlet temperature (product spec)",
+            temp_range,
+            limits=(170.0, 190.0),
+            safety_limits=(None, 230.0),
+            noise_std=0.15,
+        ),
+        Tag(
+            "T_skin",
+            cv,
+            "degC",
+            "Fired-heater tube skin temperature",
+            temp_range,
+            limits=(None, 380.0),
+            safety_limits=(None, 420.0),
+            noise_std=0.3,
+        ),
         Tag("T_E1_out", cv, "degC", "Process outlet of hot-oil exchanger E1", temp_range, noise_std=0.15),
-        Tag("T_oil_ret", cv, "degC", "Hot-oil return temperature from E1", temp_range, limits=(None, 200.0),
-            noise_std=0.15),
-        Tag("T_E2_in", cv, "degC", "Steam heater E2 inlet, after the transfer line (dead time)", temp_range,
-            noise_std=0.15),
+        Tag(
+            "T_oil_ret",
+            cv,
+            "degC",
+            "Hot-oil return temperature from E1",
+            temp_range,
+            limits=(None, 200.0),
+            noise_std=0.15,
+        ),
+        Tag(
+            "T_E2_in",
+            cv,
+            "degC",
+            "Steam heater E2 inlet, after the transfer line (dead time)",
+            temp_range,
+            noise_std=0.15,
+        ),
         Tag("T_E2_out", cv, "degC", "Process outlet of steam heater E2", temp_range, noise_std=0.15),
         Tag("T_feed", dv, "degC", "Feed temperature from tankage", temp_range, noise_std=0.15),
         Tag("T_oil_sup", dv, "degC", "Hot-oil supply temperature (shared utility)", temp_range, noise_std=0.15),
@@ -203,13 +270,16 @@ def make_line() -> Line:
         sample_period_s=10.0,
         tags=tuple(t.with_node(f"ns=2;s={LINE_ID}.{t.name}") for t in tags),
         mv_tuning={
-            "F_feed": MvTuning(nominal=20.0, safe=16.0, test_band=(16.0, 24.0), max_move_per_step=1.0,
-                               ramp_per_min=2.0),
+            "F_feed": MvTuning(
+                nominal=20.0, safe=16.0, test_band=(16.0, 24.0), max_move_per_step=1.0, ramp_per_min=2.0
+            ),
             "F_oil": MvTuning(nominal=15.0, safe=15.0, test_band=(10.0, 21.0), max_move_per_step=2.0, ramp_per_min=5.0),
-            "m_steam": MvTuning(nominal=700.0, safe=600.0, test_band=(450.0, 950.0), max_move_per_step=100.0,
-                                ramp_per_min=200.0),
-            "Q_fired": MvTuning(nominal=450.0, safe=300.0, test_band=(350.0, 560.0), max_move_per_step=50.0,
-                                ramp_per_min=100.0),
+            "m_steam": MvTuning(
+                nominal=700.0, safe=600.0, test_band=(450.0, 950.0), max_move_per_step=100.0, ramp_per_min=200.0
+            ),
+            "Q_fired": MvTuning(
+                nominal=450.0, safe=300.0, test_band=(350.0, 560.0), max_move_per_step=50.0, ramp_per_min=100.0
+            ),
         },
         dv_drift={
             "T_feed": Drift(mean=40.0, std=4.0, time_constant_s=4 * 3600.0, bounds=(25.0, 55.0)),

@@ -41,8 +41,9 @@ class History:
     setpoint_moves: dict[str, int] = field(default_factory=dict)  # step-test moves per MV
 
 
-def step_schedule(line: Line, duration_s: float, rng: np.random.Generator,
-                  plan: StepTestPlan) -> dict[str, list[tuple[float, float]]]:
+def step_schedule(
+    line: Line, duration_s: float, rng: np.random.Generator, plan: StepTestPlan
+) -> dict[str, list[tuple[float, float]]]:
     """Return, per MV, the (time_s, setpoint) changes of a step-test campaign lasting duration_s."""
     schedule: dict[str, list[tuple[float, float]]] = {}
     for name in line.names("MV"):
@@ -62,8 +63,16 @@ def step_schedule(line: Line, duration_s: float, rng: np.random.Generator,
     return schedule
 
 
-def generate_history(line_id: str, *, days: float, start: datetime, seed: int = 0, realism: Realism | None = None,
-                     plan: StepTestPlan | None = None, on_progress: ProgressCallback | None = None) -> History:
+def generate_history(
+    line_id: str,
+    *,
+    days: float,
+    start: datetime,
+    seed: int = 0,
+    realism: Realism | None = None,
+    plan: StepTestPlan | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> History:
     """Simulate `days` of operation with step tests from `start` (UTC) and return the samples."""
     if days <= 0:
         raise ValueError(f"days must be positive, got {days!r}")
@@ -108,13 +117,22 @@ def write_history_csv(history: History, path: Path, *, bad_token: str = "") -> P
     return path
 
 
-def export_line(line_id: str, out_dir: Path, *, days: float, end: datetime, seed: int = 0,
-                realism: Realism | None = None, on_progress: ProgressCallback | None = None,
-                bad_token: str = "") -> tuple[Path, Path]:
+def export_line(
+    line_id: str,
+    out_dir: Path,
+    *,
+    days: float,
+    end: datetime,
+    seed: int = 0,
+    realism: Realism | None = None,
+    on_progress: ProgressCallback | None = None,
+    bad_token: str = "",
+) -> tuple[Path, Path]:
     """Write `<line>.yaml` (spec) and `<line>.csv` (history ending at `end`) into out_dir; return both paths."""
     out_dir = Path(out_dir)
-    history = generate_history(line_id, days=days, start=end - timedelta(days=days), seed=seed, realism=realism,
-                               on_progress=on_progress)
+    history = generate_history(
+        line_id, days=days, start=end - timedelta(days=days), seed=seed, realism=realism, on_progress=on_progress
+    )
     spec_path = write_spec_yaml(history.line, out_dir / f"{line_id}.yaml")
     csv_path = write_history_csv(history, out_dir / f"{line_id}.csv", bad_token=bad_token)
     return spec_path, csv_path

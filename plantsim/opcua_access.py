@@ -30,8 +30,9 @@ class OperatorUserManager:
         self._digests = {u: hashlib.sha256(p.encode()).digest() for u, p in accounts.items()}
         self._allow_anonymous = allow_anonymous
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
         """Return the session's user, or None to refuse the session (BadUserAccessDenied)."""
         if username is None:
             return User(role=UserRole.Anonymous) if self._allow_anonymous else None

@@ -31,8 +31,14 @@ from plantsim.simulator import LineSimulator, build_simulator
 NAMESPACE_URI = "urn:twinops:plantsim"
 MODES = ("LOCAL", "REMOTE")
 _log = logging.getLogger(__name__)
-_INT_TYPES = {ua.VariantType.Int16, ua.VariantType.Int32, ua.VariantType.Int64, ua.VariantType.UInt16,
-              ua.VariantType.UInt32, ua.VariantType.UInt64}
+_INT_TYPES = {
+    ua.VariantType.Int16,
+    ua.VariantType.Int32,
+    ua.VariantType.Int64,
+    ua.VariantType.UInt16,
+    ua.VariantType.UInt32,
+    ua.VariantType.UInt64,
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,11 @@ class _PlcOpcServer(Server):
         await super()._setup_server_nodes()
         if self._discovery_only_none:
             # asyncua otherwise lets a client open a session over the default unsecured channel
-            self._policies.append(SecurityPolicyFactory(SecurityPolicyNone, ua.MessageSecurityMode.None_,
-                                                        permission_ruleset=DiscoveryOnlyRuleset()))
+            self._policies.append(
+                SecurityPolicyFactory(
+                    SecurityPolicyNone, ua.MessageSecurityMode.None_, permission_ruleset=DiscoveryOnlyRuleset()
+                )
+            )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,8 +90,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class PlcServer:
     """One line's OPC UA PLC; use `async with PlcServer(cfg) as plc:` or `await start()` / `await stop()`."""
 
-    def __init__(self, config: PlcConfig, *, simulator: LineSimulator | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: PlcConfig, *, simulator: LineSimulator | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if config.initial_mode not in MODES:
             raise ValueError(f"initial_mode must be one of {MODES}, got {config.initial_mode!r}")
         if config.cert_dir is None and not config.allow_insecure:
@@ -129,8 +139,9 @@ class PlcServer:
         cfg = self.config
         if self.port == 0:
             self.port = free_port(cfg.host)
-        users = OperatorUserManager({cfg.operator_user: cfg.operator_password},
-                                    allow_anonymous=cfg.allow_anonymous_read)
+        users = OperatorUserManager(
+            {cfg.operator_user: cfg.operator_password}, allow_anonymous=cfg.allow_anonymous_read
+        )
         server = _PlcOpcServer(user_manager=users, discovery_only_none=not cfg.allow_insecure)
         await server.init()
         server.set_endpoint(self.endpoint_url)
@@ -141,8 +152,9 @@ class PlcServer:
         server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
         policies = []
         if cfg.cert_dir is not None:
-            self.certificate = ensure_certificate(Path(cfg.cert_dir), name=f"{self.line.id}-server", app_uri=app_uri,
-                                                  hostnames=_hostnames(cfg.host))
+            self.certificate = ensure_certificate(
+                Path(cfg.cert_dir), name=f"{self.line.id}-server", app_uri=app_uri, hostnames=_hostnames(cfg.host)
+            )
             await server.load_certificate(str(self.certificate.cert))
             await server.load_private_key(str(self.certificate.key))
             policies += [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt, ua.SecurityPolicyType.Basic256Sha256_Sign]
@@ -212,8 +224,10 @@ class PlcServer:
                 value = sample.values[tag.name]
                 await server.write_attribute_value(self._nodes[tag.name], _dv(value, stamp, now))
             writes += 1
-        await server.write_attribute_value(self._nodes["sim_time"], ua.DataValue(
-            ua.Variant(stamp, ua.VariantType.DateTime), SourceTimestamp=stamp, ServerTimestamp=now))
+        await server.write_attribute_value(
+            self._nodes["sim_time"],
+            ua.DataValue(ua.Variant(stamp, ua.VariantType.DateTime), SourceTimestamp=stamp, ServerTimestamp=now),
+        )
         self.values_published += writes + 1
 
     # ---- internals --------------------------------------------------------------------------------------------------
@@ -243,8 +257,12 @@ class PlcServer:
             if tag.role == "MV":
                 await var(tag.name, self.simulator.setpoints[tag.name], ua.VariantType.Double, True, desc)
                 self._mv_nodes[self._nodes[tag.name]] = tag.name
-                await var(f"{tag.name}.pv", self.simulator.setpoints[tag.name], ua.VariantType.Double,
-                          desc=f"Actuator position of {tag.name} [{tag.unit}]")
+                await var(
+                    f"{tag.name}.pv",
+                    self.simulator.setpoints[tag.name],
+                    ua.VariantType.Double,
+                    desc=f"Actuator position of {tag.name} [{tag.unit}]",
+                )
             else:
                 await var(tag.name, 0.0, ua.VariantType.Double, desc=desc)
         await var("mode", self.mode, ua.VariantType.String, desc="LOCAL: setpoint writes refused; REMOTE: accepted")
@@ -297,7 +315,9 @@ class PlcServer:
         safe = self.simulator.apply_safe_setpoints()
         server = self._require_server()
         for name, value in safe.items():
-            await server.write_attribute_value(self._nodes[name], ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
+            await server.write_attribute_value(
+                self._nodes[name], ua.DataValue(ua.Variant(value, ua.VariantType.Double))
+            )
         self.fallback_active = True
         applied = ", ".join(f"{k}={v:g}" for k, v in safe.items())
         await self._write_status(f"heartbeat lost for {silent_s:.1f} s: safe setpoints applied ({applied})")
@@ -307,12 +327,15 @@ class PlcServer:
         self.message = message
         if self._server is None:
             return
-        await self._server.write_attribute_value(self._nodes["mode"], ua.DataValue(
-            ua.Variant(self.mode, ua.VariantType.String)))
-        await self._server.write_attribute_value(self._nodes["fallback_active"], ua.DataValue(
-            ua.Variant(self.fallback_active, ua.VariantType.Boolean)))
-        await self._server.write_attribute_value(self._nodes["message"], ua.DataValue(
-            ua.Variant(message, ua.VariantType.String)))
+        await self._server.write_attribute_value(
+            self._nodes["mode"], ua.DataValue(ua.Variant(self.mode, ua.VariantType.String))
+        )
+        await self._server.write_attribute_value(
+            self._nodes["fallback_active"], ua.DataValue(ua.Variant(self.fallback_active, ua.VariantType.Boolean))
+        )
+        await self._server.write_attribute_value(
+            self._nodes["message"], ua.DataValue(ua.Variant(message, ua.VariantType.String))
+        )
 
     async def _run(self) -> None:
         """Pace the simulator: each tick advances (wall time elapsed) * speed simulated seconds."""
@@ -335,8 +358,9 @@ class PlcServer:
 
 def _dv(value: float, source: datetime, server: datetime) -> ua.DataValue:
     status = ua.StatusCode(ua.StatusCodes.Good if math.isfinite(value) else ua.StatusCodes.BadSensorFailure)
-    return ua.DataValue(ua.Variant(value, ua.VariantType.Double), StatusCode=status, SourceTimestamp=source,
-                        ServerTimestamp=server)
+    return ua.DataValue(
+        ua.Variant(value, ua.VariantType.Double), StatusCode=status, SourceTimestamp=source, ServerTimestamp=server
+    )
 
 
 def _bad(code: int) -> ua.StatusCode:

@@ -97,8 +97,9 @@ class DisturbanceDrift:
 class Sensors:
     """Measurement chain of the CVs and DVs: Gaussian noise plus dropout, stuck and spike faults."""
 
-    def __init__(self, tags: list[Tag], realism: Realism, noise_rng: np.random.Generator,
-                 fault_rng: np.random.Generator) -> None:
+    def __init__(
+        self, tags: list[Tag], realism: Realism, noise_rng: np.random.Generator, fault_rng: np.random.Generator
+    ) -> None:
         self.names = [t.name for t in tags]
         self._std = np.array([t.noise_std * realism.noise_scale for t in tags])
         self._span = {t.name: t.physical_range[1] - t.physical_range[0] for t in tags}
@@ -155,4 +156,3 @@ class Sensors:
         self.active[n] = kind
         self._remaining_s[n] = float(self._fault_rng.exponential(mean_s)) if mean_s > 0 else 0.0
         self.fault_starts[n][kind] += 1
-

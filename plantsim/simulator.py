@@ -89,8 +89,9 @@ class LineSimulator:
         return true
 
     def _sample(self, measured: dict[str, float]) -> Sample:
-        values = {t.name: (self.actuators.setpoints[t.name] if t.role == "MV" else measured[t.name])
-                  for t in self.line.tags}
+        values = {
+            t.name: (self.actuators.setpoints[t.name] if t.role == "MV" else measured[t.name]) for t in self.line.tags
+        }
         return Sample(self.time_s, values, self._true(), dict(self.actuators.positions), dict(self.sensors.active))
 
 

@@ -52,8 +52,9 @@ def line_spec(line: Line) -> dict[str, Any]:
         "tags": [_tag_entry(line, t) for t in line.tags],
         "objective": {
             "currency": line.currency,
-            "terms": [{"tags": list(t.tags), "price": t.price, "description": t.description}
-                      for t in line.objective_terms],
+            "terms": [
+                {"tags": list(t.tags), "price": t.price, "description": t.description} for t in line.objective_terms
+            ],
         },
     }
     if line.targets:

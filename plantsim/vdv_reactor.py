@@ -152,17 +152,30 @@ def make_line() -> Line:
     dv: Role = "DV"
     mv: Role = "MV"
     tags = (
-        Tag("C_b", cv, "mol/l", "Product B concentration (quality)", (0.0, 3.0),
-            limits=(0.7, 2.0), noise_std=0.004),
-        Tag("T_R", cv, "degC", "Reactor temperature", (0.0, 200.0),
-            limits=(50.0, 137.0), safety_limits=(None, 140.0), noise_std=0.08),
+        Tag("C_b", cv, "mol/l", "Product B concentration (quality)", (0.0, 3.0), limits=(0.7, 2.0), noise_std=0.004),
+        Tag(
+            "T_R",
+            cv,
+            "degC",
+            "Reactor temperature",
+            (0.0, 200.0),
+            limits=(50.0, 137.0),
+            safety_limits=(None, 140.0),
+            noise_std=0.08,
+        ),
         Tag("C_a", cv, "mol/l", "Reactant A concentration", (0.0, 6.0), limits=(0.1, 2.0), noise_std=0.004),
         Tag("T_K", cv, "degC", "Jacket coolant temperature", (0.0, 200.0), limits=(50.0, 140.0), noise_std=0.08),
         Tag("C_A0", dv, "mol/l", "Feed concentration of A", (0.0, 8.0), noise_std=0.01),
         Tag("T_in", dv, "degC", "Feed temperature", (0.0, 200.0), noise_std=0.08),
         Tag("F", mv, "1/h", "Feed flow (dilution rate) setpoint", (0.0, 120.0), limits=(5.0, 100.0)),
-        Tag("Q_dot", mv, "kW", "Jacket heat removal setpoint (negative = cooling)", (-9000.0, 0.0),
-            limits=(-8500.0, 0.0)),
+        Tag(
+            "Q_dot",
+            mv,
+            "kW",
+            "Jacket heat removal setpoint (negative = cooling)",
+            (-9000.0, 0.0),
+            limits=(-8500.0, 0.0),
+        ),
     )
     return Line(
         id=LINE_ID,
@@ -173,8 +186,13 @@ def make_line() -> Line:
         tags=tuple(t.with_node(f"ns=2;s={LINE_ID}.{t.name}") for t in tags),
         mv_tuning={
             "F": MvTuning(nominal=18.0, safe=10.0, test_band=(10.0, 25.0), max_move_per_step=5.0, ramp_per_min=10.0),
-            "Q_dot": MvTuning(nominal=-4500.0, safe=-5000.0, test_band=(-7000.0, -3500.0), max_move_per_step=500.0,
-                              ramp_per_min=1500.0),
+            "Q_dot": MvTuning(
+                nominal=-4500.0,
+                safe=-5000.0,
+                test_band=(-7000.0, -3500.0),
+                max_move_per_step=500.0,
+                ramp_per_min=1500.0,
+            ),
         },
         dv_drift={
             "C_A0": Drift(mean=5.1, std=0.12, time_constant_s=6 * 3600.0, bounds=(4.5, 5.7)),

@@ -86,13 +86,26 @@ def wait_http(url: str, procs: Procs, timeout_s: float = 60.0) -> None:
     raise ProcessDied(f"nothing answered at {url} within {timeout_s:.0f} s")
 
 
-def web_worker_beat(*, host: str, port: int, worker: bool, beat: bool, concurrency: int,
-                    env: dict[str, str], procs: Procs, beat_schedule: str) -> str:
+def web_worker_beat(
+    *,
+    host: str,
+    port: int,
+    worker: bool,
+    beat: bool,
+    concurrency: int,
+    env: dict[str, str],
+    procs: Procs,
+    beat_schedule: str,
+) -> str:
     """Start the web server, a Celery worker for every queue and the beat scheduler; return the URL."""
     start("web", twinops_cmd("runserver", "--noreload", f"{host}:{port}"), env, procs)
     if worker:
-        start("worker", celery_cmd("worker", "-Q", QUEUES, "-c", str(concurrency), "-n", "twinops@%h",
-                                   "--loglevel", "WARNING"), env, procs)
+        start(
+            "worker",
+            celery_cmd("worker", "-Q", QUEUES, "-c", str(concurrency), "-n", "twinops@%h", "--loglevel", "WARNING"),
+            env,
+            procs,
+        )
     if beat:
         start("beat", celery_cmd("beat", "--schedule", beat_schedule, "--loglevel", "WARNING"), env, procs)
     url = f"http://{host}:{port}/"

@@ -32,7 +32,9 @@ def test_the_closed_loop_benchmark_compares_hold_the_true_model_and_a_twin_on_on
     assert out["soft_violation_minutes"] >= 0 and out["model_soft_violation_minutes"] >= 0
     assert out["hold"]["steps"] == out["model"]["steps"] == out["twin"]["steps"] > 0
     assert out["model"]["failed_solves"] == 0
-    assert out["gain_ratio_within_training_range"] is not None and math.isfinite(out["gain_ratio_within_training_range"])
+    assert out["gain_ratio_within_training_range"] is not None and math.isfinite(
+        out["gain_ratio_within_training_range"]
+    )
     # (b) is the limit under the line's own MV limits; the twin's step tests reach past plantsim's narrow test bands
     # without taking the reactor near its safety limit.
     assert out["mv_limits"] == {"F": [5.0, 100.0], "Q_dot": [-8500.0, 0.0]}

@@ -22,9 +22,17 @@ def plc_config(tmp_path: Path) -> Callable[..., PlcConfig]:
     """Return a factory of PLC configs: free port, certs under tmp_path, fast simulated time."""
 
     def make(**overrides: Any) -> PlcConfig:
-        base: dict[str, Any] = dict(line_id="vdv-reactor", operator_user=OPERATOR, operator_password=PASSWORD, port=0,
-                                    cert_dir=tmp_path / "server-certs", speed=600.0, tick_s=0.05,
-                                    heartbeat_timeout_s=60.0, seed=7)
+        base: dict[str, Any] = dict(
+            line_id="vdv-reactor",
+            operator_user=OPERATOR,
+            operator_password=PASSWORD,
+            port=0,
+            cert_dir=tmp_path / "server-certs",
+            speed=600.0,
+            tick_s=0.05,
+            heartbeat_timeout_s=60.0,
+            seed=7,
+        )
         base.update(overrides)
         return PlcConfig(**base)
 
@@ -35,10 +43,21 @@ def plc_config(tmp_path: Path) -> Callable[..., PlcConfig]:
 def connect(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[Client]]:
     """Return a function opening a pinned SignAndEncrypt session to a PLC (operator unless told otherwise)."""
 
-    def open_session(plc: PlcServer, *, username: str | None = OPERATOR, password: str | None = PASSWORD,
-                     mode: str = "SignAndEncrypt") -> AbstractAsyncContextManager[Client]:
+    def open_session(
+        plc: PlcServer,
+        *,
+        username: str | None = OPERATOR,
+        password: str | None = PASSWORD,
+        mode: str = "SignAndEncrypt",
+    ) -> AbstractAsyncContextManager[Client]:
         assert plc.certificate_fingerprint is not None
-        return connect_pinned(plc.endpoint_url, fingerprint=plc.certificate_fingerprint, username=username,
-                              password=password, client_cert_dir=tmp_path / "client-certs", mode=mode)
+        return connect_pinned(
+            plc.endpoint_url,
+            fingerprint=plc.certificate_fingerprint,
+            username=username,
+            password=password,
+            client_cert_dir=tmp_path / "client-certs",
+            mode=mode,
+        )
 
     return open_session

@@ -61,8 +61,9 @@ def test_the_second_line_has_three_mvs_five_cvs_and_a_measured_disturbance() -> 
 def test_the_history_csv_parses_and_every_mv_is_step_tested(tmp_path: Path, line_id: str) -> None:
     end = datetime(2024, 5, 1, tzinfo=UTC)
     calls: list[tuple[int, int]] = []
-    spec_path, csv_path = export_line(line_id, tmp_path, days=1.0, end=end, seed=1,
-                                      on_progress=lambda done, total: calls.append((done, total)))
+    spec_path, csv_path = export_line(
+        line_id, tmp_path, days=1.0, end=end, seed=1, on_progress=lambda done, total: calls.append((done, total))
+    )
     spec = yaml.safe_load(spec_path.read_text())
     rows = list(csv.reader(csv_path.open()))
     header, body = rows[0], rows[1:]
@@ -88,9 +89,28 @@ def test_the_history_csv_parses_and_every_mv_is_step_tested(tmp_path: Path, line
 def test_the_cli_exports_spec_and_history_for_a_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-m", "plantsim", "export", "--line", "heat-train", "--days", "0.05", "--out", str(tmp_path),
-         "--end", "2024-05-01T00:00:00Z", "--bad-token", "Bad"],
-        capture_output=True, text=True, env=env, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "plantsim",
+            "export",
+            "--line",
+            "heat-train",
+            "--days",
+            "0.05",
+            "--out",
+            str(tmp_path),
+            "--end",
+            "2024-05-01T00:00:00Z",
+            "--bad-token",
+            "Bad",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "heat-train.yaml").is_file()
     lines = (tmp_path / "heat-train.csv").read_text().splitlines()

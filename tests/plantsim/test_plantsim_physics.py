@@ -29,8 +29,9 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_does_not(line_id:
         return out
 
     first, again, other = run(3), run(3), run(4)
-    assert np.array_equal(np.array([list(v.values()) for v in first]), np.array([list(v.values()) for v in again]),
-                          equal_nan=True)
+    assert np.array_equal(
+        np.array([list(v.values()) for v in first]), np.array([list(v.values()) for v in again]), equal_nan=True
+    )
     assert first != other
 
 

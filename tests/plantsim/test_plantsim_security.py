@@ -19,7 +19,8 @@ from twinops.opcua.client import connect_pinned
 
 
 def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reused_after_restart(
-        plc_config, connect, tmp_path: Path) -> None:
+    plc_config, connect, tmp_path: Path
+) -> None:
     async def scenario() -> tuple[str, str]:
         cfg = plc_config()
         cert_dir = Path(cfg.cert_dir)
@@ -30,8 +31,10 @@ def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reuse
             cert_bytes = plc.certificate.der()
             endpoints = await Client(plc.endpoint_url).connect_and_get_server_endpoints()
             offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in endpoints}
-            assert offered == {("Basic256Sha256", ua.MessageSecurityMode.Sign),
-                               ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
+            assert offered == {
+                ("Basic256Sha256", ua.MessageSecurityMode.Sign),
+                ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt),
+            }
             async with connect(plc) as client:
                 assert await client.get_node(plc.node_id("T_R")).read_value() > 50.0
         async with PlcServer(cfg) as plc:  # restart with the same directory
@@ -85,14 +88,31 @@ def _pretend_none(endpoint: ua.EndpointDescription) -> ua.EndpointDescription:
     return endpoint
 
 
-
 def test_the_serve_command_prints_the_fingerprint_to_pin_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "plantsim", "serve", "--line", "vdv-reactor", "--port", str(port), "--speed", "120",
-         "--cert-dir", str(tmp_path / "certs"), "--operator-password", "pw-from-cli"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+        [
+            sys.executable,
+            "-m",
+            "plantsim",
+            "serve",
+            "--line",
+            "vdv-reactor",
+            "--port",
+            str(port),
+            "--speed",
+            "120",
+            "--cert-dir",
+            str(tmp_path / "certs"),
+            "--operator-password",
+            "pw-from-cli",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     try:
         printed = []
         for line in proc.stdout:  # type: ignore[union-attr]
@@ -105,8 +125,13 @@ def test_the_serve_command_prints_the_fingerprint_to_pin_and_stops_cleanly_on_ct
         url = f"opc.tcp://127.0.0.1:{port}/twinops/vdv-reactor"
 
         async def operate() -> float:
-            async with connect_pinned(url, fingerprint=fingerprint.group(1), username="operator", password="pw-from-cli",
-                                      client_cert_dir=tmp_path / "client") as client:
+            async with connect_pinned(
+                url,
+                fingerprint=fingerprint.group(1),
+                username="operator",
+                password="pw-from-cli",
+                client_cert_dir=tmp_path / "client",
+            ) as client:
                 await client.get_node("ns=2;s=vdv-reactor.F").write_value(20.0)
                 return await client.get_node("ns=2;s=vdv-reactor.F").read_value()
 

@@ -17,8 +17,15 @@ def _twinops(*args: str, home: Path | None = None, stdin: str | None = None) -> 
     env = dict(os.environ)
     if home is not None:
         env = {k: v for k, v in env.items() if k not in {"DATABASE_URL", "REDIS_URL"}} | {"TWINOPS_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "twinops", *args], env=env, capture_output=True, text=True,
-                          timeout=300, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "twinops", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
 
 
 def test_a_database_command_on_a_fresh_home_migrates_the_embedded_database_first(tmp_path: Path) -> None:
@@ -26,8 +33,16 @@ def test_a_database_command_on_a_fresh_home_migrates_the_embedded_database_first
     assert first.returncode == 0, first.stderr
     assert "Onboarded line cascaded-tanks" in first.stdout
     assert first.stderr.startswith("Preparing the embedded database: applying") and "Traceback" not in first.stderr
-    added = _twinops("user", "add", "erin", "--role", "engineer", "--password-stdin", home=tmp_path,
-                     stdin="a-long-enough-passphrase\n")
+    added = _twinops(
+        "user",
+        "add",
+        "erin",
+        "--role",
+        "engineer",
+        "--password-stdin",
+        home=tmp_path,
+        stdin="a-long-enough-passphrase\n",
+    )
     assert (added.returncode, added.stdout.strip(), added.stderr) == (0, "Created erin (engineer).", "")
     listed = _twinops("line", "list", home=tmp_path)
     assert listed.returncode == 0 and "cascaded-tanks" in listed.stdout

@@ -16,6 +16,8 @@ def test_platform_directory_is_not_a_package_shadowing_the_standard_library() ->
 def test_framework_free_packages_keep_their_import_boundaries() -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--config", str(ROOT / "pyproject.toml")],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -150,7 +150,9 @@ CELERY_TASK_IGNORE_RESULT = True  # progress and results live in PostgreSQL rows
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged only when done: a crash re-delivers it
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env_int("TWINOPS_TASK_HARD_LIMIT_S", 3 * 3600, minimum=600)  # longest task (training); soft: 300 s less
+CELERY_TASK_TIME_LIMIT = env_int(
+    "TWINOPS_TASK_HARD_LIMIT_S", 3 * 3600, minimum=600
+)  # longest task (training); soft: 300 s less
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 300
 # Redis re-delivers unacknowledged messages after the visibility timeout: it must outlast any task's hard limit,
 # or a long task would run twice at once.
@@ -173,8 +175,10 @@ CELERY_TIMEZONE = "UTC"
 TWINOPS_RECOMMEND_EVERY_S = env_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
 CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the queue
     "modeling.requeue_stale_jobs": {"task": "modeling.requeue_stale_jobs", "schedule": 60.0},  # dead workers' jobs
-    "recommendations.recommend_all": {"task": "recommendations.recommend_all",
-                                      "schedule": TWINOPS_RECOMMEND_EVERY_S},  # one slot per period
+    "recommendations.recommend_all": {
+        "task": "recommendations.recommend_all",
+        "schedule": TWINOPS_RECOMMEND_EVERY_S,
+    },  # one slot per period
     "recommendations.expire": {"task": "recommendations.expire", "schedule": 60.0},  # pending past their TTL
 }
 

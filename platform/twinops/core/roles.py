@@ -22,7 +22,9 @@ ROLES: dict[str, set[str]] = {
 
 def roles_sync() -> None:
     """Create the role groups and give each exactly its capabilities (idempotent; runs after migrate)."""
-    perms = {p.codename: p for p in Permission.objects.filter(content_type__app_label="core", codename__in=CAPABILITIES)}
+    perms = {
+        p.codename: p for p in Permission.objects.filter(content_type__app_label="core", codename__in=CAPABILITIES)
+    }
     for role, caps in ROLES.items():
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set([perms[c] for c in caps if c in perms])

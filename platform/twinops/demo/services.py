@@ -63,12 +63,23 @@ def demo_lines_onboard(*, demo_dir: Path, days: float, end: datetime, seed: int,
         if key in onboarded:
             done.append(DemoLine(key, onboarded_now=False, samples_imported=0))
             continue
-        spec_path, csv_path = export_line(key, demo_dir / "onboarding", days=days, end=end, seed=seed,
-                                          on_progress=progress(f"simulate {key} ({days:g} days)"))
-        result = line_onboard(text=spec_path.read_text(), filename=spec_path.name, actor=ACTOR,
-                              history_path=csv_path, history_filename=csv_path.name,
-                              reason="demo plant: simulated history with step tests",
-                              on_progress=progress(f"import   {key}"))
+        spec_path, csv_path = export_line(
+            key,
+            demo_dir / "onboarding",
+            days=days,
+            end=end,
+            seed=seed,
+            on_progress=progress(f"simulate {key} ({days:g} days)"),
+        )
+        result = line_onboard(
+            text=spec_path.read_text(),
+            filename=spec_path.name,
+            actor=ACTOR,
+            history_path=csv_path,
+            history_filename=csv_path.name,
+            reason="demo plant: simulated history with step tests",
+            on_progress=progress(f"import   {key}"),
+        )
         imported = result.history.samples_inserted if result.history else 0
         done.append(DemoLine(key, onboarded_now=True, samples_imported=imported))
     return done
@@ -92,7 +103,8 @@ def demo_users_seed() -> list[tuple[str, str, str]]:
     rows = []
     for role, (username, password) in DEMO_USERS.items():
         if not user_exists(username=username):  # published passwords: the validators would refuse them
-            user_create(username=username, role=role, password=password, actor=ACTOR, reason="demo account",
-                        validate=False)
+            user_create(
+                username=username, role=role, password=password, actor=ACTOR, reason="demo account", validate=False
+            )
         rows.append((role, username, password))
     return rows

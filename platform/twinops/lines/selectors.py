@@ -11,7 +11,13 @@ from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from twinops.lines.models import Line, SpecVersion, Tag
 
 ROLE_ORDER = ("CV", "MV", "DV")
-LINE_FIELDS = ("name", "site", "area", "sample_period_s", "description")  # fields of the spec's `line:` compared by diffs
+LINE_FIELDS = (
+    "name",
+    "site",
+    "area",
+    "sample_period_s",
+    "description",
+)  # fields of the spec's `line:` compared by diffs
 
 
 def line_list() -> QuerySet[Line]:

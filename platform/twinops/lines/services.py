@@ -19,8 +19,15 @@ from twinops.lines.selectors import spec_diff, tag_flatten
 from twinops.lines.spec import ParsedSpec, SpecError, SpecProblem, TagSpec, spec_parse
 
 __all__ = [
-    "LineCreated", "LineExistsError", "SpecError", "SpecProblem", "SpecUnchangedError", "line_create", "spec_parse",
-    "line_lock", "spec_version_create",
+    "LineCreated",
+    "LineExistsError",
+    "SpecError",
+    "SpecProblem",
+    "SpecUnchangedError",
+    "line_create",
+    "spec_parse",
+    "line_lock",
+    "spec_version_create",
 ]
 
 
@@ -78,23 +85,37 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLik
     who = Actor.of(actor)
     capability_require(actor=who, capability="onboard_line")
     if parsed.key != line.key:
-        raise SpecError([SpecProblem(filename, parsed.line_of("line", "id"), "line.id",
-                                     f"this spec is for line {parsed.key!r}, not {line.key!r}; a line's id never changes")])
+        raise SpecError(
+            [
+                SpecProblem(
+                    filename,
+                    parsed.line_of("line", "id"),
+                    "line.id",
+                    f"this spec is for line {parsed.key!r}, not {line.key!r}; a line's id never changes",
+                )
+            ]
+        )
     with transaction.atomic():
         line = Line.objects.select_for_update().get(pk=line.pk)  # one new version at a time per line
         current = line.spec_versions.order_by("-version").first()
         diff = spec_diff(current.document if current else {}, parsed.document)
         if current is not None and diff.empty:
             raise SpecUnchangedError(
-                f"{filename} says the same as version {current.version} of line {line.key!r}: no new version made")
+                f"{filename} says the same as version {current.version} of line {line.key!r}: no new version made"
+            )
         number = (current.version if current else 0) + 1
         version = _version_create(line, parsed, number=number, actor=who, reason=reason)
         _line_fields_set(line, parsed)
         line.save(update_fields=["name", "site", "area", "sample_period_s"])
         _tags_sync(line, parsed.tags)
-        audit_record(actor=who, action="spec.version_created", obj=version, reason=reason,
-                     before={"version": number - 1, **diff.before()},
-                     after={"line": line.key, "version": number, "sha256": parsed.sha256, "filename": filename, **diff.after()})
+        audit_record(
+            actor=who,
+            action="spec.version_created",
+            obj=version,
+            reason=reason,
+            before={"version": number - 1, **diff.before()},
+            after={"line": line.key, "version": number, "sha256": parsed.sha256, "filename": filename, **diff.after()},
+        )
     return version
 
 
@@ -107,10 +128,16 @@ def line_lock(*, line_id: int) -> None:
 
 
 def _line_exists(parsed: ParsedSpec) -> LineExistsError:
-    return LineExistsError([SpecProblem(
-        parsed.filename, parsed.line_of("line", "id"), "line.id",
-        f"line {parsed.key!r} already exists; change its spec with `twinops line update {parsed.key} SPEC --reason ...`",
-    )])
+    return LineExistsError(
+        [
+            SpecProblem(
+                parsed.filename,
+                parsed.line_of("line", "id"),
+                "line.id",
+                f"line {parsed.key!r} already exists; change its spec with `twinops line update {parsed.key} SPEC --reason ...`",
+            )
+        ]
+    )
 
 
 def _line_fields_set(line: Line, parsed: ParsedSpec) -> None:
@@ -125,20 +152,47 @@ def _line_insert(parsed: ParsedSpec, *, actor: Actor, reason: str) -> tuple[Line
     line.save(force_insert=True)
     version = _version_create(line, parsed, number=1, actor=actor, reason=reason)
     Tag.objects.bulk_create([Tag(line=line, **asdict(t)) for t in parsed.tags])
-    audit_record(actor=actor, action="line.created", obj=line, reason=reason,
-                 after={"key": line.key, "name": line.name, "site": line.site, "area": line.area,
-                        "sample_period_s": line.sample_period_s})
-    audit_record(actor=actor, action="spec.version_created", obj=version, reason=reason,
-                 after={"line": line.key, "version": 1, "sha256": parsed.sha256, "filename": parsed.filename,
-                        "tags": {t["name"]: tag_flatten(t) for t in parsed.document["tags"]},
-                        "objective": parsed.document.get("objective")})
+    audit_record(
+        actor=actor,
+        action="line.created",
+        obj=line,
+        reason=reason,
+        after={
+            "key": line.key,
+            "name": line.name,
+            "site": line.site,
+            "area": line.area,
+            "sample_period_s": line.sample_period_s,
+        },
+    )
+    audit_record(
+        actor=actor,
+        action="spec.version_created",
+        obj=version,
+        reason=reason,
+        after={
+            "line": line.key,
+            "version": 1,
+            "sha256": parsed.sha256,
+            "filename": parsed.filename,
+            "tags": {t["name"]: tag_flatten(t) for t in parsed.document["tags"]},
+            "objective": parsed.document.get("objective"),
+        },
+    )
     return line, version
 
 
 def _version_create(line: Line, parsed: ParsedSpec, *, number: int, actor: Actor, reason: str) -> SpecVersion:
     return SpecVersion.objects.create(
-        line=line, version=number, document=parsed.document, source_text=parsed.source_text, sha256=parsed.sha256,
-        filename=parsed.filename, created_at=timezone.now(), created_by=actor.user, created_by_label=actor.label,
+        line=line,
+        version=number,
+        document=parsed.document,
+        source_text=parsed.source_text,
+        sha256=parsed.sha256,
+        filename=parsed.filename,
+        created_at=timezone.now(),
+        created_by=actor.user,
+        created_by_label=actor.label,
         reason=reason,
     )
 

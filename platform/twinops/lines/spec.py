@@ -158,7 +158,9 @@ _Loader.add_implicit_resolver(
 def _load(text: str, filename: str, problems: list[SpecProblem]) -> tuple[Any, dict[FieldPath, int]]:
     """Compose the node tree (for line numbers) and construct the data from it; YAML errors become problems."""
     if filename.lower().endswith(".json"):
-        text = text.replace("\t", " ")  # JSON allows tab indentation, YAML does not; a tab inside a JSON string is invalid
+        text = text.replace(
+            "\t", " "
+        )  # JSON allows tab indentation, YAML does not; a tab inside a JSON string is invalid
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -182,11 +184,18 @@ def _load(text: str, filename: str, problems: list[SpecProblem]) -> tuple[Any, d
 
 
 def _map_lines(
-    node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int], problems: list[SpecProblem], filename: str, seen: set[int]
+    node: yaml.Node,
+    path: FieldPath,
+    lines: dict[FieldPath, int],
+    problems: list[SpecProblem],
+    filename: str,
+    seen: set[int],
 ) -> None:
     """Record the 1-based line of every field; report aliases, non-text keys and duplicate keys."""
     if id(node) in seen:  # an alias: refused, so a small file cannot expand into a huge document
-        problems.append(SpecProblem(filename, node.start_mark.line + 1, "(syntax)", "anchors and aliases are not supported"))
+        problems.append(
+            SpecProblem(filename, node.start_mark.line + 1, "(syntax)", "anchors and aliases are not supported")
+        )
         return
     seen.add(id(node))
     lines.setdefault(path, node.start_mark.line + 1)
@@ -194,12 +203,15 @@ def _map_lines(
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                problems.append(SpecProblem(filename, key_line, "(syntax)", f"key {key_node.value!r} must be text (quote it)"))
+                problems.append(
+                    SpecProblem(filename, key_line, "(syntax)", f"key {key_node.value!r} must be text (quote it)")
+                )
                 continue
             child = (*path, key_node.value)
             if child in lines:
-                problems.append(SpecProblem(filename, key_line, field_name(child),
-                                            f"duplicate key (first on line {lines[child]})"))
+                problems.append(
+                    SpecProblem(filename, key_line, field_name(child), f"duplicate key (first on line {lines[child]})")
+                )
                 continue
             lines[child] = key_line
             _map_lines(value_node, child, lines, problems, filename, seen)
@@ -222,8 +234,15 @@ _PATTERN_WORDS = {
     "^(ns=[0-9]+;|nsu=[^;]+;)?[isgb]=.+$": "must be an OPC UA node id such as ns=2;s=Line.Tag or ns=3;i=1001",
     "^[A-Z]{3}$": "must be a three-letter currency code such as EUR",
 }
-_TYPE_WORDS = {"number": "a number", "string": "text", "object": "a mapping", "array": "a list", "null": "null",
-               "integer": "an integer", "boolean": "true or false"}
+_TYPE_WORDS = {
+    "number": "a number",
+    "string": "text",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+    "integer": "an integer",
+    "boolean": "true or false",
+}
 
 
 def _json_type(value: Any) -> str:
@@ -281,7 +300,10 @@ def _explain(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
     elif kind in ("minItems", "maxItems") and "prefixItems" in error.schema:
         yield path, f"must be a pair [low, high], not {len(value)} value(s)"
     elif kind == "minItems":
-        yield path, f"must hold at least {want} item(s)" + (": a line needs at least one tag" if path == ("tags",) else "")
+        yield (
+            path,
+            f"must hold at least {want} item(s)" + (": a line needs at least one tag" if path == ("tags",) else ""),
+        )
     elif kind == "maxItems":
         yield path, f"must hold at most {want} item(s)"
     elif kind == "exclusiveMinimum":
@@ -373,15 +395,29 @@ def _tag_problems(at: FieldPath, tag: dict[str, Any], role: str | None) -> Itera
     if role in ("CV", "MV") and limits is not None:
         yield from _bounds_problems((*at, "limits"), limits, plow, phigh, "operating limit")
     if role in ("MV", "DV") and "safety_limits" in tag:
-        yield (*at, "safety_limits"), f"safety limits apply to CVs only; this tag is a{'n' if role == 'MV' else ''} {role}"
+        yield (
+            (*at, "safety_limits"),
+            f"safety limits apply to CVs only; this tag is a{'n' if role == 'MV' else ''} {role}",
+        )
     if role == "CV" and safety is not None:
         yield from _bounds_problems((*at, "safety_limits"), safety, plow, phigh, "safety limit")
         lim = limits or {}
-        slow, shigh, llow, lhigh = _num(safety.get("low")), _num(safety.get("high")), _num(lim.get("low")), _num(lim.get("high"))
+        slow, shigh, llow, lhigh = (
+            _num(safety.get("low")),
+            _num(safety.get("high")),
+            _num(lim.get("low")),
+            _num(lim.get("high")),
+        )
         if slow is not None and llow is not None and slow > llow:
-            yield (*at, "safety_limits", "low"), f"{slow:g} is inside the operating limits: must be at or below low ({llow:g})"
+            yield (
+                (*at, "safety_limits", "low"),
+                f"{slow:g} is inside the operating limits: must be at or below low ({llow:g})",
+            )
         if shigh is not None and lhigh is not None and shigh < lhigh:
-            yield (*at, "safety_limits", "high"), f"{shigh:g} is inside the operating limits: must be at or above high ({lhigh:g})"
+            yield (
+                (*at, "safety_limits", "high"),
+                f"{shigh:g} is inside the operating limits: must be at or above high ({lhigh:g})",
+            )
     if role in ("CV", "DV"):
         for name in MV_ONLY_FIELDS:
             if name in tag:
@@ -413,7 +449,10 @@ def _objective_problems(
                 yield ("objective", "terms", k, "tags", m), f"no tag named {name!r} in this spec"
         known = [roles[n] for n in names if isinstance(n, str) and n in roles]
         if known and len(known) == len(names) and all(r == "DV" for r in known):
-            yield ("objective", "terms", k, "tags"), "a term over DVs only is constant to the optimiser: include a CV or MV"
+            yield (
+                ("objective", "terms", k, "tags"),
+                "a term over DVs only is constant to the optimiser: include a CV or MV",
+            )
     targeted: dict[str, int] = {}
     for k, target in enumerate(_list(objective.get("targets"))):
         if not isinstance(target, dict) or not isinstance(target.get("tag"), str):
@@ -423,15 +462,24 @@ def _objective_problems(
             yield ("objective", "targets", k, "tag"), f"no tag named {name!r} in this spec"
             continue
         if roles[name] not in ("CV", None):
-            yield ("objective", "targets", k, "tag"), f"targets apply to CVs; {name!r} is a{'n' if roles[name] == 'MV' else ''} {roles[name]}"
+            yield (
+                ("objective", "targets", k, "tag"),
+                f"targets apply to CVs; {name!r} is a{'n' if roles[name] == 'MV' else ''} {roles[name]}",
+            )
         if name in targeted:
-            yield ("objective", "targets", k, "tag"), f"{name!r} already has a target (objective.targets[{targeted[name]}])"
+            yield (
+                ("objective", "targets", k, "tag"),
+                f"{name!r} already has a target (objective.targets[{targeted[name]}])",
+            )
         targeted.setdefault(name, k)
         value = _num(target.get("value"))
         tag = next((t for t in tags if isinstance(t, dict) and t.get("name") == name), {})
         low, high = _pair(tag.get("physical_range"))
         if value is not None and low is not None and high is not None and not low <= value <= high:
-            yield ("objective", "targets", k, "value"), f"target {value:g} is outside the physical range [{low:g}, {high:g}] of {name!r}"
+            yield (
+                ("objective", "targets", k, "value"),
+                f"target {value:g} is outside the physical range [{low:g}, {high:g}] of {name!r}",
+            )
 
 
 def _tag_spec(tag: dict[str, Any]) -> TagSpec:

@@ -39,9 +39,15 @@ def record_from_window(window: TrainingWindow, *, sample_period_s: float) -> Lin
 
     cv, mv, dv = part("CV"), part("MV"), part("DV")
     dataset = TwinDataset.from_arrays(
-        cv=cv["values"], cv_mask=cv["mask"], cv_names=cv["names"],
-        mv=mv["values"], mv_mask=mv["mask"], mv_names=mv["names"],
-        dv=dv["values"], dv_mask=dv["mask"], dv_names=dv["names"],
+        cv=cv["values"],
+        cv_mask=cv["mask"],
+        cv_names=cv["names"],
+        mv=mv["values"],
+        mv_mask=mv["mask"],
+        mv_names=mv["names"],
+        dv=dv["values"],
+        dv_mask=dv["mask"],
+        dv_names=dv["names"],
         sample_period_s=sample_period_s,
     )
     return LineRecord(dataset=dataset, timestamps=list(window.timestamps))

@@ -56,8 +56,10 @@ def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[float | None]]
 
 def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[str, Any]]:
     """Return the page's charts: a DOM id, an accessible label and the figure for each preview horizon."""
-    return [{"id": f"twin-chart-h{h}", "label": f"CV forecasts {h} steps ahead vs actual", "figure": fig}
-            for h, fig in version_figures(preview=preview, units=units)]
+    return [
+        {"id": f"twin-chart-h{h}", "label": f"CV forecasts {h} steps ahead vs actual", "figure": fig}
+        for h, fig in version_figures(preview=preview, units=units)
+    ]
 
 
 def jobs_context(*, line: Line) -> dict[str, Any]:

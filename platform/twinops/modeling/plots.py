@@ -50,14 +50,18 @@ def forecast_preview(outcome: TrainingOutcome, timestamps: Sequence[datetime]) -
         at = starts + h  # the forecast for row s + h, made at row s
         horizons[str(h)] = {
             "t": [iso[i] for i in at],
-            **{key: {name: _series(arr[:, h, c]) for c, name in enumerate(names)}
-               for key, arr in (("mean", fc.mean), ("lower", fc.lower), ("upper", fc.upper), ("linear", linear))},
+            **{
+                key: {name: _series(arr[:, h, c]) for c, name in enumerate(names)}
+                for key, arr in (("mean", fc.mean), ("lower", fc.lower), ("upper", fc.upper), ("linear", linear))
+            },
         }
     return {
         "cv": names,
         "sample_period_s": float(data.sample_period_s),
-        "actual": {"t": [iso[i] for i in shown],
-                   "y": {name: _series(data.cv[shown, c], data.cv_mask[shown, c]) for c, name in enumerate(names)}},
+        "actual": {
+            "t": [iso[i] for i in shown],
+            "y": {name: _series(data.cv[shown, c], data.cv_mask[shown, c]) for c, name in enumerate(names)},
+        },
         "horizons": horizons,
     }
 
@@ -70,29 +74,86 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
     fig = charts.panels([f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
     for row, name in enumerate(names, start=1):
         legend = row == 1
-        fig.add_trace(go.Scatter(x=step["t"], y=step["upper"][name], mode="lines", line={"width": 0},
-                                 hoverinfo="skip", showlegend=False, legendgroup="band"), row=row, col=1)
-        fig.add_trace(go.Scatter(x=step["t"], y=step["lower"][name], mode="lines", line={"width": 0},
-                                 fill="tonexty", fillcolor=COLOURS["band"], name="twin interval",
-                                 showlegend=legend, legendgroup="band"), row=row, col=1)
-        fig.add_trace(go.Scatter(x=preview["actual"]["t"], y=preview["actual"]["y"][name], mode="lines",
-                                 line={"color": COLOURS["actual"], "width": 1.2}, name="actual",
-                                 showlegend=legend, legendgroup="actual"), row=row, col=1)
-        fig.add_trace(go.Scatter(x=step["t"], y=step["linear"][name], mode="lines",
-                                 line={"color": COLOURS["linear"], "width": 1, "dash": "dot"}, name="linear ARX",
-                                 showlegend=legend, legendgroup="linear"), row=row, col=1)
-        fig.add_trace(go.Scatter(x=step["t"], y=step["mean"][name], mode="lines",
-                                 line={"color": COLOURS["twin"], "width": 1.6}, name="twin",
-                                 showlegend=legend, legendgroup="twin"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=step["t"],
+                y=step["upper"][name],
+                mode="lines",
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup="band",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=step["t"],
+                y=step["lower"][name],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor=COLOURS["band"],
+                name="twin interval",
+                showlegend=legend,
+                legendgroup="band",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=preview["actual"]["t"],
+                y=preview["actual"]["y"][name],
+                mode="lines",
+                line={"color": COLOURS["actual"], "width": 1.2},
+                name="actual",
+                showlegend=legend,
+                legendgroup="actual",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=step["t"],
+                y=step["linear"][name],
+                mode="lines",
+                line={"color": COLOURS["linear"], "width": 1, "dash": "dot"},
+                name="linear ARX",
+                showlegend=legend,
+                legendgroup="linear",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=step["t"],
+                y=step["mean"][name],
+                mode="lines",
+                line={"color": COLOURS["twin"], "width": 1.6},
+                name="twin",
+                showlegend=legend,
+                legendgroup="twin",
+            ),
+            row=row,
+            col=1,
+        )
     ahead = f" ({horizon * period:g} s)" if period else ""
     return charts.themed(
-        fig, height_px=charts.height(len(names), header_px=20), margin={"t": 70},
+        fig,
+        height_px=charts.height(len(names), header_px=20),
+        margin={"t": 70},
         title={"text": f"{horizon} step{'s' if horizon != 1 else ''} ahead{ahead} — test segment", "x": 0.01},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
     )
 
 
-def version_figures(*, preview: dict[str, Any], units: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
+def version_figures(
+    *, preview: dict[str, Any], units: dict[str, str] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
     """Return (horizon, figure) for every horizon in a version's preview."""
     if not preview.get("horizons"):
         return []

@@ -82,7 +82,9 @@ def twin_export(*, version: TwinVersion) -> tuple[dict[str, Any], dict[str, np.n
 
 def training_jobs(*, line: Line, limit: int = 10) -> list[TrainingJob]:
     """Return a line's most recent training jobs, newest first."""
-    return list(TrainingJob.objects.filter(line=line).select_related("version").order_by("-requested_at", "-id")[:limit])
+    return list(
+        TrainingJob.objects.filter(line=line).select_related("version").order_by("-requested_at", "-id")[:limit]
+    )
 
 
 def training_jobs_active(*, line: Line) -> list[TrainingJob]:

@@ -67,11 +67,20 @@ def training_job_create(
         if busy is not None:
             raise ValueError(f"training job {busy.pk} of {line.key} is already {busy.status}; wait for it to finish")
         job = TrainingJob.objects.create(
-            line=line, requested_by=who.user, requested_by_label=who.label, requested_at=timezone.now(),
-            window_start=start, window_end=end, config_overrides=dict(config_overrides or {}),
+            line=line,
+            requested_by=who.user,
+            requested_by_label=who.label,
+            requested_at=timezone.now(),
+            window_start=start,
+            window_end=end,
+            config_overrides=dict(config_overrides or {}),
         )
-        audit_record(actor=who, action="twin.training_requested", obj=job,
-                     after={"line": line.key, "start": start, "end": end, "config_overrides": job.config_overrides})
+        audit_record(
+            actor=who,
+            action="twin.training_requested",
+            obj=job,
+            after={"line": line.key, "start": start, "end": end, "config_overrides": job.config_overrides},
+        )
         if enqueue:
             transaction.on_commit(lambda: training_job_enqueue(job_id=job.pk))
     return job
@@ -87,10 +96,17 @@ def training_job_claim(*, job_id: int, worker: str = "") -> TrainingJob | None:
     now = timezone.now()
     stale = now - timedelta(seconds=conf.stale_after_s())
     claimable = Q(status=Status.QUEUED) | Q(status=Status.RUNNING, heartbeat_at__lt=stale)
-    claimed = (
-        TrainingJob.objects.filter(claimable, pk=job_id, attempts__lt=conf.max_attempts())
-        .update(status=Status.RUNNING, claim=uuid.uuid4(), attempts=F("attempts") + 1, worker=worker[:200],
-                heartbeat_at=now, started_at=now, epoch=0, last_losses={}, phase="loading", message="")
+    claimed = TrainingJob.objects.filter(claimable, pk=job_id, attempts__lt=conf.max_attempts()).update(
+        status=Status.RUNNING,
+        claim=uuid.uuid4(),
+        attempts=F("attempts") + 1,
+        worker=worker[:200],
+        heartbeat_at=now,
+        started_at=now,
+        epoch=0,
+        last_losses={},
+        phase="loading",
+        message="",
     )
     if not claimed:
         _fail_exhausted(job_ids=[job_id])
@@ -104,14 +120,23 @@ def _fail_exhausted(*, job_ids: list[int] | None = None) -> int:
     jobs = TrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=stale, attempts__gte=conf.max_attempts())
     if job_ids is not None:
         jobs = jobs.filter(pk__in=job_ids)
-    return jobs.update(status=Status.FAILED, finished_at=timezone.now(), phase="",
-                       message=f"the worker died {conf.max_attempts()} times while training; not retried again")
+    return jobs.update(
+        status=Status.FAILED,
+        finished_at=timezone.now(),
+        phase="",
+        message=f"the worker died {conf.max_attempts()} times while training; not retried again",
+    )
 
 
 def training_job_progress(*, job: TrainingJob, epoch: int, total: int, losses: dict[str, float]) -> None:
     """Write an epoch's progress and a heartbeat in its own short transaction; raise ClaimLostError if superseded."""
-    values = {"epoch": epoch, "total_epochs": total, "heartbeat_at": timezone.now(), "phase": "training",
-              "last_losses": json_plain({k: float(v) for k, v in losses.items()})}
+    values = {
+        "epoch": epoch,
+        "total_epochs": total,
+        "heartbeat_at": timezone.now(),
+        "phase": "training",
+        "last_losses": json_plain({k: float(v) for k, v in losses.items()}),
+    }
     _owned_update(job, **values)
     for key, value in values.items():
         setattr(job, key, value)
@@ -124,7 +149,8 @@ def _owned_update(job: TrainingJob, **values: Any) -> None:
 
 def _finish(job: TrainingJob, status: object, message: str) -> None:
     TrainingJob.objects.filter(pk=job.pk, claim=job.claim, status=Status.RUNNING).update(
-        status=status, message=message, finished_at=timezone.now(), phase="")
+        status=status, message=message, finished_at=timezone.now(), phase=""
+    )
     job.refresh_from_db()
 
 
@@ -139,7 +165,8 @@ class _Heartbeat(threading.Thread):
         try:
             while not self.stopped.wait(conf.heartbeat_every_s()):
                 TrainingJob.objects.filter(pk=self.job_id, claim=self.claim, status=Status.RUNNING).update(
-                    heartbeat_at=timezone.now())
+                    heartbeat_at=timezone.now()
+                )
         except Exception:  # a lost database must not kill training; the next epoch's write will say so
             log.exception("heartbeat of training job %s failed", self.job_id)
         finally:
@@ -164,8 +191,9 @@ def training_job_run(
                 on_progress(job)
 
         _owned_update(job, phase="training")
-        outcome = train_and_evaluate(record.dataset, twin_config(job.config_overrides), on_progress=progress,
-                                     device=device)
+        outcome = train_and_evaluate(
+            record.dataset, twin_config(job.config_overrides), on_progress=progress, device=device
+        )
         _owned_update(job, phase="registering")
         twin_version_register(job=job, record=record, outcome=outcome)
     except InsufficientDataError as exc:
@@ -207,21 +235,44 @@ def twin_version_register(*, job: TrainingJob, record: LineRecord, outcome: Trai
         line_lock(line_id=job.line_id)  # serialise version numbers of the line
         number = (TwinVersion.objects.filter(line_id=job.line_id).aggregate(n=Max("version"))["n"] or 0) + 1
         version = TwinVersion.objects.create(
-            line_id=job.line_id, version=number, job=locked, config=outcome.twin.config.to_dict(), report=report,
-            promotable=bool(report["promotable"]), cv_names=list(data.cv_names), mv_names=list(data.mv_names),
-            dv_names=list(data.dv_names), data_start=record.timestamps[0], data_end=record.timestamps[-1],
-            data_rows=len(data), data_sha256=data.sha256(), checkpoint=blob,
-            checkpoint_sha256=hashlib.sha256(blob).hexdigest(), preview=preview, device=outcome.twin.info.device,
-            train_seconds=float(outcome.twin.info.seconds), created_by=locked.requested_by,
-            created_by_label=locked.requested_by_label, created_at=timezone.now(),
+            line_id=job.line_id,
+            version=number,
+            job=locked,
+            config=outcome.twin.config.to_dict(),
+            report=report,
+            promotable=bool(report["promotable"]),
+            cv_names=list(data.cv_names),
+            mv_names=list(data.mv_names),
+            dv_names=list(data.dv_names),
+            data_start=record.timestamps[0],
+            data_end=record.timestamps[-1],
+            data_rows=len(data),
+            data_sha256=data.sha256(),
+            checkpoint=blob,
+            checkpoint_sha256=hashlib.sha256(blob).hexdigest(),
+            preview=preview,
+            device=outcome.twin.info.device,
+            train_seconds=float(outcome.twin.info.seconds),
+            created_by=locked.requested_by,
+            created_by_label=locked.requested_by_label,
+            created_at=timezone.now(),
         )
         locked.status, locked.finished_at, locked.phase, locked.message = Status.DONE, timezone.now(), "", ""
         locked.save(update_fields=["status", "finished_at", "phase", "message"])
         audit_record(
-            actor=locked.requested_by or locked.requested_by_label, action="twin.trained", obj=version,
-            after={"line": job.line.key, "version": number, "job": job.pk, "promotable": version.promotable,
-                   "verdict": report["reason"], "data_sha256": version.data_sha256,
-                   "checkpoint_sha256": version.checkpoint_sha256, "device": version.device},
+            actor=locked.requested_by or locked.requested_by_label,
+            action="twin.trained",
+            obj=version,
+            after={
+                "line": job.line.key,
+                "version": number,
+                "job": job.pk,
+                "promotable": version.promotable,
+                "verdict": report["reason"],
+                "data_sha256": version.data_sha256,
+                "checkpoint_sha256": version.checkpoint_sha256,
+                "device": version.device,
+            },
         )
     return version
 
@@ -251,16 +302,24 @@ def twin_promote(*, version: TwinVersion, actor: ActorLike, reason: str) -> Twin
         if not target.promotable:
             raise PromotionError(f"v{target.version} is not promotable: {target.report.get('reason', 'no verdict')}")
         _loadable(target)
-        current = TwinVersion.objects.select_for_update().filter(line_id=target.line_id,
-                                                                 status=TwinVersion.Status.PROMOTED).first()
+        current = (
+            TwinVersion.objects.select_for_update()
+            .filter(line_id=target.line_id, status=TwinVersion.Status.PROMOTED)
+            .first()
+        )
         if current is not None:
             current.status = TwinVersion.Status.RETIRED
             current.save(update_fields=["status"])
         target.status, target.promoted_at = TwinVersion.Status.PROMOTED, timezone.now()
         target.save(update_fields=["status", "promoted_at"])
-        audit_record(actor=actor, action="twin.promoted", obj=target, reason=reason,
-                     before={"promoted_version": current.version if current else None},
-                     after={"promoted_version": target.version, "verdict": target.report.get("reason", "")})
+        audit_record(
+            actor=actor,
+            action="twin.promoted",
+            obj=target,
+            reason=reason,
+            before={"promoted_version": current.version if current else None},
+            after={"promoted_version": target.version, "verdict": target.report.get("reason", "")},
+        )
     return target
 
 
@@ -273,15 +332,26 @@ def twin_rollback(*, line: Line, actor: ActorLike, reason: str) -> TwinVersion:
         current = versions.filter(status=TwinVersion.Status.PROMOTED).first()
         if current is None:
             raise PromotionError(f"{line.key} has no promoted twin to roll back")
-        previous = (versions.filter(status=TwinVersion.Status.RETIRED, promoted_at__isnull=False)
-                    .order_by("-promoted_at", "-version").first())
+        previous = (
+            versions.filter(status=TwinVersion.Status.RETIRED, promoted_at__isnull=False)
+            .order_by("-promoted_at", "-version")
+            .first()
+        )
         if previous is None:
-            raise PromotionError(f"v{current.version} is the only twin of {line.key} ever promoted: nothing to return to")
+            raise PromotionError(
+                f"v{current.version} is the only twin of {line.key} ever promoted: nothing to return to"
+            )
         _loadable(previous)
         current.status = TwinVersion.Status.ROLLED_BACK
         current.save(update_fields=["status"])
         previous.status, previous.promoted_at = TwinVersion.Status.PROMOTED, timezone.now()
         previous.save(update_fields=["status", "promoted_at"])
-        audit_record(actor=actor, action="twin.rolled_back", obj=current, reason=reason,
-                     before={"promoted_version": current.version}, after={"promoted_version": previous.version})
+        audit_record(
+            actor=actor,
+            action="twin.rolled_back",
+            obj=current,
+            reason=reason,
+            before={"promoted_version": current.version},
+            after={"promoted_version": previous.version},
+        )
     return previous

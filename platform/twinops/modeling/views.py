@@ -55,8 +55,9 @@ def twin_train(request: HttpRequest, key: str) -> HttpResponse:
         messages.error(request, "Training not started: " + "; ".join(m for e in form.errors.values() for m in e))
     else:
         try:
-            job = services.training_job_create(line=line, actor=request.user, start=form.cleaned_data["start"],
-                                               end=form.cleaned_data["end"])
+            job = services.training_job_create(
+                line=line, actor=request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+            )
             messages.success(request, f"Training job {job.pk} queued.")
         except ValueError as exc:
             messages.error(request, f"Training not started: {exc}")

@@ -46,8 +46,12 @@ def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> Recen
     period = float(line.sample_period_s)
     start = last - timedelta(seconds=period * (rows - 1))
     # Buckets are [start + k·period, start + (k + 1)·period): the newest sample falls in the last one.
-    window = training_window(line=line, start=start, end=last + timedelta(seconds=period),
-                             tags=[*twin.cv_names, *twin.mv_names, *twin.dv_names])
+    window = training_window(
+        line=line,
+        start=start,
+        end=last + timedelta(seconds=period),
+        tags=[*twin.cv_names, *twin.mv_names, *twin.dv_names],
+    )
     values = np.asarray(window.values, dtype=np.float64)  # (T, n_tags)
     mask = np.asarray(window.mask, dtype=bool)  # (T, n_tags), True = good
     column = {str(name): i for i, name in enumerate(window.tags)}
@@ -61,10 +65,16 @@ def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> Recen
 
     cv, mv, dv = part(twin.cv_names), part(twin.mv_names), part(twin.dv_names)
     dataset = TwinDataset.from_arrays(
-        cv=cv["values"], cv_mask=cv["mask"], cv_names=twin.cv_names,
-        mv=mv["values"], mv_mask=mv["mask"], mv_names=twin.mv_names,
-        dv=dv["values"] if twin.dv_names else None, dv_mask=dv["mask"] if twin.dv_names else None,
-        dv_names=twin.dv_names, sample_period_s=period,
+        cv=cv["values"],
+        cv_mask=cv["mask"],
+        cv_names=twin.cv_names,
+        mv=mv["values"],
+        mv_mask=mv["mask"],
+        mv_names=twin.mv_names,
+        dv=dv["values"] if twin.dv_names else None,
+        dv_mask=dv["mask"] if twin.dv_names else None,
+        dv_names=twin.dv_names,
+        sample_period_s=period,
     )
     stamps = list(window.timestamps)
     return RecentWindow(dataset=dataset, start=stamps[0] if stamps else start, end=stamps[-1] if stamps else last)

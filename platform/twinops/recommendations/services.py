@@ -78,9 +78,17 @@ def recommendation_create(*, line: Line, actor: ActorLike, now: datetime | None 
 
 def _evaluate(line: Line, now: datetime) -> _Draft:
     """Run the checks in order and, when they all pass, the optimizer; stop at the first reason not to propose."""
-    draft = _Draft(settings={"thresholds": {"max_ood": conf.max_ood(), "max_spread": conf.max_spread(),
-                                            "stale_periods": conf.stale_periods()},
-                             "ttl_s": conf.ttl_s(), "every_s": conf.every_s()})
+    draft = _Draft(
+        settings={
+            "thresholds": {
+                "max_ood": conf.max_ood(),
+                "max_spread": conf.max_spread(),
+                "stale_periods": conf.stale_periods(),
+            },
+            "ttl_s": conf.ttl_s(),
+            "every_s": conf.every_s(),
+        }
+    )
     draft.spec_version = line.current_spec
     if draft.spec_version is None:
         return draft.stop(Status.FAILED, "the line has no spec")
@@ -98,8 +106,11 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     draft.inputs["limits"] = _limits(spec)
     controller = controller_cached(version=version, twin=twin, spec=spec, settings=settings)
     if controller.incompatibility:
-        return draft.stop(Status.FAILED, f"twin v{version.version} does not fit spec v{draft.spec_version.version} "
-                                         f"of the line: {controller.incompatibility}")
+        return draft.stop(
+            Status.FAILED,
+            f"twin v{version.version} does not fit spec v{draft.spec_version.version} "
+            f"of the line: {controller.incompatibility}",
+        )
     period = float(line.sample_period_s)
     latest = latest_samples(line=line, until=now, lookback_s=LOOKBACK_S)
     names = (*twin.cv_names, *twin.mv_names, *twin.dv_names)
@@ -141,17 +152,34 @@ def _limits(spec: MpcSpec) -> dict[str, Any]:
     """Return the limits in force, by tag, for the page and the record."""
     out: dict[str, Any] = {}
     for c in spec.cvs:
-        out[c.name] = {"role": "CV", "low": c.limits.low, "high": c.limits.high, "safety_low": c.safety.low,
-                       "safety_high": c.safety.high}
+        out[c.name] = {
+            "role": "CV",
+            "low": c.limits.low,
+            "high": c.limits.high,
+            "safety_low": c.safety.low,
+            "safety_high": c.safety.high,
+        }
     for m in spec.mvs:
-        out[m.name] = {"role": "MV", "low": m.limits.low, "high": m.limits.high,
-                       "max_move_per_step": m.max_move_per_step, "ramp_rate_per_min": m.ramp_rate_per_min}
+        out[m.name] = {
+            "role": "MV",
+            "low": m.limits.low,
+            "high": m.limits.high,
+            "max_move_per_step": m.max_move_per_step,
+            "ramp_rate_per_min": m.ramp_rate_per_min,
+        }
     return out
 
 
 def _sample_json(s: LatestSample) -> dict[str, Any]:
-    return {"role": s.role, "ts": s.ts.isoformat() if s.ts else None, "value": s.value, "quality": s.quality,
-            "reason": s.reason, "good_ts": s.good_ts.isoformat() if s.good_ts else None, "good_value": s.good_value}
+    return {
+        "role": s.role,
+        "ts": s.ts.isoformat() if s.ts else None,
+        "value": s.value,
+        "quality": s.quality,
+        "reason": s.reason,
+        "good_ts": s.good_ts.isoformat() if s.good_ts else None,
+        "good_value": s.good_value,
+    }
 
 
 def _data_problem(latest: dict[str, LatestSample], names: tuple[str, ...], *, now: datetime, limit_s: float) -> str:
@@ -169,8 +197,11 @@ def _data_problem(latest: dict[str, LatestSample], names: tuple[str, ...], *, no
         if age > limit_s:
             when = f"is {age:.0f} s old ({s.good_ts.isoformat()})" if s.good_ts else f"is older than {LOOKBACK_S:.0f} s"
             stale.append(f"newest good sample of {name} {when}")
-    problems = bad + ([f"data are stale (limit {limit_s:g} s = {conf.stale_periods():g} sample periods): "
-                       + "; ".join(stale)] if stale else [])
+    problems = bad + (
+        [f"data are stale (limit {limit_s:g} s = {conf.stale_periods():g} sample periods): " + "; ".join(stale)]
+        if stale
+        else []
+    )
     return "; ".join(problems)
 
 
@@ -183,9 +214,11 @@ def _trust(twin: Twin, z: np.ndarray, mv: dict[str, float], dv: dict[str, float]
     spread = y.std(axis=0, ddof=1) if y.shape[0] > 1 else np.zeros(y.shape[1])
     relative = spread / twin.norm.cv_std
     cv_now = y.mean(axis=0)
-    return {"ood_score": score if math.isfinite(score) else None,
-            "spread": {n: float(relative[i]) for i, n in enumerate(twin.cv_names)},
-            "current_cv_estimate": {n: float(cv_now[i]) for i, n in enumerate(twin.cv_names)}}
+    return {
+        "ood_score": score if math.isfinite(score) else None,
+        "spread": {n: float(relative[i]) for i, n in enumerate(twin.cv_names)},
+        "current_cv_estimate": {n: float(cv_now[i]) for i, n in enumerate(twin.cv_names)},
+    }
 
 
 def _distrust(trust: dict[str, Any]) -> str:
@@ -193,8 +226,10 @@ def _distrust(trust: dict[str, Any]) -> str:
     problems = []
     score, limit = trust["ood_score"], conf.max_ood()
     if score is None or score > limit:
-        problems.append(f"the twin's OOD score {score if score is None else f'{score:.2f}'} exceeds {limit:g} "
-                        "(1 = the 99th percentile of its training data): the plant is where the twin has not learned")
+        problems.append(
+            f"the twin's OOD score {score if score is None else f'{score:.2f}'} exceeds {limit:g} "
+            "(1 = the 99th percentile of its training data): the plant is where the twin has not learned"
+        )
     wide = {n: v for n, v in trust["spread"].items() if not v <= conf.max_spread()}
     if wide:
         spread = ", ".join(f"{n} {v:.3f}" for n, v in wide.items())
@@ -209,23 +244,48 @@ def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _D
         try:
             with transaction.atomic():
                 rec = Recommendation.objects.create(
-                    line=line, slot=slot, status=draft.status, reason=draft.reason, created_at=now,
-                    created_by_label=actor.label, expires_at=now + timedelta(seconds=conf.ttl_s()),
-                    twin_version=draft.twin_version, spec_version=draft.spec_version,
-                    window_start=draft.window_start, window_end=draft.window_end, inputs_sha256=draft.inputs_sha256,
-                    inputs=json_plain(draft.inputs), settings=json_plain(draft.settings), result=result,
+                    line=line,
+                    slot=slot,
+                    status=draft.status,
+                    reason=draft.reason,
+                    created_at=now,
+                    created_by_label=actor.label,
+                    expires_at=now + timedelta(seconds=conf.ttl_s()),
+                    twin_version=draft.twin_version,
+                    spec_version=draft.spec_version,
+                    window_start=draft.window_start,
+                    window_end=draft.window_end,
+                    inputs_sha256=draft.inputs_sha256,
+                    inputs=json_plain(draft.inputs),
+                    settings=json_plain(draft.settings),
+                    result=result,
                     solver_status=draft.result.status.value if draft.result is not None else "",
                     expected_gain=draft.result.objective_gain if draft.result is not None else None,
                 )
         except IntegrityError:
             return Recommendation.objects.get(line=line, slot=slot)  # another worker made this slot's one first
-        action = {Status.PENDING: "recommendation.created", Status.WITHHELD: "recommendation.withheld",
-                  Status.FAILED: "recommendation.failed"}[Status(rec.status)]
-        audit_record(actor=actor, action=action, obj=rec, reason=rec.reason, at=now, after={
-            "line": line.key, "status": rec.status, "slot": slot, "twin_version": getattr(draft.twin_version, "version", None),
-            "spec_version": getattr(draft.spec_version, "version", None), "inputs_sha256": rec.inputs_sha256,
-            "expected_gain": rec.expected_gain, "first_move": (result or {}).get("first_move"),
-        })
+        action = {
+            Status.PENDING: "recommendation.created",
+            Status.WITHHELD: "recommendation.withheld",
+            Status.FAILED: "recommendation.failed",
+        }[Status(rec.status)]
+        audit_record(
+            actor=actor,
+            action=action,
+            obj=rec,
+            reason=rec.reason,
+            at=now,
+            after={
+                "line": line.key,
+                "status": rec.status,
+                "slot": slot,
+                "twin_version": getattr(draft.twin_version, "version", None),
+                "spec_version": getattr(draft.spec_version, "version", None),
+                "inputs_sha256": rec.inputs_sha256,
+                "expected_gain": rec.expected_gain,
+                "first_move": (result or {}).get("first_move"),
+            },
+        )
         if rec.status == Status.PENDING:
             _supersede(rec, actor=actor, now=now)
     return rec
@@ -233,8 +293,12 @@ def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _D
 
 def _supersede(rec: Recommendation, *, actor: Actor, now: datetime) -> None:
     """Expire the line's older pending proposals: only the newest one may be acted on."""
-    older = list(Recommendation.objects.select_for_update().filter(line_id=rec.line_id, status=Status.PENDING)
-                 .exclude(pk=rec.pk).values_list("pk", flat=True))
+    older = list(
+        Recommendation.objects.select_for_update()
+        .filter(line_id=rec.line_id, status=Status.PENDING)
+        .exclude(pk=rec.pk)
+        .values_list("pk", flat=True)
+    )
     _expire(older, reason=f"superseded by recommendation {rec.pk}", actor=actor, now=now)
 
 
@@ -243,9 +307,16 @@ def _expire(ids: list[int], *, reason: str, actor: Actor, now: datetime) -> int:
     expired = 0
     for pk in ids:
         if Recommendation.objects.filter(pk=pk, status=Status.PENDING).update(status=Status.EXPIRED, reason=reason):
-            audit_record(actor=actor, action="recommendation.expired", object_type="recommendations.recommendation",
-                         object_id=str(pk), reason=reason, at=now, before={"status": "pending"},
-                         after={"status": "expired"})
+            audit_record(
+                actor=actor,
+                action="recommendation.expired",
+                object_type="recommendations.recommendation",
+                object_id=str(pk),
+                reason=reason,
+                at=now,
+                before={"status": "pending"},
+                after={"status": "expired"},
+            )
             expired += 1
     return expired
 
@@ -254,6 +325,9 @@ def recommendations_expire(*, now: datetime | None = None, actor: ActorLike = "s
     """Mark pending recommendations past their expiry time expired; return how many. Safe to run concurrently."""
     now = now or timezone.now()
     with transaction.atomic():
-        due = list(Recommendation.objects.select_for_update(skip_locked=True)
-                   .filter(status=Status.PENDING, expires_at__lte=now).values_list("pk", flat=True))
+        due = list(
+            Recommendation.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PENDING, expires_at__lte=now)
+            .values_list("pk", flat=True)
+        )
         return _expire(due, reason="expired: not acted on before its expiry time", actor=Actor.of(actor), now=now)

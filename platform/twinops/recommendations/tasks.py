@@ -1,6 +1,6 @@
 """Celery tasks of the recommendations app: thin wrappers that load ids and call one service.
 
-As in every app, a task imports the services in its body (services may import this module to send tasks).
+The recommendation services send no tasks, so there is no cycle and the services are imported at the top.
 
 All run on the `optimize` queue (its workers hold the cached controllers), routed by CELERY_TASK_ROUTES in settings.
 """
@@ -11,7 +11,7 @@ from celery import shared_task
 
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get
-from twinops.recommendations import selectors
+from twinops.recommendations import selectors, services
 
 
 @shared_task(name="recommendations.recommend_all")
@@ -30,14 +30,10 @@ def recommend_line(line_id: int) -> str:
         line = line_get(pk=line_id)
     except Line.DoesNotExist:
         return "no such line"
-    from twinops.recommendations import services  # in the body: see above
-
     return services.recommendation_create(line=line, actor="system:beat").status
 
 
 @shared_task(name="recommendations.expire")
 def expire() -> int:
     """Mark pending recommendations past their expiry time expired."""
-    from twinops.recommendations import services  # in the body: see above
-
     return services.recommendations_expire()

@@ -27,8 +27,10 @@ def json_batch_parse(body: bytes) -> RawBatch:
         raise BatchFormatError("malformed JSON", [{"index": None, "field": None, "reason": str(e)}]) from None
     samples = payload.get("samples") if isinstance(payload, dict) else None
     if not isinstance(samples, list):
-        raise BatchFormatError("expected an object with a list 'samples'",
-                               [{"index": None, "field": "samples", "reason": "missing or not a list"}])
+        raise BatchFormatError(
+            "expected an object with a list 'samples'",
+            [{"index": None, "field": "samples", "reason": "missing or not a list"}],
+        )
     problems: list[dict[str, Any]] = []
     records: list[tuple[Any, Any, Any]] = []
     for i, item in enumerate(samples, start=1):
@@ -53,8 +55,10 @@ def json_batch_parse(body: bytes) -> RawBatch:
     import pyarrow as pa
 
     ts_us, ok, _ = timestamps_parse(pa.array([r[1] for r in records], pa.string()))
-    bad = [{"index": int(i) + 1, "field": "ts", "reason": f"not an ISO-8601 timestamp: {records[i][1]!r}"}
-           for i in np.nonzero(~ok)[0]]
+    bad = [
+        {"index": int(i) + 1, "field": "ts", "reason": f"not an ISO-8601 timestamp: {records[i][1]!r}"}
+        for i in np.nonzero(~ok)[0]
+    ]
     if bad:
         raise BatchFormatError(f"{len(bad)} unparseable timestamp(s)", bad)
     names: dict[str, int] = {}
@@ -69,8 +73,13 @@ def json_batch_parse(body: bytes) -> RawBatch:
             texts.append(NO_VALUE if value is None else value.strip()[:200] or NO_VALUE)
     tag = np.asarray([names.setdefault(r[0], len(names)) for r in records], np.int32)
     return RawBatch(
-        names=tuple(names), tag=tag, ts_us=ts_us, value=values,
-        row=np.arange(1, len(records) + 1, dtype=np.int64), text_at=np.asarray(text_at, np.int64), text=tuple(texts),
+        names=tuple(names),
+        tag=tag,
+        ts_us=ts_us,
+        value=values,
+        row=np.arange(1, len(records) + 1, dtype=np.int64),
+        text_at=np.asarray(text_at, np.int64),
+        text=tuple(texts),
     )
 
 

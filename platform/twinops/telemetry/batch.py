@@ -94,9 +94,13 @@ class RawBatch:
                 texts.append(NO_VALUE if value is None else str(value))
         n = len(tags)
         return cls(
-            names=tuple(names), tag=np.asarray(tags, np.int32), ts_us=np.asarray(ts, np.int64),
-            value=np.asarray(values, np.float64), row=np.arange(1, n + 1, dtype=np.int64),
-            text_at=np.asarray(text_at, np.int64), text=tuple(texts),
+            names=tuple(names),
+            tag=np.asarray(tags, np.int32),
+            ts_us=np.asarray(ts, np.int64),
+            value=np.asarray(values, np.float64),
+            row=np.arange(1, n + 1, dtype=np.int64),
+            text_at=np.asarray(text_at, np.int64),
+            text=tuple(texts),
         )
 
 

@@ -80,8 +80,9 @@ class _Handler:
 class Collector:
     """Collects one line's tags from one OPC UA server until `stop` is set."""
 
-    def __init__(self, *, line: Line, config: CollectorConfig,
-                 on_flush: Callable[[ImportResult], None] | None = None) -> None:
+    def __init__(
+        self, *, line: Line, config: CollectorConfig, on_flush: Callable[[ImportResult], None] | None = None
+    ) -> None:
         self.line, self.config, self.on_flush = line, config, on_flush
         tags = line_tags(line=line).exclude(opcua_node="")
         self.names = {ua.NodeId.from_string(t.opcua_node).to_string(): t.name for t in tags}
@@ -105,8 +106,9 @@ class Collector:
                         backoff = 1.0
                         await self._watch(client, stop)
                 except (OSError, TimeoutError, ConnectionError, ua.UaError) as e:
-                    log.warning("OPC UA connection to %s lost or refused (%s); retrying in %.0f s",
-                                self.config.url, e, backoff)
+                    log.warning(
+                        "OPC UA connection to %s lost or refused (%s); retrying in %.0f s", self.config.url, e, backoff
+                    )
                 if not stop.is_set():
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=backoff)
@@ -126,10 +128,18 @@ class Collector:
         if c.insecure:
             return connect_insecure(c.url, username=c.username, password=c.password, timeout_s=c.timeout_s)
         if not c.fingerprint or c.cert_dir is None:
-            raise ValueError("a secure connection needs the server certificate's fingerprint and a certificate "
-                             "directory (or --insecure for development)")
-        return connect_pinned(c.url, fingerprint=c.fingerprint, client_cert_dir=c.cert_dir, username=c.username,
-                              password=c.password, timeout_s=c.timeout_s)
+            raise ValueError(
+                "a secure connection needs the server certificate's fingerprint and a certificate "
+                "directory (or --insecure for development)"
+            )
+        return connect_pinned(
+            c.url,
+            fingerprint=c.fingerprint,
+            client_cert_dir=c.cert_dir,
+            username=c.username,
+            password=c.password,
+            timeout_s=c.timeout_s,
+        )
 
     async def _subscribe(self, client: Client) -> None:
         self.lost.clear()
@@ -163,7 +173,7 @@ class Collector:
             result = await loop.run_in_executor(self._db, self._ingest, records)
         except Exception:
             log.exception("storing %d OPC UA values failed; kept for the next flush", len(records))
-            self.buffer = (records + self.buffer)[-self.config.max_buffer:]
+            self.buffer = (records + self.buffer)[-self.config.max_buffer :]
             return None
         self.stored += result.samples_inserted
         if self.on_flush:
@@ -172,8 +182,9 @@ class Collector:
 
     def _ingest(self, records: list[tuple[str, datetime, float | str]]) -> ImportResult:
         close_old_connections()
-        return samples_ingest(line=self.line, batch=RawBatch.from_records(records), source="opcua",
-                              actor="system:opcua-collector")
+        return samples_ingest(
+            line=self.line, batch=RawBatch.from_records(records), source="opcua", actor="system:opcua-collector"
+        )
 
 
 def _close_connections() -> None:

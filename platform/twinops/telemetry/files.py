@@ -32,8 +32,10 @@ from twinops.telemetry.batch import HistoryFileError, RawBatch, Rejection, datet
 TIMESTAMP_NAMES = {"timestamp", "ts", "time", "datetime", "date", "time_utc", "timestamp_utc"}
 BLOCK_BYTES = 4 << 20  # CSV bytes parsed per chunk
 PARQUET_ROWS = 50_000  # Parquet rows per chunk
-_NUMBER = (r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
-           r"|^[-+]?(nan|NaN|NAN|inf|Inf|INF|infinity|Infinity|INFINITY)$")
+_NUMBER = (
+    r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+    r"|^[-+]?(nan|NaN|NAN|inf|Inf|INF|infinity|Infinity|INFINITY)$"
+)
 _TS = "__ts__"  # internal name of the timestamp column
 
 
@@ -63,8 +65,10 @@ class HistoryReader:
             try:
                 self._parquet = pq.ParquetFile(self.path)
             except Exception as e:  # pyarrow raises several types for a damaged file
-                raise HistoryFileError(f"{filename}: not a readable Parquet file ({e})",
-                                       [Rejection(0, "", f"not a readable Parquet file: {e}")]) from None
+                raise HistoryFileError(
+                    f"{filename}: not a readable Parquet file ({e})",
+                    [Rejection(0, "", f"not a readable Parquet file: {e}")],
+                ) from None
             self.rows_total = self._parquet.metadata.num_rows
             header = list(self._parquet.schema_arrow.names)
             self.delimiter = ","
@@ -88,19 +92,30 @@ class HistoryReader:
         def on_invalid(row: pacsv.InvalidRow) -> str:
             skipped.append(row.number)
             if row.text.strip():
-                pending.append(Rejection(row.number, "", f"not stored: wrong number of columns "
-                                                         f"({row.actual_columns}, expected {expected})"))
+                pending.append(
+                    Rejection(
+                        row.number,
+                        "",
+                        f"not stored: wrong number of columns ({row.actual_columns}, expected {expected})",
+                    )
+                )
             return "skip"
 
         source = pa.input_stream(str(self.path), compression="gzip" if self.gzip else None)
         reader = pacsv.open_csv(
             source,
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES, skip_rows=1,
-                                           column_names=names, encoding="utf8"),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=on_invalid,
-                                             ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=[""],
-                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
+            read_options=pacsv.ReadOptions(
+                use_threads=False, block_size=BLOCK_BYTES, skip_rows=1, column_names=names, encoding="utf8"
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
         )
         done = 0
         for record in reader:
@@ -123,12 +138,15 @@ class HistoryReader:
                 done += record.num_rows
                 self.rows_done = done
                 renamed = pa.RecordBatch.from_arrays(
-                    record.columns, names=[(_TS if i == self.layout.ts_index else f"c{i}")
-                                           for i in range(record.num_columns)])
+                    record.columns,
+                    names=[(_TS if i == self.layout.ts_index else f"c{i}") for i in range(record.num_columns)],
+                )
                 yield self._convert(renamed, rows, parse_text=False)
         except (OSError, pa.ArrowException) as e:
-            raise HistoryFileError(f"{self.filename}: not a readable Parquet file ({e})",
-                                   [Rejection(done + 1, "", f"not a readable Parquet file: {e}")]) from None
+            raise HistoryFileError(
+                f"{self.filename}: not a readable Parquet file ({e})",
+                [Rejection(done + 1, "", f"not a readable Parquet file: {e}")],
+            ) from None
 
     # --- both ---------------------------------------------------------------------------------------------------
     def _convert(self, record: pa.RecordBatch, rows: np.ndarray, *, parse_text: bool) -> RawBatch:
@@ -172,14 +190,27 @@ class HistoryReader:
                 texts.extend(t for t, o in zip(text, ok, strict=True) if o)
             offset += keep.size
         return RawBatch(
-            names=names, tag=np.concatenate(parts_tag), ts_us=np.concatenate(parts_ts),
-            value=np.concatenate(parts_val), row=np.concatenate(parts_row),
-            text_at=np.concatenate(parts_text_at) if parts_text_at else np.zeros(0, np.int64), text=tuple(texts),
-            rejections=tuple(rejections), rejected_samples=lost,
+            names=names,
+            tag=np.concatenate(parts_tag),
+            ts_us=np.concatenate(parts_ts),
+            value=np.concatenate(parts_val),
+            row=np.concatenate(parts_row),
+            text_at=np.concatenate(parts_text_at) if parts_text_at else np.zeros(0, np.int64),
+            text=tuple(texts),
+            rejections=tuple(rejections),
+            rejected_samples=lost,
         )
 
-    def _long(self, cells: dict[int, pa.Array], rows: np.ndarray, ts_us: np.ndarray, ts_ok: np.ndarray,
-              rejections: list[Rejection], *, parse_text: bool) -> RawBatch:
+    def _long(
+        self,
+        cells: dict[int, pa.Array],
+        rows: np.ndarray,
+        ts_us: np.ndarray,
+        ts_ok: np.ndarray,
+        rejections: list[Rejection],
+        *,
+        parse_text: bool,
+    ) -> RawBatch:
         layout = self.layout
         values, present, text_pos, text = values_parse(cells[layout.value_index], parse_text=parse_text)
         tag_col = pc.cast(cells[layout.tag_index], pa.string())
@@ -191,11 +222,15 @@ class HistoryReader:
         encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(tag_col.take(pa.array(keep))))
         text_keep = np.isin(text_pos, keep)
         return RawBatch(
-            names=tuple(encoded.dictionary.to_pylist()), tag=np.asarray(encoded.indices, np.int32),
-            ts_us=ts_us[keep], value=values[keep], row=rows[keep],
+            names=tuple(encoded.dictionary.to_pylist()),
+            tag=np.asarray(encoded.indices, np.int32),
+            ts_us=ts_us[keep],
+            value=values[keep],
+            row=rows[keep],
             text_at=np.searchsorted(keep, text_pos[text_keep]),
             text=tuple(t for t, k in zip(text, text_keep, strict=True) if k),
-            rejections=tuple(rejections), rejected_samples=lost,
+            rejections=tuple(rejections),
+            rejected_samples=lost,
         )
 
 
@@ -237,8 +272,13 @@ def _parse_one(s: str | None) -> int | None:
 def values_parse(col: pa.Array, *, parse_text: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Return (float values, present mask, positions of text cells, their text); empty cells are not present."""
     if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
-        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)
-                or pa.types.is_decimal(col.type) or pa.types.is_null(col.type)):
+        if not (
+            pa.types.is_integer(col.type)
+            or pa.types.is_floating(col.type)
+            or pa.types.is_boolean(col.type)
+            or pa.types.is_decimal(col.type)
+            or pa.types.is_null(col.type)
+        ):
             col = pc.cast(col, pa.string())  # anything else is read as its text
         else:
             present = ~np.asarray(col.is_null())
@@ -300,7 +340,7 @@ def _csv_prepass(path: Path, *, gzip: bool, filename: str) -> tuple[str, int, by
             except UnicodeDecodeError as e:
                 _raise_encoding(filename, tail + data, len(tail) + e.start, lines - tail.count(b"\n"), first)
             lines += data.count(b"\n")
-            tail = data[data.rfind(b"\n") + 1:] if b"\n" in data else tail + data
+            tail = data[data.rfind(b"\n") + 1 :] if b"\n" in data else tail + data
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as e:
@@ -316,16 +356,20 @@ def _raise_encoding(filename: str, data: bytes, pos: int, lines_before: int, fir
     field = data[line_start:pos].count(b",")
     header = first.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r\ufeff").split(",")
     column = header[field] if line_no > 1 and field < len(header) else ""
-    reason = (f"not UTF-8: byte 0x{data[pos]:02x} at line {line_no}; save the file as UTF-8 "
-              f"(it looks like Latin-1 or Windows-1252)")
+    reason = (
+        f"not UTF-8: byte 0x{data[pos]:02x} at line {line_no}; save the file as UTF-8 "
+        f"(it looks like Latin-1 or Windows-1252)"
+    )
     raise HistoryFileError(f"{filename}: {reason}", [Rejection(line_no, column, reason)])
 
 
 def _parse_header(first: bytes, filename: str) -> tuple[list[str], str]:
     text = first.decode("utf-8").lstrip("\ufeff").rstrip("\r")
     if not text.strip():
-        raise HistoryFileError(f"{filename}: the file is empty or its first line is blank; expected a header",
-                               [Rejection(1, "", "no header line")])
+        raise HistoryFileError(
+            f"{filename}: the file is empty or its first line is blank; expected a header",
+            [Rejection(1, "", "no header line")],
+        )
     delimiter = max((",", ";", "\t"), key=text.count)
     return [c.strip() for c in next(csv.reader([text], delimiter=delimiter))], delimiter
 
@@ -342,8 +386,11 @@ def _layout(header: list[str], *, tag_names: set[str], filename: str, line_key: 
     if not ts and header and header[0] == "":
         ts = [0]
     if len(ts) != 1:
-        why = ("no timestamp column: name one timestamp, ts or time (or leave the first column unnamed)" if not ts
-               else "more than one timestamp column")
+        why = (
+            "no timestamp column: name one timestamp, ts or time (or leave the first column unnamed)"
+            if not ts
+            else "more than one timestamp column"
+        )
         problems.append(Rejection(1, ",".join(header[i] for i in ts), why))
         raise HistoryFileError(f"{filename}: {why}", problems)
     rest = [i for i in range(len(header)) if i != ts[0]]
@@ -351,16 +398,22 @@ def _layout(header: list[str], *, tag_names: set[str], filename: str, line_key: 
     if rest_names == {"tag", "value"} and not ({"tag", "value"} & tag_names):
         if problems:
             raise HistoryFileError(f"{filename}: wrong header", problems)
-        return Layout(tuple(header), ts[0], long=True, tag_index=lowered.index("tag"),
-                      value_index=lowered.index("value"))
+        return Layout(
+            tuple(header), ts[0], long=True, tag_index=lowered.index("tag"), value_index=lowered.index("value")
+        )
     by_lower = {t.lower(): t for t in tag_names}
     for i in rest:
         if header[i] not in tag_names:
             hint = f" (did you mean {by_lower[lowered[i]]!r}?)" if lowered[i] in by_lower else ""
             problems.append(Rejection(1, header[i], f"not a tag of line {line_key!r} and not the timestamp{hint}"))
     if not rest:
-        problems.append(Rejection(1, "", "no tag columns: a wide file needs one column per tag, a long file "
-                                         "the columns timestamp, tag, value"))
+        problems.append(
+            Rejection(
+                1,
+                "",
+                "no tag columns: a wide file needs one column per tag, a long file the columns timestamp, tag, value",
+            )
+        )
     if problems:
         raise HistoryFileError(f"{filename}: wrong header ({len(problems)} problem(s))", problems)
     return Layout(tuple(header), ts[0], long=False)
@@ -378,8 +431,9 @@ def csv_batch_parse(*, data: bytes, tag_names: set[str], line_key: str) -> RawBa
     with tempfile.NamedTemporaryFile(suffix=".csv") as fh:
         fh.write(data)
         fh.flush()
-        reader = history_reader_open(path=Path(fh.name), filename="request body", tag_names=tag_names,
-                                     line_key=line_key)
+        reader = history_reader_open(
+            path=Path(fh.name), filename="request body", tag_names=tag_names, line_key=line_key
+        )
         batches = list(reader.batches())
     return batches_concat(batches)
 
@@ -400,11 +454,13 @@ def batches_concat(batches: list[RawBatch]) -> RawBatch:
         texts.extend(b.text)
         offset += len(b)
     return RawBatch(
-        names=tuple(names), tag=np.concatenate(tags) if tags else np.zeros(0, np.int32),
+        names=tuple(names),
+        tag=np.concatenate(tags) if tags else np.zeros(0, np.int32),
         ts_us=np.concatenate([b.ts_us for b in batches]) if batches else np.zeros(0, np.int64),
         value=np.concatenate([b.value for b in batches]) if batches else np.zeros(0),
         row=np.concatenate([b.row for b in batches]) if batches else np.zeros(0, np.int64),
-        text_at=np.concatenate(text_at) if text_at else np.zeros(0, np.int64), text=tuple(texts),
+        text_at=np.concatenate(text_at) if text_at else np.zeros(0, np.int64),
+        text=tuple(texts),
         rejections=tuple(r for b in batches for r in b.rejections),
         rejected_samples=sum(b.rejected_samples for b in batches),
     )

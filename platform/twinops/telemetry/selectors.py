@@ -69,8 +69,17 @@ def _rows(sql: str, params: Sequence[object] | dict[str, object]) -> list[tuple]
         return cur.fetchall()
 
 
-_COPY_OUT_ROW = np.dtype([("n", ">i2"), ("len_tag_id", ">i4"), ("tag_id", ">i8"), ("len_bucket", ">i4"),
-                          ("bucket", ">i8"), ("len_avg", ">i4"), ("avg", ">f8")])
+_COPY_OUT_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("len_tag_id", ">i4"),
+        ("tag_id", ">i8"),
+        ("len_bucket", ">i4"),
+        ("bucket", ">i8"),
+        ("len_avg", ">i4"),
+        ("avg", ">f8"),
+    ]
+)
 
 
 def _copy_out(sql: str, params: dict[str, object]) -> np.ndarray:
@@ -82,8 +91,14 @@ def _copy_out(sql: str, params: dict[str, object]) -> np.ndarray:
 
 
 # --- training windows ---------------------------------------------------------------------------------------------
-def training_window(*, line: Line, start: datetime | None = None, end: datetime | None = None,
-                    period_s: float | None = None, tags: Sequence[str] | None = None) -> TrainingWindow:
+def training_window(
+    *,
+    line: Line,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    period_s: float | None = None,
+    tags: Sequence[str] | None = None,
+) -> TrainingWindow:
     """Return the line's tags averaged over buckets of period_s (default: the line's sample period) in [start, end).
 
     Only good samples count. Without start/end the window spans the tags' data. Tags default to the active ones in
@@ -122,8 +137,13 @@ def training_window(*, line: Line, start: datetime | None = None, end: datetime 
         values[k[inside], column[inside]] = rows["avg"][inside]
     ts_us = start_us + period_us * np.arange(n_rows, dtype=np.int64)
     return TrainingWindow(
-        timestamps=[us_to_datetime(int(t)) for t in ts_us], ts_us=ts_us, values=values, mask=~np.isnan(values),
-        tags=tuple(t.name for t in chosen), roles=tuple(t.role for t in chosen), period_s=period,
+        timestamps=[us_to_datetime(int(t)) for t in ts_us],
+        ts_us=ts_us,
+        values=values,
+        mask=~np.isnan(values),
+        tags=tuple(t.name for t in chosen),
+        roles=tuple(t.role for t in chosen),
+        period_s=period,
     )
 
 
@@ -141,15 +161,24 @@ def _tags(line: Line, names: Sequence[str] | None) -> list[Tag]:
 def _data_span(ids: list[int]) -> tuple[datetime | None, datetime | None]:
     if not ids:
         return None, None
-    row = _rows("""SELECT min(f), max(l) FROM unnest(%s::bigint[]) AS id,
-                   LATERAL (SELECT min(ts) AS f, max(ts) AS l FROM telemetry_sample s WHERE s.tag_id = id) x""", [ids])
+    row = _rows(
+        """SELECT min(f), max(l) FROM unnest(%s::bigint[]) AS id,
+                   LATERAL (SELECT min(ts) AS f, max(ts) AS l FROM telemetry_sample s WHERE s.tag_id = id) x""",
+        [ids],
+    )
     return row[0][0], row[0][1]
 
 
 def _empty_window(tags: list[Tag], period: float) -> TrainingWindow:
-    return TrainingWindow(timestamps=[], ts_us=np.zeros(0, np.int64), values=np.zeros((0, len(tags))),
-                          mask=np.zeros((0, len(tags)), bool), tags=tuple(t.name for t in tags),
-                          roles=tuple(t.role for t in tags), period_s=period)
+    return TrainingWindow(
+        timestamps=[],
+        ts_us=np.zeros(0, np.int64),
+        values=np.zeros((0, len(tags))),
+        mask=np.zeros((0, len(tags)), bool),
+        tags=tuple(t.name for t in tags),
+        roles=tuple(t.role for t in tags),
+        period_s=period,
+    )
 
 
 # --- charts -------------------------------------------------------------------------------------------------------
@@ -178,19 +207,34 @@ def chart_series(*, tag: Tag, start: datetime, end: datetime, max_points: int = 
         lo = origin + timedelta(weeks=math.floor((start - origin) / timedelta(weeks=1)))
     rows = _rows(sql, {"tag": tag.id, "lo": lo, "end": end, "width": timedelta(seconds=bucket_s), "origin": origin})
     return ChartSeries(
-        tag=tag.name, resolution=_label(bucket_s), bucket_s=bucket_s,
-        source=table.removeprefix("telemetry_"), times=[r[0] for r in rows], values=[r[1] for r in rows],
-        mins=[r[2] for r in rows], maxs=[r[3] for r in rows], bad=[int(r[4]) for r in rows],
+        tag=tag.name,
+        resolution=_label(bucket_s),
+        bucket_s=bucket_s,
+        source=table.removeprefix("telemetry_"),
+        times=[r[0] for r in rows],
+        values=[r[1] for r in rows],
+        mins=[r[2] for r in rows],
+        maxs=[r[3] for r in rows],
+        bad=[int(r[4]) for r in rows],
     )
 
 
 def _chart_raw(tag: Tag, start: datetime, end: datetime) -> ChartSeries:
-    rows = _rows("""SELECT (extract(epoch FROM ts) * 1e6)::int8, CASE WHEN quality = 0 THEN value END, quality
+    rows = _rows(
+        """SELECT (extract(epoch FROM ts) * 1e6)::int8, CASE WHEN quality = 0 THEN value END, quality
                     FROM telemetry_sample WHERE tag_id = %s AND ts >= %s AND ts < %s ORDER BY ts""",
-                 [tag.id, start, end])
+        [tag.id, start, end],
+    )
     return ChartSeries(
-        tag=tag.name, resolution="raw", bucket_s=0, source="raw", times=[us_to_datetime(r[0]) for r in rows],
-        values=[r[1] for r in rows], mins=None, maxs=None, bad=[int(r[2] != 0) for r in rows],
+        tag=tag.name,
+        resolution="raw",
+        bucket_s=0,
+        source="raw",
+        times=[us_to_datetime(r[0]) for r in rows],
+        values=[r[1] for r in rows],
+        mins=None,
+        maxs=None,
+        bad=[int(r[2] != 0) for r in rows],
     )
 
 
@@ -211,23 +255,42 @@ def quality_summary(*, line: Line, start: datetime | None = None, end: datetime 
     for tag_id, good, bad, oor in _counts(ids, start, end):
         counts[tag_id] += (good, bad, oor)
     bounds = "AND s.ts >= %(start)s AND s.ts < %(end)s" if start or end else ""
-    params = {"ids": ids, "start": start or datetime(1900, 1, 1, tzinfo=UTC),
-              "end": end or datetime(2200, 1, 1, tzinfo=UTC)}
-    span = {r[0]: (r[1], r[2]) for r in _rows(f"""
+    params = {
+        "ids": ids,
+        "start": start or datetime(1900, 1, 1, tzinfo=UTC),
+        "end": end or datetime(2200, 1, 1, tzinfo=UTC),
+    }
+    span = {
+        r[0]: (r[1], r[2])
+        for r in _rows(
+            f"""
         SELECT id, f, l FROM unnest(%(ids)s::bigint[]) AS id, LATERAL (
-            SELECT min(s.ts) AS f, max(s.ts) AS l FROM telemetry_sample s WHERE s.tag_id = id {bounds}) x""", params)}
+            SELECT min(s.ts) AS f, max(s.ts) AS l FROM telemetry_sample s WHERE s.tag_id = id {bounds}) x""",
+            params,
+        )
+    }
     reasons: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for tag_id, text, n in _rows(f"""
+    for tag_id, text, n in _rows(
+        f"""
             SELECT s.tag_id, coalesce(r.text, 'unknown'), count(*) FROM telemetry_sample s
             LEFT JOIN telemetry_reason r ON r.id = s.reason_id
             WHERE s.tag_id = ANY(%(ids)s) AND s.quality <> 0 {bounds}
-            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""", params):
+            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""",
+        params,
+    ):
         if len(reasons[tag_id]) < TOP_REASONS:
             reasons[tag_id].append((text, int(n)))
     return [
-        TagQuality(tag=t.name, role=t.role, good=int(counts[t.id][0]), bad=int(counts[t.id][1]),
-                   out_of_range=int(counts[t.id][2]), first_time=span.get(t.id, (None, None))[0],
-                   last_time=span.get(t.id, (None, None))[1], top_reasons=reasons.get(t.id, []))
+        TagQuality(
+            tag=t.name,
+            role=t.role,
+            good=int(counts[t.id][0]),
+            bad=int(counts[t.id][1]),
+            out_of_range=int(counts[t.id][2]),
+            first_time=span.get(t.id, (None, None))[0],
+            last_time=span.get(t.id, (None, None))[1],
+            top_reasons=reasons.get(t.id, []),
+        )
         for t in tags
     ]
 
@@ -235,8 +298,11 @@ def quality_summary(*, line: Line, start: datetime | None = None, end: datetime 
 def _counts(ids: list[int], start: datetime | None, end: datetime | None) -> list[tuple]:
     """Per-tag counts: hour rollups for all data; minute rollups plus raw rows at the ragged edges otherwise."""
     if start is None and end is None:
-        return _rows("""SELECT tag_id, sum(n_good), sum(n_bad), sum(n_out_of_range) FROM telemetry_rollup_hour
-                        WHERE tag_id = ANY(%s) GROUP BY 1""", [ids])
+        return _rows(
+            """SELECT tag_id, sum(n_good), sum(n_bad), sum(n_out_of_range) FROM telemetry_rollup_hour
+                        WHERE tag_id = ANY(%s) GROUP BY 1""",
+            [ids],
+        )
     lo = start or datetime(1900, 1, 1, tzinfo=UTC)
     hi = end or datetime(2200, 1, 1, tzinfo=UTC)
     lo_min = datetime.fromtimestamp(math.ceil(lo.timestamp() / 60) * 60, UTC)
@@ -244,8 +310,11 @@ def _counts(ids: list[int], start: datetime | None, end: datetime | None) -> lis
     raw = """SELECT tag_id, count(*) FILTER (WHERE quality = 0), count(*) FILTER (WHERE quality = 2),
                     count(*) FILTER (WHERE quality = 1)
              FROM telemetry_sample WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1"""
-    out = _rows("""SELECT tag_id, sum(n_good), sum(n_bad), sum(n_out_of_range) FROM telemetry_rollup_minute
-                   WHERE tag_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY 1""", [ids, lo_min, hi_min])
+    out = _rows(
+        """SELECT tag_id, sum(n_good), sum(n_bad), sum(n_out_of_range) FROM telemetry_rollup_minute
+                   WHERE tag_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY 1""",
+        [ids, lo_min, hi_min],
+    )
     if lo_min >= hi_min:
         return _rows(raw, [ids, lo, hi])
     out += _rows(raw, [ids, lo, lo_min]) + _rows(raw, [ids, hi_min, hi])
@@ -273,7 +342,10 @@ def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[st
     One query for all the tags (two index probes per tag); tags in role, then name order.
     """
     tags = list(line_tags(line=line).order_by("role", "name"))
-    rows = {r[0]: r[1:] for r in _rows("""
+    rows = {
+        r[0]: r[1:]
+        for r in _rows(
+            """
         SELECT t.id, n.ts, n.value, n.quality, r.text, g.ts, g.value
         FROM unnest(%(ids)s::bigint[]) AS t(id)
         LEFT JOIN LATERAL (SELECT s.ts, s.value, s.quality, s.reason_id FROM telemetry_sample s
@@ -283,15 +355,22 @@ def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[st
         LEFT JOIN LATERAL (SELECT s.ts, s.value FROM telemetry_sample s
                            WHERE s.tag_id = t.id AND s.ts > %(since)s AND s.ts <= %(until)s AND s.quality = 0
                            ORDER BY s.ts DESC LIMIT 1) g ON true""",
-        {"ids": [t.id for t in tags], "since": until - timedelta(seconds=lookback_s), "until": until})}
+            {"ids": [t.id for t in tags], "since": until - timedelta(seconds=lookback_s), "until": until},
+        )
+    }
     out: dict[str, LatestSample] = {}
     for tag in tags:
         ts, value, quality, reason, good_ts, good_value = rows[tag.id]
         label = Quality(quality).label if ts is not None else "none"
         out[tag.name] = LatestSample(
-            tag=tag.name, role=tag.role, ts=ts, value=value, quality=label,
+            tag=tag.name,
+            role=tag.role,
+            ts=ts,
+            value=value,
+            quality=label,
             reason=(reason or label) if ts is not None and quality != Quality.GOOD else "",
-            good_ts=good_ts, good_value=good_value,
+            good_ts=good_ts,
+            good_value=good_value,
         )
     return out
 

@@ -43,8 +43,15 @@ from twinops.telemetry.files import history_reader_open
 from twinops.telemetry.models import HistoryImportJob, Quality
 
 __all__ = [
-    "HistoryFileError", "ImportResult", "RawBatch", "Rejection", "history_import", "history_import_enqueue",
-    "history_import_job_run", "rollups_rebuild", "samples_ingest",
+    "HistoryFileError",
+    "ImportResult",
+    "RawBatch",
+    "Rejection",
+    "history_import",
+    "history_import_enqueue",
+    "history_import_job_run",
+    "rollups_rebuild",
+    "samples_ingest",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,9 @@ class _Ingest:
     """Ingests batches for one line in the caller's transaction and adds up their results."""
 
     def __init__(self, line: Line) -> None:
-        tags = list(line_tags(line=line, include_inactive=True).values_list("name", "id", "physical_low", "physical_high"))
+        tags = list(
+            line_tags(line=line, include_inactive=True).values_list("name", "id", "physical_low", "physical_high")
+        )
         self.line = line
         self.tags = {name: (tag_id, low, high) for name, tag_id, low, high in tags}
         self.counts = dict.fromkeys(("received", "inserted", "duplicate", "bad", "out_of_range", "rejected"), 0)
@@ -89,8 +98,11 @@ class _Ingest:
         ts_bad = (batch.ts_us < TS_MIN_US) | (batch.ts_us >= TS_MAX_US)
         for i in np.nonzero(unknown | ts_bad)[0][:MAX_REJECTIONS]:
             name = batch.names[batch.tag[i]]
-            why = (f"not stored: unknown tag {name!r} (not a tag of line {self.line.key!r})" if unknown[i]
-                   else "not stored: timestamp outside 1900-2200")
+            why = (
+                f"not stored: unknown tag {name!r} (not a tag of line {self.line.key!r})"
+                if unknown[i]
+                else "not stored: timestamp outside 1900-2200"
+            )
             entries.append(Rejection(int(batch.row[i]), name, why))
         self.counts["rejected"] += int(np.count_nonzero(unknown | ts_bad))
 
@@ -161,9 +173,14 @@ class _Ingest:
         """Return the added-up result."""
         c = self.counts
         return ImportResult(
-            samples_received=c["received"], samples_inserted=c["inserted"], samples_duplicate=c["duplicate"],
-            samples_bad_quality=c["bad"], samples_out_of_range=c["out_of_range"], rejections=list(self.report),
-            samples_rejected=c["rejected"], rejections_total=self.report_total,
+            samples_received=c["received"],
+            samples_inserted=c["inserted"],
+            samples_duplicate=c["duplicate"],
+            samples_bad_quality=c["bad"],
+            samples_out_of_range=c["out_of_range"],
+            rejections=list(self.report),
+            samples_rejected=c["rejected"],
+            rejections_total=self.report_total,
         )
 
 
@@ -177,13 +194,20 @@ def samples_ingest(*, line: Line, batch: RawBatch, source: str, actor: ActorLike
         ingest = _Ingest(line)
         ingest.add(batch)
         result = ingest.result()
-    log.debug("ingested %s samples from %s for %s by %s: %s new", result.samples_received, source, line.key,
-              Actor.of(actor), result.samples_inserted)
+    log.debug(
+        "ingested %s samples from %s for %s by %s: %s new",
+        result.samples_received,
+        source,
+        line.key,
+        Actor.of(actor),
+        result.samples_inserted,
+    )
     return result
 
 
-def history_import(*, line: Line, path: Path, filename: str, actor: ActorLike,
-                   on_progress: Callable[[int, int], None] | None = None) -> ImportResult:
+def history_import(
+    *, line: Line, path: Path, filename: str, actor: ActorLike, on_progress: Callable[[int, int], None] | None = None
+) -> ImportResult:
     """Import a history file (CSV or Parquet; wide = timestamp + a column per tag, or long = timestamp, tag, value).
 
     Runs in one transaction (the caller's when inside one), with one `history.imported` audit event. Raises
@@ -201,12 +225,22 @@ def history_import(*, line: Line, path: Path, filename: str, actor: ActorLike,
                 on_progress(min(reader.rows_done, reader.rows_total), reader.rows_total)
         result = ingest.result()
         audit_record(
-            actor=actor, action="history.imported", obj=line, reason=f"history file {filename}",
-            after={"filename": filename, "sha256": reader.sha256, "format": reader.kind, "rows": reader.rows_total,
-                   "samples_received": result.samples_received, "samples_inserted": result.samples_inserted,
-                   "samples_duplicate": result.samples_duplicate, "samples_rejected": result.samples_rejected,
-                   "samples_bad_quality": result.samples_bad_quality,
-                   "samples_out_of_range": result.samples_out_of_range},
+            actor=actor,
+            action="history.imported",
+            obj=line,
+            reason=f"history file {filename}",
+            after={
+                "filename": filename,
+                "sha256": reader.sha256,
+                "format": reader.kind,
+                "rows": reader.rows_total,
+                "samples_received": result.samples_received,
+                "samples_inserted": result.samples_inserted,
+                "samples_duplicate": result.samples_duplicate,
+                "samples_rejected": result.samples_rejected,
+                "samples_bad_quality": result.samples_bad_quality,
+                "samples_out_of_range": result.samples_out_of_range,
+            },
         )
     return result
 
@@ -214,15 +248,17 @@ def history_import(*, line: Line, path: Path, filename: str, actor: ActorLike,
 def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
     """Recompute a line's minute and hour rollups over [start, end) from the raw samples (a repair tool)."""
     with transaction.atomic():
-        store.rollups_rebuild(tag_ids=list(line_tags(line=line, include_inactive=True).values_list("id", flat=True)),
-                              start=start, end=end)
+        store.rollups_rebuild(
+            tag_ids=list(line_tags(line=line, include_inactive=True).values_list("id", flat=True)), start=start, end=end
+        )
 
 
 # --- import jobs (the web upload path) ------------------------------------------------------------------------------
 def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: ActorLike) -> HistoryImportJob:
     """Record an import job for an uploaded file and queue it for the ingest worker once the transaction commits."""
-    job = HistoryImportJob.objects.create(line=line, path=str(path), filename=filename, created_by=Actor.of(actor).user,
-                                          created_at=timezone.now())
+    job = HistoryImportJob.objects.create(
+        line=line, path=str(path), filename=filename, created_by=Actor.of(actor).user, created_at=timezone.now()
+    )
     transaction.on_commit(lambda: tasks.history_import_send(job.pk))
     return job
 
@@ -241,22 +277,34 @@ def history_import_job_run(*, job_id: int) -> str:
         claimed = side.execute(
             "UPDATE telemetry_historyimportjob SET status = 'running', attempts = attempts + 1, started_at = now(), "
             "rows_done = 0, progress = 0, error = '' WHERE id = %s AND status IN ('queued', 'running') RETURNING id",
-            [job_id]).fetchone()
+            [job_id],
+        ).fetchone()
         if claimed is None:
             return "skipped"
         job = HistoryImportJob.objects.select_related("line", "created_by").get(pk=job_id)
 
         def progress(done: int, total: int) -> None:
-            side.execute("UPDATE telemetry_historyimportjob SET rows_done = %s, rows_total = %s, progress = %s "
-                         "WHERE id = %s", [done, total, 100.0 * done / total if total else 0.0, job_id])
+            side.execute(
+                "UPDATE telemetry_historyimportjob SET rows_done = %s, rows_total = %s, progress = %s WHERE id = %s",
+                [done, total, 100.0 * done / total if total else 0.0, job_id],
+            )
 
         try:
             with transaction.atomic():
-                result = history_import(line=job.line, path=Path(job.path), filename=job.filename,
-                                        actor=job.created_by, on_progress=progress)
+                result = history_import(
+                    line=job.line,
+                    path=Path(job.path),
+                    filename=job.filename,
+                    actor=job.created_by,
+                    on_progress=progress,
+                )
                 HistoryImportJob.objects.filter(pk=job_id).update(
-                    status=HistoryImportJob.Status.DONE, progress=100.0, result=result.as_json(),
-                    rejected=result.rejections_total, finished_at=timezone.now())
+                    status=HistoryImportJob.Status.DONE,
+                    progress=100.0,
+                    result=result.as_json(),
+                    rejected=result.rejections_total,
+                    finished_at=timezone.now(),
+                )
             return "done"
         except HistoryFileError as e:
             problems = [{"row": p.row, "column": p.column, "reason": p.reason} for p in e.problems]
@@ -268,5 +316,6 @@ def history_import_job_run(*, job_id: int) -> str:
 
 
 def _job_failed(job_id: int, *, error: str, result: dict[str, Any] | None, rejected: int) -> None:
-    HistoryImportJob.objects.filter(pk=job_id).update(status=HistoryImportJob.Status.FAILED, error=error,
-                                                      result=result, rejected=rejected, finished_at=timezone.now())
+    HistoryImportJob.objects.filter(pk=job_id).update(
+        status=HistoryImportJob.Status.FAILED, error=error, result=result, rejected=rejected, finished_at=timezone.now()
+    )

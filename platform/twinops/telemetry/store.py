@@ -33,8 +33,17 @@ CREATE TEMP TABLE IF NOT EXISTS telemetry_rollup_staging (
 ) ON COMMIT DELETE ROWS
 """
 _STAGING_TYPES = (("tag_id", ">i8"), ("ts", ">i8"), ("value", ">f8"), ("quality", ">i2"), ("reason_id", ">i4"))
-_ROLLUP_TYPES = (("kind", ">i2"), ("tag_id", ">i8"), ("bucket", ">i8"), ("n_good", ">i4"), ("n_bad", ">i4"),
-                 ("n_out_of_range", ">i4"), ("min_value", ">f8"), ("avg_value", ">f8"), ("max_value", ">f8"))
+_ROLLUP_TYPES = (
+    ("kind", ">i2"),
+    ("tag_id", ">i8"),
+    ("bucket", ">i8"),
+    ("n_good", ">i4"),
+    ("n_bad", ">i4"),
+    ("n_out_of_range", ">i4"),
+    ("min_value", ">f8"),
+    ("avg_value", ">f8"),
+    ("max_value", ">f8"),
+)
 ROLLUP_UNITS_US = {0: 60_000_000, 1: 3_600_000_000}  # kind -> bucket width: minute, hour
 
 # Merge the inserted rows (exactly the new ones: ON CONFLICT DO NOTHING never overwrites) into the rollups. Adding
@@ -90,8 +99,9 @@ def binary_copy(types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarra
     return _COPY_HEADER + _binary_rows(types, columns) + _COPY_TRAILER
 
 
-def _binary_rows(types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray],
-                 nulls: frozenset[str] = frozenset()) -> bytes:
+def _binary_rows(
+    types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray], nulls: frozenset[str] = frozenset()
+) -> bytes:
     """Encode rows of the binary COPY format; the columns named in `nulls` are NULL in every row."""
     fields: list[tuple[str, str]] = [("n", ">i2")]
     for name, kind in types:
@@ -105,15 +115,15 @@ def _binary_rows(types: tuple[tuple[str, str], ...], columns: dict[str, np.ndarr
     return rows.tobytes()
 
 
-def copy_new(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray,
-             reason_id: np.ndarray) -> int:
+def copy_new(
+    *, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray, reason_id: np.ndarray
+) -> int:
     """COPY rows known to be new straight into the samples table (no staging, no conflict handling); return rows.
 
     Raises psycopg.errors.UniqueViolation if a concurrent writer stored one of the keys meanwhile: the caller
     rolls back to a savepoint and takes the ON CONFLICT path.
     """
-    columns = {"tag_id": tag_id, "ts": ts_us - PG_EPOCH_US, "value": value, "quality": quality,
-               "reason_id": reason_id}
+    columns = {"tag_id": tag_id, "ts": ts_us - PG_EPOCH_US, "value": value, "quality": quality, "reason_id": reason_id}
     parts = [_COPY_HEADER]
     for grade, nulls in ((0, frozenset({"reason_id"})), (1, frozenset()), (2, frozenset({"value"}))):
         pick = quality == grade  # good rows have no reason, bad rows no value: one fixed layout per grade
@@ -121,18 +131,22 @@ def copy_new(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, qualit
             parts.append(_binary_rows(_STAGING_TYPES, {k: v[pick] for k, v in columns.items()}, nulls))
     parts.append(_COPY_TRAILER)
     with raw_connection().cursor() as cur:
-        with cur.copy("COPY telemetry_sample (tag_id, ts, value, quality, reason_id) FROM STDIN (FORMAT BINARY)"
-                      ) as copy:
+        with cur.copy(
+            "COPY telemetry_sample (tag_id, ts, value, quality, reason_id) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
             for part in parts:
                 copy.write(part)
     return int(tag_id.size)
 
 
-def copy_buffer(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray,
-                reason_id: np.ndarray) -> bytes:
+def copy_buffer(
+    *, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray, reason_id: np.ndarray
+) -> bytes:
     """Encode sample rows for the staging table (reason_id 0 = none; value ignored for bad quality)."""
-    return binary_copy(_STAGING_TYPES, {"tag_id": tag_id, "ts": ts_us - PG_EPOCH_US, "value": value,
-                                        "quality": quality, "reason_id": reason_id})
+    return binary_copy(
+        _STAGING_TYPES,
+        {"tag_id": tag_id, "ts": ts_us - PG_EPOCH_US, "value": value, "quality": quality, "reason_id": reason_id},
+    )
 
 
 def raw_connection() -> psycopg.Connection:
@@ -150,7 +164,7 @@ def stage(buffer: bytes, table: str = "telemetry_staging") -> None:
         with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
             view = memoryview(buffer)
             for start in range(0, len(view), 8 << 20):
-                copy.write(view[start:start + (8 << 20)])
+                copy.write(view[start : start + (8 << 20)])
 
 
 def ranges_hold_samples(*, tag_id: np.ndarray, ts_us: np.ndarray) -> bool:
@@ -158,11 +172,13 @@ def ranges_hold_samples(*, tag_id: np.ndarray, ts_us: np.ndarray) -> bool:
     starts = np.r_[0, np.nonzero(np.diff(tag_id))[0] + 1]
     ends = np.r_[starts[1:], tag_id.size] - 1
     with raw_connection().cursor() as cur:
-        cur.execute("""SELECT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
+        cur.execute(
+            """SELECT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
                                          AS r(tag_id, lo, hi)
                        WHERE EXISTS (SELECT 1 FROM telemetry_sample s
                                      WHERE s.tag_id = r.tag_id AND s.ts >= r.lo AND s.ts <= r.hi))""",
-                    [tag_id[starts].tolist(), [_dt(t) for t in ts_us[starts]], [_dt(t) for t in ts_us[ends]]])
+            [tag_id[starts].tolist(), [_dt(t) for t in ts_us[starts]], [_dt(t) for t in ts_us[ends]]],
+        )
         row = cur.fetchone()
     return bool(row and row[0])
 
@@ -178,14 +194,20 @@ def rollups_merge(*, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, q
     stage(binary_copy(_ROLLUP_TYPES, columns), table="telemetry_rollup_staging")
     with raw_connection().cursor() as cur:
         for kind, table in ((0, "telemetry_rollup_minute"), (1, "telemetry_rollup_hour")):
-            cur.execute(_ROLLUP.format(table=table, select=f"""
+            cur.execute(
+                _ROLLUP.format(
+                    table=table,
+                    select=f"""
                 SELECT tag_id, bucket, n_good, n_bad, n_out_of_range, NULLIF(min_value, 'NaN'),
                        NULLIF(avg_value, 'NaN'), NULLIF(max_value, 'NaN')
-                FROM telemetry_rollup_staging WHERE kind = {kind}"""))
+                FROM telemetry_rollup_staging WHERE kind = {kind}""",
+                )
+            )
 
 
-def _rollup_deltas(kind: int, width_us: int, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray,
-                   quality: np.ndarray) -> dict[str, np.ndarray]:
+def _rollup_deltas(
+    kind: int, width_us: int, tag_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, quality: np.ndarray
+) -> dict[str, np.ndarray]:
     bucket = ts_us // width_us  # floor, also before 1970
     starts = np.r_[0, np.nonzero((np.diff(tag_id) != 0) | (np.diff(bucket) != 0))[0] + 1]
     good = quality == 0
@@ -195,11 +217,14 @@ def _rollup_deltas(kind: int, width_us: int, tag_id: np.ndarray, ts_us: np.ndarr
     hi = np.maximum.reduceat(np.where(good, value, -np.inf), starts)
     none = n_good == 0
     return {
-        "kind": np.full(starts.size, kind, np.int16), "tag_id": tag_id[starts],
-        "bucket": bucket[starts] * width_us - PG_EPOCH_US, "n_good": n_good,
+        "kind": np.full(starts.size, kind, np.int16),
+        "tag_id": tag_id[starts],
+        "bucket": bucket[starts] * width_us - PG_EPOCH_US,
+        "n_good": n_good,
         "n_bad": np.add.reduceat((quality == 2).astype(np.int64), starts),
         "n_out_of_range": np.add.reduceat((quality == 1).astype(np.int64), starts),
-        "min_value": np.where(none, np.nan, lo), "avg_value": np.where(none, np.nan, total / np.maximum(n_good, 1)),
+        "min_value": np.where(none, np.nan, lo),
+        "avg_value": np.where(none, np.nan, total / np.maximum(n_good, 1)),
         "max_value": np.where(none, np.nan, hi),
     }
 
@@ -222,8 +247,9 @@ def reason_ids(texts: list[str]) -> dict[str, int]:
         found: dict[str, int] = dict(cur.fetchall())
         missing = [t for t in texts if t not in found]
         if missing:
-            cur.execute("INSERT INTO telemetry_reason (text) SELECT unnest(%s::text[]) ON CONFLICT (text) DO NOTHING",
-                        [missing])
+            cur.execute(
+                "INSERT INTO telemetry_reason (text) SELECT unnest(%s::text[]) ON CONFLICT (text) DO NOTHING", [missing]
+            )
             cur.execute("SELECT text, id FROM telemetry_reason WHERE text = ANY(%s)", [missing])
             found.update(dict(cur.fetchall()))
     return found
@@ -243,8 +269,11 @@ def _bounds(month: np.datetime64) -> tuple[str, str]:
 def existing_partitions() -> set[str]:
     """Return the names of the samples table's partitions."""
     with raw_connection().cursor() as cur:
-        cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = %s::regclass", [PARENT])
+        cur.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [PARENT],
+        )
         return {r[0] for r in cur.fetchall()}
 
 
@@ -277,9 +306,14 @@ def _attach(conn: psycopg.Connection, months: list[np.datetime64]) -> list[str]:
     added = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [locks.TELEMETRY_PARTITIONS])
-        have = {r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = %s::regclass", [PARENT]).fetchall()}
+        have = {
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = %s::regclass",
+                [PARENT],
+            ).fetchall()
+        }
         for month in months:
             name = partition_name(month)
             if name in have:

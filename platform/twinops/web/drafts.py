@@ -64,12 +64,19 @@ def upload_store(*, upload: UploadedFile) -> Path:
 def draft_onboard(*, draft: Draft, actor: ActorLike, history: UploadedFile | None, reason: str) -> OnboardResult:
     """Onboard a line from a previewed spec and queue its uploaded history file; keep no file if onboarding fails."""
     if history is None:
-        return line_onboard_queued(text=draft.text, filename=draft.filename, actor=actor, history_path=None,
-                                   history_filename="", reason=reason)
+        return line_onboard_queued(
+            text=draft.text, filename=draft.filename, actor=actor, history_path=None, history_filename="", reason=reason
+        )
     path = upload_store(upload=history)
     try:
-        return line_onboard_queued(text=draft.text, filename=draft.filename, actor=actor, history_path=path,
-                                   history_filename=history.name or path.name, reason=reason)
+        return line_onboard_queued(
+            text=draft.text,
+            filename=draft.filename,
+            actor=actor,
+            history_path=path,
+            history_filename=history.name or path.name,
+            reason=reason,
+        )
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -30,8 +30,9 @@ def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> di
         _add_panel(fig, panel, row=row)
     fig.update_xaxes(range=[start, end])
     fig.update_annotations(font={"size": 14})
-    return charts.themed(fig, height_px=charts.height(len(panels)), margin={"r": charts.LABELS_RIGHT_PX},
-                         showlegend=False)
+    return charts.themed(
+        fig, height_px=charts.height(len(panels)), margin={"r": charts.LABELS_RIGHT_PX}, showlegend=False
+    )
 
 
 def _title(panel: Panel) -> str:

@@ -11,8 +11,14 @@ from twinops.audit.services import audit_chain_verify, audit_record
 def _three_events(actor: object) -> list[AuditEvent]:
     with transaction.atomic():
         return [
-            audit_record(actor=actor, action="line.created", object_type="lines.line", object_id=str(i),
-                         reason="test", after={"limit": i})
+            audit_record(
+                actor=actor,
+                action="line.created",
+                object_type="lines.line",
+                object_id=str(i),
+                reason="test",
+                after={"limit": i},
+            )
             for i in range(3)
         ]
 

@@ -70,11 +70,14 @@ def test_every_task_is_published_to_the_queue_of_its_route(registered: set[str],
 
 
 def _beat_and_slot_period(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    code = ("import django; django.setup(); from twinops.config.celery import app; "
-            "from twinops.recommendations import conf; "
-            "print(app.conf.beat_schedule['recommendations.recommend_all']['schedule'], conf.every_s())")
-    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
-                          cwd=ROOT, check=False)
+    code = (
+        "import django; django.setup(); from twinops.config.celery import app; "
+        "from twinops.recommendations import conf; "
+        "print(app.conf.beat_schedule['recommendations.recommend_all']['schedule'], conf.every_s())"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, cwd=ROOT, check=False
+    )
 
 
 def test_the_recommendation_period_sets_beat_and_the_slot_alike_and_a_bad_one_fails_loudly() -> None:

@@ -11,13 +11,21 @@ import pytest
 def _twinops(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in {"TWINOPS_SECRET_KEY", "TWINOPS_ALLOWED_HOSTS"}}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "twinops", *args], env=full_env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "twinops", *args], env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_deployment_check_is_clean_with_production_settings() -> None:
-    result = _twinops("check", "--deploy", "--fail-level", "WARNING", TWINOPS_ENV="production",
-                      TWINOPS_SECRET_KEY=secrets.token_urlsafe(64), TWINOPS_ALLOWED_HOSTS="twinops.plant.example")
+    result = _twinops(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        TWINOPS_ENV="production",
+        TWINOPS_SECRET_KEY=secrets.token_urlsafe(64),
+        TWINOPS_ALLOWED_HOSTS="twinops.plant.example",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -27,8 +35,10 @@ def test_the_deployment_check_is_clean_with_production_settings() -> None:
     [
         ({"TWINOPS_ALLOWED_HOSTS": "twinops.plant.example"}, "TWINOPS_SECRET_KEY must be set in production"),
         ({"TWINOPS_SECRET_KEY": "x" * 64}, "TWINOPS_ALLOWED_HOSTS must list the host names"),
-        ({"TWINOPS_SECRET_KEY": "x" * 64, "TWINOPS_ALLOWED_HOSTS": "a", "TWINOPS_LOGIN_RATE_LIMIT": "lots"},
-         "TWINOPS_LOGIN_RATE_LIMIT must be an integer"),
+        (
+            {"TWINOPS_SECRET_KEY": "x" * 64, "TWINOPS_ALLOWED_HOSTS": "a", "TWINOPS_LOGIN_RATE_LIMIT": "lots"},
+            "TWINOPS_LOGIN_RATE_LIMIT must be an integer",
+        ),
     ],
 )
 def test_production_refuses_to_start_with_missing_or_malformed_settings(env: dict[str, str], message: str) -> None:

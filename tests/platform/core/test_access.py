@@ -34,7 +34,9 @@ def test_a_logged_in_user_sees_the_line_list(client: Client, make_user) -> None:
 
 
 @pytest.mark.django_db
-def test_login_is_refused_after_too_many_failures_even_with_the_right_password(client: Client, make_user, settings) -> None:
+def test_login_is_refused_after_too_many_failures_even_with_the_right_password(
+    client: Client, make_user, settings
+) -> None:
     from django.core.cache import cache
 
     cache.clear()

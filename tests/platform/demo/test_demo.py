@@ -41,14 +41,31 @@ def test_the_demo_collects_every_tag_of_both_lines_and_stops_cleanly(tmp_path: P
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twinops", "demo", "--days", "0.1", "--no-train", "--port", str(web),
-             "--plc-port", str(plc)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "twinops",
+                "demo",
+                "--days",
+                "0.1",
+                "--no-train",
+                "--port",
+                str(web),
+                "--plc-port",
+                str(plc),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = _wait_for(r"database: \S+ via (\S+)", log, proc, timeout_s=240).group(1)
         assert f"http://127.0.0.1:{web}/" in log.read_text()
         with psycopg.connect(url) as conn:
-            tags = conn.execute("SELECT l.key, t.name, t.id FROM lines_tag t JOIN lines_line l ON l.id = t.line_id"
-                                " WHERE t.active").fetchall()
+            tags = conn.execute(
+                "SELECT l.key, t.name, t.id FROM lines_tag t JOIN lines_line l ON l.id = t.line_id WHERE t.active"
+            ).fetchall()
             assert {key for key, _, _ in tags} == {"vdv-reactor", "heat-train"}
             # The backfilled history ends where each line's generated CSV ends; anything later came in live.
             history_end = max(
@@ -59,7 +76,8 @@ def test_the_demo_collects_every_tag_of_both_lines_and_stops_cleanly(tmp_path: P
             missing: list[str] = []
             while time.monotonic() < deadline:  # live samples (newer than start-up) for every tag of both lines
                 rows = conn.execute(
-                    "SELECT DISTINCT tag_id FROM telemetry_sample WHERE ts > %s", (history_end,)).fetchall()
+                    "SELECT DISTINCT tag_id FROM telemetry_sample WHERE ts > %s", (history_end,)
+                ).fetchall()
                 fresh = {r[0] for r in rows}
                 missing = [f"{k}.{n}" for k, n, i in tags if i not in fresh]
                 if not missing:

@@ -20,7 +20,9 @@ def run(*args: str) -> tuple[str, str]:
 
 @pytest.mark.django_db(transaction=True)  # the real entry point closes its connections on exit
 def test_the_cli_prints_file_line_field_reason_and_exits_non_zero(small_spec, write_file, row_counts, capsys) -> None:
-    bad = small_spec.replace("limits: {low: 5, high: 40}", "limits: {low: 5, high: 400}").replace("role: DV", "role: XV")
+    bad = small_spec.replace("limits: {low: 5, high: 40}", "limits: {low: 5, high: 400}").replace(
+        "role: DV", "role: XV"
+    )
     path = write_file("bad.yaml", bad)
     before = row_counts()
     with pytest.raises(SystemExit) as exited:

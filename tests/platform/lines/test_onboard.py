@@ -23,11 +23,22 @@ def test_onboarding_creates_the_line_its_first_spec_version_and_tags(small_spec,
     assert result.history is None
     [v1] = spec_versions(line=line)
     assert (v1.version, v1.created_by, v1.created_by_label, v1.reason, v1.filename) == (
-        1, data_user, "dana", "new reactor", "demo.yaml")
+        1,
+        data_user,
+        "dana",
+        "new reactor",
+        "demo.yaml",
+    )
     assert v1.source_text == small_spec and v1.document["line"]["id"] == "demo-reactor"
     f = Tag.objects.get(line=line, name="F")
     assert (f.role, f.unit, f.limit_low, f.limit_high, f.max_move_per_step, f.ramp_rate_per_min) == (
-        "MV", "m3/h", 5, 40, 2, 6)
+        "MV",
+        "m3/h",
+        5,
+        40,
+        2,
+        6,
+    )
     assert Tag.objects.get(line=line, name="T").safety_high == 120
 
 
@@ -42,11 +53,14 @@ def test_onboarding_writes_line_created_and_spec_version_created_audit_events(sm
     assert audit_chain_verify().ok
 
 
-@pytest.mark.parametrize("old,new,field,line", [
-    ("    unit: m3/h\n", "    unit: m3/h\n  bad: [\n", "(syntax)", 18),  # YAML syntax error
-    ("role: DV", "role: dv", "tags[2].role", 23),  # schema violation
-    ("limits: {low: 5, high: 40}", "limits: {low: 45, high: 40}", "tags[1].limits.low", 19),  # across fields
-])
+@pytest.mark.parametrize(
+    "old,new,field,line",
+    [
+        ("    unit: m3/h\n", "    unit: m3/h\n  bad: [\n", "(syntax)", 18),  # YAML syntax error
+        ("role: DV", "role: dv", "tags[2].role", 23),  # schema violation
+        ("limits: {low: 5, high: 40}", "limits: {low: 45, high: 40}", "tags[1].limits.low", 19),  # across fields
+    ],
+)
 def test_a_malformed_spec_creates_nothing(small_spec, data_user, row_counts, old, new, field, line) -> None:
     line_onboard(text=small_spec.replace("demo-reactor", "other-line"), filename="o.yaml", actor=data_user)
     before = row_counts()

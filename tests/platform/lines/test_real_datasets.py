@@ -86,8 +86,13 @@ def samples_of(line: Line) -> QuerySet[Sample]:
 
 def _onboard(name: str, history: Path, actor: object) -> object:
     spec = SPECS / f"{name}.yaml"
-    return line_onboard(text=spec.read_text(), filename=spec.name, actor=actor, history_path=history,
-                        reason=f"onboard {name} from ../shared/data")
+    return line_onboard(
+        text=spec.read_text(),
+        filename=spec.name,
+        actor=actor,
+        history_path=history,
+        reason=f"onboard {name} from ../shared/data",
+    )
 
 
 def test_the_daisy_cstr_onboards_with_its_whole_history(tmp_path, data_user) -> None:
@@ -145,9 +150,21 @@ def test_a_history_file_with_a_wrong_header_creates_nothing_at_all(tmp_path, dat
 def test_the_cli_onboards_bibmon_with_a_progress_bar_and_a_rejection_report(tmp_path, data_user) -> None:
     out, err = StringIO(), StringIO()
     report = tmp_path / "report.csv"
-    call_command("line", "onboard", str(SPECS / "bibmon_real_process.yaml"), "--history", str(BIBMON),
-                 "--reason", "historian extract", "--as", data_user.username, "--rejections-out", str(report),
-                 stdout=out, stderr=err)
+    call_command(
+        "line",
+        "onboard",
+        str(SPECS / "bibmon_real_process.yaml"),
+        "--history",
+        str(BIBMON),
+        "--reason",
+        "historian extract",
+        "--as",
+        data_user.username,
+        "--rejections-out",
+        str(report),
+        stdout=out,
+        stderr=err,
+    )
     text = out.getvalue()
     assert "108 tags (0 CV, 0 MV, 108 DV)" in text
     assert f"{3169 * 108:,} samples received" in text and f"{sum(BIBMON_BAD.values()):,} bad quality" in text

@@ -49,11 +49,13 @@ def test_a_yaml_syntax_error_is_reported_with_its_line() -> None:
 
 
 def test_schema_violations_name_the_line_and_field_of_each() -> None:
-    text = (SMALL_SPEC.replace("id: demo-reactor", "id: Demo_Reactor")
-            .replace("sample_period_s: 10", "sample_period_s: -1")
-            .replace("    unit: m3/h\n", "")
-            .replace("role: DV", "role: XV")
-            .replace("    ramp_rate_per_min: 6\n", "    ramp_rate_per_min: 6\n    colour: red\n"))
+    text = (
+        SMALL_SPEC.replace("id: demo-reactor", "id: Demo_Reactor")
+        .replace("sample_period_s: 10", "sample_period_s: -1")
+        .replace("    unit: m3/h\n", "")
+        .replace("role: DV", "role: XV")
+        .replace("    ramp_rate_per_min: 6\n", "    ramp_rate_per_min: 6\n    colour: red\n")
+    )
     found = problems(text)
     assert found["line.id"].line == line_no(text, "id: Demo_Reactor")
     assert "slug" in found["line.id"].reason
@@ -68,13 +70,15 @@ def test_schema_violations_name_the_line_and_field_of_each() -> None:
 
 
 def test_semantic_errors_are_all_reported_at_once() -> None:
-    text = (SMALL_SPEC.replace("limits: {low: 5, high: 40}", "limits: {low: 5, high: 400}")
-            .replace("physical_range: [-20, 60]", "physical_range: [60, -20]")
-            .replace("safety_limits: {high: 120}", "safety_limits: {high: 80}")
-            .replace("    opcua_node: \"ns=2;s=demo.T\"\n", "    opcua_node: \"ns=2;s=demo.T\"\n    max_move_per_step: 1\n")
-            .replace("- name: T_in", "- name: F")
-            .replace("{tag: T, value: 75, weight: 2}", "{tag: F, value: 75, weight: 2}")
-            .replace("{tags: [F], price: -3.5}", "{tags: [F, Q], price: -3.5}"))
+    text = (
+        SMALL_SPEC.replace("limits: {low: 5, high: 40}", "limits: {low: 5, high: 400}")
+        .replace("physical_range: [-20, 60]", "physical_range: [60, -20]")
+        .replace("safety_limits: {high: 120}", "safety_limits: {high: 80}")
+        .replace('    opcua_node: "ns=2;s=demo.T"\n', '    opcua_node: "ns=2;s=demo.T"\n    max_move_per_step: 1\n')
+        .replace("- name: T_in", "- name: F")
+        .replace("{tag: T, value: 75, weight: 2}", "{tag: F, value: 75, weight: 2}")
+        .replace("{tags: [F], price: -3.5}", "{tags: [F, Q], price: -3.5}")
+    )
     found = problems(text)
     expected = {
         "tags[1].limits.high": ("limits: {low: 5, high: 400}", "above the physical range high (50)"),
@@ -95,9 +99,10 @@ def test_semantic_errors_are_all_reported_at_once() -> None:
 
 
 def test_role_specific_fields_are_checked() -> None:
-    text = (SMALL_SPEC.replace("    limits: {low: 5, high: 40}\n", "    limits: {low: 5}\n")
-            .replace("    physical_range: [-20, 60]\n", "    physical_range: [-20, 60]\n    limits: {high: 50}\n"
-                     "    safety_limits: {high: 55}\n"))
+    text = SMALL_SPEC.replace("    limits: {low: 5, high: 40}\n", "    limits: {low: 5}\n").replace(
+        "    physical_range: [-20, 60]\n",
+        "    physical_range: [-20, 60]\n    limits: {high: 50}\n    safety_limits: {high: 55}\n",
+    )
     found = problems(text)
     assert "both operating limits" in found["tags[1].limits.high"].reason
     assert found["tags[1].limits.high"].line == line_no(text, "limits: {low: 5}")
@@ -113,8 +118,11 @@ def test_a_spec_without_tags_is_refused() -> None:
 
 
 def test_a_json_spec_reports_lines_too_and_reads_exponent_numbers() -> None:
-    doc = {"schema_version": 1, "line": {"id": "json-line", "name": "J", "sample_period_s": 1e-1},
-           "tags": [{"name": "x", "role": "CV", "unit": "1", "physical_range": [-1e3, 1e3], "limits": {"low": 2e3}}]}
+    doc = {
+        "schema_version": 1,
+        "line": {"id": "json-line", "name": "J", "sample_period_s": 1e-1},
+        "tags": [{"name": "x", "role": "CV", "unit": "1", "physical_range": [-1e3, 1e3], "limits": {"low": 2e3}}],
+    }
     text = json.dumps(doc, indent="\t")
     found = problems(text, "line.json")
     assert list(found) == ["tags[0].limits.low"]
@@ -130,13 +138,15 @@ def test_duplicate_keys_and_aliases_are_refused() -> None:
     assert found["line.sample_period_s"].line == line_no(text, "sample_period_s: 20")
     assert "duplicate key (first on line" in found["line.sample_period_s"].reason
     aliased = SMALL_SPEC.replace("physical_range: [0, 200]", "physical_range: &r [0, 200]").replace(
-        "physical_range: [0, 50]", "physical_range: *r")
+        "physical_range: [0, 50]", "physical_range: *r"
+    )
     assert "aliases are not supported" in problems(aliased)["(syntax)"].reason
 
 
 def test_non_numbers_and_infinities_are_refused_where_numbers_belong() -> None:
     text = SMALL_SPEC.replace("physical_range: [0, 50]", "physical_range: [0, .inf]").replace(
-        "max_move_per_step: 2", "max_move_per_step: two")
+        "max_move_per_step: 2", "max_move_per_step: two"
+    )
     found = problems(text)
     assert found["tags[1].physical_range[1]"].reason == "must be a finite number"
     assert found["tags[1].max_move_per_step"].reason == "must be a number, not text ('two')"

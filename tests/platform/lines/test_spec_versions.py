@@ -29,7 +29,8 @@ def test_a_change_of_limits_makes_a_new_version_with_who_and_why(line, small_spe
 
 def test_the_audit_event_holds_the_limits_before_and_after(line, small_spec, data_user) -> None:
     changed = small_spec.replace("limits: {low: 5, high: 40}", "limits: {low: 5, high: 35}").replace(
-        "safety_limits: {high: 120}", "safety_limits: {high: 110}")
+        "safety_limits: {high: 120}", "safety_limits: {high: 110}"
+    )
     v2 = spec_version_create(line=line, text=changed, filename="demo.yaml", actor=data_user, reason="pump derated")
     event = AuditEvent.objects.filter(action="spec.version_created").order_by("-id").first()
     assert (event.object_id, event.actor, event.reason) == (str(v2.pk), data_user, "pump derated")
@@ -88,10 +89,14 @@ def test_an_invalid_new_version_changes_nothing(line, small_spec, data_user, row
 
 
 def test_spec_diff_lists_added_dropped_and_changed_fields(line, small_spec, data_user) -> None:
-    changed = (small_spec.replace("name: Demo reactor", "name: Reactor 1")
-               .replace("    unit: m3/h", "    unit: l/h")
-               .replace("  - name: T_in", "  - name: P\n    role: DV\n    unit: bar\n    physical_range: [0, 10]\n"
-                        "  - name: T_in_old"))
+    changed = (
+        small_spec.replace("name: Demo reactor", "name: Reactor 1")
+        .replace("    unit: m3/h", "    unit: l/h")
+        .replace(
+            "  - name: T_in",
+            "  - name: P\n    role: DV\n    unit: bar\n    physical_range: [0, 10]\n  - name: T_in_old",
+        )
+    )
     spec_version_create(line=line, text=changed, filename="demo.yaml", actor=data_user, reason="rework")
     v1, v2 = spec_versions(line=line)
     diff = spec_diff(v1, v2)

@@ -15,11 +15,25 @@ PERIOD_S = 10.0
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 # Trains in about a second on a shared 2-core machine; far too small to be accurate, enough to exercise the platform.
 TINY: dict[str, Any] = {
-    "window": 8, "nz": 4, "hidden": 16, "depth": 1, "members": 2, "horizon": 10, "epochs": 2, "steps_per_epoch": 5,
-    "batch_size": 16, "val_windows": 32, "eval_starts": 100, "min_train_samples": 100,
+    "window": 8,
+    "nz": 4,
+    "hidden": 16,
+    "depth": 1,
+    "members": 2,
+    "horizon": 10,
+    "epochs": 2,
+    "steps_per_epoch": 5,
+    "batch_size": 16,
+    "val_windows": 32,
+    "eval_starts": 100,
+    "min_train_samples": 100,
 }
-TAGS = (("upper_level_m", "CV", "m"), ("lower_level_m", "CV", "m"), ("pump_flow_m3_h", "MV", "m3/h"),
-        ("leak_m3_h", "DV", "m3/h"))
+TAGS = (
+    ("upper_level_m", "CV", "m"),
+    ("lower_level_m", "CV", "m"),
+    ("pump_flow_m3_h", "MV", "m3/h"),
+    ("leak_m3_h", "DV", "m3/h"),
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,8 +55,10 @@ def two_tanks(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
         x[t + 1, 1] = x[t, 1] + 0.1 * (out1 - 0.5 * np.sqrt(max(x[t, 1], 0.0)))
     level = x + rng.normal(0.0, 0.01, x.shape)
     # Columns in TAGS order: upper level, lower level, pump, leak.
-    return {"values": np.column_stack([level, pump, leak]), "times": [T0 + timedelta(seconds=PERIOD_S * i)
-                                                                        for i in range(rows)]}
+    return {
+        "values": np.column_stack([level, pump, leak]),
+        "times": [T0 + timedelta(seconds=PERIOD_S * i) for i in range(rows)],
+    }
 
 
 @pytest.fixture
@@ -65,8 +81,15 @@ def trained() -> Any:
 
     data = two_tanks(1200)
     v = data["values"]
-    dataset = TwinDataset.from_arrays(cv=v[:, :2], mv=v[:, 2:3], dv=v[:, 3:], cv_names=[t[0] for t in TAGS[:2]],
-                                      mv_names=[TAGS[2][0]], dv_names=[TAGS[3][0]], sample_period_s=PERIOD_S)
+    dataset = TwinDataset.from_arrays(
+        cv=v[:, :2],
+        mv=v[:, 2:3],
+        dv=v[:, 3:],
+        cv_names=[t[0] for t in TAGS[:2]],
+        mv_names=[TAGS[2][0]],
+        dv_names=[TAGS[3][0]],
+        sample_period_s=PERIOD_S,
+    )
     record = LineRecord(dataset=dataset, timestamps=data["times"])
     return record, train_and_evaluate(dataset, twin_config(TINY))
 
@@ -80,8 +103,11 @@ def register(trained: Any) -> Callable[..., Any]:
         record, outcome = trained
         if promotable is not None:
             verdict = "beats" if promotable else "does not beat"
-            report = dataclasses.replace(outcome.report, promotable=promotable,
-                                         reason=f"twin free-run NRMSE (test) {verdict} the linear baseline's")
+            report = dataclasses.replace(
+                outcome.report,
+                promotable=promotable,
+                reason=f"twin free-run NRMSE (test) {verdict} the linear baseline's",
+            )
             outcome = dataclasses.replace(outcome, report=report)
         job = services.training_job_create(line=line, actor="system:test", config_overrides=TINY, enqueue=False)
         job = services.training_job_claim(job_id=job.pk)
@@ -113,8 +139,11 @@ def ingest() -> Callable[..., dict[str, Any]]:
         rows, n_tags = values.shape
         ts_us = np.asarray([datetime_to_us(t) for t in data["times"]], np.int64)
         batch = RawBatch(
-            names=tuple(t[0] for t in TAGS), tag=np.tile(np.arange(n_tags, dtype=np.int32), rows),
-            ts_us=np.repeat(ts_us, n_tags), value=values.reshape(-1), row=np.repeat(np.arange(1, rows + 1), n_tags),
+            names=tuple(t[0] for t in TAGS),
+            tag=np.tile(np.arange(n_tags, dtype=np.int32), rows),
+            ts_us=np.repeat(ts_us, n_tags),
+            value=values.reshape(-1),
+            row=np.repeat(np.arange(1, rows + 1), n_tags),
         )
         samples_ingest(line=line, batch=batch, source="test", actor="system:test")
         return data

@@ -22,8 +22,10 @@ def test_twin_report_json_prints_the_promoted_versions_evaluation_report(line, r
     printed = json.loads(out.getvalue())
     assert (printed["version"], printed["status"]) == (1, "promoted")  # promoted, although v2 is newer
     assert set(printed["report"]["twin"]["nrmse"]) == {"h1", "h5", "h20", "free_run"}
-    assert printed["report"]["baselines"]["linear_arx"]["nrmse"]["free_run"].keys() == {"upper_level_m",
-                                                                                          "lower_level_m"}
+    assert printed["report"]["baselines"]["linear_arx"]["nrmse"]["free_run"].keys() == {
+        "upper_level_m",
+        "lower_level_m",
+    }
     assert printed["report"] == second.report  # both versions come from the same trained twin
 
 
@@ -57,8 +59,20 @@ def test_twin_train_wait_trains_here_on_the_chosen_window_with_progress_on_stder
     data = ingest(line, tanks(1500))
     start, end = data["times"][100], data["times"][1400]
     out, err = io.StringIO(), io.StringIO()
-    call_command("twin", "train", "tanks", "--wait", "--start", start.isoformat(), "--end", end.isoformat(),
-                 "--config", json.dumps(tiny), stdout=out, stderr=err)
+    call_command(
+        "twin",
+        "train",
+        "tanks",
+        "--wait",
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--config",
+        json.dumps(tiny),
+        stdout=out,
+        stderr=err,
+    )
     assert "registered tanks twin v1" in out.getvalue()
     assert "epoch 2/2" in err.getvalue() and "] epoch" in err.getvalue()
     version = TwinVersion.objects.get(line=line)

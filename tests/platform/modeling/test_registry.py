@@ -58,7 +58,10 @@ def test_promotion_is_audited_and_only_the_promoted_version_feeds_the_optimizer(
     assert selectors.twin_promoted(line=line) == first
     event = AuditEvent.objects.get(action="twin.promoted")
     assert (event.actor_label, event.reason, event.after["promoted_version"]) == (
-        user.username, "beats linear on the March data", 1)
+        user.username,
+        "beats linear on the March data",
+        1,
+    )
     services.twin_promote(version=second, actor=user, reason="newer data")
     assert selectors.twin_promoted(line=line) == second
     first.refresh_from_db()
@@ -89,8 +92,11 @@ def test_rollback_returns_the_previously_promoted_version(line, register) -> Non
     v3.refresh_from_db()
     assert v3.status == TwinVersion.Status.ROLLED_BACK
     event = AuditEvent.objects.get(action="twin.rolled_back")
-    assert (event.reason, event.before, event.after) == ("v3 oscillates", {"promoted_version": 3},
-                                                         {"promoted_version": 2})
+    assert (event.reason, event.before, event.after) == (
+        "v3 oscillates",
+        {"promoted_version": 3},
+        {"promoted_version": 2},
+    )
     assert services.twin_rollback(line=line, actor="system:test", reason="v2 too") == v1
     with pytest.raises(services.PromotionError, match="nothing to return to"):
         services.twin_rollback(line=line, actor="system:test", reason="and again")

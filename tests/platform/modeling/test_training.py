@@ -31,7 +31,10 @@ def test_training_registers_one_version_with_its_report_and_checkpoint(line, ing
     assert version.promotable == version.report["promotable"]
     assert (version.data_start, version.data_end, version.data_rows) == (data["times"][0], data["times"][-1], 1200)
     assert (version.cv_names, version.mv_names, version.dv_names) == (
-        ["lower_level_m", "upper_level_m"], ["pump_flow_m3_h"], ["leak_m3_h"])  # telemetry's order: role, then name
+        ["lower_level_m", "upper_level_m"],
+        ["pump_flow_m3_h"],
+        ["leak_m3_h"],
+    )  # telemetry's order: role, then name
     assert selectors.twin_load(version=version).config.epochs == 2
     assert AuditEvent.objects.filter(action="twin.trained", object_id=str(version.pk)).count() == 1
 

@@ -17,21 +17,23 @@ def _login(client: Client, make_user, role: str = "data") -> None:
     client.force_login(user)
 
 
-def test_the_twin_page_shows_the_evaluation_table_and_charts_of_a_trained_version(client, make_user, line,
-                                                                                  register) -> None:
+def test_the_twin_page_shows_the_evaluation_table_and_charts_of_a_trained_version(
+    client, make_user, line, register
+) -> None:
     register(line, promotable=True)
     _login(client, make_user)
     html = client.get("/twins/tanks/").content.decode()
     assert "Evaluation of v1" in html
-    table = html[html.index('<table class="evaluation">'):html.index("</table>", html.index('class="evaluation"'))]
+    table = html[html.index('<table class="evaluation">') : html.index("</table>", html.index('class="evaluation"'))]
     for cv in ("upper_level_m", "lower_level_m", "mean over CVs"):
         assert cv in table
     for model in ("twin", "persistence", "linear ARX"):
         assert table.count(f"<td>{model}</td>") == 3  # two CVs and the mean
     assert all(h in table for h in ("1 step", "5 steps", "20 steps", "free run"))
     assert 'class="coverage"' in html and "Trained in" in html
-    figures = re.findall(r'<script type="application/json" class="plotly-figure" data-target="([^"]+)">(.*?)</script>',
-                         html, re.S)
+    figures = re.findall(
+        r'<script type="application/json" class="plotly-figure" data-target="([^"]+)">(.*?)</script>', html, re.S
+    )
     assert [target for target, _ in figures] == ["twin-chart-h1", "twin-chart-h5", "twin-chart-h20"]
     traces = json.loads(figures[2][1])["data"]
     assert {t.get("name") for t in traces} >= {"actual", "twin", "twin interval", "linear ARX"}
@@ -65,8 +67,9 @@ def test_training_progress_is_polled_while_a_job_runs(client, make_user, line) -
     assert '<progress max="100" value="30"' in html and "epoch 3 / 10" in html and "loss 0.2500" in html
 
 
-def test_the_train_button_queues_one_job_after_commit_and_refuses_a_second(client, make_user, line,
-                                                                           django_capture_on_commit_callbacks) -> None:
+def test_the_train_button_queues_one_job_after_commit_and_refuses_a_second(
+    client, make_user, line, django_capture_on_commit_callbacks
+) -> None:
     _login(client, make_user)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post("/twins/tanks/train/", {"start": "", "end": ""}, follow=True)

@@ -48,17 +48,38 @@ def train_workers(tmp_path: Path) -> Iterator[tuple[Callable[[], subprocess.Pope
     _switch_broker(app, private)
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("train")  # leftovers of an earlier, interrupted run
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CELERY_BROKER_URL": private,
-           "TWINOPS_TRAIN_STALE_AFTER_S": str(STALE_S), "OMP_NUM_THREADS": "1",
-           "DJANGO_SETTINGS_MODULE": "twinops.config.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "CELERY_BROKER_URL": private,
+        "TWINOPS_TRAIN_STALE_AFTER_S": str(STALE_S),
+        "OMP_NUM_THREADS": "1",
+        "DJANGO_SETTINGS_MODULE": "twinops.config.settings",
+    }
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
 
     def start() -> subprocess.Popen[bytes]:
         log = tmp_path / f"worker-{len(procs) + 1}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "twinops.config.celery", "worker", "-Q", "train", "--pool", "solo",
-               "-n", f"modeling-test-{os.getpid()}-{len(procs) + 1}@%h", "--without-gossip", "--without-mingle",
-               "--without-heartbeat", "--loglevel", "INFO"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "twinops.config.celery",
+            "worker",
+            "-Q",
+            "train",
+            "--pool",
+            "solo",
+            "-n",
+            f"modeling-test-{os.getpid()}-{len(procs) + 1}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ]
         with open(log, "wb") as out:
             procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         logs.append(log)

@@ -16,8 +16,18 @@ T0 = datetime(2026, 1, 5, tzinfo=UTC)
 ROWS = 1200
 # Trains in about a second on a shared 2-core machine; far too small to be accurate, enough to exercise the platform.
 TINY: dict[str, Any] = {
-    "window": 8, "nz": 4, "hidden": 16, "depth": 1, "members": 3, "horizon": 10, "epochs": 3, "steps_per_epoch": 10,
-    "batch_size": 16, "val_windows": 32, "eval_starts": 100, "min_train_samples": 100,
+    "window": 8,
+    "nz": 4,
+    "hidden": 16,
+    "depth": 1,
+    "members": 3,
+    "horizon": 10,
+    "epochs": 3,
+    "steps_per_epoch": 10,
+    "batch_size": 16,
+    "val_windows": 32,
+    "eval_starts": 100,
+    "min_train_samples": 100,
 }
 CVS, MV, DV = ("upper_level_m", "lower_level_m"), "pump_flow_m3_h", "leak_m3_h"
 SPEC = """\
@@ -84,8 +94,15 @@ def trained() -> Any:
     from twins import TwinDataset, train_and_evaluate
 
     v = two_tanks(ROWS)
-    dataset = TwinDataset.from_arrays(cv=v[:, :2], mv=v[:, 2:3], dv=v[:, 3:], cv_names=list(CVS), mv_names=[MV],
-                                      dv_names=[DV], sample_period_s=PERIOD_S)
+    dataset = TwinDataset.from_arrays(
+        cv=v[:, :2],
+        mv=v[:, 2:3],
+        dv=v[:, 3:],
+        cv_names=list(CVS),
+        mv_names=[MV],
+        dv_names=[DV],
+        sample_period_s=PERIOD_S,
+    )
     return LineRecord(dataset=dataset, timestamps=times(ROWS)), train_and_evaluate(dataset, twin_config(TINY))
 
 
@@ -116,8 +133,9 @@ def promote(trained: Any) -> Callable[..., Any]:
         report = dataclasses.replace(outcome.report, promotable=True, reason="forced promotable in tests")
         job = services.training_job_create(line=line, actor="system:test", config_overrides=TINY, enqueue=False)
         job = services.training_job_claim(job_id=job.pk)
-        version = services.twin_version_register(job=job, record=record,
-                                                 outcome=dataclasses.replace(outcome, report=report))
+        version = services.twin_version_register(
+            job=job, record=record, outcome=dataclasses.replace(outcome, report=report)
+        )
         return services.twin_promote(version=version, actor="system:test", reason="tests")
 
     return make
@@ -134,12 +152,20 @@ def ingest() -> Callable[..., datetime]:
 
     names = (*CVS, MV, DV)
 
-    def put(line: Any, values: np.ndarray, *, start: datetime = T0,
-            override: dict[tuple[int, str], float | str] | None = None) -> datetime:
+    def put(
+        line: Any,
+        values: np.ndarray,
+        *,
+        start: datetime = T0,
+        override: dict[tuple[int, str], float | str] | None = None,
+    ) -> datetime:
         stamps = times(len(values), start)
         override = {(r % len(values), n): v for (r, n), v in (override or {}).items()}
-        records = [(name, stamps[i], override.get((i, name), float(values[i, j])))
-                   for i in range(len(values)) for j, name in enumerate(names)]
+        records = [
+            (name, stamps[i], override.get((i, name), float(values[i, j])))
+            for i in range(len(values))
+            for j, name in enumerate(names)
+        ]
         samples_ingest(line=line, batch=RawBatch.from_records(records), source="test", actor="system:test")
         return stamps[-1]
 

@@ -19,7 +19,8 @@ from .conftest import PERIOD_S, ROWS, two_tanks
 
 
 def test_recommend_json_prints_status_first_moves_gain_and_predicted_cvs(
-        line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]) -> None:
+    line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
     promote(line)
     ingest(line, two_tanks(ROWS, seed=1)[-60:], start=timezone.now() - timedelta(seconds=PERIOD_S * 59 + 1))
     out = io.StringIO()
@@ -33,8 +34,9 @@ def test_recommend_json_prints_status_first_moves_gain_and_predicted_cvs(
     assert printed["expected_gain_per_h"] == rec.expected_gain
     assert set(printed["predicted_cv"]) == {"upper_level_m", "lower_level_m"}
     band = printed["predicted_cv"]["lower_level_m"]
-    assert len(band["mean"]) == 10 and all(lo <= m <= hi for lo, m, hi in zip(band["low"], band["mean"], band["high"],
-                                                                               strict=True))
+    assert len(band["mean"]) == 10 and all(
+        lo <= m <= hi for lo, m, hi in zip(band["low"], band["mean"], band["high"], strict=True)
+    )
     assert rec.created_by_label == "system:cli"
 
 

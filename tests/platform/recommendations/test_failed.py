@@ -24,7 +24,8 @@ def _failed_without_proposal(rec: Any) -> None:
 
 
 def test_a_twin_whose_tags_differ_from_the_line_spec_fails_naming_the_tags(
-        onboard: Callable[..., Any], promote: Callable[..., Any], ingest: Callable[..., datetime]) -> None:
+    onboard: Callable[..., Any], promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
     line = onboard(SPEC.replace("lower_level_m", "lower_tank_level_m"))
     promote(line)  # trained on upper_level_m, lower_level_m: the line now calls the second one lower_tank_level_m
     rec = recommendation_create(line=line, actor="system:test", now=T0)
@@ -53,7 +54,8 @@ def test_an_unknown_optimizer_setting_fails_loudly(ready: Any, settings: Any) ->
 
 
 def test_a_twin_that_steps_at_another_period_than_the_line_fails_saying_so(
-        onboard: Callable[..., Any], promote: Callable[..., Any], ingest: Callable[..., datetime]) -> None:
+    onboard: Callable[..., Any], promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
     line = onboard(SPEC.replace("sample_period_s: 10", "sample_period_s: 20"))
     promote(line)
     last = ingest(line, two_tanks(ROWS, seed=1)[-60:])

@@ -14,8 +14,9 @@ from .conftest import ROWS, two_tanks
 
 
 def _figures(html: str) -> dict[str, dict[str, Any]]:
-    found = re.findall(r'<script type="application/json" class="plotly-figure" data-target="([^"]+)">(.*?)</script>',
-                       html, re.S)
+    found = re.findall(
+        r'<script type="application/json" class="plotly-figure" data-target="([^"]+)">(.*?)</script>', html, re.S
+    )
     return {target: json.loads(text) for target, text in found}
 
 
@@ -25,7 +26,8 @@ def _login(client: Any, make_user: Callable[..., Any]) -> None:
 
 
 def test_the_page_shows_the_proposed_moves_and_draws_the_predictions_and_the_plan(
-        client: Any, make_user: Callable[..., Any], ready: Any) -> None:
+    client: Any, make_user: Callable[..., Any], ready: Any
+) -> None:
     line, now = ready
     rec = recommendation_create(line=line, actor="system:test", now=now)
     _login(client, make_user)
@@ -45,8 +47,13 @@ def test_the_page_shows_the_proposed_moves_and_draws_the_predictions_and_the_pla
     assert set(figures) == {f"reco-{rec.pk}-cv", f"reco-{rec.pk}-mv"}
     cv = figures[f"reco-{rec.pk}-cv"]
     names = {t.get("name") for t in cv["data"]}
-    assert {"predicted under the plan", "uncertainty band", "holding setpoints", "operating limit",
-            "safety limit"} <= names
+    assert {
+        "predicted under the plan",
+        "uncertainty band",
+        "holding setpoints",
+        "operating limit",
+        "safety limit",
+    } <= names
     planned = [t for t in cv["data"] if t.get("name") == "predicted under the plan"]
     assert [len(t["y"]) for t in planned] == [10, 10]  # one trace per CV over the 10-step horizon
     assert {s["y0"] for s in cv["layout"]["shapes"]} == {0.2, 9.0, 60.0}  # operating and safety limit lines
@@ -57,7 +64,8 @@ def test_the_page_shows_the_proposed_moves_and_draws_the_predictions_and_the_pla
 
 
 def test_a_withheld_recommendation_shows_its_reason_and_no_charts(
-        client: Any, make_user: Callable[..., Any], line: Any, ingest: Callable[..., datetime]) -> None:
+    client: Any, make_user: Callable[..., Any], line: Any, ingest: Callable[..., datetime]
+) -> None:
     last = ingest(line, two_tanks(ROWS, seed=1)[-60:])
     rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
     _login(client, make_user)
@@ -67,7 +75,8 @@ def test_a_withheld_recommendation_shows_its_reason_and_no_charts(
 
 
 def test_the_page_needs_a_login_and_an_existing_line_and_recommendation(
-        client: Any, make_user: Callable[..., Any], line: Any) -> None:
+    client: Any, make_user: Callable[..., Any], line: Any
+) -> None:
     assert client.get("/recommendations/tanks/").status_code == 302
     _login(client, make_user)
     assert "No recommendation has been made" in client.get("/recommendations/tanks/").content.decode()

@@ -47,12 +47,19 @@ def test_the_slot_is_unique_in_the_database_too(live: Any) -> None:
 
     rec = services.recommendation_create(line=live, actor="system:test")
     with pytest.raises(IntegrityError), transaction.atomic():
-        Recommendation.objects.create(line=live, slot=rec.slot, status="withheld", created_at=rec.created_at,
-                                      created_by_label="x", expires_at=rec.expires_at)
+        Recommendation.objects.create(
+            line=live,
+            slot=rec.slot,
+            status="withheld",
+            created_at=rec.created_at,
+            created_by_label="x",
+            expires_at=rec.expires_at,
+        )
 
 
 def test_recommend_all_fans_out_to_every_line_with_a_twin_on_the_optimize_queue(
-        live: Any, onboard: Callable[..., Any], eager: None) -> None:
+    live: Any, onboard: Callable[..., Any], eager: None
+) -> None:
     bare = onboard(SPEC.replace("id: tanks", "id: bare"))  # a line without any twin: nothing to recommend yet
     assert tasks.recommend_all() == [live.pk]
     assert list(Recommendation.objects.values_list("line__key", "status")) == [("tanks", "pending")]
@@ -83,8 +90,9 @@ def test_withheld_and_failed_ones_never_turn_into_expired(line: Any, ingest: Cal
     assert rec.status == "withheld"
 
 
-def test_a_new_proposal_supersedes_the_pending_one_of_the_previous_slot(ready: Any, ingest: Callable[..., datetime],
-                                                                        settings: Any) -> None:
+def test_a_new_proposal_supersedes_the_pending_one_of_the_previous_slot(
+    ready: Any, ingest: Callable[..., datetime], settings: Any
+) -> None:
     settings.TWINOPS_RECOMMEND_EVERY_S = 60
     line, now = ready
     first = services.recommendation_create(line=line, actor="system:test", now=now)

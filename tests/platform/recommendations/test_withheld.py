@@ -17,8 +17,10 @@ from .conftest import ROWS, two_tanks
 def _withheld(rec: Any) -> None:
     assert rec.status == "withheld"
     assert rec.result is None and rec.expected_gain is None and not rec.has_proposal
-    assert AuditEvent.objects.filter(action="recommendation.withheld", object_id=str(rec.pk),
-                                     reason=rec.reason).count() == 1
+    assert (
+        AuditEvent.objects.filter(action="recommendation.withheld", object_id=str(rec.pk), reason=rec.reason).count()
+        == 1
+    )
 
 
 def test_it_withholds_when_the_newest_good_sample_is_older_than_three_sample_periods(ready: Any) -> None:
@@ -36,7 +38,8 @@ def test_fresh_data_two_periods_old_are_not_stale(ready: Any) -> None:
 
 
 def test_it_withholds_when_a_current_cv_sample_has_bad_quality_and_names_the_tag(
-        line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]) -> None:
+    line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
     promote(line)
     last = ingest(line, two_tanks(ROWS, seed=1)[-60:], override={(-1, "lower_level_m"): "Scan Timeout"})
     rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
@@ -47,7 +50,8 @@ def test_it_withholds_when_a_current_cv_sample_has_bad_quality_and_names_the_tag
 
 
 def test_it_withholds_when_the_twin_sees_data_far_outside_its_training_range(
-        line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]) -> None:
+    line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
     promote(line)
     data = two_tanks(ROWS, seed=1)[-60:]
     data[:, :2] += 40.0  # both tanks ten times higher than anything in training (within the physical range) …

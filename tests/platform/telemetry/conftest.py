@@ -17,8 +17,15 @@ def line_make(key: str, tags: dict[str, tuple[str, float, float]], *, period_s: 
 
     line = Line.objects.create(key=key, name=key, sample_period_s=period_s, created_at=T0)
     for name, (role, low, high) in tags.items():
-        Tag.objects.create(line=line, name=name, role=role, unit="u", physical_low=low, physical_high=high,
-                           opcua_node=(opcua or {}).get(name, ""))
+        Tag.objects.create(
+            line=line,
+            name=name,
+            role=role,
+            unit="u",
+            physical_low=low,
+            physical_high=high,
+            opcua_node=(opcua or {}).get(name, ""),
+        )
     return line
 
 
@@ -48,9 +55,12 @@ def samples(db: None) -> Callable[..., list[tuple]]:
 
     def fetch(line: Any) -> list[tuple]:
         with connection.cursor() as cur:
-            cur.execute("SELECT t.name, s.ts, s.value, s.quality, r.text FROM telemetry_sample s "
-                        "JOIN lines_tag t ON t.id = s.tag_id LEFT JOIN telemetry_reason r ON r.id = s.reason_id "
-                        "WHERE t.line_id = %s ORDER BY t.name, s.ts", [line.pk])
+            cur.execute(
+                "SELECT t.name, s.ts, s.value, s.quality, r.text FROM telemetry_sample s "
+                "JOIN lines_tag t ON t.id = s.tag_id LEFT JOIN telemetry_reason r ON r.id = s.reason_id "
+                "WHERE t.line_id = %s ORDER BY t.name, s.ts",
+                [line.pk],
+            )
             return cur.fetchall()
 
     return fetch

@@ -29,18 +29,28 @@ def _json(samples: list[dict]) -> str:
 
 
 def test_a_valid_json_batch_is_stored_and_the_counts_come_back(client, line, token, samples) -> None:
-    body = _json([{"tag": "T", "ts": "2024-03-01T00:00:00Z", "value": 70.5},
-                  {"tag": "F", "ts": "2024-03-01T01:00:00+01:00", "value": "Scan Timeout"},
-                  {"tag": "T_in", "ts": "2024-03-01T00:00:00Z", "value": None},
-                  {"tag": "nope", "ts": "2024-03-01T00:00:00Z", "value": 1}])
+    body = _json(
+        [
+            {"tag": "T", "ts": "2024-03-01T00:00:00Z", "value": 70.5},
+            {"tag": "F", "ts": "2024-03-01T01:00:00+01:00", "value": "Scan Timeout"},
+            {"tag": "T_in", "ts": "2024-03-01T00:00:00Z", "value": None},
+            {"tag": "nope", "ts": "2024-03-01T00:00:00Z", "value": 1},
+        ]
+    )
     response = _post(client, body, token=token)
     assert response.status_code == 200
     result = response.json()
     assert (result["samples_inserted"], result["samples_bad_quality"], result["samples_rejected"]) == (3, 2, 1)
-    assert {"row": 4, "column": "nope", "reason": "not stored: unknown tag 'nope' (not a tag of line 'reactor')"} \
-        in result["rejections"]
-    assert [(n, v, r) for n, _, v, _, r in samples(line)] == [("F", None, "Scan Timeout"), ("T", 70.5, None),
-                                                              ("T_in", None, "no value")]
+    assert {
+        "row": 4,
+        "column": "nope",
+        "reason": "not stored: unknown tag 'nope' (not a tag of line 'reactor')",
+    } in result["rejections"]
+    assert [(n, v, r) for n, _, v, _, r in samples(line)] == [
+        ("F", None, "Scan Timeout"),
+        ("T", 70.5, None),
+        ("T_in", None, "no value"),
+    ]
     assert _post(client, body, token=token).json()["samples_inserted"] == 0  # a replay adds nothing
 
 
@@ -51,8 +61,9 @@ def test_a_valid_csv_batch_is_stored(client, line, token, samples) -> None:
     assert [(n, v) for n, _, v, _, _ in samples(line)] == [("F", None), ("T", 1.0), ("T", 2.0)]
 
 
-def test_a_batch_over_the_size_limit_is_refused_with_413_and_nothing_stored(client, line, token, settings,
-                                                                             sample_count) -> None:
+def test_a_batch_over_the_size_limit_is_refused_with_413_and_nothing_stored(
+    client, line, token, settings, sample_count
+) -> None:
     settings.INGEST_API_MAX_BYTES = 1000
     body = _json([{"tag": "T", "ts": f"2024-03-01T00:00:{i:02d}Z", "value": i} for i in range(40)])
     response = _post(client, body, token=token)
@@ -75,12 +86,17 @@ def test_a_user_without_the_import_capability_is_refused_with_403(client, line, 
     assert sample_count() == 0
 
 
-def test_wrong_types_are_refused_with_400_naming_index_and_field_and_nothing_stored(client, line, token,
-                                                                                   sample_count) -> None:
-    body = _json([{"tag": "T", "ts": "2024-03-01T00:00:00Z", "value": 1},
-                  {"tag": 5, "ts": "2024-03-01T00:00:01Z", "value": 1},
-                  {"tag": "T", "ts": "2024-03-01T00:00:02Z", "value": [1]},
-                  {"tag": "T", "ts": "yesterday", "value": 1}])
+def test_wrong_types_are_refused_with_400_naming_index_and_field_and_nothing_stored(
+    client, line, token, sample_count
+) -> None:
+    body = _json(
+        [
+            {"tag": "T", "ts": "2024-03-01T00:00:00Z", "value": 1},
+            {"tag": 5, "ts": "2024-03-01T00:00:01Z", "value": 1},
+            {"tag": "T", "ts": "2024-03-01T00:00:02Z", "value": [1]},
+            {"tag": "T", "ts": "yesterday", "value": 1},
+        ]
+    )
     response = _post(client, body, token=token)
     assert response.status_code == 400
     assert [(p["index"], p["field"]) for p in response.json()["problems"]] == [(2, "tag"), (3, "value")]

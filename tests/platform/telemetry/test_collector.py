@@ -49,9 +49,12 @@ def _stored(line) -> list[tuple]:
     from django.db import connection
 
     with connection.cursor() as cur:
-        cur.execute("SELECT t.name, s.value, s.quality, r.text FROM telemetry_sample s JOIN lines_tag t ON t.id = "
-                    "s.tag_id LEFT JOIN telemetry_reason r ON r.id = s.reason_id WHERE t.line_id = %s "
-                    "ORDER BY s.ts", [line.pk])
+        cur.execute(
+            "SELECT t.name, s.value, s.quality, r.text FROM telemetry_sample s JOIN lines_tag t ON t.id = "
+            "s.tag_id LEFT JOIN telemetry_reason r ON r.id = s.reason_id WHERE t.line_id = %s "
+            "ORDER BY s.ts",
+            [line.pk],
+        )
         return cur.fetchall()
 
 
@@ -68,8 +71,13 @@ def test_the_collector_stores_values_and_bad_statuses_from_a_live_server_and_rec
     caplog.set_level(logging.ERROR, logger="asyncua")
     line = line_make("reactor", {"T": ("CV", 0, 200), "F": ("MV", 0, 50)}, opcua=NODES)
     port = _free_port()
-    config = CollectorConfig(url=f"opc.tcp://127.0.0.1:{port}/twinops-test/", insecure=True, flush_ms=200,
-                             publishing_ms=50, reconnect_max_s=1.0)
+    config = CollectorConfig(
+        url=f"opc.tcp://127.0.0.1:{port}/twinops-test/",
+        insecure=True,
+        flush_ms=200,
+        publishing_ms=50,
+        reconnect_max_s=1.0,
+    )
     collector = Collector(line=line, config=config)
 
     async def scenario() -> None:
@@ -80,9 +88,13 @@ def test_the_collector_stores_values_and_bad_statuses_from_a_live_server_and_rec
             await _until(lambda: collector.stored >= 2)  # the initial values of both tags
             await nodes["T"].write_value(71.5)
             await asyncio.sleep(0.2)
-            await nodes["F"].write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double),
-                                                      StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure),
-                                                      SourceTimestamp=datetime.now(UTC)))
+            await nodes["F"].write_value(
+                ua.DataValue(
+                    ua.Variant(0.0, ua.VariantType.Double),
+                    StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure),
+                    SourceTimestamp=datetime.now(UTC),
+                )
+            )
             await _until(lambda: collector.stored >= 4)
             await server.stop()  # the PLC goes away …
             await asyncio.sleep(1.5)
@@ -120,16 +132,34 @@ def test_the_collector_uses_sign_and_encrypt_with_a_pinned_certificate_and_refus
     from twinops.opcua.client import CertificatePinError
 
     caplog.set_level(logging.ERROR, logger="asyncua")
-    cfg = PlcConfig(line_id="vdv-reactor", operator_password="s3cret-operator-pw", port=0,
-                    cert_dir=tmp_path / "plc-certs", speed=600.0, tick_s=0.05, heartbeat_timeout_s=60.0)
+    cfg = PlcConfig(
+        line_id="vdv-reactor",
+        operator_password="s3cret-operator-pw",
+        port=0,
+        cert_dir=tmp_path / "plc-certs",
+        speed=600.0,
+        tick_s=0.05,
+        heartbeat_timeout_s=60.0,
+    )
 
     async def scenario() -> tuple[int, type[BaseException] | None]:
         async with PlcServer(cfg) as plc:
-            line = await _in_thread(lambda: line_make("vdv", {"T_R": ("CV", -50, 500), "F": ("MV", 0, 1000)},
-                                                      opcua={"T_R": plc.node_id("T_R"), "F": plc.node_id("F")}))
-            secure = CollectorConfig(url=plc.endpoint_url, fingerprint=plc.certificate_fingerprint,
-                                     cert_dir=tmp_path / "client-certs", username="operator",
-                                     password="s3cret-operator-pw", flush_ms=200, publishing_ms=50)
+            line = await _in_thread(
+                lambda: line_make(
+                    "vdv",
+                    {"T_R": ("CV", -50, 500), "F": ("MV", 0, 1000)},
+                    opcua={"T_R": plc.node_id("T_R"), "F": plc.node_id("F")},
+                )
+            )
+            secure = CollectorConfig(
+                url=plc.endpoint_url,
+                fingerprint=plc.certificate_fingerprint,
+                cert_dir=tmp_path / "client-certs",
+                username="operator",
+                password="s3cret-operator-pw",
+                flush_ms=200,
+                publishing_ms=50,
+            )
             collector = await _in_thread(lambda: Collector(line=line, config=secure))
             stop = asyncio.Event()
             task = asyncio.create_task(collector.run(stop))

@@ -45,8 +45,10 @@ def _write(path, start: int, stop: int) -> None:
 
 def _stored() -> tuple:
     with connection.cursor() as cur:
-        cur.execute("SELECT t.name, count(*), count(DISTINCT s.ts), sum(s.value), min(s.ts), max(s.ts) "
-                    "FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id GROUP BY 1 ORDER BY 1")
+        cur.execute(
+            "SELECT t.name, count(*), count(DISTINCT s.ts), sum(s.value), min(s.ts), max(s.ts) "
+            "FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id GROUP BY 1 ORDER BY 1"
+        )
         return tuple(cur.fetchall())
 
 

@@ -18,7 +18,9 @@ from twinops.telemetry.services import HistoryFileError, history_import
 from .conftest import T0, line_make
 
 pytestmark = pytest.mark.django_db
-BIBMON = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "bibmon_real_process" / "real_process_data.csv.gz"
+BIBMON = (
+    Path(__file__).resolve().parents[3].parent / "shared" / "data" / "bibmon_real_process" / "real_process_data.csv.gz"
+)
 
 
 def _import(line, path: Path, **kw):
@@ -57,21 +59,29 @@ def test_a_file_that_is_not_utf8_is_refused_with_the_line_of_the_first_bad_byte(
 
 def test_garbage_rows_are_reported_and_the_other_rows_stored(line, tmp_path, samples) -> None:
     path = tmp_path / "garbage.csv"
-    path.write_text("timestamp,T,F\n2024-03-01T00:00:00Z,1,2\nnot a time,3,4\n2024-03-01T00:00:01Z,5\n\n"
-                    "2024-03-01T00:00:02Z,,6\n")
+    path.write_text(
+        "timestamp,T,F\n2024-03-01T00:00:00Z,1,2\nnot a time,3,4\n2024-03-01T00:00:01Z,5\n\n2024-03-01T00:00:02Z,,6\n"
+    )
     result = _import(line, path)
     assert [(r.row, r.column) for r in result.rejections] == [(3, "timestamp"), (4, "")]
     assert "unparseable timestamp 'not a time'" in result.rejections[0].reason
     assert "wrong number of columns (2, expected 3)" in result.rejections[1].reason
     assert [(name, ts, value) for name, ts, value, _, _ in samples(line)] == [
-        ("F", T0, 2.0), ("F", T0 + timedelta(seconds=2), 6.0), ("T", T0, 1.0)]  # the empty cell is no sample
+        ("F", T0, 2.0),
+        ("F", T0 + timedelta(seconds=2), 6.0),
+        ("T", T0, 1.0),
+    ]  # the empty cell is no sample
     assert (result.samples_received, result.samples_inserted, result.samples_rejected) == (5, 3, 2)
 
 
 def test_an_unreadable_parquet_file_stores_nothing(line, tmp_path, sample_count) -> None:
     good = tmp_path / "good.parquet"
-    pq.write_table(pa.table({"timestamp": pa.array([T0] * 1000, pa.timestamp("us", tz="UTC")),
-                             "T": pa.array(range(1000), pa.float64())}), good)
+    pq.write_table(
+        pa.table(
+            {"timestamp": pa.array([T0] * 1000, pa.timestamp("us", tz="UTC")), "T": pa.array(range(1000), pa.float64())}
+        ),
+        good,
+    )
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(HistoryFileError, match="not a readable Parquet file"):
@@ -81,13 +91,22 @@ def test_an_unreadable_parquet_file_stores_nothing(line, tmp_path, sample_count)
 
 def test_a_long_parquet_file_imports_with_unknown_tags_rejected(line, tmp_path, samples) -> None:
     path = tmp_path / "long.parquet"
-    pq.write_table(pa.table({"ts": pa.array(["2024-03-01T00:00:00Z", "2024-03-01T01:00:00+01:00",
-                                              "2024-03-01T00:00:01Z"]),
-                             "tag": ["T", "F", "pressure"], "value": pa.array(["1.5", "Bad", "3"])}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "ts": pa.array(["2024-03-01T00:00:00Z", "2024-03-01T01:00:00+01:00", "2024-03-01T00:00:01Z"]),
+                "tag": ["T", "F", "pressure"],
+                "value": pa.array(["1.5", "Bad", "3"]),
+            }
+        ),
+        path,
+    )
     result = _import(line, path)
     assert (result.samples_inserted, result.samples_bad_quality, result.samples_rejected) == (2, 1, 1)
-    assert [(n, ts, v, q, r) for n, ts, v, q, r in samples(line)] == [("F", T0, None, 2, "Bad"),
-                                                                      ("T", T0, 1.5, 0, None)]
+    assert [(n, ts, v, q, r) for n, ts, v, q, r in samples(line)] == [
+        ("F", T0, None, 2, "Bad"),
+        ("T", T0, 1.5, 0, None),
+    ]
 
 
 def test_an_invalid_file_inside_an_outer_transaction_leaves_nothing_behind(line, tmp_path, sample_count) -> None:

@@ -19,8 +19,9 @@ def _job(line, tmp_path, text: str, user=None) -> HistoryImportJob:
     return history_import_enqueue(line=line, path=path, filename="plant.csv", actor=user)
 
 
-def test_an_import_job_is_queued_on_commit_records_its_result_and_is_not_redone(line, tmp_path, make_user,
-                                                                               sample_count, sent_jobs) -> None:
+def test_an_import_job_is_queued_on_commit_records_its_result_and_is_not_redone(
+    line, tmp_path, make_user, sample_count, sent_jobs
+) -> None:
     user = make_user("data")
     job = _job(line, tmp_path, "timestamp,T,F\n2024-03-01T00:00:00Z,1,Bad\nnonsense,1,2\n", user)
     assert sent_jobs == [job.pk]
@@ -51,5 +52,8 @@ def test_the_rejection_report_downloads_as_csv_for_viewers_only(client, line, tm
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows == [["row", "column", "reason"], ["2", "T", "stored as bad quality: Scan Timeout"],
-                    ["3", "timestamp", "not stored: unparseable timestamp 'nonsense'"]]
+    assert rows == [
+        ["row", "column", "reason"],
+        ["2", "T", "stored as bad quality: Scan Timeout"],
+        ["3", "timestamp", "not stored: unparseable timestamp 'nonsense'"],
+    ]

@@ -76,5 +76,7 @@ def test_the_quality_summary_counts_each_kind_and_names_the_frequent_reasons(lin
     assert (t.first_time, t.last_time) == (T0, T0 + timedelta(seconds=201))
     assert t.top_reasons == [("Bad", 3), ("Scan Timeout", 1), ("above physical range", 1)]
     assert summary["F"].last_time is None and summary["F"].good == 0
-    part = {q.tag: q for q in quality_summary(line=line, start=T0 + timedelta(seconds=50), end=T0 + timedelta(seconds=150))}
+    part = {
+        q.tag: q for q in quality_summary(line=line, start=T0 + timedelta(seconds=50), end=T0 + timedelta(seconds=150))
+    }
     assert (part["T"].good, part["T"].bad, part["T"].top_reasons) == (50, 3, [("Bad", 3)])

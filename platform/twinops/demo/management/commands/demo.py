@@ -40,21 +40,31 @@ def _wait_port(host: str, port: int, procs: processes.Procs, timeout_s: float = 
 
 
 class Command(BaseCommand):
-    help = ("Run the demo: embedded database and broker, web, worker, beat, a simulated plant behind OPC UA PLCs, "
-            "its lines onboarded with simulated history, live collection. Ctrl-C stops it; running it again resumes.")
+    help = (
+        "Run the demo: embedded database and broker, web, worker, beat, a simulated plant behind OPC UA PLCs, "
+        "its lines onboarded with simulated history, live collection. Ctrl-C stops it; running it again resumes."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000, help="web port")
         parser.add_argument("--plc-port", type=int, default=4840, help="first PLC's port; the next line uses +1")
         parser.add_argument("--days", type=float, default=4.0, help="days of simulated history to backfill")
-        parser.add_argument("--speed", type=float, default=1.0,
-                            help="plant time acceleration (above 1 the plant's clock runs ahead of the wall clock)")
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=1.0,
+            help="plant time acceleration (above 1 the plant's clock runs ahead of the wall clock)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-train", action="store_true", help="do not ask for first twins")
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
-        parser.add_argument("--heartbeat-timeout", type=float, default=3600.0,
-                            help="seconds without a platform heartbeat before a PLC falls back to safe setpoints")
+        parser.add_argument(
+            "--heartbeat-timeout",
+            type=float,
+            default=3600.0,
+            help="seconds without a platform heartbeat before a PLC falls back to safe setpoints",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if settings.PRODUCTION:
@@ -71,8 +81,9 @@ class Command(BaseCommand):
             bars.append(ProgressBar(self.stderr, label=label))
             return bars[-1]
 
-        onboarded = demo_lines_onboard(demo_dir=demo_dir, days=opts["days"], end=datetime.now(UTC),
-                                       seed=opts["seed"], progress=bar)
+        onboarded = demo_lines_onboard(
+            demo_dir=demo_dir, days=opts["days"], end=datetime.now(UTC), seed=opts["seed"], progress=bar
+        )
         if bars:
             bars[-1].close()
         for d in onboarded:
@@ -85,8 +96,14 @@ class Command(BaseCommand):
         try:
             self._plant(opts, demo_dir, password, env, procs)
             url = processes.web_worker_beat(
-                host=opts["host"], port=opts["port"], worker=True, beat=True, concurrency=opts["concurrency"],
-                env=env, procs=procs, beat_schedule=str(data_home() / "celerybeat-schedule"),
+                host=opts["host"],
+                port=opts["port"],
+                worker=True,
+                beat=True,
+                concurrency=opts["concurrency"],
+                env=env,
+                procs=procs,
+                beat_schedule=str(data_home() / "celerybeat-schedule"),
             )
             asked = [] if opts["no_train"] else demo_training_request()
             self._banner(url, logins, asked)
@@ -99,14 +116,30 @@ class Command(BaseCommand):
             processes.stop_all(procs)
         self.stdout.write("Stopped.")
 
-    def _plant(self, opts: dict[str, Any], demo_dir: Path, password: str, env: dict[str, str],
-               procs: processes.Procs) -> None:
+    def _plant(
+        self, opts: dict[str, Any], demo_dir: Path, password: str, env: dict[str, str], procs: processes.Procs
+    ) -> None:
         """Start the PLCs (one OPC UA server per line) and a collector per line pinned to its certificate."""
         cert_dir = demo_dir / "plc-certs"
         lines = demo_lines()
-        cmd = [sys.executable, "-m", "plantsim", "serve", "--host", opts["host"],
-               "--port", str(opts["plc_port"]), "--speed", str(opts["speed"]), "--cert-dir", str(cert_dir),
-               "--seed", str(opts["seed"]), "--heartbeat-timeout", str(opts["heartbeat_timeout"])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "plantsim",
+            "serve",
+            "--host",
+            opts["host"],
+            "--port",
+            str(opts["plc_port"]),
+            "--speed",
+            str(opts["speed"]),
+            "--cert-dir",
+            str(cert_dir),
+            "--seed",
+            str(opts["seed"]),
+            "--heartbeat-timeout",
+            str(opts["heartbeat_timeout"]),
+        ]
         for key in lines:
             cmd += ["--line", key]
         processes.start("plc", cmd, {**env, "PLANTSIM_OPERATOR_PASSWORD": password}, procs)
@@ -114,11 +147,24 @@ class Command(BaseCommand):
             port = opts["plc_port"] + i
             _wait_port(opts["host"], port, procs)
             fingerprint = certificate_fingerprint((cert_dir / f"{key}-server-cert.der").read_bytes())
-            processes.start(f"collector {key}", processes.twinops_cmd(
-                "collect", key, "--url", f"opc.tcp://{opts['host']}:{port}/twinops/{key}",
-                "--fingerprint", fingerprint, "--username", "operator",
-            ), {**env, "TWINOPS_OPCUA_PASSWORD": password}, procs)
-            self.stdout.write(f"  PLC {key}: opc.tcp://{opts['host']}:{port}/twinops/{key} (SHA-256 {fingerprint[:16]}…)")
+            processes.start(
+                f"collector {key}",
+                processes.twinops_cmd(
+                    "collect",
+                    key,
+                    "--url",
+                    f"opc.tcp://{opts['host']}:{port}/twinops/{key}",
+                    "--fingerprint",
+                    fingerprint,
+                    "--username",
+                    "operator",
+                ),
+                {**env, "TWINOPS_OPCUA_PASSWORD": password},
+                procs,
+            )
+            self.stdout.write(
+                f"  PLC {key}: opc.tcp://{opts['host']}:{port}/twinops/{key} (SHA-256 {fingerprint[:16]}…)"
+            )
 
     def _banner(self, url: str, logins: list[tuple[str, str, str]], asked: list[str]) -> None:
         self.stdout.write(self.style.SUCCESS(f"\nTwinOps demo is running at {url}"))

@@ -35,8 +35,13 @@ class Command(BaseCommand):
         procs: processes.Procs = []
         try:
             url = processes.web_worker_beat(
-                host=opts["host"], port=opts["port"], worker=not opts["no_worker"], beat=not opts["no_beat"],
-                concurrency=opts["concurrency"], env=env, procs=procs,
+                host=opts["host"],
+                port=opts["port"],
+                worker=not opts["no_worker"],
+                beat=not opts["no_beat"],
+                concurrency=opts["concurrency"],
+                env=env,
+                procs=procs,
                 beat_schedule=str(data_home() / "celerybeat-schedule"),
             )
             self.stdout.write(self.style.SUCCESS(f"\nTwinOps is running at {url}"))

@@ -44,11 +44,14 @@ class Command(BaseCommand):
         train = sub.add_parser("train", help="queue a training job (with --wait: run it here and show progress)")
         train.add_argument("line")
         train.add_argument("--wait", action="store_true", help="train in this process with a progress bar on stderr")
-        train.add_argument("--on-worker", action="store_true",
-                           help="with --wait: let a train-queue worker run it and follow its progress")
+        train.add_argument(
+            "--on-worker",
+            action="store_true",
+            help="with --wait: let a train-queue worker run it and follow its progress",
+        )
         train.add_argument("--start", help="ISO date-time of the window start (default: first sample)")
         train.add_argument("--end", help="ISO date-time of the window end, exclusive (default: after the last sample)")
-        train.add_argument("--config", default="{}", help='TwinConfig overrides as JSON, e.g. \'{"epochs": 5}\'')
+        train.add_argument("--config", default="{}", help="TwinConfig overrides as JSON, e.g. '{\"epochs\": 5}'")
         train.add_argument("--device", default=None, help="with --wait: cpu or cuda (default: cuda when available)")
         report = sub.add_parser("report", help="print the promoted (else latest) version's evaluation report")
         report.add_argument("line")
@@ -83,8 +86,12 @@ class Command(BaseCommand):
         try:
             overrides = json.loads(opts["config"])
             job = services.training_job_create(
-                line=line, actor=self._actor(opts), start=_when(opts["start"]), end=_when(opts["end"]),
-                config_overrides=overrides, enqueue=not opts["wait"] or opts["on_worker"],
+                line=line,
+                actor=self._actor(opts),
+                start=_when(opts["start"]),
+                end=_when(opts["end"]),
+                config_overrides=overrides,
+                enqueue=not opts["wait"] or opts["on_worker"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -116,19 +123,28 @@ class Command(BaseCommand):
 
     def _report(self, line: Line, opts: dict[str, Any]) -> None:
         try:
-            version = (selectors.twin_version_get(line=line, version=opts["version"]) if opts["version"]
-                       else selectors.twin_shown(line=line))
+            version = (
+                selectors.twin_version_get(line=line, version=opts["version"])
+                if opts["version"]
+                else selectors.twin_shown(line=line)
+            )
         except TwinVersion.DoesNotExist:
             raise CommandError(f"{line.key} has no twin version {opts['version']}") from None
         if version is None:
             raise CommandError(f"{line.key} has no trained twin")
         if opts["json"]:
-            self.stdout.write(json.dumps({"line": line.key, "version": version.version, "status": version.status,
-                                          "report": version.report}, indent=2))
+            self.stdout.write(
+                json.dumps(
+                    {"line": line.key, "version": version.version, "status": version.status, "report": version.report},
+                    indent=2,
+                )
+            )
             return
         r = version.report
-        self.stdout.write(f"{line.key} twin v{version.version} ({version.status}), trained on {r['device']} "
-                          f"in {r['train_seconds']:.1f} s; {r['reason']}")
+        self.stdout.write(
+            f"{line.key} twin v{version.version} ({version.status}), trained on {r['device']} "
+            f"in {r['train_seconds']:.1f} s; {r['reason']}"
+        )
         models = {"twin": r["twin"], **r["baselines"]}
         self.stdout.write(f"{'CV':<24}{'model':<14}" + "".join(f"{k:>10}" for k in ("h1", "h5", "h20", "free_run")))
         for cv in r["cv_names"]:

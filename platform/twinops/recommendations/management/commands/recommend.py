@@ -27,10 +27,18 @@ def summary(rec: Recommendation) -> dict[str, Any]:
         "twin_version": rec.twin_version.version if rec.twin_version_id else None,
         "solver_status": rec.solver_status or None,
         "expected_gain_per_h": rec.expected_gain if rec.has_proposal else None,
-        "first_moves": {name: {"current": current.get(name), "proposed": plan["first_setpoint"][name],
-                               "move": plan["first_move"][name]} for name in plan.get("first_move") or {}},
-        "predicted_cv": {name: {"mean": plan["cv_mean"][name], "low": plan["cv_lo"][name], "high": plan["cv_hi"][name]}
-                         for name in plan.get("cv_mean") or {}},
+        "first_moves": {
+            name: {
+                "current": current.get(name),
+                "proposed": plan["first_setpoint"][name],
+                "move": plan["first_move"][name],
+            }
+            for name in plan.get("first_move") or {}
+        },
+        "predicted_cv": {
+            name: {"mean": plan["cv_mean"][name], "low": plan["cv_lo"][name], "high": plan["cv_hi"][name]}
+            for name in plan.get("cv_mean") or {}
+        },
         "ood_score": rec.inputs.get("ood_score"),
         "inputs_sha256": rec.inputs_sha256 or None,
     }
@@ -52,8 +60,10 @@ class Command(BaseCommand):
         if opts["json"]:
             self.stdout.write(json.dumps(data, indent=2))
             return
-        self.stdout.write(f"{line.key}: recommendation {data['id']} {data['status']}"
-                          + (f" — {data['reason']}" if data["reason"] else ""))
+        self.stdout.write(
+            f"{line.key}: recommendation {data['id']} {data['status']}"
+            + (f" — {data['reason']}" if data["reason"] else "")
+        )
         for name, move in data["first_moves"].items():
             self.stdout.write(f"  {name}: {move['current']:.6g} -> {move['proposed']:.6g} ({move['move']:+.6g})")
         if data["expected_gain_per_h"] is not None:

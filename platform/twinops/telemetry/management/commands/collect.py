@@ -24,10 +24,15 @@ class Command(BaseCommand):
         parser.add_argument("--url", required=True, help="server endpoint, opc.tcp://host:port/path")
         parser.add_argument("--username")
         parser.add_argument("--password", help="or set TWINOPS_OPCUA_PASSWORD")
-        parser.add_argument("--fingerprint", help="SHA-256 fingerprint of the server certificate (pinned; required "
-                                                  "for Basic256Sha256 SignAndEncrypt)")
-        parser.add_argument("--cert-dir", type=Path, help="directory for this client's certificate and key "
-                                                          "(created on first use); default <TWINOPS_HOME>/opcua")
+        parser.add_argument(
+            "--fingerprint",
+            help="SHA-256 fingerprint of the server certificate (pinned; required for Basic256Sha256 SignAndEncrypt)",
+        )
+        parser.add_argument(
+            "--cert-dir",
+            type=Path,
+            help="directory for this client's certificate and key (created on first use); default <TWINOPS_HOME>/opcua",
+        )
         parser.add_argument("--insecure", action="store_true", help="security mode None: development only")
         parser.add_argument("--flush-ms", type=int, default=1000, help="flush the buffer at least this often")
         parser.add_argument("--flush-values", type=int, default=5000, help="or when this many values are buffered")
@@ -41,10 +46,15 @@ class Command(BaseCommand):
         if not opts["insecure"] and not opts["fingerprint"]:
             raise CommandError("give --fingerprint of the server certificate (or --insecure for development)")
         config = CollectorConfig(
-            url=opts["url"], flush_ms=opts["flush_ms"], flush_values=opts["flush_values"],
-            publishing_ms=opts["publishing_ms"], username=opts["username"],
-            password=opts["password"] or os.environ.get("TWINOPS_OPCUA_PASSWORD"), insecure=opts["insecure"],
-            fingerprint=opts["fingerprint"], cert_dir=opts["cert_dir"] or data_home() / "opcua",
+            url=opts["url"],
+            flush_ms=opts["flush_ms"],
+            flush_values=opts["flush_values"],
+            publishing_ms=opts["publishing_ms"],
+            username=opts["username"],
+            password=opts["password"] or os.environ.get("TWINOPS_OPCUA_PASSWORD"),
+            insecure=opts["insecure"],
+            fingerprint=opts["fingerprint"],
+            cert_dir=opts["cert_dir"] or data_home() / "opcua",
         )
         try:
             collector = Collector(line=line, config=config)
