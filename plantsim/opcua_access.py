@@ -12,10 +12,10 @@ from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User,
 from asyncua.server.address_space import AddressSpace, AttributeService
 
 _WRITE_TYPES = {
-    ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
-    ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
+    ua.NodeId(ua.Int32(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)),
+    ua.NodeId(ua.Int32(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)),
 }
-_ALL_USER = {ua.NodeId(i) for i in USER_TYPES}
+_ALL_USER = {ua.NodeId(ua.Int32(i)) for i in USER_TYPES}
 
 # Verdict of the write guard for one WriteValue: None lets the write through, a StatusCode refuses it.
 WriteGuard = Callable[[User, ua.WriteValue], Awaitable[ua.StatusCode | None]]

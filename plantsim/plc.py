@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
@@ -226,7 +226,11 @@ class PlcServer:
             writes += 1
         await server.write_attribute_value(
             self._nodes["sim_time"],
-            ua.DataValue(ua.Variant(stamp, ua.VariantType.DateTime), SourceTimestamp=stamp, ServerTimestamp=now),
+            ua.DataValue(
+                ua.Variant(stamp, ua.VariantType.DateTime),
+                SourceTimestamp=_ua_time(stamp),
+                ServerTimestamp=_ua_time(now),
+            ),
         )
         self.values_published += writes + 1
 
@@ -242,12 +246,16 @@ class PlcServer:
         if idx != 2:
             raise RuntimeError(f"namespace {NAMESPACE_URI} got index {idx}, the line spec expects ns=2")
         lid = self.line.id
-        folder = await server.nodes.objects.add_object(ua.NodeId(lid, idx), f"{idx}:{lid}")
+        folder = await server.nodes.objects.add_object(ua.NodeId(ua.String(lid), ua.Int16(idx)), f"{idx}:{lid}")
 
         async def var(name: str, value: Any, vtype: ua.VariantType, writable: bool = False, desc: str = "") -> None:
-            node = await folder.add_variable(ua.NodeId(f"{lid}.{name}", idx), f"{idx}:{name}", value, varianttype=vtype)
+            node = await folder.add_variable(
+                ua.NodeId(ua.String(f"{lid}.{name}"), ua.Int16(idx)), f"{idx}:{name}", value, varianttype=vtype
+            )
             if desc:
-                await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.LocalizedText(desc)))
+                await node.write_attribute(
+                    ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(desc)))
+                )
             if writable:
                 await node.set_writable()
             self._nodes[name] = node.nodeid
@@ -357,14 +365,22 @@ class PlcServer:
 
 
 def _dv(value: float, source: datetime, server: datetime) -> ua.DataValue:
-    status = ua.StatusCode(ua.StatusCodes.Good if math.isfinite(value) else ua.StatusCodes.BadSensorFailure)
+    status = ua.StatusCode(ua.UInt32(ua.StatusCodes.Good if math.isfinite(value) else ua.StatusCodes.BadSensorFailure))
     return ua.DataValue(
-        ua.Variant(value, ua.VariantType.Double), StatusCode=status, SourceTimestamp=source, ServerTimestamp=server
+        ua.Variant(value, ua.VariantType.Double),
+        StatusCode=status,
+        SourceTimestamp=_ua_time(source),
+        ServerTimestamp=_ua_time(server),
     )
 
 
 def _bad(code: int) -> ua.StatusCode:
-    return ua.StatusCode(code)
+    return ua.StatusCode(ua.UInt32(code))
+
+
+def _ua_time(stamp: datetime) -> ua.DateTime:
+    """Type a datetime as asyncua's DateTime (asyncua encodes any datetime; its stubs ask for the subclass)."""
+    return cast(ua.DateTime, stamp)
 
 
 def _hostnames(host: str) -> list[str]:
