@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
+import kombu.pools
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,9 +54,11 @@ def ingest_worker(live_server: Any) -> Iterator[Any]:
 def _broker_use(app: Any, url: str) -> None:
     """Point the Celery app at another broker URL, dropping connection pools made for the old one."""
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # kombu keeps one pool per URL for the whole process: closing only ours would leave a closed pool registered
+    # for the old URL, and every later send to it would fail ("Acquire on closed pool"). Reset them all, as
+    # Celery does after a fork.
+    kombu.pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 
