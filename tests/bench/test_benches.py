@@ -18,6 +18,7 @@ def test_the_mpc_benchmark_reports_our_solves_the_ipopt_subproblem_and_the_naive
     assert out["median_ms"] <= out["p95_ms"]
 
 
+@pytest.mark.slow  # trains a twin
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_the_closed_loop_benchmark_compares_hold_the_true_model_and_a_twin_on_one_scenario() -> None:
     from bench import closedloop

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+import pytest
 
 
 def _free_port() -> int:
@@ -32,6 +33,7 @@ def _wait_for(pattern: str, log: Path, proc: subprocess.Popen[bytes], timeout_s:
     raise AssertionError(f"{pattern!r} not seen within {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+@pytest.mark.slow  # starts the whole platform and plant: about a minute on 2 cores
 def test_the_demo_collects_every_tag_of_both_lines_and_stops_cleanly(tmp_path: Path) -> None:
     # Its own data directory and no DATABASE_URL/REDIS_URL: the demo starts its own embedded servers, as on a
     # fresh machine.

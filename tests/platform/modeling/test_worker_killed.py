@@ -116,6 +116,7 @@ def _close_other_sessions() -> None:
         )
 
 
+@pytest.mark.slow  # real Celery workers, one killed mid-training
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_training_is_rerun_once_and_registers_exactly_one_version(
     line: Any, ingest: Any, tanks: Any, tiny: dict[str, Any], settings: Any, train_workers: Any

@@ -18,7 +18,10 @@ from twinops.telemetry.services import history_import
 
 from .conftest import T0, line_make
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the ingest process must see the line, we its rows
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+]  # slow: an ingest process killed -9, replayed  # the ingest process must see the line, we its rows
 ROWS = 300_000
 
 IMPORT = textwrap.dedent("""
