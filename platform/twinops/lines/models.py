@@ -9,6 +9,11 @@ from django.db import models
 class Line(models.Model):
     """A production line onboarded from a spec file."""
 
+    class Mode(models.TextChoices):
+        OFF = "off", "off: no proposals"
+        SHADOW = "shadow", "shadow: proposals tracked, never released (commissioning)"
+        ADVISORY = "advisory", "advisory: proposals released after an engineer's signed approval"
+
     key = models.SlugField(max_length=63, unique=True)  # the spec's line.id; used in URLs and the CLI
     name = models.CharField(max_length=200)
     site = models.CharField(max_length=200, blank=True)
@@ -16,6 +21,12 @@ class Line(models.Model):
     sample_period_s = models.FloatField()
     created_at = models.DateTimeField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    # A new line starts in shadow: its proposals are measured against the plant before anyone may release one.
+    # There is no autonomous mode.
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.SHADOW)
+    mode_changed_at = models.DateTimeField(null=True, blank=True)
+    mode_changed_by_label = models.CharField(max_length=150, blank=True)
+    mode_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["key"]

@@ -36,6 +36,11 @@ def line_get(*, key: str | None = None, pk: int | None = None) -> Line:
     return Line.objects.get(key=key) if pk is None else Line.objects.get(pk=pk)
 
 
+def line_ids_proposing() -> set[int]:
+    """Return the ids of lines whose mode asks for proposals (shadow or advisory)."""
+    return set(Line.objects.exclude(mode=Line.Mode.OFF).values_list("pk", flat=True))
+
+
 def line_tags(*, line: Line, include_inactive: bool = False) -> QuerySet[Tag]:
     """Return a line's tags (CVs, MVs, then DVs, by name); tags dropped by a later spec version only when asked."""
     order = Case(*(When(role=r, then=Value(i)) for i, r in enumerate(ROLE_ORDER)), output_field=IntegerField())

@@ -27,6 +27,7 @@ __all__ = [
     "line_create",
     "spec_parse",
     "line_lock",
+    "line_mode_set",
     "spec_version_create",
 ]
 
@@ -117,6 +118,37 @@ def spec_version_create(*, line: Line, text: str, filename: str, actor: ActorLik
             after={"line": line.key, "version": number, "sha256": parsed.sha256, "filename": filename, **diff.after()},
         )
     return version
+
+
+def line_mode_set(*, line: Line, mode: str, actor: ActorLike, reason: str) -> Line:
+    """Switch a line off, to shadow or to advisory (engineer or admin, with a reason); audited with the change."""
+    actor = Actor.of(actor)
+    capability_require(actor=actor, capability="approve_proposal")
+    if mode not in Line.Mode.values:
+        raise ValueError(f"mode must be one of {', '.join(Line.Mode.values)}, not {mode!r}")
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("give a reason for changing the line's mode")
+    with transaction.atomic():
+        locked = Line.objects.select_for_update().get(pk=line.pk)
+        before = locked.mode
+        if before == mode:
+            raise ValueError(f"line {locked.key} is already in {mode} mode")
+        now = timezone.now()
+        Line.objects.filter(pk=locked.pk).update(
+            mode=mode, mode_changed_at=now, mode_changed_by_label=actor.label, mode_reason=reason
+        )
+        audit_record(
+            actor=actor,
+            action="line.mode_changed",
+            obj=locked,
+            reason=reason,
+            at=now,
+            before={"mode": before},
+            after={"mode": mode},
+        )
+    line.refresh_from_db()
+    return line
 
 
 def line_lock(*, line_id: int) -> None:

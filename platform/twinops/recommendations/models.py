@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 from twinops.lines.models import Line, SpecVersion
@@ -14,7 +15,10 @@ class Recommendation(models.Model):
     """Setpoint moves proposed for a line from its promoted twin, with the data and settings that produced them."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "pending"  # a proposal awaiting review
+        PENDING = "pending", "pending"  # a proposal awaiting review (advisory line); may carry one of two signatures
+        SHADOW = "shadow", "shadow"  # a proposal on a line in shadow mode: tracked against the plant, never released
+        APPROVED = "approved", "approved"  # signed for release (by two engineers where the spec asks for two)
+        REJECTED = "rejected", "rejected"  # signed as rejected, with the reason
         WITHHELD = "withheld", "withheld"  # not computed or not shown: the data or the twin cannot be trusted now
         FAILED = "failed", "failed"  # the twin does not fit the spec, or the solver gave no proposal
         EXPIRED = "expired", "expired"  # a proposal that was neither approved nor rejected in time, or superseded
@@ -36,6 +40,10 @@ class Recommendation(models.Model):
     result = models.JSONField(null=True, blank=True)  # MpcResult.to_dict() when the solver ran (plan only if optimal)
     solver_status = models.CharField(max_length=16, blank=True)  # MpcResult.status when the solver ran
     expected_gain = models.FloatField(null=True, blank=True)  # MpcResult.objective_gain, currency per hour
+    # What the signatures approved: the MV trajectory to release (scaled down when approved with smaller moves),
+    # the CV prediction it was re-checked with, the scale and the SHA-256 of the signed content.
+    approved_plan = models.JSONField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)  # when it became approved or rejected
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -54,3 +62,34 @@ class Recommendation(models.Model):
     def plan(self) -> dict[str, Any]:
         """Return the stored MpcResult, or an empty dict."""
         return self.result or {}
+
+
+class Signature(models.Model):
+    """An engineer's electronic signature on a proposal: who, when, what it means, why, and the exact content signed.
+
+    The signature applies only while the proposal's content (plan, limits, spec version, twin version) still hashes
+    to `content_sha256`; the release re-computes the hash before every write.
+    """
+
+    class Meaning(models.TextChoices):
+        APPROVED = "approved", "approved for release"
+        REJECTED = "rejected", "rejected"
+
+    recommendation = models.ForeignKey(Recommendation, on_delete=models.PROTECT, related_name="signatures")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    username = models.CharField(max_length=150)
+    full_name = models.CharField(max_length=300)
+    meaning = models.CharField(max_length=8, choices=Meaning.choices)
+    reason = models.TextField(blank=True)
+    signed_at = models.DateTimeField()  # UTC
+    scale = models.FloatField(default=1.0)  # 1: the plan as proposed; below 1: approved with smaller moves
+    content_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["recommendation", "user"], name="one_signature_per_engineer_and_proposal")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_meaning_display()} by {self.username} at {self.signed_at:%Y-%m-%d %H:%M:%S} UTC"

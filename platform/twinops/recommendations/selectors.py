@@ -10,6 +10,7 @@ import numpy as np
 from django.db.models import QuerySet
 
 from twinops.lines.models import Line
+from twinops.lines.selectors import line_ids_proposing
 from twinops.modeling.selectors import twin_line_ids
 from twinops.recommendations.models import Recommendation
 from twinops.telemetry.selectors import training_window
@@ -81,5 +82,6 @@ def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> Recen
 
 
 def lines_to_recommend() -> list[int]:
-    """Return the ids of lines that have ever had a twin (lines without one have nothing to recommend yet)."""
-    return twin_line_ids()
+    """Return the ids of lines not switched off that have ever had a twin (without one there is nothing to propose)."""
+    proposing = line_ids_proposing()
+    return [pk for pk in twin_line_ids() if pk in proposing]

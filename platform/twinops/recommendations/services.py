@@ -89,6 +89,8 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
             "every_s": conf.every_s(),
         }
     )
+    if line.mode == Line.Mode.OFF:
+        return draft.stop(Status.WITHHELD, "the line is off: an engineer switches it to shadow or advisory")
     draft.spec_version = line.current_spec
     if draft.spec_version is None:
         return draft.stop(Status.FAILED, "the line has no spec")
@@ -145,6 +147,8 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     draft.result = result
     if not result.has_proposal:
         return draft.stop(Status.FAILED, f"optimizer {result.status.value}: {result.message}")
+    if line.mode == Line.Mode.SHADOW:
+        draft.status = Status.SHADOW  # commissioning: tracked against what the plant does, never released
     return draft
 
 
@@ -266,6 +270,7 @@ def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _D
             return Recommendation.objects.get(line=line, slot=slot)  # another worker made this slot's one first
         action = {
             Status.PENDING: "recommendation.created",
+            Status.SHADOW: "recommendation.created",
             Status.WITHHELD: "recommendation.withheld",
             Status.FAILED: "recommendation.failed",
         }[Status(rec.status)]

@@ -119,8 +119,10 @@ def onboard(db: None) -> Callable[..., Any]:
 
 @pytest.fixture
 def line(onboard: Callable[..., Any]) -> Any:
-    """Return the onboarded two-tank line (no data, no twin)."""
-    return onboard()
+    """Return the onboarded two-tank line (no data, no twin), switched from shadow (a new line's mode) to advisory."""
+    from twinops.lines.services import line_mode_set
+
+    return line_mode_set(line=onboard(), mode="advisory", actor="system:test", reason="tests review proposals")
 
 
 @pytest.fixture
