@@ -5,12 +5,18 @@ Values arrive as data-change notifications; they are buffered and flushed every 
 becomes a bad-quality sample with the status name as reason. A lost connection is re-established with back-off;
 values the database refused stay buffered (up to `max_buffer`) and go with the next flush. A server certificate
 that does not match the pinned fingerprint stops the collector (CertificatePinError): that is no outage to wait out.
+
+Exception reporting with a maximum interval: OPC UA reports a value only when it changes, so a setpoint that holds
+still would look stale. While the subscription is live, a tag that reported nothing for one maximum interval (the
+line's sample period by default) has its last value (or bad status) stored again at the current time. After a lost
+connection nothing is repeated until the server reports values again: a value is only vouched for while connected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
@@ -47,6 +53,7 @@ class CollectorConfig:
     reconnect_max_s: float = 30.0  # back-off ceiling between reconnection attempts
     max_buffer: int = 1_000_000  # values kept while the database is unreachable; the oldest go beyond this
     timeout_s: float = 10.0
+    max_interval_s: float | None = None  # store each tag at least this often (default: the line's sample period)
 
 
 class _Handler:
@@ -68,7 +75,7 @@ class _Handler:
             value = float(val)
         else:
             value = f"not a number: {val!r}"[:200]
-        self.collector.buffer.append((name, when, value))
+        self.collector.keep(name, when, value)
         if len(self.collector.buffer) >= self.collector.config.flush_values:
             self.collector.wake.set()
 
@@ -92,19 +99,48 @@ class Collector:
         self.wake, self.lost = asyncio.Event(), asyncio.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-db")  # one Django connection
         self.stored = 0
+        self.max_interval_s = float(config.max_interval_s or line.sample_period_s)
+        if not self.max_interval_s > 0:
+            raise ValueError(f"the maximum interval of line {line.key!r} must be positive, not {self.max_interval_s!r}")
+        # tag -> (last value or bad status, its time, monotonic time it was last stored); only while subscribed
+        self.last: dict[str, tuple[float | str, datetime, float]] = {}
+
+    def keep(self, name: str, when: datetime, value: float | str) -> None:
+        """Buffer a reported value and remember it as the tag's last one, to repeat if nothing new comes."""
+        self.buffer.append((name, when, value))
+        self.last[name] = (value, when, time.monotonic())
+
+    def repeat_due(self) -> float:
+        """Buffer the last value of each tag silent for a maximum interval, stamped now; return seconds to the next."""
+        now_mono, now = time.monotonic(), datetime.now(UTC)
+        wait = self.max_interval_s
+        for name, (value, when, stored_at) in list(self.last.items()):
+            left = stored_at + self.max_interval_s - now_mono
+            if left > 0:
+                wait = min(wait, left)
+                continue
+            if now > when:  # a plant clock running ahead of ours: its newest value is newer than now, nothing to add
+                self.buffer.append((name, now, value))
+                when = now
+            self.last[name] = (value, when, now_mono)
+        return wait
 
     async def run(self, stop: asyncio.Event) -> None:
         """Subscribe, flush periodically, reconnect on loss; flush what is left when stopped."""
         halt = asyncio.Event()  # set when run ends for any reason, so the flusher ends too
         flusher = asyncio.create_task(self._flush_loop(halt))
+        repeater = asyncio.create_task(self._repeat_loop(halt))
         backoff = 1.0
         try:
             while not stop.is_set():
                 try:
                     async with self._connect() as client:
-                        await self._subscribe(client)
-                        backoff = 1.0
-                        await self._watch(client, stop)
+                        try:
+                            await self._subscribe(client)
+                            backoff = 1.0
+                            await self._watch(client, stop)
+                        finally:
+                            self.last.clear()  # no longer connected: nothing to vouch for until values come again
                 except (OSError, TimeoutError, ConnectionError, ua.UaError) as e:
                     log.warning(
                         "OPC UA connection to %s lost or refused (%s); retrying in %.0f s", self.config.url, e, backoff
@@ -119,6 +155,7 @@ class Collector:
             halt.set()
             self.wake.set()
             await flusher
+            await repeater
             await self.flush()
             await asyncio.get_running_loop().run_in_executor(self._db, _close_connections)
             self._db.shutdown(wait=True)
@@ -153,6 +190,14 @@ class Collector:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:
                 await client.check_connection()
+
+    async def _repeat_loop(self, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            wait = self.repeat_due() if not self.lost.is_set() else self.max_interval_s
+            try:
+                await asyncio.wait_for(halt.wait(), timeout=max(0.01, wait))
+            except TimeoutError:
+                pass
 
     async def _flush_loop(self, halt: asyncio.Event) -> None:
         while not halt.is_set():
