@@ -10,6 +10,7 @@ import numpy as np
 
 from optimizer.blas import blas_threads
 from optimizer.checks import SolveInputs, check_compatible, prepare_solve
+from optimizer.condensed import Evaluation
 from optimizer.dynamics import ExportError, TwinDynamics
 from optimizer.model import Dynamics
 from optimizer.proposal import hard_violation, no_proposal, proposal
@@ -116,9 +117,7 @@ class MpcController:
             out = dataclasses.replace(out, status=MpcStatus.TIMEOUT)
         if out.status is not MpcStatus.OPTIMAL:
             return self._failure(inputs, out.status, out.raw, out.elapsed_s, out.iterations)
-        ref = out.ref
-        spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)  # the reported spread, without the smoothing epsilon
-        violation = hard_violation(settings, dyn, limits, ref.u, u_now, ref.mean, spread)
+        violation = self._violation(inputs, out.ref)
         if violation:
             self._warm_plan = None
             return MpcResult(
@@ -129,8 +128,95 @@ class MpcController:
                 solve_time_s=out.elapsed_s,
                 iterations=out.iterations,
             )
+        self._warm_plan = out.ref.u
+        return self._proposal(
+            inputs,
+            out.ref,
+            raw=f"QP {settings.qp_solver}: {out.raw}",
+            elapsed=out.elapsed_s,
+            iterations=out.iterations,
+            linearisations=out.linearisations,
+        )
+
+    def evaluate_plan(
+        self,
+        *,
+        z0: np.ndarray,
+        mv: Mapping[str, float],
+        plan: Mapping[str, Sequence[float]],
+        dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
+        spec: MpcSpec | None = None,
+        cv_bias: Mapping[str, float] | None = None,
+    ) -> MpcResult:
+        """Re-simulate a given MV plan (one setpoint per step, by MV name) on the twin and check every hard limit.
+
+        Returns the plan's proposal (predictions, bands, gain against holding) as `solve` would, or, when the plan
+        breaks a hard limit (MV, move, CV safety) or does not fit the horizon, a result without proposal saying which.
+        """
+        inputs = prepare_solve(
+            self.dynamics,
+            self.spec,
+            self.settings,
+            self.incompatibility,
+            spec=spec or self.spec,
+            z0=z0,
+            mv=mv,
+            dv_forecast=dv_forecast or {},
+            cv_bias=cv_bias,
+        )
+        if isinstance(inputs, MpcResult):
+            return inputs
+        dyn, sqp, settings = self.dynamics, self.sqp, self.settings
+        assert dyn is not None and sqp is not None
+        shape = (len(dyn.mv), settings.horizon)
+        try:
+            u = np.array([[float(v) for v in plan[name]] for name in dyn.mv], dtype=float)
+        except KeyError as e:
+            return MpcResult(
+                MpcStatus.BAD_INPUT, f"the plan has no MV {e.args[0]}", settings.horizon, dyn.sample_period_s
+            )
+        if u.shape != shape or not np.all(np.isfinite(u)):
+            return MpcResult(
+                MpcStatus.BAD_INPUT,
+                f"the plan must hold {shape[1]} finite setpoints per MV, got shape {u.shape}",
+                settings.horizon,
+                dyn.sample_period_s,
+            )
+        with blas_threads(settings.blas_threads):
+            ev = sqp.evaluate(
+                u,
+                inputs.z_now,
+                inputs.d_plan,
+                inputs.u_now,
+                inputs.weights,
+                inputs.limits.cv,
+                linearise=False,
+                cv_bias=inputs.bias,
+            )
+            violation = self._violation(inputs, ev)
+            if violation:
+                return MpcResult(MpcStatus.INFEASIBLE, violation, settings.horizon, dyn.sample_period_s)
+            return self._proposal(
+                inputs, ev, raw="a given plan, re-simulated", elapsed=0.0, iterations=0, linearisations=0
+            )
+
+    def _violation(self, inputs: SolveInputs, ref: Evaluation) -> str:
+        """Return which hard limit (MV, move, CV safety) plan `ref` breaks on the exact twin; '' when none."""
+        dyn = self.dynamics
+        assert dyn is not None
+        spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)
+        return hard_violation(self.settings, dyn, inputs.limits, ref.u, inputs.u_now, ref.mean, spread)
+
+    def _proposal(
+        self, inputs: SolveInputs, ref: Evaluation, *, raw: str, elapsed: float, iterations: int, linearisations: int
+    ) -> MpcResult:
+        """Return the proposal of plan `ref`: predictions with bands, gain against holding, active constraints."""
+        dyn, sqp, settings = self.dynamics, self.sqp, self.settings
+        assert dyn is not None and sqp is not None
+        u_now, d_plan, bias, weights, limits = inputs.u_now, inputs.d_plan, inputs.bias, inputs.weights, inputs.limits
+        spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)  # the reported spread, without the smoothing epsilon
+        hold_plan = np.repeat(u_now[:, None], settings.horizon, axis=1)
         hold = sqp.evaluate(hold_plan, inputs.z_now, d_plan, u_now, weights, limits.cv, linearise=False, cv_bias=bias)
-        self._warm_plan = ref.u
         return proposal(
             dyn,
             settings,
@@ -143,10 +229,10 @@ class MpcController:
             value=float(np.mean(sqp.costs.value(ref.mean, ref.u, d_plan, weights.price))),
             y_hold=hold.mean,
             value_hold=float(np.mean(sqp.costs.value(hold.mean, hold_plan, d_plan, weights.price))),
-            raw=f"QP {settings.qp_solver}: {out.raw}",
-            elapsed=out.elapsed_s,
-            iterations=out.iterations,
-            linearisations=out.linearisations,
+            raw=raw,
+            elapsed=elapsed,
+            iterations=iterations,
+            linearisations=linearisations,
         )
 
     def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float, iterations: int) -> MpcResult:
