@@ -57,6 +57,12 @@ def line_spec(line: Line) -> dict[str, Any]:
             ],
         },
     }
+    # the PLC's line-level nodes (plantsim/plc.py), so the platform's release agent can watch and feed it
+    spec["plc"] = {
+        "mode_node": f"ns=2;s={line.id}.mode",
+        "heartbeat_node": f"ns=2;s={line.id}.heartbeat",
+        "fallback_active_node": f"ns=2;s={line.id}.fallback_active",
+    }
     if line.targets:
         spec["objective"]["targets"] = [{"tag": t.tag, "value": t.value, "weight": t.weight} for t in line.targets]
     return spec

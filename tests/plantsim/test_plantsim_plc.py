@@ -38,6 +38,10 @@ def test_every_spec_node_exists_on_the_plc_and_reads_a_plausible_value(plc_confi
             ns = await client.get_namespace_index("urn:twinops:plantsim")
             assert ns == 2
             assert await client.get_node(f"ns=2;s={line_id}.mode").read_value() == "REMOTE"
+            block = line_spec(make_line(line_id))["plc"]  # the line-level nodes the release agent uses
+            assert await client.get_node(block["mode_node"]).read_value() == "REMOTE"
+            assert await client.get_node(block["fallback_active_node"]).read_value() is False
+            assert isinstance(await client.get_node(block["heartbeat_node"]).read_value(), int)
 
     asyncio.run(scenario())
 
