@@ -21,6 +21,11 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True)
     prev_sha256 = models.CharField(max_length=64)
     sha256 = models.CharField(max_length=64, unique=True)
+    # Hash scheme 2: `canonical` is the canonical JSON of the fields above (audit/canonical.py), and sha256 covers
+    # exactly that text; the columns are its queryable copy and must match it. Scheme 1 (events written before it):
+    # sha256 covers the columns as read back, and `canonical` is empty.
+    scheme = models.PositiveSmallIntegerField(default=1, db_default=1)
+    canonical = models.TextField(default="", db_default="")
 
     class Meta:
         ordering = ["id"]

@@ -1,51 +1,39 @@
-"""Write and verify audit events. Call `audit_record` inside the transaction that makes the change."""
+"""Write and verify audit events. Call `audit_record` inside the transaction that makes the change.
+
+Appending takes the chain lock (`core.locks.AUDIT_CHAIN`) until the caller's transaction ends, so the chain never
+forks. A caller with long work after its first event (an import) wraps that work in `audit_deferred()`: its events
+are then appended when the block ends, and the lock is held only from there to the commit.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from twinops.audit import conf
+from twinops.audit.anchors import (
+    Anchor,
+    AnchorKeyError,
+    anchor_append,
+    anchors_read,
+    signing_key,
+)
+from twinops.audit.canonical import GENESIS_SHA256, SCHEME, canonical_dumps, event_sha256, storable
+from twinops.audit.chain import Problem, events_check
 from twinops.audit.models import AuditEvent
+from twinops.audit.selectors import ChainCheck, audit_events_stored, audit_head
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
-from twinops.core.jsonable import json_plain
 
-GENESIS_SHA256 = "0" * 64
+__all__ = ["GENESIS_SHA256", "AnchorKeyError", "ChainCheck", "audit_anchor", "audit_chain_verify", "audit_record"]
 
-
-def _canonical(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False)
-
-
-def event_digest(*, prev_sha256: str, fields: dict[str, Any]) -> str:
-    """Return the SHA-256 of an event: previous hash + canonical JSON of its fields."""
-    return hashlib.sha256((prev_sha256 + _canonical(fields)).encode()).hexdigest()
-
-
-def _event_fields(e: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "occurred_at": e.occurred_at.isoformat(),
-        "actor": e.actor_label,
-        "action": e.action,
-        "object_type": e.object_type,
-        "object_id": e.object_id,
-        "reason": e.reason,
-        "before": e.before,
-        "after": e.after,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """Return value as stored: Django's JSON forms (dates, decimals), NaN and infinities as None."""
-    return None if value is None else json_plain(json.loads(_canonical({"v": value}))["v"])
+_deferred = threading.local()  # .events: the events an audit_deferred() block holds back, in order; None outside
 
 
 def audit_record(
@@ -60,51 +48,179 @@ def audit_record(
     after: Any = None,
     at: datetime | None = None,
 ) -> AuditEvent:
-    """Append an event to the chain; must run inside the caller's transaction so both commit or neither."""
+    """Append an event to the chain; must run inside the caller's transaction so both commit or neither.
+
+    Raises ValueError naming the field when a value cannot be stored exactly (NaN, infinity, NUL characters), so
+    the caller's transaction rolls back and nothing is half-stored. Inside `audit_deferred()` the event is returned
+    unsaved and appended (id and hashes filled in) when the block ends.
+    """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must be called inside transaction.atomic() with the change it records")
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [locks.AUDIT_CHAIN])
-    last = AuditEvent.objects.order_by("-id").only("id", "sha256").first()
     who = Actor.of(actor)
     event = AuditEvent(
-        id=(last.id + 1) if last else 1,
         occurred_at=(at or timezone.now()).astimezone(UTC),
         actor=who.user,
-        actor_label=who.label,
-        action=action,
-        object_type=object_type or (obj._meta.label_lower if obj is not None else ""),
-        object_id=str(object_id if object_id is not None else (obj.pk if obj is not None else "")),
-        reason=reason,
-        before=_jsonable(before),
-        after=_jsonable(after),
-        prev_sha256=last.sha256 if last else GENESIS_SHA256,
+        actor_label=storable(who.label, field="actor"),
+        action=storable(action, field="action"),
+        object_type=storable(object_type or (obj._meta.label_lower if obj is not None else ""), field="object_type"),
+        object_id=storable(
+            str(object_id if object_id is not None else (obj.pk if obj is not None else "")), field="object_id"
+        ),
+        reason=storable(reason, field="reason"),
+        before=storable(before, field="before"),
+        after=storable(after, field="after"),
+        scheme=SCHEME,
     )
-    event.sha256 = event_digest(prev_sha256=event.prev_sha256, fields=_event_fields(event))
-    event.save(force_insert=True)
+    held = getattr(_deferred, "events", None)
+    if held is not None:
+        held.append(event)
+    else:
+        _append([event])
     return event
 
 
-@dataclass(frozen=True)
-class ChainCheck:
-    """Outcome of verifying the chain: ok, how many events were checked, and the first bad event if any."""
+@contextmanager
+def audit_deferred() -> Iterator[None]:
+    """Hold back the events recorded inside the block and append them when it ends, inside the same transaction.
 
-    ok: bool
-    checked: int
-    first_bad_id: int | None = None
-    problem: str = ""
+    For long work in one transaction (a history import): appends elsewhere do not wait for it, only for the short
+    step from the block's end to the commit. Events recorded inside are unsaved (no id yet) until the block ends.
+    """
+    if getattr(_deferred, "events", None) is not None:
+        yield  # already deferred by an outer block
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit_deferred must run inside transaction.atomic() with the changes it records")
+    _deferred.events = []
+    try:
+        yield
+        events = _deferred.events
+    finally:
+        _deferred.events = None
+    if events:
+        _append(events)
 
 
-def audit_chain_verify() -> ChainCheck:
-    """Recompute every hash in order and report the first event that does not match or is missing."""
-    prev, expected_id, checked = GENESIS_SHA256, 1, 0
+def _append(events: list[AuditEvent]) -> None:
+    """Give the events the next ids and hashes and insert them, holding the chain lock until the transaction ends."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [locks.AUDIT_CHAIN])
+    last = AuditEvent.objects.order_by("-id").only("id", "sha256").first()
+    next_id, prev = (last.id + 1, last.sha256) if last else (1, GENESIS_SHA256)
+    for event in events:
+        event.id, event.prev_sha256 = next_id, prev
+        event.canonical = canonical_dumps(_hashed_fields(event))
+        event.sha256 = event_sha256(prev_sha256=prev, canonical=event.canonical)
+        next_id, prev = next_id + 1, event.sha256
+    AuditEvent.objects.bulk_create(events)
+
+
+def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "occurred_at": e.occurred_at.isoformat(),
+        "actor": e.actor_label,
+        "action": e.action,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "reason": e.reason,
+        "before": e.before,
+        "after": e.after,
+    }
+
+
+def audit_chain_verify(*, from_id: int = 1, to_id: int | None = None) -> ChainCheck:
+    """Recompute every hash from `from_id` to `to_id` (default: the head) and report the first bad event.
+
+    This checks the database against itself; `audit_verify` also checks it against the signed anchors.
+    """
+    return _walk(from_id=from_id, to_id=to_id, anchors=[])
+
+
+def audit_verify(*, from_id: int = 1, to_id: int | None = None, public_key: Any = None) -> ChainCheck:
+    """Check the chain from `from_id` to `to_id` against itself and against the anchor log's signed heads.
+
+    The walk goes on to the first anchor at or after `to_id`, so every event checked is covered by a signature
+    when one exists. `public_key` (Ed25519) defaults to the signing key's; a bad signature in the log is reported.
+    """
+    key = public_key or signing_key(conf.signing_key_path(), create=False).public_key()
+    anchors = anchors_read(log=conf.anchor_log_path(), public_key=key)
+    forged = next((a for a in anchors if not a.signature_ok), None)
+    if forged is not None:
+        return ChainCheck(False, 0, None, f"anchor log line {forged.line} has no valid signature under this key")
+    return _walk(from_id=from_id, to_id=to_id, anchors=anchors)
+
+
+def _walk(*, from_id: int, to_id: int | None, anchors: list[Anchor]) -> ChainCheck:
+    head = audit_head()
+    head_id = head.id if head else 0
+    end = head_id if to_id is None else min(to_id, head_id)
+    covering = [a for a in anchors if a.event_id >= max(end, from_id)]
+    walk_end = max(end, min((a.event_id for a in covering), default=end))
+    by_id: dict[int, list[Anchor]] = {}
+    for a in anchors:
+        if from_id <= a.event_id <= walk_end:
+            by_id.setdefault(a.event_id, []).append(a)
+    prev = GENESIS_SHA256
+    if from_id > 1:
+        before = audit_head(at_most=from_id - 1)
+        if before is None or before.id != from_id - 1:
+            return ChainCheck(False, 0, from_id - 1, f"event {from_id - 1} is missing")
+        prev = before.sha256
+    checked, trusted_through, anchored_at = 0, from_id - 1, ""
     with transaction.atomic():
-        for e in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
-            if e.id != expected_id:
-                return ChainCheck(False, checked, expected_id, f"event {expected_id} is missing")
-            if e.prev_sha256 != prev:
-                return ChainCheck(False, checked, e.id, "previous-hash link does not match")
-            if event_digest(prev_sha256=prev, fields=_event_fields(e)) != e.sha256:
-                return ChainCheck(False, checked, e.id, "content does not match its hash")
-            prev, expected_id, checked = e.sha256, expected_id + 1, checked + 1
-    return ChainCheck(True, checked)
+        for item in events_check(
+            audit_events_stored(from_id=from_id, to_id=walk_end), first_id=from_id, prev_sha256=prev
+        ):
+            if isinstance(item, Problem):
+                return ChainCheck(False, checked, item.event_id, item.text)
+            for a in by_id.get(item.id, []):
+                if a.sha256 != item.sha256:
+                    return ChainCheck(
+                        False,
+                        checked,
+                        trusted_through + 1,
+                        f"events {trusted_through + 1} to {item.id} were rewritten: event {item.id}'s hash differs "
+                        f"from the one signed at {a.anchored_at}",
+                    )
+                trusted_through, anchored_at = item.id, a.anchored_at
+            checked += 1
+    if from_id + checked <= walk_end:  # the rows ran out early: the newest events are gone
+        missing = from_id + checked
+        newest = max(anchors, key=lambda a: a.event_id)
+        return ChainCheck(
+            False,
+            checked,
+            missing,
+            f"event {missing} is missing: the chain ends at {missing - 1} but event {newest.event_id} was signed "
+            f"at {newest.anchored_at} (the tail was deleted)",
+        )
+    return ChainCheck(True, checked, anchored_through=trusted_through if anchored_at else None, anchored_at=anchored_at)
+
+
+def audit_anchor(*, now: datetime | None = None) -> dict[str, Any] | None:
+    """Sign the chain head and append it to the anchor log, once the events since the last anchor verify.
+
+    Returns the anchor written, or None when there is nothing new to sign. Raises AnchorKeyError for a bad key
+    file and ValueError, signing nothing, when the chain since the last anchor does not verify.
+    """
+    key = signing_key(conf.signing_key_path(), create=True)
+    log = conf.anchor_log_path()
+    head = audit_head()
+    if head is None:
+        return None
+    anchors = [a for a in anchors_read(log=log, public_key=key.public_key()) if a.signature_ok]
+    last = max(anchors, key=lambda a: a.event_id, default=None)
+    if last is not None and last.event_id == head.id and last.sha256 == head.sha256:
+        return None
+    check = _walk(from_id=last.event_id if last else 1, to_id=head.id, anchors=[last] if last else [])
+    if not check.ok:
+        raise ValueError(f"not signing the audit chain head: event {check.first_bad_id}: {check.problem}")
+    return anchor_append(
+        log=log,
+        key=key,
+        event_id=head.id,
+        sha256=head.sha256,
+        occurred_at=head.occurred_at,
+        anchored_at=(now or timezone.now()).astimezone(UTC),
+    )

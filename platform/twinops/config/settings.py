@@ -11,6 +11,7 @@ from kombu import Queue
 
 from twinops.config import embedded
 from twinops.config.env import env_bool, env_int, env_positive
+from twinops.config.secret_files import secret_file_text
 
 BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
 PROJECT_ROOT = embedded.PROJECT_ROOT
@@ -30,11 +31,8 @@ def _secret_key() -> str:
         return key
     if PRODUCTION:
         raise ImproperlyConfigured("TWINOPS_SECRET_KEY must be set in production")
-    path = embedded.data_home() / "secret_key"  # development: generated once, kept with the embedded data
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    # development: generated once, kept with the embedded data
+    return secret_file_text(embedded.data_home() / "secret_key", lambda: secrets.token_urlsafe(64))
 
 
 SECRET_KEY = _secret_key()
@@ -59,6 +57,7 @@ INSTALLED_APPS = [
     "twinops.onboarding",
     "twinops.modeling",
     "twinops.recommendations",
+    "twinops.releases",
     "twinops.web",
     "twinops.demo",
 ]
@@ -169,6 +168,8 @@ CELERY_TASK_ROUTES = {
     "recommendations.recommend_all": {"queue": "optimize"},  # optimize workers hold the cached controllers
     "recommendations.recommend_line": {"queue": "optimize"},
     "recommendations.expire": {"queue": "optimize"},
+    "recommendations.outcomes_record": {"queue": "optimize"},
+    "audit.anchor": {"queue": "default"},
 }
 CELERY_TIMEZONE = "UTC"
 # The recommendation period: beat's schedule below and the idempotency slot (recommendations.conf.every_s) alike.
@@ -180,6 +181,11 @@ CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the qu
         "schedule": TWINOPS_RECOMMEND_EVERY_S,
     },  # one slot per period
     "recommendations.expire": {"task": "recommendations.expire", "schedule": 60.0},  # pending past their TTL
+    "recommendations.outcomes_record": {  # proposals whose horizon has passed: what the plant did
+        "task": "recommendations.outcomes_record",
+        "schedule": 60.0,
+    },
+    "audit.anchor": {"task": "audit.anchor", "schedule": 60.0},  # sign the chain head outside the database
 }
 
 # --- Security (production) --------------------------------------------------------------------------------------
