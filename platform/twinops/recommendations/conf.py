@@ -22,11 +22,6 @@ def every_s() -> float:
     return setting_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
 
 
-def stale_periods() -> float:
-    """Return after how many line sample periods without a good sample the data count as stale."""
-    return setting_positive("TWINOPS_RECOMMEND_STALE_PERIODS", 3.0)
-
-
 def max_ood() -> float:
     """Return the largest twin OOD score accepted (1.0 = the 99th percentile of the training data)."""
     return setting_positive("TWINOPS_RECOMMEND_MAX_OOD", 3.0)

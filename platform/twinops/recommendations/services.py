@@ -25,12 +25,12 @@ from twinops.recommendations import conf
 from twinops.recommendations.models import Recommendation
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
 from twinops.recommendations.selectors import recent_window, recommendation_in_slot
-from twinops.telemetry.selectors import LatestSample, latest_samples
+from twinops.telemetry import conf as telemetry_conf
+from twinops.telemetry.selectors import LatestSample, TagFreshness, freshness_limit_s, tag_freshness
 from twins import CheckpointError, Twin
 
 log = logging.getLogger(__name__)
 Status: Any = Recommendation.Status  # Any: without django-stubs, mypy reads the members as (value, label) tuples
-LOOKBACK_S = 86_400.0  # how far back the newest sample of a tag is looked for (older: "no sample in 24 h")
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
             "thresholds": {
                 "max_ood": conf.max_ood(),
                 "max_spread": conf.max_spread(),
-                "stale_periods": conf.stale_periods(),
+                "stale_periods": telemetry_conf.stale_periods(),
             },
             "ttl_s": conf.ttl_s(),
             "every_s": conf.every_s(),
@@ -113,11 +113,11 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
             f"twin v{version.version} does not fit spec v{draft.spec_version.version} "
             f"of the line: {controller.incompatibility}",
         )
-    period = float(line.sample_period_s)
-    latest = latest_samples(line=line, until=now, lookback_s=LOOKBACK_S)
+    freshness = tag_freshness(line=line, now=now)  # the data-quality table's definition of fresh too
+    latest = {n: f.sample for n, f in freshness.items()}
     names = (*twin.cv_names, *twin.mv_names, *twin.dv_names)
     draft.inputs["latest"] = {n: _sample_json(latest[n]) for n in names if n in latest}
-    problem = _data_problem(latest, names, now=now, limit_s=conf.stale_periods() * period)
+    problem = _data_problem(freshness, names, limit_s=freshness_limit_s(line=line))
     if problem:
         return draft.stop(Status.WITHHELD, problem)
     end = max(s.ts for n, s in latest.items() if n in names and s.ts is not None)
@@ -186,23 +186,22 @@ def _sample_json(s: LatestSample) -> dict[str, Any]:
     }
 
 
-def _data_problem(latest: dict[str, LatestSample], names: tuple[str, ...], *, now: datetime, limit_s: float) -> str:
+def _data_problem(freshness: dict[str, TagFreshness], names: tuple[str, ...], *, limit_s: float) -> str:
     """Return why the current data cannot be used (bad current samples, stale tags), naming the tags; '' if usable."""
     bad, stale = [], []
     for name in names:
-        s = latest.get(name)
-        if s is None or s.ts is None:
-            stale.append(f"{name} has no sample in the last {LOOKBACK_S / 3600:g} h")
-            continue
-        if s.quality != "good" and (now - s.ts).total_seconds() <= limit_s:
-            bad.append(f"current {s.role} sample of {name} has {s.quality} quality ({s.reason}) at {s.ts.isoformat()}")
-            continue
-        age = (now - s.good_ts).total_seconds() if s.good_ts else math.inf
-        if age > limit_s:
-            when = f"is {age:.0f} s old ({s.good_ts.isoformat()})" if s.good_ts else f"is older than {LOOKBACK_S:.0f} s"
-            stale.append(f"newest good sample of {name} {when}")
+        f = freshness.get(name)
+        if f is None:
+            stale.append(f"{name} is not an active tag of the line")
+        elif f.verdict == "bad":
+            bad.append(f.problem)
+        elif not f.fresh:
+            stale.append(f.problem)
     problems = bad + (
-        [f"data are stale (limit {limit_s:g} s = {conf.stale_periods():g} sample periods): " + "; ".join(stale)]
+        [
+            f"data are stale (limit {limit_s:g} s = {telemetry_conf.stale_periods():g} sample periods): "
+            + "; ".join(stale)
+        ]
         if stale
         else []
     )

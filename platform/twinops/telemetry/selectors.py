@@ -13,10 +13,12 @@ from django.db import connection
 
 from twinops.lines.models import Line, Tag
 from twinops.lines.selectors import line_tags
+from twinops.telemetry import conf
 from twinops.telemetry.batch import Rejection, datetime_to_us, us_to_datetime
 from twinops.telemetry.models import HistoryImportJob, Quality
 from twinops.telemetry.store import raw_connection
 
+FRESHNESS_LOOKBACK_S = 86_400.0  # how far back the newest sample of a tag is looked for (older: "no sample in 24 h")
 CHART_BUCKETS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
 TOP_REASONS = 3
 
@@ -372,6 +374,49 @@ def latest_samples(*, line: Line, until: datetime, lookback_s: float) -> dict[st
             good_ts=good_ts,
             good_value=good_value,
         )
+    return out
+
+
+# --- freshness ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TagFreshness:
+    """Whether a tag's data can be used now: the one definition of "fresh" (data-quality table and recommender)."""
+
+    sample: LatestSample  # the newest sample and the newest good one
+    limit_s: float  # stale after this long without a good sample: TWINOPS_STALE_PERIODS line sample periods
+    age_s: float | None  # seconds from the newest good sample to now; None without one in the lookback
+    verdict: str  # "fresh"; "bad" (the current sample is not good); "stale" (no good sample within limit_s)
+    problem: str  # why the tag is not fresh, naming it ("" when fresh)
+
+    @property
+    def fresh(self) -> bool:
+        """Tell whether the tag's data may be used now."""
+        return self.verdict == "fresh"
+
+
+def freshness_limit_s(*, line: Line) -> float:
+    """Return how long a tag of the line may go without a good sample and stay fresh, seconds."""
+    return conf.stale_periods() * float(line.sample_period_s)
+
+
+def tag_freshness(*, line: Line, now: datetime, lookback_s: float = FRESHNESS_LOOKBACK_S) -> dict[str, TagFreshness]:
+    """Return each active tag's freshness at `now`, by name (one query for all the tags)."""
+    limit_s = freshness_limit_s(line=line)
+    out = {}
+    for name, s in latest_samples(line=line, until=now, lookback_s=lookback_s).items():
+        age = (now - s.good_ts).total_seconds() if s.good_ts else None
+        if s.ts is None:
+            verdict, problem = "stale", f"{name} has no sample in the last {lookback_s / 3600:g} h"
+        elif s.quality != "good" and (now - s.ts).total_seconds() <= limit_s:
+            verdict = "bad"
+            problem = f"current {s.role} sample of {name} has {s.quality} quality ({s.reason}) at {s.ts.isoformat()}"
+        elif age is None or age > limit_s:
+            verdict = "stale"
+            when = f"is {age:.0f} s old ({s.good_ts.isoformat()})" if s.good_ts else f"is older than {lookback_s:.0f} s"
+            problem = f"newest good sample of {name} {when}"
+        else:
+            verdict, problem = "fresh", ""
+        out[name] = TagFreshness(sample=s, limit_s=limit_s, age_s=age, verdict=verdict, problem=problem)
     return out
 
 

@@ -13,7 +13,16 @@ from twinops.lines.models import Line, SpecVersion, Tag
 from twinops.lines.selectors import line_tags, spec_diff
 from twinops.lines.spec import ParsedSpec
 from twinops.telemetry.models import HistoryImportJob
-from twinops.telemetry.selectors import ChartSeries, TagQuality, chart_series, import_job_get, quality_summary
+from twinops.telemetry.selectors import (
+    ChartSeries,
+    TagFreshness,
+    TagQuality,
+    chart_series,
+    freshness_limit_s,
+    import_job_get,
+    quality_summary,
+    tag_freshness,
+)
 from twinops.web.forms import ChartForm
 from twinops.web.plots import Panel, figure_for
 
@@ -57,12 +66,14 @@ class QualityRow:
     no_data: bool
     bad_count: int  # bad + out of range
     total: int
+    freshness: TagFreshness | None  # now: the recommender withholds while a tag it uses is not fresh
 
 
-def quality_context(*, line: Line, summary: Sequence[TagQuality] | None = None) -> dict[str, Any]:
-    """Return the quality table's rows for a line (problems first), and the line's newest sample time."""
+def quality_context(*, line: Line, now: datetime, summary: Sequence[TagQuality] | None = None) -> dict[str, Any]:
+    """Return the quality table's rows for a line (problems first), its newest sample time and its stale tags."""
     summary = quality_summary(line=line) if summary is None else summary
     tags = {t.name: t for t in line_tags(line=line)}
+    freshness = tag_freshness(line=line, now=now)
     rows = []
     for q in summary:
         tag = tags.get(q.tag)
@@ -77,10 +88,18 @@ def quality_context(*, line: Line, summary: Sequence[TagQuality] | None = None) 
                 no_data=q.last_time is None,
                 bad_count=bad,
                 total=bad + (q.good or 0),
+                freshness=freshness.get(q.tag),
             )
         )
+    not_fresh = [r for r in rows if r.freshness is not None and not r.freshness.fresh]
     rows.sort(key=lambda r: (not r.problem, r.no_data, r.tag.role, r.tag.name))
-    return {"quality_rows": rows, "latest": _latest(summary), "problem_count": sum(r.problem for r in rows)}
+    return {
+        "quality_rows": rows,
+        "latest": _latest(summary),
+        "problem_count": sum(r.problem for r in rows),
+        "not_fresh": not_fresh,
+        "fresh_limit_s": freshness_limit_s(line=line),
+    }
 
 
 def _latest(summary: Iterable[TagQuality]) -> datetime | None:

@@ -33,7 +33,7 @@ def line_list(request: HttpRequest) -> HttpResponse:
 def line_detail(request: HttpRequest, key: str) -> HttpResponse:
     """Show a line: a chart of chosen tags over a chosen range, and its data-quality summary."""
     line = line_or_404(key)
-    quality = pages.quality_context(line=line)
+    quality = pages.quality_context(line=line, now=timezone.now())
     chart = pages.chart_context(
         line=line, form=_chart_form(request, line), now=timezone.now(), latest=quality["latest"]
     )
