@@ -29,11 +29,16 @@ class ProgressBar:
         frac = min(max(frac, 0.0), 1.0)
         fill = int(round(frac * self.width))
         count = f"  {int(done):,}/{int(total):,}" if total and total > 1 else ""
-        self.out.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] {frac:6.1%}{count}", ending="")
+        bar = f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] {frac:6.1%}{count}"
+        self.out.write(bar, style_func=_plain, ending="")  # progress, not an error: never in stderr's bold red
         self.out.flush()
 
     def close(self) -> None:
         """End the bar's line so later output starts on a fresh one."""
         if self._drawn:
-            self.out.write("")
+            self.out.write("", style_func=_plain)
             self._drawn = False
+
+
+def _plain(text: str) -> str:
+    return text
