@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
@@ -16,9 +17,20 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # What it may write: the keys of these lines, or every line (site-wide, also lines onboarded later).
+    lines = ArrayField(models.CharField(max_length=63), default=list, blank=True)
+    all_lines = models.BooleanField(default=False)
 
     class Meta:
         db_table = "core_apitoken"  # made by the core app before accounts existed; the table stayed where it was
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def may_write(self, line_key: str) -> bool:
+        """Tell whether this token may write the line with this key."""
+        return self.all_lines or line_key in self.lines
+
+    def scope(self) -> str:
+        """Describe the lines this token may write, for people."""
+        return "all lines" if self.all_lines else ", ".join(self.lines) or "no line"

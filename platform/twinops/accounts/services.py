@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import Group, User
@@ -25,20 +26,48 @@ def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_issue(*, user: Any, name: str, actor: ActorLike, reason: str = "") -> tuple[ApiToken, str]:
-    """Issue a token for a user; return the row and the plaintext token (never stored)."""
+def token_issue(
+    *,
+    user: Any,
+    name: str,
+    actor: ActorLike,
+    lines: Sequence[str] = (),
+    all_lines: bool = False,
+    reason: str = "",
+) -> tuple[ApiToken, str]:
+    """Issue a token that may write these lines (keys), or every line; return the row and the plaintext (not stored).
+
+    The caller checks that the lines exist (accounts knows no lines). Naming no line and not `all_lines` is an
+    error: a token's reach is always chosen, never a default.
+    """
+    keys = sorted(set(lines))
+    if all_lines and keys:
+        raise ValueError("name lines or ask for all lines, not both")
+    if not all_lines and not keys:
+        raise ValueError("name the lines the token may write, or ask for all lines (site-wide)")
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
         token = ApiToken.objects.create(
-            user=user, name=name, prefix=prefix, secret_sha256=_sha256(secret), created_at=timezone.now()
+            user=user,
+            name=name,
+            prefix=prefix,
+            secret_sha256=_sha256(secret),
+            created_at=timezone.now(),
+            lines=keys,
+            all_lines=all_lines,
         )
         audit_record(
             actor=actor,
             action="token.issued",
             obj=token,
             reason=reason,
-            after={"user": user.get_username(), "name": name, "prefix": prefix},
+            after={
+                "user": user.get_username(),
+                "name": name,
+                "prefix": prefix,
+                "lines": "all" if all_lines else keys,
+            },
         )
     return token, f"{TOKEN_PREFIX}_{prefix}_{secret}"
 
@@ -52,6 +81,12 @@ def token_revoke(*, token: ApiToken, actor: ActorLike, reason: str) -> None:
 
 def token_authenticate(*, header: str | None) -> Any | None:
     """Return the active user for an `Authorization: Bearer <token>` header, else None."""
+    token = token_resolve(header=header)
+    return None if token is None else token.user
+
+
+def token_resolve(*, header: str | None) -> ApiToken | None:
+    """Return the active token (with its user) of an `Authorization: Bearer <token>` header, else None."""
     if not header or not header.startswith("Bearer "):
         return None
     parts = header[len("Bearer ") :].strip().split("_", 2)
@@ -63,7 +98,7 @@ def token_authenticate(*, header: str | None) -> Any | None:
     if not token.user.is_active:
         return None
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-    return token.user
+    return token
 
 
 def user_create(

@@ -14,6 +14,7 @@ from plantsim import available_lines
 from plantsim.history import export_line
 from twinops.accounts.selectors import user_exists
 from twinops.accounts.services import user_create
+from twinops.config.secret_files import secret_file_text
 from twinops.lines.selectors import line_list
 from twinops.modeling.selectors import training_jobs_active, twin_latest
 from twinops.modeling.services import training_job_create
@@ -48,12 +49,7 @@ def demo_lines() -> list[str]:
 
 def demo_operator_password(demo_dir: Path) -> str:
     """Return the PLC operator password for the demo, generated once and kept (mode 0600) beside the demo data."""
-    path = demo_dir / "plc-operator-password"
-    if not path.exists():
-        demo_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(18))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return secret_file_text(demo_dir / "plc-operator-password", lambda: secrets.token_urlsafe(18))
 
 
 def demo_lines_onboard(*, demo_dir: Path, days: float, end: datetime, seed: int, progress: Progress) -> list[DemoLine]:

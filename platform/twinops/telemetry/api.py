@@ -1,14 +1,18 @@
-"""Parse HTTP batch bodies (JSON or CSV) into a RawBatch; type errors become a list of problems (index, field)."""
+"""Parse HTTP batch bodies (JSON or CSV) into RawBatches; type errors become a list of problems (index, field)."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from twinops.telemetry.batch import NO_VALUE, HistoryFileError, RawBatch, Rejection
-from twinops.telemetry.files import csv_batch_parse, timestamps_parse
+from twinops.telemetry import conf
+from twinops.telemetry.batch import NO_VALUE, HistoryFileError, HistoryTooLargeError, RawBatch, Rejection
+from twinops.telemetry.files import history_reader_open, timestamps_parse
 
 
 class BatchFormatError(ValueError):
@@ -19,18 +23,39 @@ class BatchFormatError(ValueError):
         self.problems = problems
 
 
+class BatchTooLargeError(BatchFormatError):
+    """The body holds more rows or expands to more bytes than the API accepts: nothing was stored."""
+
+
+def _number(text: str) -> float:
+    """Read a JSON number as a double; one no double can hold (1e400, a 400-digit integer) is an error."""
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 24 else f"{text[:12]}…({len(text)} characters)"
+        raise ValueError(f"number {shown} is out of range: a sample value must fit a double (about ±1.8e308)")
+    return value
+
+
 def json_batch_parse(body: bytes) -> RawBatch:
     """Parse `{"samples": [{"tag": str, "ts": ISO-8601 str, "value": number|string|null}, ...]}` (index 1-based)."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BatchFormatError("malformed JSON", [{"index": None, "field": None, "reason": str(e)}]) from None
+        payload = json.loads(body, parse_int=_number, parse_float=_number)
+    except RecursionError:
+        raise BatchFormatError(
+            "malformed JSON: nested too deeply", [{"index": None, "field": None, "reason": "nested too deeply"}]
+        ) from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a number out of range
+        raise BatchFormatError(f"malformed JSON: {e}", [{"index": None, "field": None, "reason": str(e)}]) from None
     samples = payload.get("samples") if isinstance(payload, dict) else None
     if not isinstance(samples, list):
         raise BatchFormatError(
             "expected an object with a list 'samples'",
             [{"index": None, "field": "samples", "reason": "missing or not a list"}],
         )
+    limits = conf.api_limits()
+    if len(samples) > limits.max_rows:
+        reason = f"more than {limits.max_rows} samples (the limit, {limits.rows_variable}); send smaller batches"
+        raise BatchTooLargeError(f"batch too large: {reason}", [{"index": None, "field": "samples", "reason": reason}])
     problems: list[dict[str, Any]] = []
     records: list[tuple[Any, Any, Any]] = []
     for i, item in enumerate(samples, start=1):
@@ -83,12 +108,21 @@ def json_batch_parse(body: bytes) -> RawBatch:
     )
 
 
-def csv_body_parse(body: bytes, *, tag_names: set[str], line_key: str) -> RawBatch:
-    """Parse a CSV body (long: timestamp, tag, value; or wide) into a RawBatch; header problems raise."""
+def csv_body_read(path: Path, *, tag_names: set[str], line_key: str) -> Iterator[RawBatch]:
+    """Validate a CSV body saved at `path` (long or wide, gzip'd or not) within the API limits; return its batches.
+
+    The whole body is checked (header, encoding, decompressed size, rows) before the first batch is returned, so a
+    bad body stores nothing; the batches are then parsed one block at a time.
+    """
     try:
-        return csv_batch_parse(data=body, tag_names=tag_names, line_key=line_key)
+        reader = history_reader_open(
+            path=path, filename="request body", tag_names=tag_names, line_key=line_key, limits=conf.api_limits()
+        )
+    except HistoryTooLargeError as e:
+        raise BatchTooLargeError(str(e), [_problem(p) for p in e.problems]) from None
     except HistoryFileError as e:
         raise BatchFormatError(str(e), [_problem(p) for p in e.problems]) from None
+    return reader.batches()
 
 
 def _problem(p: Rejection) -> dict[str, Any]:

@@ -57,6 +57,10 @@ class HistoryFileError(ValueError):
         self.problems: list[Rejection] = list(problems)
 
 
+class HistoryTooLargeError(HistoryFileError):
+    """A history file or batch expands beyond the configured size or row limit: nothing was stored."""
+
+
 @dataclass(frozen=True)
 class RawBatch:
     """Samples in long form as a source delivered them, before tag lookup and quality checks (columnar, numpy).

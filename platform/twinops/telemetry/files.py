@@ -7,7 +7,10 @@ timestamp, ts, time, datetime or date (any case), or is an unnamed first column 
   rates leave empty cells in wide files);
 - a cell that is not a number ('Bad', 'Scan Timeout', 'NaN', 'inf') is a bad-quality sample with that text as reason;
 - a garbage row (unparseable timestamp, wrong number of columns) is reported and skipped; the other rows are stored;
-- a wrong header, a file that is not UTF-8, or an unreadable Parquet file stops the import before anything is stored.
+- a wrong header, a file that is not UTF-8, or an unreadable Parquet file stops the import before anything is stored;
+- so does a file that expands past the limits once decompressed (bytes, rows: `conf.ExpandLimits`) or holds a line
+  longer than MAX_LINE_BYTES: a prepass streams through the whole file, decompressing 1 MiB at a time, before any
+  row is converted, so a decompression bomb is refused with memory bounded.
 Row numbers in reports are file line numbers counting the header as line 1 (Parquet: 1-based row index).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +31,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from twinops.telemetry.batch import HistoryFileError, RawBatch, Rejection, datetime_to_us
+from twinops.telemetry import conf
+from twinops.telemetry.batch import HistoryFileError, HistoryTooLargeError, RawBatch, Rejection, datetime_to_us
+from twinops.telemetry.conf import ExpandLimits
 
 TIMESTAMP_NAMES = {"timestamp", "ts", "time", "datetime", "date", "time_utc", "timestamp_utc"}
 BLOCK_BYTES = 4 << 20  # CSV bytes parsed per chunk
+MAX_LINE_BYTES = 1 << 20  # longest CSV line (a row must fit in one parse block; no plant row comes near this)
+EXPAND_PIECE = 1 << 20  # most bytes decompressed at once
 PARQUET_ROWS = 50_000  # Parquet rows per chunk
 _NUMBER = (
     r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
@@ -53,7 +61,7 @@ class Layout:
 class HistoryReader:
     """A validated history file: its SHA-256, row count and layout; `batches()` yields its rows as RawBatches."""
 
-    def __init__(self, path: Path, *, filename: str, tag_names: set[str], line_key: str) -> None:
+    def __init__(self, path: Path, *, filename: str, tag_names: set[str], line_key: str, limits: ExpandLimits) -> None:
         self.path, self.filename, self.line_key = Path(path), filename, line_key
         self.rows_done = 0  # data rows read so far (progress)
         with open(self.path, "rb") as fh:
@@ -69,11 +77,14 @@ class HistoryReader:
                     f"{filename}: not a readable Parquet file ({e})",
                     [Rejection(0, "", f"not a readable Parquet file: {e}")],
                 ) from None
-            self.rows_total = self._parquet.metadata.num_rows
+            meta = self._parquet.metadata
+            self.rows_total = meta.num_rows
+            expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            _limits_check(filename, limits, expanded_bytes=expanded, rows=self.rows_total)
             header = list(self._parquet.schema_arrow.names)
             self.delimiter = ","
         else:
-            self.sha256, lines, first = _csv_prepass(self.path, gzip=self.gzip, filename=filename)
+            self.sha256, lines, first = _csv_prepass(self.path, gzip=self.gzip, filename=filename, limits=limits)
             header, self.delimiter = _parse_header(first, filename)
             self.rows_total = max(0, lines - 1)
         self.layout = _layout(header, tag_names=tag_names, filename=filename, line_key=line_key)
@@ -315,39 +326,90 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _csv_prepass(path: Path, *, gzip: bool, filename: str) -> tuple[str, int, bytes]:
-    """Hash the file, check it is UTF-8 and count its lines; return (sha256, lines, first line bytes)."""
-    import zlib
-
+def _csv_prepass(path: Path, *, gzip: bool, filename: str, limits: ExpandLimits) -> tuple[str, int, bytes]:
+    """Hash the file, check it is UTF-8, within the limits, and count its lines; return (sha256, lines, first line)."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    inflate = zlib.decompressobj(wbits=47) if gzip else None  # 47: gzip or zlib header, auto-detected
-    lines, first, tail = 0, b"", b""
+    gunzip = _Gunzip(filename) if gzip else None
+    lines, first, tail, expanded = 0, b"", b"", 0
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-            data = inflate.decompress(block) if inflate else block
-            while inflate and inflate.eof and inflate.unused_data:  # concatenated gzip members
-                rest = inflate.unused_data
-                inflate = zlib.decompressobj(wbits=47)
-                data += inflate.decompress(rest)
-            if not data:
-                continue
-            if len(first) < 1 << 16 and b"\n" not in first:
-                first += data[: 1 << 16]
-            try:
-                decoder.decode(data)
-            except UnicodeDecodeError as e:
-                _raise_encoding(filename, tail + data, len(tail) + e.start, lines - tail.count(b"\n"), first)
-            lines += data.count(b"\n")
-            tail = data[data.rfind(b"\n") + 1 :] if b"\n" in data else tail + data
+            for data in gunzip.feed(block) if gunzip else (block,):
+                expanded += len(data)
+                if expanded > limits.max_bytes:
+                    _limits_check(filename, limits, expanded_bytes=expanded, rows=0)
+                if len(first) < 1 << 16 and b"\n" not in first:
+                    first += data[: 1 << 16]
+                try:
+                    decoder.decode(data)
+                except UnicodeDecodeError as e:
+                    _raise_encoding(filename, tail + data, len(tail) + e.start, lines - tail.count(b"\n"), first)
+                lines += data.count(b"\n")
+                if lines > limits.max_rows + 1:  # + the header
+                    _limits_check(filename, limits, expanded_bytes=0, rows=lines - 1)
+                tail = data[data.rfind(b"\n") + 1 :] if b"\n" in data else tail + data
+                if len(tail) > MAX_LINE_BYTES:
+                    reason = f"line {lines + 1} is longer than {MAX_LINE_BYTES} bytes; is this a CSV file?"
+                    raise HistoryFileError(f"{filename}: {reason}", [Rejection(lines + 1, "", reason)])
+    if gunzip:
+        gunzip.finish()
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as e:
         _raise_encoding(filename, tail, e.start, lines, first)
     if tail.strip():
         lines += 1  # last line without a newline
+    _limits_check(filename, limits, expanded_bytes=expanded, rows=max(0, lines - 1))
     return digest.hexdigest(), lines, first.split(b"\n", 1)[0]
+
+
+class _Gunzip:
+    """Decompress gzip (concatenated members too) at most EXPAND_PIECE bytes at a time, so a bomb never sits whole
+    in memory."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self._z = zlib.decompressobj(wbits=47)  # 47: gzip or zlib header, auto-detected
+        self._inside = False  # within a member whose end has not been seen
+
+    def feed(self, block: bytes) -> Iterator[bytes]:
+        """Yield the decompressed pieces of the next compressed block."""
+        data = block
+        try:
+            while data:
+                self._inside = True
+                piece = self._z.decompress(data, EXPAND_PIECE)
+                if piece:
+                    yield piece
+                if self._z.eof:
+                    data, self._z, self._inside = self._z.unused_data, zlib.decompressobj(wbits=47), False
+                else:
+                    data = self._z.unconsumed_tail
+        except zlib.error as e:
+            self._unreadable(f"not a readable gzip file ({e})")
+
+    def finish(self) -> None:
+        """Raise HistoryFileError if the file ends inside a gzip member."""
+        if self._inside:
+            self._unreadable("the gzip file is truncated")
+
+    def _unreadable(self, reason: str) -> None:
+        raise HistoryFileError(f"{self.filename}: {reason}", [Rejection(0, "", reason)])
+
+
+def _limits_check(filename: str, limits: ExpandLimits, *, expanded_bytes: int, rows: int) -> None:
+    """Raise HistoryTooLargeError if a file expands past the limits."""
+    if expanded_bytes > limits.max_bytes:
+        reason = (
+            f"more than {limits.max_bytes} bytes once decompressed (the limit, {limits.bytes_variable}); "
+            f"split it into smaller files"
+        )
+    elif rows > limits.max_rows:
+        reason = f"more than {limits.max_rows} rows (the limit, {limits.rows_variable}); split it into smaller files"
+    else:
+        return
+    raise HistoryTooLargeError(f"{filename}: too large: {reason}", [Rejection(0, "", f"too large: {reason}")])
 
 
 def _raise_encoding(filename: str, data: bytes, pos: int, lines_before: int, first: bytes) -> None:
@@ -419,48 +481,13 @@ def _layout(header: list[str], *, tag_names: set[str], filename: str, line_key: 
     return Layout(tuple(header), ts[0], long=False)
 
 
-def history_reader_open(*, path: Path, filename: str, tag_names: set[str], line_key: str) -> HistoryReader:
-    """Open and validate a history file (structure, encoding, header); raise HistoryFileError if unusable."""
-    return HistoryReader(path, filename=filename, tag_names=tag_names, line_key=line_key)
+def history_reader_open(
+    *, path: Path, filename: str, tag_names: set[str], line_key: str, limits: ExpandLimits | None = None
+) -> HistoryReader:
+    """Open and validate a history file (structure, encoding, header, size); raise HistoryFileError if unusable.
 
-
-def csv_batch_parse(*, data: bytes, tag_names: set[str], line_key: str) -> RawBatch:
-    """Parse a long-format (or wide) CSV request body into one RawBatch; HistoryFileError if structurally bad."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".csv") as fh:
-        fh.write(data)
-        fh.flush()
-        reader = history_reader_open(
-            path=Path(fh.name), filename="request body", tag_names=tag_names, line_key=line_key
-        )
-        batches = list(reader.batches())
-    return batches_concat(batches)
-
-
-def batches_concat(batches: list[RawBatch]) -> RawBatch:
-    """Join batches into one (tag names merged)."""
-    if len(batches) == 1:
-        return batches[0]
-    names: dict[str, int] = {}
-    tags: list[np.ndarray] = []
-    text_at: list[np.ndarray] = []
-    texts: list[str] = []
-    offset = 0
-    for b in batches:
-        remap = np.asarray([names.setdefault(n, len(names)) for n in b.names] or [0], np.int32)
-        tags.append(remap[b.tag] if len(b) else b.tag)
-        text_at.append(b.text_at + offset)
-        texts.extend(b.text)
-        offset += len(b)
-    return RawBatch(
-        names=tuple(names),
-        tag=np.concatenate(tags) if tags else np.zeros(0, np.int32),
-        ts_us=np.concatenate([b.ts_us for b in batches]) if batches else np.zeros(0, np.int64),
-        value=np.concatenate([b.value for b in batches]) if batches else np.zeros(0),
-        row=np.concatenate([b.row for b in batches]) if batches else np.zeros(0, np.int64),
-        text_at=np.concatenate(text_at) if text_at else np.zeros(0, np.int64),
-        text=tuple(texts),
-        rejections=tuple(r for b in batches for r in b.rejections),
-        rejected_samples=sum(b.rejected_samples for b in batches),
+    `limits` defaults to those of history files (`conf.history_limits`); beyond them HistoryTooLargeError.
+    """
+    return HistoryReader(
+        path, filename=filename, tag_names=tag_names, line_key=line_key, limits=limits or conf.history_limits()
     )

@@ -17,13 +17,15 @@ Nothing is committed per row or per chunk: the caller's transaction (or ours) ho
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
@@ -31,18 +33,21 @@ from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_tags
-from twinops.telemetry import store, tasks
+from twinops.telemetry import conf, store, tasks
 from twinops.telemetry.batch import (
     MAX_REJECTIONS,
     HistoryFileError,
     ImportResult,
     RawBatch,
     Rejection,
+    datetime_to_us,
+    us_to_datetime,
 )
 from twinops.telemetry.files import history_reader_open
 from twinops.telemetry.models import HistoryImportJob, Quality
 
 __all__ = [
+    "FutureTimestampError",
     "HistoryFileError",
     "ImportResult",
     "RawBatch",
@@ -60,10 +65,23 @@ TS_MIN_US = -2_208_988_800_000_000  # 1900-01-01: older timestamps are typos, no
 TS_MAX_US = 7_258_118_400_000_000  # 2200-01-01
 
 
-class _Ingest:
-    """Ingests batches for one line in the caller's transaction and adds up their results."""
+class FutureTimestampError(ValueError):
+    """A batch holds samples dated ahead of the server clock by more than the margin; nothing of it was stored."""
 
-    def __init__(self, line: Line) -> None:
+    def __init__(self, message: str, problems: list[Rejection]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class _Ingest:
+    """Ingests batches for one line in the caller's transaction and adds up their results.
+
+    A sample dated more than `conf.future_margin_s` ahead of now is not stored (a wrong plant clock or a forged
+    value would otherwise win over the real one, since the first value stored for a time stamp stays): it is
+    reported, or with `refuse_future` the whole batch is refused with FutureTimestampError.
+    """
+
+    def __init__(self, line: Line, *, refuse_future: bool = False) -> None:
         tags = list(
             line_tags(line=line, include_inactive=True).values_list("name", "id", "physical_low", "physical_high")
         )
@@ -72,6 +90,9 @@ class _Ingest:
         self.counts = dict.fromkeys(("received", "inserted", "duplicate", "bad", "out_of_range", "rejected"), 0)
         self.report: list[Rejection] = []
         self.report_total = 0
+        self.margin_s = conf.future_margin_s()
+        self.future_us = datetime_to_us(timezone.now()) + int(self.margin_s * 1e6)  # latest timestamp accepted
+        self.refuse_future = refuse_future
 
     def add(self, batch: RawBatch) -> None:
         """Classify, stage and store one batch."""
@@ -95,14 +116,26 @@ class _Ingest:
 
         # --- rejected: unknown tag, impossible timestamp ---------------------------------------------------------
         unknown = tag_id < 0
-        ts_bad = (batch.ts_us < TS_MIN_US) | (batch.ts_us >= TS_MAX_US)
+        future = (batch.ts_us > self.future_us) & (batch.ts_us < TS_MAX_US)
+        ts_bad = (batch.ts_us < TS_MIN_US) | (batch.ts_us >= TS_MAX_US) | future
+        if self.refuse_future and future.any():
+            problems = [
+                Rejection(int(batch.row[i]), batch.names[batch.tag[i]], self._ahead(batch.ts_us[i]))
+                for i in np.nonzero(future)[0][:MAX_REJECTIONS]
+            ]
+            raise FutureTimestampError(
+                f"{int(np.count_nonzero(future))} sample(s) dated more than {self.margin_s:g} s ahead of the server "
+                f"clock (first: row {problems[0].row}, tag {problems[0].column!r}); nothing was stored",
+                problems,
+            )
         for i in np.nonzero(unknown | ts_bad)[0][:MAX_REJECTIONS]:
             name = batch.names[batch.tag[i]]
-            why = (
-                f"not stored: unknown tag {name!r} (not a tag of line {self.line.key!r})"
-                if unknown[i]
-                else "not stored: timestamp outside 1900-2200"
-            )
+            if unknown[i]:
+                why = f"not stored: unknown tag {name!r} (not a tag of line {self.line.key!r})"
+            elif future[i]:
+                why = f"not stored: {self._ahead(batch.ts_us[i])}"
+            else:
+                why = "not stored: timestamp outside 1900-2200"
             entries.append(Rejection(int(batch.row[i]), name, why))
         self.counts["rejected"] += int(np.count_nonzero(unknown | ts_bad))
 
@@ -169,6 +202,14 @@ class _Ingest:
         self.counts["duplicate"] += int(keep.size) - inserted
         return entries
 
+    def _ahead(self, ts_us: np.integer) -> str:
+        when = us_to_datetime(int(ts_us))
+        ahead_s = (when - datetime.now(UTC)).total_seconds()
+        return (
+            f"timestamp {when.isoformat()} is {ahead_s:.0f} s ahead of the server clock "
+            f"(more than TWINOPS_INGEST_FUTURE_MARGIN_S = {self.margin_s:g} s)"
+        )
+
     def result(self) -> ImportResult:
         """Return the added-up result."""
         c = self.counts
@@ -184,15 +225,42 @@ class _Ingest:
         )
 
 
-def samples_ingest(*, line: Line, batch: RawBatch, source: str, actor: ActorLike) -> ImportResult:
-    """Store a batch of samples for a line in one transaction (the caller's, if any); replays add nothing.
+@contextmanager
+def _partitions_only_if_committed() -> Iterator[None]:
+    """Drop again the partitions an ingest's side connection added when the ingest fails and rolls back.
 
-    `source` ("api", "opcua", "file", …) is for logs. Batches are routine data, not auditor events: no audit event
-    is written per batch (history imports write one).
+    Only where the ingest is the outermost transaction: inside a caller's, the caller's outcome decides.
     """
-    with transaction.atomic():
-        ingest = _Ingest(line)
-        ingest.add(batch)
+    if connection.in_atomic_block:
+        yield
+        return
+    store.partitions_created_take()  # names left over from an ingest inside a caller's transaction
+    try:
+        yield
+    except BaseException:
+        store.partitions_drop_empty(store.partitions_created_take())
+        raise
+    store.partitions_created_take()
+
+
+def samples_ingest(
+    *,
+    line: Line,
+    batch: RawBatch | Iterable[RawBatch],
+    source: str,
+    actor: ActorLike,
+    refuse_future: bool = False,
+) -> ImportResult:
+    """Store a batch (or a body's batches, chunk by chunk) for a line in one transaction (the caller's, if any).
+
+    Replays add nothing. `source` ("api", "opcua", "file", …) is for logs. Batches are routine data, not auditor
+    events: no audit event is written per batch (history imports write one). A sample dated ahead of the clock by
+    more than the margin is reported and not stored; with `refuse_future`, FutureTimestampError stores nothing.
+    """
+    with _partitions_only_if_committed(), transaction.atomic():
+        ingest = _Ingest(line, refuse_future=refuse_future)
+        for part in [batch] if isinstance(batch, RawBatch) else batch:
+            ingest.add(part)
         result = ingest.result()
     log.debug(
         "ingested %s samples from %s for %s by %s: %s new",
@@ -215,7 +283,7 @@ def history_import(
     """
     tag_names = set(line_tags(line=line, include_inactive=True).values_list("name", flat=True))
     reader = history_reader_open(path=Path(path), filename=filename, tag_names=tag_names, line_key=line.key)
-    with transaction.atomic():
+    with _partitions_only_if_committed(), transaction.atomic():
         ingest = _Ingest(line)
         if on_progress:
             on_progress(0, reader.rows_total)
@@ -290,7 +358,7 @@ def history_import_job_run(*, job_id: int) -> str:
             )
 
         try:
-            with transaction.atomic():
+            with _partitions_only_if_committed(), transaction.atomic():
                 result = history_import(
                     line=job.line,
                     path=Path(job.path),

@@ -4,6 +4,7 @@ CONFLICT), monthly partitions, rollups."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -277,29 +278,82 @@ def existing_partitions() -> set[str]:
         return {r[0] for r in cur.fetchall()}
 
 
+_created = threading.local()  # .names: partitions the side connection committed for this thread's open ingest
+
+
 def partitions_ensure(ts_us: np.ndarray) -> list[str]:
     """Attach a monthly partition for every month the timestamps fall in that has none yet; return those added.
 
     Partitions are attached on a side connection and committed at once, so that a long import does not hold
-    locks on the samples table until it commits (and a rolled-back import leaves an empty partition, harmless).
-    ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so concurrent ingest and reads go on; it needs
-    an exclusive lock on the DEFAULT partition for a moment. When the side connection cannot get it in time (this
-    very transaction may have read the DEFAULT partition), the partition is attached in this transaction instead.
+    locks on the samples table until it commits. ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so
+    concurrent ingest and reads go on; it needs an exclusive lock on the DEFAULT partition for a moment. When the
+    side connection cannot get it in time (this very transaction may have read the DEFAULT partition), the partition
+    is attached in this transaction instead. Those the side connection added are remembered until
+    `partitions_created_take`, so that an ingest that rolls back drops them again (`partitions_drop_empty`).
+    The months' partitions are then locked for this transaction, so no such clean-up can drop one under it.
     """
     if ts_us.size == 0:
         return []
     months = np.unique(ts_us.astype("datetime64[us]").astype("datetime64[M]"))
-    have = existing_partitions()
-    wanted = [m for m in months if partition_name(m) not in have]
-    if not wanted:
-        return []
+    for _ in range(3):  # a partition dropped between the check and the lock (a concurrent clean-up): again
+        have = existing_partitions()
+        wanted = [m for m in months if partition_name(m) not in have]
+        added: list[str] = []
+        if wanted:
+            try:
+                with psycopg.connect(**_side_params(), autocommit=True) as side:
+                    side.execute(f"SET lock_timeout = '{SIDE_LOCK_TIMEOUT}'")
+                    added = _attach(side, wanted)
+                    _created.__dict__.setdefault("names", []).extend(added)
+            except psycopg.errors.LockNotAvailable:
+                log.info("attaching partitions in the ingest transaction: the side connection could not lock in time")
+                added = _attach(raw_connection(), wanted)
+        if _partitions_lock([partition_name(m) for m in months]):
+            return added
+    raise RuntimeError("the samples table's partitions kept changing while this batch was stored; send it again")
+
+
+def _partitions_lock(names: list[str]) -> bool:
+    """Lock partitions as a writer does until this transaction ends; False if one no longer exists."""
+    raw = raw_connection()
     try:
-        with psycopg.connect(**_side_params(), autocommit=True) as side:
-            side.execute(f"SET lock_timeout = '{SIDE_LOCK_TIMEOUT}'")
-            return _attach(side, wanted)
-    except psycopg.errors.LockNotAvailable:
-        log.info("attaching partitions in the ingest transaction: the side connection could not lock in time")
-        return _attach(raw_connection(), wanted)
+        with raw.transaction():  # a savepoint: a missing table must not abort the ingest's transaction
+            raw.execute(f"LOCK TABLE {', '.join(names)} IN ROW EXCLUSIVE MODE")
+    except psycopg.errors.UndefinedTable:
+        return False
+    return True
+
+
+def partitions_created_take() -> list[str]:
+    """Return and forget the partitions this thread's side connection added since the last call."""
+    names: list[str] = _created.__dict__.pop("names", [])
+    return names
+
+
+def partitions_drop_empty(names: list[str]) -> list[str]:
+    """Drop those of these partitions that hold no rows and that no transaction uses now; return those dropped.
+
+    For an ingest that rolled back after its side connection committed new partitions: only accepted data makes
+    partitions. A partition another transaction is writing (or holds locked) is left alone.
+    """
+    dropped: list[str] = []
+    if not names:
+        return dropped
+    with psycopg.connect(**_side_params(), autocommit=True) as side:
+        side.execute("SET lock_timeout = '200ms'")  # DROP locks the parent: never queue readers behind it for long
+        for name in names:
+            try:
+                with side.transaction():
+                    side.execute("SELECT pg_advisory_xact_lock(%s)", [locks.TELEMETRY_PARTITIONS])
+                    if side.execute("SELECT to_regclass(%s)", [name]).fetchone() == (None,):
+                        continue
+                    side.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                    if side.execute(f"SELECT EXISTS (SELECT 1 FROM {name})").fetchone() == (False,):
+                        side.execute(f"DROP TABLE {name}")
+                        dropped.append(name)
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+                log.info("partition %s is in use; left in place", name)
+    return dropped
 
 
 def _attach(conn: psycopg.Connection, months: list[np.datetime64]) -> list[str]:

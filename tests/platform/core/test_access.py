@@ -52,7 +52,9 @@ def test_login_is_refused_after_too_many_failures_even_with_the_right_password(
 @pytest.mark.django_db
 def test_an_api_token_is_stored_only_as_a_hash_and_can_be_revoked(make_user) -> None:
     user = make_user("data")
-    token, plaintext = token_issue(user=user, name="historian bridge", actor=user, reason="nightly import")
+    token, plaintext = token_issue(
+        user=user, name="historian bridge", actor=user, lines=["reactor"], reason="nightly import"
+    )
     row = ApiToken.objects.get(pk=token.pk)
     assert plaintext.split("_", 2)[2] not in (row.secret_sha256, row.prefix)
     assert token_authenticate(header=f"Bearer {plaintext}") == user

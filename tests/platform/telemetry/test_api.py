@@ -16,7 +16,7 @@ URL = "/api/lines/reactor/samples"
 @pytest.fixture
 def token(make_user) -> str:
     user = make_user("data", username="historian-bridge")
-    return token_issue(user=user, name="bridge", actor=user)[1]
+    return token_issue(user=user, name="bridge", actor=user, lines=["reactor"])[1]
 
 
 def _post(client: Client, body: bytes | str, *, token: str | None, content_type: str = "application/json"):
@@ -80,7 +80,7 @@ def test_an_unauthenticated_batch_is_refused_with_401(client, line, sample_count
 
 def test_a_user_without_the_import_capability_is_refused_with_403(client, line, make_user, sample_count) -> None:
     engineer = make_user("engineer")
-    plaintext = token_issue(user=engineer, name="t", actor=engineer)[1]
+    plaintext = token_issue(user=engineer, name="t", actor=engineer, all_lines=True)[1]
     body = _json([{"tag": "T", "ts": "2024-03-01T00:00:00Z", "value": 1}])
     assert _post(client, body, token=plaintext).status_code == 403
     assert sample_count() == 0
