@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_GET
 
+from twinops.core.logins import lockout_minutes, login_failure_record, login_failures_clear, login_locked
 
-def _attempt_key(request: HttpRequest) -> str:
-    username = (request.POST.get("username") or "").strip().lower()
-    client = request.META.get("REMOTE_ADDR", "")
-    return "login-fail:" + hashlib.sha256(f"{username}|{client}".encode()).hexdigest()
+
+def _attempt(request: HttpRequest) -> dict[str, str]:
+    return {"username": request.POST.get("username") or "", "client": request.META.get("REMOTE_ADDR", "")}
 
 
 @method_decorator(login_not_required, name="dispatch")
@@ -28,9 +24,9 @@ class RateLimitedLoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        key = _attempt_key(request)
-        if (cache.get(key) or 0) >= settings.LOGIN_RATE_LIMIT:
-            minutes = max(1, settings.LOGIN_RATE_WINDOW_S // 60)
+        attempt = _attempt(request)
+        if login_locked(**attempt):
+            minutes = lockout_minutes()
             response = self.render_to_response(
                 self.get_context_data(
                     form=self.get_form(),
@@ -41,12 +37,9 @@ class RateLimitedLoginView(auth_views.LoginView):
             return response
         response = super().post(request, *args, **kwargs)
         if response.status_code == 200:  # form re-rendered: the attempt failed
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=settings.LOGIN_RATE_WINDOW_S)
+            login_failure_record(**attempt)
         else:
-            cache.delete(key)
+            login_failures_clear(**attempt)
         return response
 
 

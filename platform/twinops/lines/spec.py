@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, ValidationError
 SCHEMA_PATH = Path(__file__).with_name("line_spec.schema.json")
 MAX_SPEC_CHARS = 1_000_000  # a 1,000-tag spec is ~250 kB; anything far larger is not a spec
 ROLES = ("CV", "MV", "DV")
-MV_ONLY_FIELDS = ("max_move_per_step", "ramp_rate_per_min")
+MV_ONLY_FIELDS = ("max_move_per_step", "ramp_rate_per_min", "dual_approval_above")
 
 FieldPath = tuple[str | int, ...]  # a JSON-pointer path into the document, e.g. ("tags", 3, "limits", "high")
 
