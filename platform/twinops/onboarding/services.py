@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from twinops.audit.services import audit_deferred
 from twinops.core.actors import Actor, ActorLike
 from twinops.core.roles import capability_require
 from twinops.lines.models import Line, SpecVersion
@@ -51,7 +52,8 @@ def line_onboard(
     `PermissionDenied`; in every such case nothing at all is created.
     """
     who = Actor.of(actor)
-    with transaction.atomic():
+    # The audit events are appended when the import is done, so other audited actions never wait for the import.
+    with transaction.atomic(), audit_deferred():
         created = line_create(text=text, filename=filename, actor=who, reason=reason)
         history = None
         if history_path is not None:
