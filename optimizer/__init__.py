@@ -4,7 +4,17 @@ from optimizer.controller import MpcController
 from optimizer.dynamics import EXPORT_FORMAT, EXPORT_VERSION, ExportError, TwinDynamics
 from optimizer.model import CasadiModel
 from optimizer.result import MpcResult, MpcStatus
-from optimizer.spec import CvSpec, CvTarget, DvSpec, Limits, MpcSettings, MpcSpec, MvSpec, ObjectiveTerm
+from optimizer.spec import (
+    CvSpec,
+    CvTarget,
+    DvSpec,
+    Limits,
+    MpcSettings,
+    MpcSpec,
+    MvSpec,
+    ObjectiveTerm,
+    objective_value,
+)
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -23,4 +33,5 @@ __all__ = [
     "MvSpec",
     "ObjectiveTerm",
     "TwinDynamics",
+    "objective_value",
 ]

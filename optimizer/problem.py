@@ -15,7 +15,7 @@ import numpy as np
 
 from optimizer.condensed import VAR_EPS
 from optimizer.model import Dynamics
-from optimizer.spec import MpcSettings, MpcSpec
+from optimizer.spec import MpcSettings, MpcSpec, objective_value
 
 
 @dataclass(frozen=True)
@@ -210,13 +210,7 @@ def economic_value(dyn: Dynamics, spec: MpcSpec, y: Any, u: Any, d: Any, price: 
     rows = {name: y[i, :] for i, name in enumerate(dyn.cv)}
     rows |= {name: u[i, :] for i, name in enumerate(dyn.mv)}
     rows |= {name: d[i, :] for i, name in enumerate(dyn.dv)}
-    value = 0 * y[0, :]
-    for i, term in enumerate(spec.objective_terms):
-        product = 1 + 0 * y[0, :]
-        for tag in term.tags:
-            product = product * rows[tag]
-        value += price[i] * product
-    return value
+    return objective_value(spec, rows, price, zero=0 * y[0, :])
 
 
 def _ensemble_stats(dyn: Dynamics, sym: type) -> ca.Function:

@@ -135,6 +135,22 @@ class MpcSpec:
         return cls(tuple(cvs), tuple(mvs), tuple(dvs), terms, targets, _opt_float(period))
 
 
+def objective_value(spec: MpcSpec, rows: Mapping[str, Any], price: Any, *, zero: Any) -> Any:
+    """Return the economic value per step: the sum over the spec's terms of price * product of the tags' rows.
+
+    rows map each tag named by a term to its values per step (numpy (N,) or CasADi (1, N)); zero is a zero row of
+    that shape; price (n_terms,) in currency per hour per unit of each term's product. Both the optimizer's objective
+    and the platform's outcome of a proposal (measured values) are valued with this one function.
+    """
+    value = zero
+    for i, term in enumerate(spec.objective_terms):
+        product = 1 + zero
+        for tag in term.tags:
+            product = product * rows[tag]
+        value = value + price[i] * product
+    return value
+
+
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 

@@ -93,3 +93,42 @@ class Signature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_meaning_display()} by {self.username} at {self.signed_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class Outcome(models.Model):
+    """What happened after a shadow or released proposal: each CV measured over the horizon against the prediction.
+
+    A released proposal is compared with its plan's prediction; a shadow one (never applied) with the twin's
+    prediction for holding the setpoints (`compared_with`), as recommendations/outcomes.py explains.
+    """
+
+    class Compared(models.TextChoices):
+        PLAN = "plan", "the released plan's prediction"
+        HOLD = "hold", "the prediction for holding the setpoints (shadow: the plan was not applied)"
+
+    recommendation = models.OneToOneField(Recommendation, on_delete=models.PROTECT, related_name="outcome")
+    recorded_at = models.DateTimeField()
+    compared_with = models.CharField(max_length=4, choices=Compared.choices)
+    start = models.DateTimeField()  # when step 0 of the compared prediction began (CV k refers to start + (k+1)·period)
+    period_s = models.FloatField()
+    horizon = models.PositiveIntegerField()
+    predicted = models.JSONField()  # {cv: [N]} the compared prediction
+    band_lo = models.JSONField()  # {cv: [N]} its band
+    band_hi = models.JSONField()
+    measured = models.JSONField()  # {cv: [N]} bucket means of good samples; null where none
+    error = models.JSONField()  # {cv: [N]} measured - predicted by step ahead; null where not measured
+    coverage = models.FloatField(null=True)  # share of measured CV samples inside the band; null: none measured
+    coverage_by_cv = models.JSONField()
+    measured_share = models.FloatField()  # share of the horizon's CV samples that were measured
+    predicted_value_per_h = models.FloatField(null=True)  # economic value of the compared prediction, currency/h
+    realized_value_per_h = models.FloatField(null=True)  # the same objective on the measured values
+    predicted_gain_per_h = models.FloatField(null=True)  # plan - hold as predicted (released only)
+    realized_gain_per_h = models.FloatField(null=True)  # measured - predicted hold (released only)
+    mv_deviation = models.JSONField()  # {mv: largest |measured - expected setpoint|}: did the plant do as assumed?
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-start", "-id"]
+
+    def __str__(self) -> str:
+        return f"outcome of recommendation {self.recommendation_id} (against {self.compared_with})"

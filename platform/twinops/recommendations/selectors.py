@@ -85,3 +85,35 @@ def lines_to_recommend() -> list[int]:
     """Return the ids of lines not switched off that have ever had a twin (without one there is nothing to propose)."""
     proposing = line_ids_proposing()
     return [pk for pk in twin_line_ids() if pk in proposing]
+
+
+# --- outcomes -------------------------------------------------------------------------------------------------------
+OUTCOME_STATUSES = ("shadow", "approved")  # proposals whose outcome is recorded (approved: released, or being released)
+
+
+def release_marks(*, rec: Recommendation) -> list[datetime]:
+    """Return when the proposal's plan reached the plant: for now its approval time (decided_at).
+
+    Hook for the releases app: when it records PLC writes, return their times here (the first one starts the
+    outcome's horizon, all of them are drawn as release marks on the outcome plot).
+    """
+    return [rec.decided_at] if rec.status == Recommendation.Status.APPROVED and rec.decided_at else []
+
+
+def outcome_candidates(*, before: datetime, limit: int = 200) -> list[Recommendation]:
+    """Return shadow or approved proposals made before `before` that have no outcome yet, oldest first."""
+    rows = Recommendation.objects.filter(
+        status__in=OUTCOME_STATUSES, outcome__isnull=True, created_at__lte=before, result__isnull=False
+    ).select_related("line", "spec_version")
+    return list(rows.order_by("created_at", "id")[:limit])
+
+
+def outcome_measurements(
+    *, line: Line, start: datetime, period_s: float, steps: int, tags: list[str]
+) -> dict[str, list[float | None]]:
+    """Return each tag's bucket means of good samples over `steps` periods from `start` (None where none), one query."""
+    window = training_window(
+        line=line, start=start, end=start + timedelta(seconds=period_s * steps), period_s=period_s, tags=tags
+    )
+    values = np.asarray(window.values, dtype=np.float64)  # (steps, n_tags), NaN where no good sample
+    return {str(name): [None if np.isnan(v) else float(v) for v in values[:, j]] for j, name in enumerate(window.tags)}

@@ -21,10 +21,17 @@ from twinops.core.jsonable import json_plain
 from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
-from twinops.recommendations import conf
-from twinops.recommendations.models import Recommendation
+from twinops.recommendations import conf, outcomes
+from twinops.recommendations.models import Outcome, Recommendation
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
-from twinops.recommendations.selectors import recent_window, recommendation_in_slot
+from twinops.recommendations.selectors import (
+    OUTCOME_STATUSES,
+    outcome_candidates,
+    outcome_measurements,
+    recent_window,
+    recommendation_in_slot,
+    release_marks,
+)
 from twinops.telemetry import conf as telemetry_conf
 from twinops.telemetry.selectors import LatestSample, TagFreshness, freshness_limit_s, tag_freshness
 from twins import CheckpointError, Twin
@@ -335,3 +342,80 @@ def recommendations_expire(*, now: datetime | None = None, actor: ActorLike = "s
             .values_list("pk", flat=True)
         )
         return _expire(due, reason="expired: not acted on before its expiry time", actor=Actor.of(actor), now=now)
+
+
+# --- outcomes -------------------------------------------------------------------------------------------------------
+def outcomes_record(*, now: datetime | None = None, actor: ActorLike = "system:beat") -> int:
+    """Record the outcome of each shadow or released proposal whose horizon has passed; return how many were recorded."""
+    now = now or timezone.now()
+    due = outcome_candidates(before=now)
+    return sum(outcome_record(recommendation=rec, now=now, actor=actor) is not None for rec in due)
+
+
+def outcome_record(
+    *, recommendation: Recommendation, now: datetime | None = None, actor: ActorLike = "system:beat"
+) -> Outcome | None:
+    """Record one proposal's outcome with its audit event, once its horizon has passed; None if not due or done."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The row lock claims the proposal: a second worker skips it now, and finds the outcome once this commits.
+        rec = (
+            Recommendation.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("line", "spec_version")
+            .filter(pk=recommendation.pk, status__in=OUTCOME_STATUSES, result__isnull=False)
+            .first()
+        )
+        if rec is None or Outcome.objects.filter(recommendation_id=rec.pk).exists() or not rec.has_proposal:
+            return None
+        released = rec.status == Status.APPROVED
+        marks = release_marks(rec=rec)
+        if released and not marks:
+            return None  # approved but not released yet: nothing reached the plant
+        prediction = outcomes.prediction_of(
+            result=rec.plan,
+            approved_plan=rec.approved_plan,
+            inputs=rec.inputs,
+            spec=rec.spec_version.document if rec.spec_version else {},
+            start=marks[0] if released else (rec.window_end or rec.created_at),
+            released=released,
+            band_k=float(rec.settings.get("mpc", {}).get("band_k", 2.0)),
+        )
+        period, n = prediction.period_s, prediction.horizon
+        if now < prediction.start + timedelta(seconds=period * (n + 1 + outcomes.MARGIN_PERIODS)):
+            return None
+        tags = [*prediction.cv_mean, *prediction.mv_expected, *(rec.inputs.get("current_dv") or {})]
+        measured = outcome_measurements(line=rec.line, start=prediction.start, period_s=period, steps=n + 1, tags=tags)
+        draft = outcomes.outcome_compare(
+            prediction=prediction,
+            measured=outcomes.Measured(measured),
+            spec=rec.spec_version.document if rec.spec_version else {},
+        )
+        outcome = Outcome.objects.create(
+            recommendation=rec, recorded_at=now, **(json_plain(dataclasses.asdict(draft)) | {"start": draft.start})
+        )
+        audit_record(
+            actor=Actor.of(actor),
+            action="recommendation.outcome_recorded",
+            obj=rec,
+            at=now,
+            reason=draft.note,
+            after={
+                "compared_with": draft.compared_with,
+                "start": draft.start,
+                "horizon": n,
+                "coverage": draft.coverage,
+                "measured_share": draft.measured_share,
+                "mean_abs_error": {
+                    cv: _mean_abs([e for e in errors if e is not None]) for cv, errors in draft.error.items()
+                },
+                "predicted_value_per_h": draft.predicted_value_per_h,
+                "realized_value_per_h": draft.realized_value_per_h,
+                "predicted_gain_per_h": draft.predicted_gain_per_h,
+                "realized_gain_per_h": draft.realized_gain_per_h,
+            },
+        )
+    return outcome
+
+
+def _mean_abs(values: list[float]) -> float | None:
+    return float(np.mean(np.abs(values))) if values else None

@@ -37,3 +37,9 @@ def recommend_line(line_id: int) -> str:
 def expire() -> int:
     """Mark pending recommendations past their expiry time expired."""
     return services.recommendations_expire()
+
+
+@shared_task(name="recommendations.outcomes_record")
+def outcomes_record() -> int:
+    """Record the outcome of each shadow or released proposal whose horizon has passed; each one once."""
+    return services.outcomes_record()
