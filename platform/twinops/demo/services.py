@@ -16,8 +16,8 @@ from twinops.accounts.selectors import user_exists
 from twinops.accounts.services import user_create
 from twinops.config.secret_files import secret_file_text
 from twinops.lines.selectors import line_list
-from twinops.modeling.selectors import training_jobs_active, twin_latest
-from twinops.modeling.services import training_job_create
+from twinops.modeling.selectors import training_jobs_active, twin_first_promotable, twin_latest
+from twinops.modeling.services import PromotionError, training_job_create, twin_promote
 from twinops.onboarding.services import line_onboard
 
 ACTOR = "system:demo"
@@ -90,6 +90,29 @@ def demo_training_request() -> list[str]:
             training_job_create(line=line, actor=ACTOR)
             asked.append(line.key)
     return asked
+
+
+def demo_twins_promote() -> list[tuple[str, int]]:
+    """Promote each demo line's first promotable twin, as the demo's own audited action; return (line, version) done.
+
+    Only lines that never had a promoted twin: once someone has chosen (or rolled back), the demo leaves it to them.
+    """
+    done = []
+    keys = set(demo_lines())
+    for line in line_list():
+        version = twin_first_promotable(line=line) if line.key in keys else None
+        if version is None:
+            continue
+        try:
+            twin_promote(
+                version=version,
+                actor=ACTOR,
+                reason="demo: the line's first promotable twin, promoted so that the optimizer can make proposals",
+            )
+        except PromotionError:
+            continue  # promoted meanwhile (by a person or another demo), or its checkpoint is refused: the page says
+        done.append((line.key, version.version))
+    return done
 
 
 def demo_users_seed() -> list[tuple[str, str, str]]:

@@ -36,6 +36,14 @@ def twin_latest(*, line: Line) -> TwinVersion | None:
     return TwinVersion.objects.filter(line=line).order_by("-version").first()
 
 
+def twin_first_promotable(*, line: Line) -> TwinVersion | None:
+    """Return the line's oldest promotable candidate if no twin of the line was ever promoted, else None."""
+    if TwinVersion.objects.filter(line=line, promoted_at__isnull=False).exists():
+        return None
+    candidates = TwinVersion.objects.filter(line=line, status=TwinVersion.Status.CANDIDATE, promotable=True)
+    return candidates.defer(*HEAVY_FIELDS).order_by("version").first()
+
+
 def twin_line_ids() -> list[int]:
     """Return the ids of the lines that have ever had a twin version, ascending."""
     return sorted(set(TwinVersion.objects.values_list("line_id", flat=True)))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django import db
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -23,8 +24,11 @@ from twinops.demo.services import (
     demo_lines_onboard,
     demo_operator_password,
     demo_training_request,
+    demo_twins_promote,
     demo_users_seed,
 )
+
+PROMOTE_EVERY_S = 5.0  # how often the demo looks for a newly trained first twin to promote
 
 
 def _wait_port(host: str, port: int, procs: processes.Procs, timeout_s: float = 60.0) -> None:
@@ -107,7 +111,7 @@ class Command(BaseCommand):
             )
             asked = [] if opts["no_train"] else demo_training_request()
             self._banner(url, logins, asked)
-            processes.supervise(procs)
+            self._supervise(procs)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         except processes.ProcessDied as exc:
@@ -166,12 +170,31 @@ class Command(BaseCommand):
                 f"  PLC {key}: opc.tcp://{opts['host']}:{port}/twinops/{key} (SHA-256 {fingerprint[:16]}…)"
             )
 
+    def _supervise(self, procs: processes.Procs) -> None:
+        """Watch the children until Ctrl-C; promote each line's first promotable twin as soon as it is trained."""
+        while True:
+            try:
+                for key, version in demo_twins_promote():
+                    self.stdout.write(
+                        f"  {key}: twin v{version} promoted (the demo's audited action): proposals follow"
+                    )
+            except db.Error as exc:  # the database restarting is no reason to stop the demo: try again shortly
+                self.stderr.write(f"  could not look for twins to promote: {exc}")
+            deadline = time.monotonic() + PROMOTE_EVERY_S
+            while time.monotonic() < deadline:
+                processes.check_alive(procs)
+                time.sleep(0.5)
+            db.close_old_connections()
+
     def _banner(self, url: str, logins: list[tuple[str, str, str]], asked: list[str]) -> None:
         self.stdout.write(self.style.SUCCESS(f"\nTwinOps demo is running at {url}"))
         for role, username, password in logins:
             self.stdout.write(f"  {role:<9} login: {username} / {password}")
         self.stdout.write(f"  database: {settings.DATABASES['default']['NAME']} via {os.environ.get('DATABASE_URL')}")
         if asked:
-            self.stdout.write(f"  first twins are training for: {', '.join(asked)} (see the Twins pages)")
+            self.stdout.write(
+                f"  first twins are training for: {', '.join(asked)} (see the Twins pages); "
+                "the demo promotes each line's first promotable one"
+            )
         self.stdout.write(f"  logs of each process: {processes.log_dir()}")
         self.stdout.write("Press Ctrl-C to stop; run `twinops demo` again to resume.\n")
