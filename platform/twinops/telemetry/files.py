@@ -403,10 +403,10 @@ def _limits_check(filename: str, limits: ExpandLimits, *, expanded_bytes: int, r
     if expanded_bytes > limits.max_bytes:
         reason = (
             f"more than {limits.max_bytes} bytes once decompressed (the limit, {limits.bytes_variable}); "
-            f"split it into smaller files"
+            f"split it into smaller parts"
         )
     elif rows > limits.max_rows:
-        reason = f"more than {limits.max_rows} rows (the limit, {limits.rows_variable}); split it into smaller files"
+        reason = f"more than {limits.max_rows} rows (the limit, {limits.rows_variable}); split it into smaller parts"
     else:
         return
     raise HistoryTooLargeError(f"{filename}: too large: {reason}", [Rejection(0, "", f"too large: {reason}")])
