@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from twinops.lines.models import Line
 from twinops.lines.selectors import tag_units
+from twinops.modeling.selectors import twin_promoted
 from twinops.recommendations import plots, selectors
 from twinops.recommendations.models import Recommendation
 
@@ -24,7 +25,13 @@ def recommendation_context(*, line: Line, selected_id: int | None) -> dict[str, 
             selected = selectors.recommendation_get(line=line, pk=selected_id)
         except Recommendation.DoesNotExist:
             raise Http404(f"{line.key} has no recommendation {selected_id}") from None
-    context: dict[str, Any] = {"line": line, "recommendations": recs, "selected": selected, "now": timezone.now()}
+    context: dict[str, Any] = {
+        "line": line,
+        "recommendations": recs,
+        "selected": selected,
+        "now": timezone.now(),
+        "promoted": twin_promoted(line=line),
+    }
     if selected is not None:
         units = tag_units(line=line)
         context |= {
