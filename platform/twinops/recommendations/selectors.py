@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,8 +13,8 @@ from django.db.models import QuerySet
 
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_ids_proposing
-from twinops.modeling.selectors import twin_line_ids
-from twinops.recommendations.models import Recommendation
+from twinops.modeling.selectors import twin_line_ids, twin_promoted
+from twinops.recommendations.models import Outcome, Recommendation
 from twinops.telemetry.selectors import training_window
 from twins import Twin, TwinDataset
 
@@ -26,6 +28,14 @@ def recommendations_for_line(*, line: Line, limit: int = 50) -> list[Recommendat
 def recommendation_get(*, line: Line, pk: int) -> Recommendation:
     """Return one recommendation of a line; raise Recommendation.DoesNotExist if there is none."""
     return Recommendation.objects.select_related("line").get(line=line, pk=pk)
+
+
+def recommendation_last_approved(*, line: Line, before: Recommendation) -> Recommendation | None:
+    """Return the line's newest approved proposal made before `before`, or None."""
+    rows = Recommendation.objects.filter(
+        line=line, status=Recommendation.Status.APPROVED, created_at__lt=before.created_at
+    )
+    return rows.select_related("spec_version", "twin_version").defer("twin_version__checkpoint").first()
 
 
 def recommendation_in_slot(*, line: Line, slot: datetime) -> Recommendation | None:
@@ -87,6 +97,77 @@ def lines_to_recommend() -> list[int]:
     return [pk for pk in twin_line_ids() if pk in proposing]
 
 
+SIGNED_TAG_FIELDS = (
+    "limits",
+    "safety_limits",
+    "max_move_per_step",
+    "ramp_rate_per_min",
+    "dual_approval_above",
+    "opcua_node",
+)
+
+
+def plan_scaled(rec: Recommendation, *, scale: float) -> dict[str, list[float]]:
+    """Return the proposal's MV plan moved `scale` of the way from the current setpoints (1: as proposed)."""
+    start = rec.inputs.get("current_mv") or {}
+    plan = rec.plan.get("mv_plan") or {}
+    if scale == 1.0:
+        return {mv: [float(v) for v in steps] for mv, steps in plan.items()}
+    return {mv: [start[mv] + scale * (float(v) - start[mv]) for v in steps] for mv, steps in plan.items()}
+
+
+def proposal_content(rec: Recommendation, *, scale: float) -> dict[str, Any]:
+    """Return what a signature on this proposal covers: the plan, the limits, the spec and twin versions in force.
+
+    The spec and twin are the line's current ones, so that when either changes after signing, the content (and its
+    hash) changes and the signature no longer applies.
+    """
+    line = rec.line
+    spec = line.current_spec
+    twin = twin_promoted(line=line)
+    tags = (spec.document.get("tags") or []) if spec is not None else []
+    return {
+        "recommendation": rec.pk,
+        "line": line.key,
+        "slot": rec.slot.isoformat(),
+        "inputs_sha256": rec.inputs_sha256,
+        "scale": float(scale),
+        "start_mv": rec.inputs.get("current_mv") or {},
+        "mv_plan": plan_scaled(rec, scale=scale),
+        "limits": {t["name"]: {f: t[f] for f in SIGNED_TAG_FIELDS if f in t} for t in tags},
+        "spec_version": None if spec is None else {"id": spec.pk, "version": spec.version, "sha256": spec.sha256},
+        "twin_version": None
+        if twin is None
+        else {"id": twin.pk, "version": twin.version, "checkpoint_sha256": twin.checkpoint_sha256},
+    }
+
+
+def proposal_content_sha256(rec: Recommendation, *, scale: float) -> str:
+    """Return the SHA-256 of the proposal's content as a signature covers it (canonical JSON, UTF-8)."""
+    text = json.dumps(
+        proposal_content(rec, scale=scale), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dual_approval_moves(rec: Recommendation, *, scale: float) -> dict[str, tuple[float, float]]:
+    """Return, per MV whose spec sets `dual_approval_above`, (largest move from now over the plan, the threshold)."""
+    spec = rec.line.current_spec
+    start = rec.inputs.get("current_mv") or {}
+    plan = plan_scaled(rec, scale=scale)
+    out: dict[str, tuple[float, float]] = {}
+    for tag in (spec.document.get("tags") or []) if spec is not None else []:
+        name, above = tag["name"], tag.get("dual_approval_above")
+        if above is not None and name in plan:
+            out[name] = (max((abs(v - start[name]) for v in plan[name]), default=0.0), float(above))
+    return out
+
+
+def signatures_needed(rec: Recommendation, *, scale: float) -> int:
+    """Return how many approvals by different engineers the proposal needs: 2 when a move exceeds its threshold."""
+    return 2 if any(move > above for move, above in dual_approval_moves(rec, scale=scale).values()) else 1
+
+
 # --- outcomes -------------------------------------------------------------------------------------------------------
 OUTCOME_STATUSES = ("shadow", "approved")  # proposals whose outcome is recorded (approved: released, or being released)
 
@@ -117,3 +198,21 @@ def outcome_measurements(
     )
     values = np.asarray(window.values, dtype=np.float64)  # (steps, n_tags), NaN where no good sample
     return {str(name): [None if np.isnan(v) else float(v) for v in values[:, j]] for j, name in enumerate(window.tags)}
+
+
+def recommendations_since(*, line: Line, since: datetime) -> list[Recommendation]:
+    """Return a line's recommendations made since a time (status, reason and times only), oldest first."""
+    rows = Recommendation.objects.filter(line=line, created_at__gte=since).only(
+        "status", "reason", "slot", "created_at", "decided_at"
+    )
+    return list(rows.order_by("created_at", "id"))
+
+
+def outcomes_since(*, line: Line, since: datetime) -> list[Outcome]:
+    """Return the outcomes of a line's proposals whose horizon started since a time, oldest first."""
+    return list(Outcome.objects.filter(recommendation__line=line, start__gte=since).order_by("start", "id"))
+
+
+def outcome_of(*, rec: Recommendation) -> Outcome | None:
+    """Return a proposal's recorded outcome, or None."""
+    return Outcome.objects.filter(recommendation=rec).first()

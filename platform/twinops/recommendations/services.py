@@ -18,26 +18,32 @@ from optimizer import MpcResult, MpcSpec
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
 from twinops.core.jsonable import json_plain
+from twinops.core.logins import lockout_minutes, login_failure_record, login_locked
+from twinops.core.roles import capability_require
 from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
 from twinops.recommendations import conf, outcomes
-from twinops.recommendations.models import Outcome, Recommendation
+from twinops.recommendations.models import Outcome, Recommendation, Signature
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
 from twinops.recommendations.selectors import (
     OUTCOME_STATUSES,
     outcome_candidates,
     outcome_measurements,
+    plan_scaled,
+    proposal_content_sha256,
     recent_window,
     recommendation_in_slot,
     release_marks,
+    signatures_needed,
 )
 from twinops.telemetry import conf as telemetry_conf
 from twinops.telemetry.selectors import LatestSample, TagFreshness, freshness_limit_s, tag_freshness
 from twins import CheckpointError, Twin
 
 log = logging.getLogger(__name__)
-Status: Any = Recommendation.Status  # Any: without django-stubs, mypy reads the members as (value, label) tuples
+Status: Any = Recommendation.Status
+Meaning: Any = Signature.Meaning  # Any: without django-stubs, mypy reads the members as (value, label) tuples
 
 
 @dataclass
@@ -342,6 +348,243 @@ def recommendations_expire(*, now: datetime | None = None, actor: ActorLike = "s
             .values_list("pk", flat=True)
         )
         return _expire(due, reason="expired: not acted on before its expiry time", actor=Actor.of(actor), now=now)
+
+
+# --- review: signatures ----------------------------------------------------------------------------------------------
+
+
+class SigningError(ValueError):
+    """A signature was refused; the message says why and who can act. Nothing was signed."""
+
+
+MEANINGS = {"approve": Meaning.APPROVED, "reject": Meaning.REJECTED}
+
+
+def proposal_sign(
+    *,
+    recommendation_id: int,
+    actor: ActorLike,
+    password: str,
+    decision: str,
+    reason: str = "",
+    scale: float = 1.0,
+    client: str = "",
+    now: datetime | None = None,
+) -> Recommendation:
+    """Sign a pending proposal as approved for release or rejected, with the signer's password re-entered.
+
+    `scale` below 1 approves smaller moves: the plan moved `scale` of the way from the current setpoints, re-simulated
+    on the twin and re-checked against every limit before it can be signed. A proposal whose largest move exceeds a
+    spec's `dual_approval_above` needs two approvals by different engineers. Every refusal is audited; a wrong
+    password counts as a failed login. `client` is the signer's address (the web request's, "cli" from the shell).
+    """
+    who = Actor.of(actor)
+    if decision not in MEANINGS:
+        raise ValueError(f"decision must be approve or reject, not {decision!r}")
+    meaning = MEANINGS[decision]
+    if not who.person or who.user is None:
+        raise SigningError("only a signed-in person can sign a proposal")
+    capability_require(actor=who, capability="approve_proposal")
+    user: Any = who.user
+    username = user.get_username()
+    if login_locked(username=username, client=client):
+        _signature_refused(who, recommendation_id, meaning, f"too many failed password attempts for {username}")
+        raise SigningError(f"Too many failed password attempts. Try again in {lockout_minutes()} minutes.")
+    if not user.check_password(password):
+        login_failure_record(username=username, client=client)
+        _signature_refused(who, recommendation_id, meaning, "wrong password")
+        raise SigningError("Wrong password: nothing was signed.")
+    reason = reason.strip()
+    if meaning == Meaning.REJECTED and not reason:
+        raise SigningError("Give a reason for rejecting the proposal.")
+    if not (isinstance(scale, float | int) and math.isfinite(scale) and 0.0 < scale <= 1.0):
+        raise SigningError(f"The scale of the moves must be above 0 and at most 1 (100 %), not {scale!r}.")
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            rec = Recommendation.objects.select_for_update().select_related("line").get(pk=recommendation_id)
+            problem = _unsignable(rec, who, now)
+            if problem:
+                raise SigningError(problem)
+            if meaning == Meaning.REJECTED:
+                return _reject(rec, who, reason, now)
+            return _approve(rec, who, reason, float(scale), now)
+    except Recommendation.DoesNotExist:
+        raise SigningError(f"There is no proposal {recommendation_id}.") from None
+    except SigningError as e:
+        _signature_refused(who, recommendation_id, meaning, str(e))
+        raise
+
+
+def _unsignable(rec: Recommendation, who: Actor, now: datetime) -> str:
+    """Return why this proposal cannot be signed now by this person ('' when it can)."""
+    if rec.status != Status.PENDING:
+        why = {
+            Status.SHADOW: "it was made while the line was in shadow mode; shadow proposals are never released",
+            Status.APPROVED: "it is already approved",
+            Status.REJECTED: "it is already rejected",
+            Status.EXPIRED: f"it expired ({rec.reason})",
+            Status.WITHHELD: f"it was withheld and has no plan ({rec.reason})",
+            Status.FAILED: f"it failed and has no plan ({rec.reason})",
+        }.get(Status(rec.status), rec.status)
+        return f"Proposal {rec.pk} cannot be signed: {why}."
+    if rec.expires_at <= now:
+        return f"Proposal {rec.pk} expired at {rec.expires_at:%Y-%m-%d %H:%M:%S} UTC; wait for the next one."
+    line = rec.line
+    if line.mode != Line.Mode.ADVISORY:
+        return (
+            f"Line {line.key} is in {line.mode} mode; only proposals of a line in advisory mode can be signed "
+            "(an engineer or admin changes the mode on the line's page)."
+        )
+    spec = line.current_spec
+    if spec is None or rec.spec_version_id != spec.pk:
+        return f"The spec of line {line.key} changed since proposal {rec.pk} was made; the next proposal uses it."
+    twin = twin_promoted(line=line)
+    if twin is None or rec.twin_version_id != twin.pk:
+        return (
+            f"The promoted twin of line {line.key} changed since proposal {rec.pk} was made; the next proposal uses it."
+        )
+    if any(s.user_id == getattr(who.user, "pk", None) for s in rec.signatures.all()):
+        return f"You already signed proposal {rec.pk}; a second engineer must sign it."
+    return ""
+
+
+def _reject(rec: Recommendation, who: Actor, reason: str, now: datetime) -> Recommendation:
+    sig = _signature_create(rec, who, Meaning.REJECTED, reason, 1.0, now)
+    rec.status, rec.decided_at = Status.REJECTED, now
+    rec.save(update_fields=["status", "decided_at"])
+    audit_record(
+        actor=who,
+        action="proposal.rejected",
+        obj=rec,
+        reason=reason,
+        at=now,
+        before={"status": "pending"},
+        after={"status": "rejected", "signature": _signature_json(sig)},
+    )
+    return rec
+
+
+def _approve(rec: Recommendation, who: Actor, reason: str, scale: float, now: datetime) -> Recommendation:
+    earlier = [s for s in rec.signatures.all() if s.meaning == Meaning.APPROVED]
+    if earlier and earlier[0].scale != scale:
+        raise SigningError(
+            f"{earlier[0].full_name or earlier[0].username} approved the moves at {earlier[0].scale:.0%}; "
+            "approve the same plan or reject it."
+        )
+    checked = rec.result if scale == 1.0 else _plan_checked(rec, scale)
+    digest = proposal_content_sha256(rec, scale=scale)
+    if earlier and earlier[0].content_sha256 != digest:
+        raise SigningError("What the first engineer signed has changed since (plan, limits, spec or twin); not signed.")
+    sig = _signature_create(rec, who, Meaning.APPROVED, reason, scale, now)
+    needed = signatures_needed(rec, scale=scale)
+    if len(earlier) + 1 < needed:
+        audit_record(
+            actor=who,
+            action="proposal.signed",
+            obj=rec,
+            reason=reason,
+            at=now,
+            after={"signature": _signature_json(sig), "signatures": len(earlier) + 1, "needed": needed},
+        )
+        return rec
+    assert checked is not None
+    rec.status, rec.decided_at = Status.APPROVED, now
+    rec.approved_plan = json_plain(
+        {
+            "scale": scale,
+            "start_mv": rec.inputs.get("current_mv") or {},
+            "mv_plan": plan_scaled(rec, scale=scale),
+            "cv_mean": checked.get("cv_mean"),
+            "cv_lo": checked.get("cv_lo"),
+            "cv_hi": checked.get("cv_hi"),
+            "cv_hold_mean": checked.get("cv_hold_mean"),
+            "expected_gain": checked.get("objective_gain"),
+            "sample_period_s": checked.get("sample_period_s"),
+            "content_sha256": digest,
+        }
+    )
+    rec.save(update_fields=["status", "decided_at", "approved_plan"])
+    audit_record(
+        actor=who,
+        action="proposal.approved",
+        obj=rec,
+        reason=reason,
+        at=now,
+        before={"status": "pending"},
+        after={
+            "status": "approved",
+            "scale": scale,
+            "content_sha256": digest,
+            "signatures": [_signature_json(s) for s in rec.signatures.all()],
+        },
+    )
+    return rec
+
+
+def _plan_checked(rec: Recommendation, scale: float) -> dict[str, Any]:
+    """Re-simulate the scaled plan on the proposal's twin from its data window; raise SigningError if a limit breaks."""
+    version = rec.twin_version
+    assert version is not None and rec.spec_version is not None and rec.window_end is not None
+    twin = twin_cached(version=version)
+    spec = MpcSpec.from_line_spec(rec.spec_version.document)
+    settings = conf.mpc_settings(twin_horizon=twin.config.horizon)
+    controller = controller_cached(version=version, twin=twin, spec=spec, settings=settings)
+    window = recent_window(line=rec.line, twin=twin, last=rec.window_end, rows=twin.config.window)
+    z = twin.encode(window.dataset, np.array([len(window.dataset) - 1]))
+    result = controller.evaluate_plan(
+        z0=z[:, 0, :],
+        mv=rec.inputs["current_mv"],
+        plan=plan_scaled(rec, scale=scale),
+        dv_forecast=rec.inputs.get("current_dv") or {},
+        spec=spec,
+        cv_bias=rec.inputs.get("cv_bias"),
+    )
+    if not result.has_proposal:
+        raise SigningError(f"The moves at {scale:.0%} cannot be signed: {result.message}.")
+    return result.to_dict()
+
+
+def _signature_create(
+    rec: Recommendation, who: Actor, meaning: str, reason: str, scale: float, now: datetime
+) -> Signature:
+    user: Any = who.user
+    return Signature.objects.create(
+        recommendation=rec,
+        user=user,
+        username=user.get_username(),
+        full_name=user.get_full_name() or user.get_username(),
+        meaning=meaning,
+        reason=reason,
+        signed_at=now,
+        scale=scale,
+        content_sha256=proposal_content_sha256(rec, scale=scale),
+    )
+
+
+def _signature_json(sig: Signature) -> dict[str, Any]:
+    return {
+        "username": sig.username,
+        "full_name": sig.full_name,
+        "meaning": sig.get_meaning_display(),
+        "signed_at": sig.signed_at,
+        "reason": sig.reason,
+        "scale": sig.scale,
+        "content_sha256": sig.content_sha256,
+    }
+
+
+def _signature_refused(who: Actor, recommendation_id: int, meaning: str, why: str) -> None:
+    """Audit a refused signature in its own transaction (the refusal itself must not be lost)."""
+    with transaction.atomic():
+        audit_record(
+            actor=who,
+            action="proposal.signature_refused",
+            object_type="recommendations.recommendation",
+            object_id=str(recommendation_id),
+            reason=why,
+            after={"meaning": str(meaning)},
+        )
 
 
 # --- outcomes -------------------------------------------------------------------------------------------------------

@@ -149,3 +149,25 @@ def _utc(value: datetime) -> datetime:
     if timezone.is_naive(value):
         return timezone.make_aware(value, UTC)
     return value.astimezone(UTC)
+
+
+class SignForm(forms.Form):
+    """An engineer's signature on a proposal: the decision, the password re-entered, a reason, the share of the moves."""
+
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+    password = forms.CharField(strip=False, widget=forms.PasswordInput, max_length=4096)
+    reason = forms.CharField(required=False, max_length=2000)
+    scale_percent = forms.IntegerField(required=False, min_value=1, max_value=100)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("decision") == "reject" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Give a reason for rejecting the proposal.")
+        return data
+
+
+class ModeForm(forms.Form):
+    """A line's new mode and why."""
+
+    mode = forms.ChoiceField(choices=[("off", "off"), ("shadow", "shadow"), ("advisory", "advisory")])
+    reason = forms.CharField(max_length=2000, error_messages={"required": "Give a reason for changing the mode."})

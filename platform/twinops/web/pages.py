@@ -8,10 +8,20 @@ from datetime import datetime
 from typing import Any
 
 from django.http import Http404
+from django.utils import timezone
 
+from twinops.core.roles import user_can
 from twinops.lines.models import Line, SpecVersion, Tag
-from twinops.lines.selectors import line_tags, spec_diff
+from twinops.lines.selectors import line_tags, spec_diff, tag_units
 from twinops.lines.spec import ParsedSpec
+from twinops.recommendations.models import Recommendation
+from twinops.recommendations.pages import charts as rec_charts
+from twinops.recommendations.selectors import (
+    dual_approval_moves,
+    recommendation_get,
+    recommendation_last_approved,
+    signatures_needed,
+)
 from twinops.telemetry.models import HistoryImportJob
 from twinops.telemetry.selectors import (
     ChartSeries,
@@ -20,6 +30,7 @@ from twinops.telemetry.selectors import (
     chart_series,
     freshness_limit_s,
     import_job_get,
+    import_jobs_ahead,
     quality_summary,
     tag_freshness,
 )
@@ -192,4 +203,172 @@ def import_context(*, job_id: int) -> dict[str, Any]:
         raise Http404(f"No import job {job_id}.") from None
     finished = job.status in (HistoryImportJob.Status.DONE, HistoryImportJob.Status.FAILED)
     percent = 100 if job.status == HistoryImportJob.Status.DONE else int(min(99.0, max(0.0, job.progress)))
-    return {"job": job, "percent": percent, "finished": finished, "result": job.result or {}}
+    waiting_for = import_waiting_for(job=job) if job.status == HistoryImportJob.Status.QUEUED else ""
+    return {
+        "job": job,
+        "percent": percent,
+        "finished": finished,
+        "result": job.result or {},
+        "waiting_for": waiting_for,
+    }
+
+
+IMPORT_UNCLAIMED_WARN_S = 60  # a queued import nobody took for this long: say that no ingest worker may be running
+
+
+def import_waiting_for(*, job: HistoryImportJob, now: datetime | None = None) -> str:
+    """Say what a queued import waits for: imports ahead of it, or an ingest worker to take it."""
+    ahead = import_jobs_ahead(job=job)
+    if ahead:
+        return (
+            f"Waiting for the ingest worker: {ahead} import{'s' if ahead != 1 else ''} ahead of this one "
+            "(imports have a worker of their own; twin training never holds them up)."
+        )
+    waited_s = ((now or timezone.now()) - job.created_at).total_seconds()
+    if waited_s >= IMPORT_UNCLAIMED_WARN_S:
+        return (
+            f"No ingest worker has taken this import in {waited_s:.0f} s: is a worker for the ingest queue running "
+            "(`twinops up`, or `twinops worker -Q ingest`)?"
+        )
+    return (
+        "Waiting for the ingest worker to take it (imports have a worker of their own; training never holds them up)."
+    )
+
+
+# --- proposal review ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReviewMove:
+    """One MV of a proposal as the engineer reviews it: where it is, where it goes, and every limit on the way."""
+
+    name: str
+    unit: str
+    current: float | None
+    proposed: float
+    low: float | None
+    high: float | None
+    max_move: float | None
+    ramp_per_min: float | None
+    largest_move: float  # furthest the plan takes the setpoint from the current one
+    dual_above: float | None  # beyond this move, two engineers must sign
+    active: list[str]
+
+    @property
+    def move(self) -> float:
+        return self.proposed - (self.current or 0.0)
+
+    @property
+    def needs_two(self) -> bool:
+        return self.dual_above is not None and self.largest_move > self.dual_above
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing that differs from the line's last approved proposal."""
+
+    what: str
+    before: str
+    now: str
+
+
+def review_context(*, line: Line, rec_id: int, user: Any, now: datetime | None = None) -> dict[str, Any]:
+    """Return everything the engineer needs to decide on one proposal in under a minute."""
+    now = now or timezone.now()
+    try:
+        rec = recommendation_get(line=line, pk=rec_id)
+    except Recommendation.DoesNotExist:
+        raise Http404(f"{line.key} has no proposal {rec_id}") from None
+    units = tag_units(line=line)
+    signatures = list(rec.signatures.all())
+    approvals = [s for s in signatures if s.meaning == "approved"]
+    scale = approvals[0].scale if approvals else 1.0
+    freshness = tag_freshness(line=line, now=now)
+    names = {*rec.inputs.get("latest", {})}
+    context: dict[str, Any] = {
+        "line": line,
+        "rec": rec,
+        "now": now,
+        "moves": review_moves(rec, units) if rec.has_proposal else [],
+        "charts": rec_charts(rec, units),
+        "signatures": signatures,
+        "needed": signatures_needed(rec, scale=scale) if rec.has_proposal else 1,
+        "approved_scale": scale if approvals else None,
+        "freshness": [freshness[n] for n in sorted(names) if n in freshness],
+        "stale": [f for n, f in freshness.items() if n in names and not f.fresh],
+        "seconds_left": max(0.0, (rec.expires_at - now).total_seconds()),
+        "signable": _signable(rec, line, user, now),
+        "changes": changes_since_approved(rec),
+        "twin_verdict": _twin_verdict(rec),
+    }
+    return context
+
+
+def review_moves(rec: Recommendation, units: dict[str, str]) -> list[ReviewMove]:
+    """Return the review table's rows: one per MV of a proposal with a plan."""
+    plan, limits = rec.plan, rec.inputs.get("limits", {})
+    current = rec.inputs.get("current_mv", {})
+    dual = dual_approval_moves(rec, scale=1.0)
+    active = [str(a).split(":", 1) for a in plan.get("active_constraints", [])]
+    rows = []
+    for name, steps in (plan.get("mv_plan") or {}).items():
+        lim = limits.get(name, {})
+        now_value = current.get(name)
+        rows.append(
+            ReviewMove(
+                name=name,
+                unit=units.get(name, ""),
+                current=now_value,
+                proposed=float(plan["first_setpoint"][name]),
+                low=lim.get("low"),
+                high=lim.get("high"),
+                max_move=lim.get("max_move_per_step"),
+                ramp_per_min=lim.get("ramp_rate_per_min"),
+                largest_move=max((abs(v - (now_value or 0.0)) for v in steps), default=0.0),
+                dual_above=dual[name][1] if name in dual else None,
+                active=[kind for tag, kind in active if tag == name],
+            )
+        )
+    return rows
+
+
+def changes_since_approved(rec: Recommendation) -> tuple[Recommendation | None, list[Change]]:
+    """Return the line's last approved proposal before this one and what differs from it."""
+    last = recommendation_last_approved(line=rec.line, before=rec)
+    if last is None:
+        return None, []
+    changes = []
+    if last.spec_version_id != rec.spec_version_id:
+        changes.append(Change("line spec", _version(last.spec_version), _version(rec.spec_version)))
+    if last.twin_version_id != rec.twin_version_id:
+        changes.append(Change("twin", _version(last.twin_version), _version(rec.twin_version)))
+    was = (last.approved_plan or {}).get("mv_plan") or {}
+    for name, value in (rec.inputs.get("current_mv") or {}).items():
+        if name in was and was[name]:
+            changes.append(Change(f"{name} setpoint", f"{was[name][-1]:.4g} planned", f"{value:.4g} now"))
+    return last, changes
+
+
+def _version(v: Any) -> str:
+    return "none" if v is None else f"v{v.version}"
+
+
+def _signable(rec: Recommendation, line: Line, user: Any, now: datetime) -> str:
+    """Return 'yes' when this user may sign now, else why not (shown beside the disabled buttons)."""
+    if not user_can(user, "approve_proposal"):
+        return "Only an engineer (or admin) can approve or reject proposals."
+    if rec.status != "pending":
+        return f"This proposal is {rec.get_status_display()}; there is nothing to sign."
+    if rec.expires_at <= now:
+        return "This proposal has expired; the next one comes within minutes."
+    if line.mode != Line.Mode.ADVISORY:
+        return f"The line is in {line.mode} mode: switch it to advisory on the line's page to sign proposals."
+    if any(s.user_id == user.pk for s in rec.signatures.all()):
+        return "You signed this proposal; a second engineer must sign it."
+    return "yes"
+
+
+def _twin_verdict(rec: Recommendation) -> str:
+    v = rec.twin_version
+    if v is None:
+        return ""
+    report = v.report or {}
+    return str(report.get("reason") or ("promotable" if v.promotable else "not promotable"))

@@ -14,4 +14,7 @@ urlpatterns = [
     path("lines/<slug:key>/", views.line_detail, name="line-detail"),
     path("lines/<slug:key>/chart/", views.line_chart, name="line-chart"),
     path("lines/<slug:key>/versions/", views.line_versions, name="line-versions"),
+    path("lines/<slug:key>/mode/", views.line_mode, name="line-mode"),
+    path("lines/<slug:key>/proposals/<int:rec_id>/", views.proposal_review, name="proposal-review"),
+    path("lines/<slug:key>/proposals/<int:rec_id>/sign/", views.proposal_signature, name="proposal-sign"),
 ]

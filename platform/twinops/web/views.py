@@ -14,10 +14,11 @@ from twinops.core.roles import require_capability
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_list as lines_all
 from twinops.lines.selectors import line_tags, spec_versions
-from twinops.lines.services import SpecError, spec_parse
+from twinops.lines.services import SpecError, line_mode_set, spec_parse
 from twinops.lines.shortcuts import line_or_404
+from twinops.recommendations.services import SigningError, proposal_sign
 from twinops.web import drafts, pages
-from twinops.web.forms import ChartForm, OnboardConfirmForm, SpecUploadForm
+from twinops.web.forms import ChartForm, ModeForm, OnboardConfirmForm, SignForm, SpecUploadForm
 
 
 # --- lines ------------------------------------------------------------------------------------------------------
@@ -37,7 +38,8 @@ def line_detail(request: HttpRequest, key: str) -> HttpResponse:
     chart = pages.chart_context(
         line=line, form=_chart_form(request, line), now=timezone.now(), latest=quality["latest"]
     )
-    return render(request, "web/line_detail.html", {"line": line, **quality, **chart})
+    modes = Line.Mode.choices
+    return render(request, "web/line_detail.html", {"line": line, "modes": modes, **quality, **chart})
 
 
 @require_GET
@@ -140,3 +142,65 @@ def import_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 def import_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     """Return the progress partial; it polls itself (htmx) until the import has finished."""
     return render(request, "web/partials/import_progress.html", pages.import_context(job_id=job_id))
+
+
+# --- line mode and proposal review ---------------------------------------------------------------------------------
+@require_POST
+@require_capability("approve_proposal")
+def line_mode(request: HttpRequest, key: str) -> HttpResponse:
+    """Switch the line off, to shadow or to advisory, with a reason (engineer or admin)."""
+    line = line_or_404(key)
+    form = ModeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    else:
+        try:
+            line_mode_set(
+                line=line, mode=form.cleaned_data["mode"], actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ValueError as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, f"{line.name} is now in {line.mode} mode.")
+    return redirect("line-detail", key)
+
+
+@require_GET
+@require_capability("view_plant")
+def proposal_review(request: HttpRequest, key: str, rec_id: int) -> HttpResponse:
+    """Show one proposal for review: moves and limits, predictions against holding, trust, expiry, signatures."""
+    line = line_or_404(key)
+    return render(
+        request, "web/proposal_review.html", pages.review_context(line=line, rec_id=rec_id, user=request.user)
+    )
+
+
+@require_POST
+@require_capability("approve_proposal")
+def proposal_signature(request: HttpRequest, key: str, rec_id: int) -> HttpResponse:
+    """Sign a proposal approved (all or smaller moves) or rejected, with the password re-entered."""
+    line = line_or_404(key)
+    pages.review_context(line=line, rec_id=rec_id, user=request.user)  # 404 unless the proposal is this line's
+    form = SignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("proposal-review", key, rec_id)
+    data = form.cleaned_data
+    try:
+        rec = proposal_sign(
+            recommendation_id=rec_id,
+            actor=request.user,
+            password=data["password"],
+            decision=data["decision"],
+            reason=data["reason"] or "",
+            scale=(data["scale_percent"] or 100) / 100,
+            client=request.META.get("REMOTE_ADDR", ""),
+        )
+    except SigningError as e:
+        messages.error(request, str(e))
+    else:
+        if rec.status == "pending":
+            messages.success(request, f"Signed. Proposal {rec.pk} needs a second engineer's signature before release.")
+        else:
+            messages.success(request, f"Proposal {rec.pk} is {rec.get_status_display()}; your signature is recorded.")
+    return redirect("proposal-review", key, rec_id)

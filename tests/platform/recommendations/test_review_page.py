@@ -1,0 +1,109 @@
+"""The review page: an engineer decides on a proposal in the browser; other roles see it but cannot sign."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from twinops.accounts.services import user_create
+from twinops.audit.models import AuditEvent
+from twinops.core.logins import login_failures_clear
+from twinops.recommendations.models import Recommendation
+from twinops.recommendations.services import recommendation_create
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "a-Long-password-1"
+
+
+def client_for(username: str, role: str) -> tuple[Client, Any]:
+    user = user_create(username=username, role=role, password=PASSWORD, actor="system:test")
+    c = Client()
+    c.force_login(user)
+    login_failures_clear(username=username, client="127.0.0.1")
+    return c, user
+
+
+@pytest.fixture
+def pending(ready: tuple[Any, Any]) -> Recommendation:
+    line, now = ready
+    rec = recommendation_create(line=line, actor="system:test", now=now)
+    assert rec.status == "pending", rec.reason
+    # the page and the form work on the wall clock: keep the proposal valid and its data fresh for them
+    Recommendation.objects.filter(pk=rec.pk).update(expires_at=timezone.now() + (rec.expires_at - rec.created_at))
+    rec.refresh_from_db()
+    return rec
+
+
+def url(rec: Recommendation, sign: bool = False) -> str:
+    return f"/lines/{rec.line.key}/proposals/{rec.pk}/" + ("sign/" if sign else "")
+
+
+def test_the_engineer_sees_moves_limits_trust_and_the_sign_forms(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    page = c.get(url(pending)).content.decode()
+    assert "pump_flow_m3_h" in page and "Largest move in plan" in page and "Max move / step" in page
+    assert "OOD score" in page and "Expected gain" in page and "mode: advisory" in page
+    assert 'id="approve"' in page and 'id="reject"' in page and "expires in" in page
+
+
+@pytest.mark.parametrize("role", ["data", "auditor"])
+def test_other_roles_see_no_buttons_and_get_403_when_posting(pending: Recommendation, role: str) -> None:
+    c, _ = client_for(f"x_{role}", role)
+    page = c.get(url(pending)).content.decode()
+    assert 'id="approve"' not in page
+    assert "Only an engineer (or admin) can approve or reject proposals." in page
+    answer = c.post(url(pending, sign=True), {"decision": "approve", "password": PASSWORD})
+    assert answer.status_code == 403
+    pending.refresh_from_db()
+    assert pending.status == "pending" and not pending.signatures.exists()
+
+
+def test_approving_in_the_form_signs_and_the_page_shows_the_signature(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    answer = c.post(url(pending, sign=True), {"decision": "approve", "password": PASSWORD, "scale_percent": "100"})
+    assert answer.status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == "approved"
+    page = c.get(url(pending)).content.decode()
+    assert "approved for release</strong> by ada" in page and "your signature is recorded" in page
+
+
+def test_a_wrong_password_in_the_form_is_refused_with_a_clear_message(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    answer = c.post(url(pending, sign=True), {"decision": "approve", "password": "nope"}, follow=True)
+    assert "Wrong password: nothing was signed." in answer.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+    assert AuditEvent.objects.filter(action="proposal.signature_refused", reason="wrong password").exists()
+
+
+def test_rejecting_without_a_reason_is_refused_by_the_form(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    answer = c.post(url(pending, sign=True), {"decision": "reject", "password": PASSWORD}, follow=True)
+    assert "Give a reason for rejecting the proposal." in answer.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_a_proposal_of_another_line_is_404(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    assert c.get(f"/lines/{pending.line.key}/proposals/{pending.pk + 999}/").status_code == 404
+
+
+def test_an_engineer_changes_the_mode_on_the_line_page_with_a_reason(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    key = pending.line.key
+    refused = c.post(f"/lines/{key}/mode/", {"mode": "shadow", "reason": ""}, follow=True)
+    assert "Give a reason for changing the mode." in refused.content.decode()
+    done = c.post(f"/lines/{key}/mode/", {"mode": "shadow", "reason": "retuning the level loop"}, follow=True)
+    assert "is now in shadow mode" in done.content.decode() and "mode: shadow" in done.content.decode()
+    page = c.get(url(pending)).content.decode()
+    assert 'id="approve"' not in page and "The line is in shadow mode" in page
+
+
+def test_the_data_role_cannot_change_the_mode(pending: Recommendation) -> None:
+    c, _ = client_for("dora", "data")
+    assert c.post(f"/lines/{pending.line.key}/mode/", {"mode": "off", "reason": "x"}).status_code == 403
