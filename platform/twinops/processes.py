@@ -1,21 +1,48 @@
-"""Run the platform's long-lived processes (web, workers, PLCs, collectors) side by side and stop them in order."""
+"""Run the platform's long-lived processes (web, workers, PLCs, collectors) side by side and stop them in order.
+
+Stopping cleanly, whoever stops us:
+
+- SIGTERM and SIGHUP (a service manager, `docker stop`, a closing terminal) stop the supervisor like Ctrl-C
+  (`stop_on_signals`): the children stop newest first, then the embedded servers.
+- Each child runs in a process group of its own; a child that outlives its grace is killed with its whole group,
+  so a Celery worker's pool processes go with it.
+- Nothing outlives the supervisor, not even after `kill -9`. Each child asks the kernel for SIGTERM when the
+  supervisor dies (Linux's PR_SET_PDEATHSIG), and a watchdog process, started with the first child, reads the
+  children's process groups from a pipe: when the pipe closes (the supervisor is gone, however it ended) it stops
+  every group still alive (SIGKILL after the grace) and releases the supervisor's hold on the embedded PostgreSQL and
+  Redis, which then stop unless another live process holds them. PDEATHSIG alone would not do: it reaches only
+  direct children, not a worker's pool, and the embedded servers are daemons, not children.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from django.conf import settings
 
-from twinops.config.embedded import data_home
+from twinops.config.embedded import data_home, embedded_release
 
-QUEUES = ",".join(settings.TWINOPS_QUEUES)
+GRACE_S = 20.0  # how long a child may take to stop after SIGTERM before its group is killed
+# Celery workers, one per queue group: a history import never waits behind twin training. (name, queues)
+WORKER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("worker", ("ingest", "optimize", "default")),
+    ("worker-train", ("train",)),  # long and heavy; one job at a time; GPU nodes run only this queue
+)
 
 Procs = list[tuple[str, subprocess.Popen[bytes]]]
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_watchdog: list[subprocess.Popen[bytes]] = []  # this process's watchdog, started with its first child
 
 
 class ProcessDied(RuntimeError):
@@ -39,14 +66,34 @@ def log_dir() -> Path:
     return path
 
 
-def start(name: str, cmd: list[str], env: dict[str, str], procs: Procs) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, its output appended to `logs/<name>.log`.
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP stop the supervisor like Ctrl-C does (KeyboardInterrupt, once)."""
 
-    Its own session: Ctrl-C reaches only us, and we stop the children in order.
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a second one must not interrupt the orderly stop
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], procs: Procs) -> subprocess.Popen[bytes]:
+    """Start a child in its own session and process group, its output appended to `logs/<name>.log`.
+
+    Its own session: Ctrl-C and a closing terminal reach only us, and we stop the children in order.
     """
     with open(log_dir() / f"{name.replace(' ', '-')}.log", "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
     procs.append((name, proc))
+    _watchdog_tell(proc.pid)
     return proc
 
 
@@ -57,19 +104,54 @@ def check_alive(procs: Procs) -> None:
             raise ProcessDied(f"{name} stopped unexpectedly (exit code {p.returncode})")
 
 
-def stop_all(procs: Procs, grace_s: float = 20.0) -> None:
-    """Stop children newest first, each before the next (SIGTERM: Celery's warm shutdown), killing laggards.
+def stop_all(procs: Procs, grace_s: float = GRACE_S) -> None:
+    """Stop children newest first, each before the next (SIGTERM: Celery's warm shutdown), then what is left of its group.
 
-    Newest first: collectors close their sessions before the PLCs they talk to go away.
+    Newest first: collectors close their sessions before the PLCs they talk to go away. A child still running after
+    the grace is killed with its process group, and so is anything its group left behind.
     """
     for _, p in reversed(procs):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        group_kill(p.pid)
+        p.wait()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Return the live (not zombie) processes of a process group, read from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # fields: state, ppid, pgrp, …
+            members.append(int(entry.name))
+    return members
+
+
+def group_kill(pgid: int) -> None:
+    """Kill every process left in a process group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def groups_stop(pgids: list[int], grace_s: float = GRACE_S) -> None:
+    """Stop process groups that are not our children: SIGTERM to each leader, SIGKILL to each group after the grace."""
+    alive = [g for g in pgids if group_members(g)]
+    for pgid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pgid, signal.SIGTERM)  # the leader (pid == pgid); a pgid in use is never handed out as a pid
+    deadline = time.monotonic() + grace_s
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [g for g in alive if group_members(g)]
+    for pgid in alive:
+        group_kill(pgid)
 
 
 def wait_http(url: str, procs: Procs, timeout_s: float = 60.0) -> None:
@@ -97,15 +179,17 @@ def web_worker_beat(
     procs: Procs,
     beat_schedule: str,
 ) -> str:
-    """Start the web server, a Celery worker for every queue and the beat scheduler; return the URL."""
+    """Start the web server, a Celery worker per queue group (WORKER_GROUPS) and the beat scheduler; return the URL.
+
+    `concurrency` is the number of pool processes of the worker for ingest, optimize and default; the training
+    worker trains one twin at a time.
+    """
     start("web", twinops_cmd("runserver", "--noreload", f"{host}:{port}"), env, procs)
     if worker:
-        start(
-            "worker",
-            celery_cmd("worker", "-Q", QUEUES, "-c", str(concurrency), "-n", "twinops@%h", "--loglevel", "WARNING"),
-            env,
-            procs,
-        )
+        for name, queues in WORKER_GROUPS:
+            slots = 1 if queues == ("train",) else concurrency
+            cmd = celery_cmd("worker", "-Q", ",".join(queues), "-c", str(slots), "-n", f"{name}@%h")
+            start(name, [*cmd, "--loglevel", "WARNING"], env, procs)
     if beat:
         start("beat", celery_cmd("beat", "--schedule", beat_schedule, "--loglevel", "WARNING"), env, procs)
     url = f"http://{host}:{port}/"
@@ -113,8 +197,61 @@ def web_worker_beat(
     return url
 
 
+def all_queues() -> str:
+    """Return every Celery queue, comma-separated (what one `twinops worker` serves by default)."""
+    return ",".join(settings.TWINOPS_QUEUES)
+
+
 def supervise(procs: Procs) -> None:
-    """Block until Ctrl-C or until a child dies."""
+    """Block until Ctrl-C (or SIGTERM/SIGHUP after `stop_on_signals`) or until a child dies."""
     while True:
         check_alive(procs)
         time.sleep(0.5)
+
+
+# --- children die with the supervisor -------------------------------------------------------------------------------
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """Return a pre-exec hook that has the kernel send the child SIGTERM when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None  # elsewhere the watchdog alone stops the children
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded before fork: the hook runs between fork and exec
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+def _watchdog_tell(pgid: int) -> None:
+    """Tell this process's watchdog about a child's process group, starting the watchdog first if needed."""
+    if not _watchdog or _watchdog[0].poll() is not None:
+        _watchdog[:] = []
+        with open(log_dir() / "watchdog.log", "ab") as log:
+            _watchdog.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "twinops.processes", str(os.getpid())],
+                    stdin=subprocess.PIPE,  # its end of the pipe closes when we exit, however we exit
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # neither Ctrl-C nor a closing terminal reach it
+                )
+            )
+    pipe = _watchdog[0].stdin
+    assert pipe is not None
+    pipe.write(f"{pgid}\n".encode())
+    pipe.flush()
+
+
+def watchdog_run(supervisor_pid: int) -> None:
+    """Read process groups from stdin until the supervisor is gone; then stop them and release the embedded servers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    pgids = [int(line) for line in sys.stdin.buffer]  # ends when the supervisor's end of the pipe closes
+    groups_stop(pgids)
+    embedded_release(supervisor_pid)
+
+
+if __name__ == "__main__":
+    watchdog_run(int(sys.argv[1]))

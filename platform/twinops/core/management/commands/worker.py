@@ -8,14 +8,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from twinops.processes import QUEUES, celery_cmd
+from twinops.processes import all_queues, celery_cmd
 
 
 class Command(BaseCommand):
     help = "Run a Celery worker. On other machines set DATABASE_URL and REDIS_URL to the shared servers."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("-Q", "--queues", default=QUEUES, help=f"comma-separated queues (default {QUEUES})")
+        queues = all_queues()
+        parser.add_argument("-Q", "--queues", default=queues, help=f"comma-separated queues (default {queues})")
         parser.add_argument("-c", "--concurrency", type=int, default=None)
 
     def handle(self, *args: Any, **opts: Any) -> None:

@@ -25,9 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker here")
         parser.add_argument("--no-beat", action="store_true", help="do not start the Celery beat scheduler")
-        parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+        parser.add_argument(
+            "--concurrency", type=int, default=2, help="pool processes of the ingest/optimize worker (training: 1)"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        processes.stop_on_signals()  # a service manager's SIGTERM or a closing terminal's SIGHUP: like Ctrl-C
         self.stdout.write("Applying migrations…")
         call_command("migrate", interactive=False, verbosity=0)
         logins = [] if settings.PRODUCTION else demo_users_seed()
