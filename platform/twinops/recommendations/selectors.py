@@ -30,6 +30,11 @@ def recommendation_get(*, line: Line, pk: int) -> Recommendation:
     return Recommendation.objects.select_related("line").get(line=line, pk=pk)
 
 
+def recommendation_by_id(*, pk: int) -> Recommendation:
+    """Return one recommendation by id with its line; raise Recommendation.DoesNotExist if there is none."""
+    return Recommendation.objects.select_related("line", "twin_version").defer("twin_version__checkpoint").get(pk=pk)
+
+
 def recommendation_last_approved(*, line: Line, before: Recommendation) -> Recommendation | None:
     """Return the line's newest approved proposal made before `before`, or None."""
     rows = Recommendation.objects.filter(

@@ -1,4 +1,4 @@
-"""`twinops line onboard|list|show|update`: thin wrapper over the onboarding and lines services and selectors.
+"""`twinops line onboard|list|show|update|mode`: thin wrapper over the onboarding and lines services and selectors.
 
 It lives in the onboarding app, not in lines, because `onboard --history` imports telemetry, which sits above lines.
 """
@@ -19,7 +19,7 @@ from twinops.core.actors import Actor
 from twinops.core.progress import ProgressBar
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_list, line_tags, spec_diff, spec_versions
-from twinops.lines.services import SpecError, SpecUnchangedError, spec_version_create
+from twinops.lines.services import SpecError, SpecUnchangedError, line_mode_set, spec_version_create
 from twinops.onboarding.services import line_onboard
 from twinops.telemetry.services import HistoryFileError, ImportResult, Rejection
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []  # onboarding must not fail on an unrelated URL or template check
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{onboard,list,show,update}")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{onboard,list,show,update,mode}")
         onboard = sub.add_parser("onboard", help="Validate a spec and create its line; optionally import history.")
         onboard.add_argument("spec", type=Path, help="line spec, YAML or JSON (docs/line-spec.md)")
         onboard.add_argument("--history", type=Path, help="history file: CSV or Parquet, wide or long")
@@ -51,8 +51,22 @@ class Command(BaseCommand):
         update.add_argument("--reason", required=True, help="why the spec changes (required; audited)")
         update.add_argument("--as", dest="username", help="act as this user (default: the shell user, as cli:NAME)")
 
+        mode = sub.add_parser("mode", help="Switch a line off, to shadow (commissioning) or to advisory.")
+        mode.add_argument("key")
+        mode.add_argument("mode", choices=list(Line.Mode.values))
+        mode.add_argument("--reason", required=True, help="why the mode changes (required; audited)")
+        mode.add_argument("--as", dest="username", help="act as this user (default: the shell user, as cli:NAME)")
+
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"_{options['action']}")(**options)
+
+    def _mode(self, *, key: str, mode: str, reason: str, username: str | None, **_: Any) -> None:
+        actor, line = _actor(username), _line(key)
+        try:
+            line = line_mode_set(line=line, mode=mode, actor=actor, reason=reason)
+        except (PermissionDenied, ValueError) as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(self.style.SUCCESS(f"Line {line.key} is now in {line.mode} mode ({reason})."))
 
     # ------------------------------------------------------------ onboard
 
