@@ -18,3 +18,12 @@ def recommendation_page(request: HttpRequest, key: str) -> HttpResponse:
     line = line_or_404(key)
     selected = int(request.GET["id"]) if request.GET.get("id", "").isdigit() else None
     return render(request, "recommendations/line.html", pages.recommendation_context(line=line, selected_id=selected))
+
+
+@require_GET
+@require_capability("view_plant")
+def kpi_page(request: HttpRequest, key: str) -> HttpResponse:
+    """Show a line's proposal KPIs over the last 24 h, 7 d or 30 d (?period=, default 24h)."""
+    line = line_or_404(key)
+    period = request.GET.get("period", "24h")
+    return render(request, "recommendations/kpis.html", pages.kpi_context(line=line, period=period))

@@ -108,9 +108,7 @@ def test_a_released_proposal_is_measured_against_its_plan_from_the_release(
     assert out.realized_gain_per_h == pytest.approx(out.predicted_gain_per_h, rel=1e-9)
 
 
-def test_a_pending_or_rejected_proposal_gets_no_outcome(
-    ready: Any, ingest: Callable[..., datetime]
-) -> None:
+def test_a_pending_or_rejected_proposal_gets_no_outcome(ready: Any, ingest: Callable[..., datetime]) -> None:
     line, now = ready
     rec = recommendation_create(line=line, actor="system:test", now=now)
     later = now + timedelta(hours=2)
