@@ -17,6 +17,7 @@ from twinops.lines.selectors import line_tags, spec_versions
 from twinops.lines.services import SpecError, line_mode_set, spec_parse
 from twinops.lines.shortcuts import line_or_404
 from twinops.recommendations.services import SigningError, proposal_sign
+from twinops.releases.selectors import release_alarm
 from twinops.web import drafts, pages
 from twinops.web.forms import ChartForm, ModeForm, OnboardConfirmForm, SignForm, SpecUploadForm
 
@@ -39,7 +40,9 @@ def line_detail(request: HttpRequest, key: str) -> HttpResponse:
         line=line, form=_chart_form(request, line), now=timezone.now(), latest=quality["latest"]
     )
     modes = Line.Mode.choices
-    return render(request, "web/line_detail.html", {"line": line, "modes": modes, **quality, **chart})
+    alarm = release_alarm(line=line)  # a release the PLC refused, changed or lost: setpoints held
+    context = {"line": line, "modes": modes, "release_alarm": alarm, **quality, **chart}
+    return render(request, "web/line_detail.html", context)
 
 
 @require_GET

@@ -164,6 +164,13 @@ def test_a_plc_that_clamps_a_write_stops_the_release_with_an_alarm(
     from twinops.releases.selectors import release_alarm
 
     assert release_alarm(line=release_line).message == release.alarm
+    from django.test import Client
+    from django.urls import reverse
+
+    browser = Client()
+    browser.force_login(engineer)
+    page = browser.get(reverse("line-detail", args=[release_line.key])).content.decode()
+    assert 'id="release-alarm"' in page and "F_feed written 20.6, read 20.4" in page
 
 
 def test_a_plc_that_refuses_a_write_out_of_its_range_stops_the_release(
@@ -215,3 +222,135 @@ def test_a_release_to_an_unreachable_plc_writes_nothing_and_raises_an_alarm(
     assert release.status == "failed" and release.writes.count() == 0
     assert "connection to the PLC lost or refused" in release.alarm
     assert _actions() == ["release.failed"]
+
+
+def test_when_the_platform_stops_the_plc_falls_back_to_its_safe_setpoints(release_line, plc_config, tmp_path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with PlcServer(plc_config(heartbeat_timeout_s=2.0)) as plc:
+            agent = await asyncio.to_thread(_agent, release_line, plc, tmp_path, heartbeat_s=0.5)
+            stop = asyncio.Event()
+            task = asyncio.create_task(agent.run(stop))
+            await asyncio.sleep(4.0)  # twice the PLC's timeout: the agent's heartbeat keeps it in remote operation
+            seen["while_running"] = plc.fallback_active
+            stop.set()
+            await task  # the platform stops: no more heartbeat
+            stopped = asyncio.get_running_loop().time()
+            while not plc.fallback_active and asyncio.get_running_loop().time() - stopped < 10:
+                await asyncio.sleep(0.1)
+            seen["after_s"] = asyncio.get_running_loop().time() - stopped
+            seen["fallback"], seen["message"] = plc.fallback_active, plc.message
+
+    asyncio.run(asyncio.wait_for(run(), timeout=60))
+    assert seen["while_running"] is False
+    assert seen["fallback"] is True and "safe setpoints applied" in seen["message"]
+    assert seen["after_s"] < 2.0 + 1.0  # within the PLC's timeout (plus a tick)
+
+
+def test_an_expired_proposal_is_not_released(release_line, plc_config, tmp_path, make_user) -> None:
+    engineer = make_user("engineer")
+
+    async def body(plc: PlcServer, agent: ReleaseAgent) -> None:
+        await _in_thread(_approve_when_fresh(release_line, plc, engineer, ttl_s=-1.0))
+        await until(lambda: (r := _release(release_line)) is not None and r.status != "running")
+
+    _scenario(release_line, plc_config, tmp_path, body)
+    release = _release(release_line)
+    assert release.status == "stopped" and "expired" in release.reason and release.writes.count() == 0
+
+
+def test_an_older_approved_proposal_is_superseded_and_never_written(
+    release_line, plc_config, tmp_path, make_user
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    engineer = make_user("engineer")
+
+    async def body(plc: PlcServer, agent: ReleaseAgent) -> None:
+        def two() -> tuple[Any, Any]:
+            fresh_data(release_line, plc)
+            start = dict(plc.simulator.setpoints)
+            old = approve(
+                release_line,
+                start,
+                ramp_plan(start, move=0.1),
+                engineer=engineer,
+                decided_at=datetime.now(UTC) - timedelta(seconds=30),
+            )
+            new = approve(release_line, start, ramp_plan(start, steps=2), engineer=engineer)
+            return old, new
+
+        seen["old"], seen["new"] = await _in_thread(two)
+        await until(lambda: (r := _release(release_line)) is not None and r.status != "running")
+
+    seen: dict[str, Any] = {}
+    _scenario(release_line, plc_config, tmp_path, body)
+    from twinops.releases.models import Release
+
+    old = Release.objects.get(recommendation=seen["old"])
+    assert old.status == "stopped" and f"superseded by proposal {seen['new'].pk}" in old.reason
+    assert old.writes.count() == 0
+    assert Release.objects.get(recommendation=seen["new"]).status == "finished"
+
+
+def test_a_limit_tightened_after_approval_gets_nothing_written(release_line, plc_config, tmp_path, make_user) -> None:
+    engineer = make_user("engineer")
+
+    async def body(plc: PlcServer, agent: ReleaseAgent) -> None:
+        def approve_then_tighten() -> None:
+            from twinops.lines.services import spec_version_create
+
+            _approve_when_fresh(release_line, plc, engineer)()
+            doc = dict(release_line.current_spec.document)
+            doc["tags"] = [
+                {**t, "limits": {"low": 12.0, "high": 20.1}} if t["name"] == "F_feed" else t for t in doc["tags"]
+            ]
+            import yaml
+
+            spec_version_create(
+                line=release_line,
+                text=yaml.safe_dump(doc),
+                filename="tight.yaml",
+                actor="system:test",
+                reason="F_feed limited by a fouled exchanger",
+            )
+
+        def atomically() -> None:  # the agent must not see the approval before the new spec
+            from django.db import transaction
+
+            with transaction.atomic():
+                approve_then_tighten()
+
+        await _in_thread(atomically)
+        await until(lambda: (r := _release(release_line)) is not None and r.status != "running")
+
+    _scenario(release_line, plc_config, tmp_path, body)
+    release = _release(release_line)
+    assert release.status == "stopped" and release.writes.count() == 0
+    assert "F_feed = 20.3 lies outside its limits [12.0, 20.1] in spec v2" in release.reason
+
+
+def test_an_engineer_stops_a_running_release_and_the_setpoints_hold(
+    release_line, plc_config, tmp_path, make_user
+) -> None:
+    from twinops.releases.services import release_stop
+
+    engineer = make_user("engineer")
+    seen: dict[str, Any] = {}
+
+    async def body(plc: PlcServer, agent: ReleaseAgent) -> None:
+        start = dict(plc.simulator.setpoints)
+        await _in_thread(_approve_when_fresh(release_line, plc, engineer, plan=ramp_plan(start, steps=20)))
+        await until(lambda: (r := _release(release_line)) is not None and r.steps_done >= 2)
+        await _in_thread(lambda: release_stop(line=release_line, actor=engineer, reason="operator asked to hold"))
+        held = plc.simulator.setpoints["F_feed"]
+        await asyncio.sleep(1.5)  # three more periods: nothing more is written
+        seen["held"], seen["now"] = held, plc.simulator.setpoints["F_feed"]
+
+    _scenario(release_line, plc_config, tmp_path, body)
+    release = _release(release_line)
+    assert release.status == "stopped" and "operator asked to hold" in release.reason
+    assert seen["now"] == seen["held"]
+    assert release.steps_done < 20 and release.writes.exclude(status="verified").count() == 0
+    assert _actions()[-1] == "release.stopped"

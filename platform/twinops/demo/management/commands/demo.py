@@ -27,6 +27,8 @@ from twinops.demo.services import (
     demo_twins_promote,
     demo_users_seed,
 )
+from twinops.lines.selectors import line_get
+from twinops.releases.plc import plc_nodes
 
 PROMOTE_EVERY_S = 5.0  # how often the demo looks for a newly trained first twin to promote
 
@@ -68,8 +70,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--heartbeat-timeout",
             type=float,
-            default=3600.0,
-            help="seconds without a platform heartbeat before a PLC falls back to safe setpoints",
+            default=30.0,
+            help="seconds without a platform heartbeat (the release agents') before a PLC falls back to safe setpoints",
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -169,9 +171,45 @@ class Command(BaseCommand):
                 {**env, "TWINOPS_OPCUA_PASSWORD": password},
                 procs,
             )
+            self._release_agent(
+                key, f"opc.tcp://{opts['host']}:{port}/twinops/{key}", fingerprint, opts, env, password, procs
+            )
             self.stdout.write(
                 f"  PLC {key}: opc.tcp://{opts['host']}:{port}/twinops/{key} (SHA-256 {fingerprint[:16]}…)"
             )
+
+    def _release_agent(
+        self,
+        key: str,
+        url: str,
+        fingerprint: str,
+        opts: dict[str, Any],
+        env: dict[str, str],
+        password: str,
+        procs: processes.Procs,
+    ) -> None:
+        """Start the line's release agent (heartbeat and approved setpoints) with the PLC's writer account."""
+        spec = line_get(key=key).current_spec
+        if spec is None or plc_nodes(spec.document) is None:  # a line onboarded before specs had a plc block
+            self.stdout.write(f"  {key}: its spec has no plc block, so nothing is released to it (no release agent)")
+            return
+        processes.start(
+            f"release agent {key}",
+            processes.twinops_cmd(
+                "release-agent",
+                key,
+                "--url",
+                url,
+                "--fingerprint",
+                fingerprint,
+                "--username",
+                "operator",
+                "--speed",
+                str(opts["speed"]),
+            ),
+            {**env, "TWINOPS_OPCUA_WRITE_PASSWORD": password},  # the PLC's operator account writes setpoints
+            procs,
+        )
 
     def _supervise(self, procs: processes.Procs) -> None:
         """Watch the children until Ctrl-C; promote each line's first promotable twin as soon as it is trained."""
