@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "twinops.core.errors.FriendlyErrorsMiddleware",  # styled 403/404, never the debug page with the URL map
 ]
 
 ROOT_URLCONF = "twinops.config.urls"

@@ -16,6 +16,7 @@ from twinops.lines.selectors import line_tags, spec_diff, tag_units
 from twinops.lines.spec import ParsedSpec
 from twinops.recommendations.models import Recommendation
 from twinops.recommendations.pages import charts as rec_charts
+from twinops.recommendations.pages import outcome_context
 from twinops.recommendations.selectors import (
     dual_approval_moves,
     recommendation_get,
@@ -298,6 +299,7 @@ def review_context(*, line: Line, rec_id: int, user: Any, now: datetime | None =
         "signable": _signable(rec, line, user, now),
         "changes": changes_since_approved(rec),
         "twin_verdict": _twin_verdict(rec),
+        **outcome_context(rec=rec, units=units),
     }
     return context
 
