@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from twinops.core.roles import require_capability, user_can
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_tags
 from twinops.telemetry.api import BatchFormatError, BatchTooLargeError, csv_body_read, json_batch_parse
+from twinops.telemetry.batch import RawBatch
 from twinops.telemetry.models import HistoryImportJob
 from twinops.telemetry.selectors import import_job_get, import_job_rejections
 from twinops.telemetry.services import FutureTimestampError, samples_ingest
@@ -68,6 +70,7 @@ def samples_post(request: HttpRequest, key: str) -> HttpResponse:
             spool.write(chunk)
         spool.flush()
         try:
+            batch: RawBatch | Iterator[RawBatch]
             if content_type == "application/json":
                 batch = json_batch_parse(Path(spool.name).read_bytes())
             else:
