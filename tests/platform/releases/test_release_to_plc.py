@@ -354,3 +354,72 @@ def test_an_engineer_stops_a_running_release_and_the_setpoints_hold(
     assert seen["now"] == seen["held"]
     assert release.steps_done < 20 and release.writes.exclude(status="verified").count() == 0
     assert _actions()[-1] == "release.stopped"
+
+
+def test_a_connection_lost_mid_release_stops_it_with_an_alarm_and_nothing_more_is_written(
+    release_line, plc_config, tmp_path, make_user, caplog
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="asyncua")
+    engineer = make_user("engineer")
+
+    async def run() -> None:
+        cfg = plc_config()
+        plc = PlcServer(cfg)
+        await plc.start()
+        agent = await asyncio.to_thread(_agent, release_line, plc, tmp_path)
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        try:
+            start = dict(plc.simulator.setpoints)
+            await _in_thread(_approve_when_fresh(release_line, plc, engineer, plan=ramp_plan(start, steps=20)))
+            await until(lambda: (r := _release(release_line)) is not None and r.steps_done >= 2)
+            await plc.stop()  # the PLC's network goes away mid-release
+            await until(lambda: _release(release_line).status != "running")
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(asyncio.wait_for(run(), timeout=90))
+    release = _release(release_line)
+    assert release.status == "failed" and "connection to the PLC lost" in release.alarm
+    assert 2 <= release.steps_done < 20
+    assert release.writes.filter(step__gte=release.steps_done + 1).count() == 0  # held after the loss
+
+
+def test_a_step_claimed_before_the_agent_died_is_read_back_not_written_again(
+    release_line, plc_config, tmp_path, make_user
+) -> None:
+    from twinops.releases.models import ReleaseWrite
+    from twinops.releases.services import release_claim, release_next
+
+    engineer = make_user("engineer")
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with PlcServer(plc_config()) as plc:
+
+            def crashed_agent() -> None:  # what a killed agent leaves: a started release, step 0 claimed, not written
+                rec = _approve_when_fresh(release_line, plc, engineer)()
+                release = release_next(line=release_line)
+                nodes = {t: plc.node_id(t) for t in rec.approved_plan["mv_plan"]}
+                step0 = {t: (nodes[t], v[0]) for t, v in rec.approved_plan["mv_plan"].items()}
+                assert release_claim(release=release, step=0, writes=step0)
+
+            await _in_thread(crashed_agent)
+            seen["before"] = dict(plc.simulator.setpoints)
+            agent = await asyncio.to_thread(_agent, release_line, plc, tmp_path)
+            stop = asyncio.Event()
+            task = asyncio.create_task(agent.run(stop))  # the restarted agent
+            await until(lambda: _release(release_line).status != "running")
+            await asyncio.sleep(0.3)
+            seen["after"], seen["writes"] = dict(plc.simulator.setpoints), agent.writes
+            stop.set()
+            await task
+
+    asyncio.run(asyncio.wait_for(run(), timeout=60))
+    release = _release(release_line)
+    assert seen["writes"] == 0 and seen["after"] == seen["before"]  # never written blindly
+    assert release.status == "failed" and "claimed before the agent stopped" in release.alarm
+    f = release.writes.get(step=0, tag="F_feed")
+    assert f.status == "mismatch" and f.read_back == pytest.approx(seen["before"]["F_feed"])
+    assert ReleaseWrite.objects.filter(release=release).count() == 4  # step 0 only, once
