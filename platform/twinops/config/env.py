@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -85,3 +86,15 @@ def setting_positive(name: str, default: float) -> float:
 def setting_positive_int(name: str, default: int) -> int:
     """Return the setting `name` (see `setting_raw`) as an integer >= 1."""
     return parse_int(name, setting_raw(name, default), minimum=1)
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """Return an IANA time-zone name from the environment; a zone this machine does not know stops start-up."""
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a time zone this machine knows (e.g. Europe/Berlin)"
+        ) from None
+    return raw

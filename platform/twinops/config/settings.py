@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from twinops.config import embedded
-from twinops.config.env import env_bool, env_int, env_positive
+from twinops.config.env import env_bool, env_int, env_positive, env_time_zone
 from twinops.config.secret_files import secret_file_text
 
 BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
@@ -121,7 +121,8 @@ LOGIN_RATE_LIMIT = env_int("TWINOPS_LOGIN_RATE_LIMIT", 5, minimum=1)
 LOGIN_RATE_WINDOW_S = env_int("TWINOPS_LOGIN_RATE_WINDOW_S", 300, minimum=1)
 
 LANGUAGE_CODE = "en"
-TIME_ZONE = "UTC"
+# Pages show times in the plant's zone (IANA name, e.g. Europe/Berlin), with the zone; the database keeps UTC.
+TIME_ZONE = env_time_zone("TWINOPS_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 

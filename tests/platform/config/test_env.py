@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from twinops.config.env import env_bool, env_int, env_positive, setting_positive, setting_positive_int
+from twinops.config.env import (
+    env_bool,
+    env_int,
+    env_positive,
+    env_time_zone,
+    setting_positive,
+    setting_positive_int,
+)
 
 
 @pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "nan", "0", "-5", "soon", ""])
@@ -55,3 +62,13 @@ def test_a_count_setting_must_be_at_least_one(settings) -> None:
     settings.TWINOPS_TEST_ATTEMPTS = 0
     with pytest.raises(ImproperlyConfigured, match="TWINOPS_TEST_ATTEMPTS must be an integer >= 1, not 0"):
         setting_positive_int("TWINOPS_TEST_ATTEMPTS", 3)
+
+
+def test_a_plant_time_zone_is_an_iana_name_and_a_typo_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWINOPS_TIME_ZONE", "Europe/Berlin")
+    assert env_time_zone("TWINOPS_TIME_ZONE", "UTC") == "Europe/Berlin"
+    monkeypatch.setenv("TWINOPS_TIME_ZONE", "Europe/Berlinn")
+    with pytest.raises(ImproperlyConfigured, match="TWINOPS_TIME_ZONE='Europe/Berlinn' is not a time zone"):
+        env_time_zone("TWINOPS_TIME_ZONE", "UTC")
+    monkeypatch.delenv("TWINOPS_TIME_ZONE")
+    assert env_time_zone("TWINOPS_TIME_ZONE", "UTC") == "UTC"
