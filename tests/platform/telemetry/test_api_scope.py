@@ -145,3 +145,23 @@ def test_a_new_partition_in_use_by_another_ingest_is_not_dropped(line) -> None:
     assert store.partitions_created_take() == [name]
     assert store.partitions_drop_empty([name]) == [name]  # nobody uses it now: gone
     assert name not in store.existing_partitions()
+
+
+def test_partitions_of_an_ingest_whose_callers_transaction_rolled_back_go_at_the_next_ingest(
+    line, sample_count
+) -> None:
+    name = _partition(1984, 7)
+    with pytest.raises(RuntimeError, match="caller failed"), transaction.atomic():  # e.g. onboarding a line
+        samples_ingest(
+            line=line,
+            batch=RawBatch.from_records([("T", datetime(1984, 7, 1, tzinfo=UTC), 1.0)]),
+            source="t",
+            actor="t",
+        )
+        assert name in store.existing_partitions()
+        raise RuntimeError("caller failed")
+    assert name in store.existing_partitions()  # the side connection committed it
+    samples_ingest(
+        line=line, batch=RawBatch.from_records([("T", datetime(2024, 3, 1, tzinfo=UTC), 1.0)]), source="t", actor="t"
+    )
+    assert name not in store.existing_partitions() and sample_count() == 1
