@@ -16,6 +16,7 @@ from twinops.accounts.selectors import user_exists
 from twinops.accounts.services import user_create
 from twinops.config.secret_files import secret_file_text
 from twinops.lines.selectors import line_list
+from twinops.lines.services import line_mode_set
 from twinops.modeling.selectors import training_jobs_active, twin_first_promotable, twin_latest
 from twinops.modeling.services import PromotionError, training_job_create, twin_promote
 from twinops.onboarding.services import line_onboard
@@ -52,6 +53,9 @@ def demo_operator_password(demo_dir: Path) -> str:
     return secret_file_text(demo_dir / "plc-operator-password", lambda: secrets.token_urlsafe(18))
 
 
+ADVISORY_REASON = "demo plant: proposals are reviewed by engineers and released to the simulated PLCs"
+
+
 def demo_lines_onboard(*, demo_dir: Path, days: float, end: datetime, seed: int, progress: Progress) -> list[DemoLine]:
     """Onboard every simulated line that is absent: generate its spec and history, then onboard both as a data team would."""
     done, onboarded = [], {line.key for line in line_list()}
@@ -77,6 +81,8 @@ def demo_lines_onboard(*, demo_dir: Path, days: float, end: datetime, seed: int,
             on_progress=progress(f"import   {key}"),
         )
         imported = result.history.samples_inserted if result.history else 0
+        # A real line starts in shadow (commissioning); the demo shows the whole loop, so its lines start advisory.
+        line_mode_set(line=result.line, mode="advisory", actor=ACTOR, reason=ADVISORY_REASON)
         done.append(DemoLine(key, onboarded_now=True, samples_imported=imported))
     return done
 

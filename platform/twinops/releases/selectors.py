@@ -25,6 +25,11 @@ def release_running(*, line: Line) -> Release | None:
     return Release.objects.select_related("recommendation").filter(line=line, status=Release.Status.RUNNING).first()
 
 
+def release_of(*, rec: Recommendation) -> Release | None:
+    """Return the release of an approved proposal, or None if it has not started."""
+    return Release.objects.filter(recommendation=rec).first()
+
+
 def release_latest(*, line: Line) -> Release | None:
     """Return the line's most recently started release, or None."""
     return Release.objects.select_related("recommendation").filter(line=line).order_by("-started_at", "-id").first()
@@ -82,3 +87,17 @@ def approved_newer_than(*, rec: Recommendation) -> Recommendation | None:
         .order_by("-decided_at", "-id")
         .first()
     )
+
+
+def releases_between(
+    *, start: datetime | None, end: datetime | None, line_key: str | None = None
+) -> dict[int, Release]:
+    """Return the releases of the recommendations made in [start, end) by recommendation id, writes prefetched."""
+    rows = Release.objects.all()
+    if start is not None:
+        rows = rows.filter(recommendation__created_at__gte=start)
+    if end is not None:
+        rows = rows.filter(recommendation__created_at__lt=end)
+    if line_key:
+        rows = rows.filter(line__key=line_key)
+    return {r.recommendation_id: r for r in rows.prefetch_related("writes")}

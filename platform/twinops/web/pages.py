@@ -23,6 +23,7 @@ from twinops.recommendations.selectors import (
     recommendation_last_approved,
     signatures_needed,
 )
+from twinops.releases.selectors import release_of, release_writes
 from twinops.telemetry.models import HistoryImportJob
 from twinops.telemetry.selectors import (
     ChartSeries,
@@ -300,8 +301,20 @@ def review_context(*, line: Line, rec_id: int, user: Any, now: datetime | None =
         "changes": changes_since_approved(rec),
         "twin_verdict": _twin_verdict(rec),
         **outcome_context(rec=rec, units=units),
+        **release_context(rec=rec),
     }
     return context
+
+
+def release_context(*, rec: Recommendation) -> dict[str, Any]:
+    """Return the release of a proposal (progress, each write and its read-back) for the review page's partial."""
+    release = release_of(rec=rec)
+    writes = release_writes(release=release) if release is not None else []
+    return {
+        "release": release,
+        "release_writes": writes,
+        "release_percent": round(100 * release.steps_done / release.steps) if release and release.steps else 0,
+    }
 
 
 def review_moves(rec: Recommendation, units: dict[str, str]) -> list[ReviewMove]:

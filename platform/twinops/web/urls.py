@@ -17,4 +17,6 @@ urlpatterns = [
     path("lines/<slug:key>/mode/", views.line_mode, name="line-mode"),
     path("lines/<slug:key>/proposals/<int:rec_id>/", views.proposal_review, name="proposal-review"),
     path("lines/<slug:key>/proposals/<int:rec_id>/sign/", views.proposal_signature, name="proposal-sign"),
+    path("lines/<slug:key>/proposals/<int:rec_id>/release/", views.proposal_release, name="proposal-release"),
+    path("lines/<slug:key>/proposals/<int:rec_id>/release/stop/", views.release_stop_view, name="release-stop"),
 ]

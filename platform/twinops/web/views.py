@@ -18,6 +18,7 @@ from twinops.lines.services import SpecError, line_mode_set, spec_parse
 from twinops.lines.shortcuts import line_or_404
 from twinops.recommendations.services import SigningError, proposal_sign
 from twinops.releases.selectors import release_alarm
+from twinops.releases.services import release_stop
 from twinops.web import drafts, pages
 from twinops.web.forms import ChartForm, ModeForm, OnboardConfirmForm, SignForm, SpecUploadForm
 
@@ -206,4 +207,27 @@ def proposal_signature(request: HttpRequest, key: str, rec_id: int) -> HttpRespo
             messages.success(request, f"Signed. Proposal {rec.pk} needs a second engineer's signature before release.")
         else:
             messages.success(request, f"Proposal {rec.pk} is {rec.get_status_display()}; your signature is recorded.")
+    return redirect("proposal-review", key, rec_id)
+
+
+@require_GET
+@require_capability("view_plant")
+def proposal_release(request: HttpRequest, key: str, rec_id: int) -> HttpResponse:
+    """Return the release partial of a proposal (htmx polls it while the release runs)."""
+    line = line_or_404(key)
+    context = pages.review_context(line=line, rec_id=rec_id, user=request.user)
+    return render(request, "web/partials/release.html", context)
+
+
+@require_POST
+@require_capability("approve_proposal")
+def release_stop_view(request: HttpRequest, key: str, rec_id: int) -> HttpResponse:
+    """Stop the line's running release (setpoints held), with a reason."""
+    line = line_or_404(key)
+    try:
+        release_stop(line=line, actor=request.user, reason=request.POST.get("reason", ""))
+    except ValueError as e:
+        messages.error(request, str(e).capitalize() + ".")
+    else:
+        messages.success(request, "Release stopped: nothing more is written; the PLC holds the current setpoints.")
     return redirect("proposal-review", key, rec_id)

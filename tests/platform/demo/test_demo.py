@@ -69,6 +69,8 @@ def test_the_demo_collects_every_tag_of_both_lines_and_stops_cleanly(tmp_path: P
                 "SELECT l.key, t.name, t.id FROM lines_tag t JOIN lines_line l ON l.id = t.line_id WHERE t.active"
             ).fetchall()
             assert {key for key, _, _ in tags} == {"vdv-reactor", "heat-train"}
+            modes = dict(conn.execute("SELECT key, mode FROM lines_line").fetchall())
+            assert modes == {"vdv-reactor": "advisory", "heat-train": "advisory"}  # the demo shows the whole loop
             # The backfilled history ends where each line's generated CSV ends; anything later came in live.
             history_end = max(
                 datetime.fromisoformat(csv.read_text().rstrip().rsplit("\n", 1)[1].split(",", 1)[0])

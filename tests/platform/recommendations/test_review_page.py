@@ -107,3 +107,38 @@ def test_an_engineer_changes_the_mode_on_the_line_page_with_a_reason(pending: Re
 def test_the_data_role_cannot_change_the_mode(pending: Recommendation) -> None:
     c, _ = client_for("dora", "data")
     assert c.post(f"/lines/{pending.line.key}/mode/", {"mode": "off", "reason": "x"}).status_code == 403
+
+
+def test_the_release_shows_progress_each_read_back_and_an_engineer_can_stop_it(pending: Recommendation) -> None:
+    from twinops.releases.models import Release, ReleaseWrite
+
+    c, _ = client_for("ada", "engineer")
+    c.post(url(pending, sign=True), {"decision": "approve", "password": PASSWORD})
+    pending.refresh_from_db()
+    waiting = c.get(url(pending) + "release/").content.decode()
+    assert "waiting for the release agent" in waiting
+    now = timezone.now()
+    release = Release.objects.create(
+        recommendation=pending, line=pending.line, started_at=now, steps=10, steps_done=1, last_written_at=now
+    )
+    ReleaseWrite.objects.create(
+        release=release,
+        step=0,
+        tag="pump_flow_m3_h",
+        node_id="ns=2;s=tanks.pump_flow_m3_h",
+        value=1.05,
+        claimed_at=now,
+        written_at=now,
+        read_back=1.05,
+        read_at=now,
+        status="verified",
+    )
+    partial = c.get(url(pending) + "release/").content.decode()
+    assert "step 1 of 10" in partial and "1.05" in partial and 'aria-valuenow="10"' in partial
+    assert 'id="stop-release"' in partial and 'hx-trigger="every 2s"' in partial
+    stopped = c.post(url(pending) + "release/stop/", {"reason": "operator asked to hold"}, follow=True).content.decode()
+    assert "Release stopped" in stopped
+    release.refresh_from_db()
+    assert release.status == "stopped" and "operator asked to hold" in release.reason
+    viewer, _ = client_for("audrey", "auditor")
+    assert viewer.post(url(pending) + "release/stop/", {"reason": "x"}).status_code == 403
