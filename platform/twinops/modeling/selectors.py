@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from django.db.models import QuerySet
 
 from twinops.lines.models import Line
 from twinops.modeling.models import TrainingJob, TwinVersion
-from twins import CheckpointError, Twin, export_arrays, load_checkpoint, save_checkpoint
+from twins import CheckpointError, Twin, load_checkpoint, save_checkpoint
 
 HEAVY_FIELDS = ("checkpoint", "preview")  # megabytes per row: left out of listings
 
@@ -82,12 +80,6 @@ def twin_load(*, version: TwinVersion) -> Twin:
     return checkpoint_twin(data, label=str(version))
 
 
-def twin_export(*, version: TwinVersion) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Return the optimizer's export (meta, arrays) of a version, derived from its checkpoint."""
-    meta, arrays = export_arrays(twin_load(version=version))
-    return {**meta, "line": version.line.key, "twin_version": version.version}, arrays
-
-
 def training_jobs(*, line: Line, limit: int = 10) -> list[TrainingJob]:
     """Return a line's most recent training jobs, newest first."""
     return list(
@@ -99,8 +91,3 @@ def training_jobs_active(*, line: Line) -> list[TrainingJob]:
     """Return a line's queued and running training jobs, oldest first."""
     active = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
     return list(TrainingJob.objects.filter(line=line, status__in=active).order_by("requested_at", "id"))
-
-
-def training_job_get(*, job_id: int) -> TrainingJob:
-    """Return a training job by id; raise TrainingJob.DoesNotExist if there is none."""
-    return TrainingJob.objects.select_related("line").get(pk=job_id)

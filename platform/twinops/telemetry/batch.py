@@ -43,11 +43,6 @@ class ImportResult:
         """Return the result as JSON-ready data."""
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ImportResult:
-        """Rebuild a result stored with `as_json`."""
-        return cls(**{**data, "rejections": [Rejection(**r) for r in data.get("rejections", [])]})
-
 
 class HistoryFileError(ValueError):
     """A structural problem with a history file or batch: nothing was stored. `problems` says what and where."""
