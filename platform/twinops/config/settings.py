@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "twinops.modeling",
     "twinops.recommendations",
     "twinops.releases",
+    "twinops.auditing",
     "twinops.web",
     "twinops.demo",
 ]

@@ -221,3 +221,22 @@ def outcomes_since(*, line: Line, since: datetime) -> list[Outcome]:
 def outcome_of(*, rec: Recommendation) -> Outcome | None:
     """Return a proposal's recorded outcome, or None."""
     return Outcome.objects.filter(recommendation=rec).first()
+
+
+def recommendations_between(
+    *, start: datetime | None, end: datetime | None, line_key: str | None = None
+) -> QuerySet[Recommendation]:
+    """Return the recommendations made in [start, end) (of one line if given), oldest first, with their decision chain.
+
+    Line, twin and spec versions and the outcome come in the same query, the signatures in one more: an export
+    iterates over thousands without a query per row. The twins' checkpoint bytes and previews are left out.
+    """
+    rows = Recommendation.objects.select_related("line", "twin_version", "spec_version", "outcome")
+    rows = rows.defer("twin_version__checkpoint", "twin_version__preview", "spec_version__source_text")
+    if start is not None:
+        rows = rows.filter(created_at__gte=start)
+    if end is not None:
+        rows = rows.filter(created_at__lt=end)
+    if line_key:
+        rows = rows.filter(line__key=line_key)
+    return rows.prefetch_related("signatures").order_by("created_at", "id")

@@ -1,10 +1,16 @@
-"""`twinops audit verify [--from --to] [--public-key HEX]` and `twinops audit key`: the tamper evidence by hand."""
+"""`twinops audit verify [--from --to] [--public-key HEX]`, `audit key` and `audit export --from --to [--line] OUT`.
+
+It lives in the auditing app (above releases) because an export reads every app's side of the decision chain.
+"""
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime, time
+from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import is_naive, make_aware
@@ -13,6 +19,10 @@ from twinops.audit import conf
 from twinops.audit.anchors import AnchorKeyError, public_key_from_hex, public_key_hex, signing_key
 from twinops.audit.selectors import audit_id_range
 from twinops.audit.services import audit_verify
+from twinops.auditing.services import ExportRefused, audit_export
+from twinops.core.actors import Actor
+from twinops.lines.models import Line
+from twinops.lines.selectors import line_get
 
 
 def _when(raw: str | None, option: str) -> datetime | None:
@@ -37,11 +47,20 @@ class Command(BaseCommand):
         verify.add_argument("--to", dest="end", help="ISO date or date-time, exclusive (default: the head)")
         verify.add_argument("--public-key", help="the anchors' Ed25519 public key in hex (default: the key file's)")
         sub.add_parser("key", help="print the public key that verifies the anchors (creates the key if missing)")
+        export = sub.add_parser("export", help="write a bundle (zip) of a range's events and decisions, with verify.py")
+        export.add_argument("--from", dest="start", help="ISO date or date-time: first event's time (default: first)")
+        export.add_argument("--to", dest="end", help="ISO date or date-time, exclusive (default: now)")
+        export.add_argument("--line", help="a line's key: only its proposals in decisions.csv and the report")
+        export.add_argument("--as", dest="username", help="act as this user (default: the shell user, as cli:NAME)")
+        export.add_argument("out", help="the zip file to write")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
             if opts["action"] == "key":
                 self.stdout.write(public_key_hex(signing_key(conf.signing_key_path(), create=True)))
+                return
+            if opts["action"] == "export":
+                self._export(opts)
                 return
             self._verify(opts)
         except AnchorKeyError as exc:
@@ -67,4 +86,28 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{check.checked} events verified; anchored through event {check.anchored_through} "
             f"(signed at {check.anchored_at})"
+        )
+
+    def _export(self, opts: dict[str, Any]) -> None:
+        start, end = _when(opts["start"], "--from"), _when(opts["end"], "--to")
+        if start is not None and end is not None and end <= start:
+            raise CommandError(f"--to {opts['end']} must be after --from {opts['start']}")
+        out = Path(opts["out"])
+        if out.is_dir() or not out.parent.is_dir():
+            raise CommandError(f"OUT {opts['out']!r} must be a file path in an existing folder")
+        if opts["line"]:
+            try:
+                line_get(key=opts["line"])
+            except Line.DoesNotExist:
+                raise CommandError(f"--line {opts['line']!r}: there is no line with this key") from None
+        try:
+            actor = Actor.from_username(opts["username"]) if opts["username"] else f"cli:{getpass.getuser()}"
+            result = audit_export(actor=actor, start=start, end=end, line_key=opts["line"], out=out)
+        except (ExportRefused, LookupError, PermissionDenied) as exc:
+            raise CommandError(str(exc)) from None
+        span = "no events" if result.first_id is None else f"events {result.first_id} to {result.last_id}"
+        self.stdout.write(
+            f"wrote {out}: {span}, {result.proposals} proposals; export event {result.export_event_id}, anchored "
+            f"through event {result.anchored_through}; public key {result.public_key}\n"
+            f"check it with: python verify.py {out}  (verify.py is inside the bundle)"
         )

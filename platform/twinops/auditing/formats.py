@@ -1,0 +1,52 @@
+"""The bundle's data files: events.jsonl lines (the hashed content, as verify.py recomputes it) and decisions.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from twinops.audit.canonical import canonical_dumps
+from twinops.audit.chain import StoredEvent, legacy_fields
+from twinops.auditing.selectors import COLUMNS, Decision
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these as a formula
+
+
+def event_line(e: StoredEvent) -> str:
+    """Return an event as one events.jsonl line: the hashed fields, its scheme, hash and the previous hash.
+
+    Scheme 2: "event" is the stored canonical text parsed; its canonical JSON is that text again, byte for byte
+    (ValueError if not, which would make the bundle unverifiable). Scheme 1: the columns the legacy hash covers.
+    """
+    if e.scheme == 2:
+        event = json.loads(e.canonical)
+        if canonical_dumps(event) != e.canonical:
+            raise ValueError(f"event {e.id}'s stored text is not canonical JSON; it cannot be exported verifiably")
+    else:
+        event = legacy_fields(e)
+    return canonical_dumps({"event": event, "prev_sha256": e.prev_sha256, "scheme": e.scheme, "sha256": e.sha256})
+
+
+def csv_cell(value: Any) -> str:
+    """Return a value as CSV text; text starting with = + - @ (a formula to a spreadsheet) gets a quote in front."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)  # a number, never a formula: -1.5 stays a number
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def decisions_csv(decisions: Iterable[Decision]) -> bytes:
+    """Return decisions.csv: a header, then one row per proposal with its chain (UTF-8, RFC 4180 quoting)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for d in decisions:
+        writer.writerow([csv_cell(d.cells[name]) for name in COLUMNS])
+    return out.getvalue().encode("utf-8")
