@@ -166,6 +166,7 @@ CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in TWINOPS_QUE
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "telemetry.history_import": {"queue": "ingest"},
+    "telemetry.resend_queued_imports": {"queue": "default"},
     "modeling.train_twin": {"queue": "train"},  # the only queue that wants a GPU
     "modeling.requeue_stale_jobs": {"queue": "default"},
     "recommendations.recommend_all": {"queue": "optimize"},  # optimize workers hold the cached controllers
@@ -178,7 +179,11 @@ CELERY_TIMEZONE = "UTC"
 # The recommendation period: beat's schedule below and the idempotency slot (recommendations.conf.every_s) alike.
 TWINOPS_RECOMMEND_EVERY_S = env_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
 CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the queue
-    "modeling.requeue_stale_jobs": {"task": "modeling.requeue_stale_jobs", "schedule": 60.0},  # dead workers' jobs
+    "modeling.requeue_stale_jobs": {"task": "modeling.requeue_stale_jobs", "schedule": 60.0},  # dead or lost jobs
+    "telemetry.resend_queued_imports": {  # imports whose message was lost
+        "task": "telemetry.resend_queued_imports",
+        "schedule": 60.0,
+    },
     "recommendations.recommend_all": {
         "task": "recommendations.recommend_all",
         "schedule": TWINOPS_RECOMMEND_EVERY_S,

@@ -18,3 +18,8 @@ def heartbeat_every_s() -> float:
 def max_attempts() -> int:
     """Return how many times a job is started before a dead worker fails it instead of re-running it."""
     return setting_positive_int("TWINOPS_TRAIN_MAX_ATTEMPTS", 3)
+
+
+def resend_queued_after_s() -> float:
+    """Return how long a job may stay queued before its message is presumed lost and sent again, seconds."""
+    return setting_positive("TWINOPS_RESEND_QUEUED_AFTER_S", 600.0)

@@ -30,6 +30,7 @@ class TrainingJob(models.Model):
     attempts = models.PositiveIntegerField(default=0)  # times a worker claimed it (a dead worker's re-run adds one)
     claim = models.UUIDField(null=True, blank=True)  # token of the current attempt; a stale attempt's writes miss
     worker = models.CharField(max_length=200, blank=True)  # host/pid of the current attempt
+    sent_at = models.DateTimeField(null=True, blank=True)  # its task was last sent (a lost message is sent again)
     epoch = models.PositiveIntegerField(default=0)
     total_epochs = models.PositiveIntegerField(default=0)
     last_losses = models.JSONField(default=dict, blank=True)  # the latest epoch's losses (loss, cv, latent, …)

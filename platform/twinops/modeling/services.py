@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
+from twinops.core.attempts import worker_died_message
 from twinops.core.jsonable import json_plain
 from twinops.lines.models import Line
 from twinops.lines.services import line_lock
@@ -71,6 +72,7 @@ def training_job_create(
             requested_by=who.user,
             requested_by_label=who.label,
             requested_at=timezone.now(),
+            sent_at=timezone.now() if enqueue else None,
             window_start=start,
             window_end=end,
             config_overrides=dict(config_overrides or {}),
@@ -124,7 +126,7 @@ def _fail_exhausted(*, job_ids: list[int] | None = None) -> int:
         status=Status.FAILED,
         finished_at=timezone.now(),
         phase="",
-        message=f"the worker died {conf.max_attempts()} times while training; not retried again",
+        message=worker_died_message(conf.max_attempts()),
     )
 
 
@@ -212,13 +214,28 @@ def training_job_run(
 
 
 def training_jobs_requeue_stale() -> list[int]:
-    """Re-enqueue running jobs whose worker stopped beating (died); fail those out of attempts. Return ids sent."""
+    """Re-enqueue running jobs whose worker died and queued ones whose message was lost; return the ids sent.
+
+    Running jobs that used all their attempts fail instead. A queued job is sent again once it has waited
+    TWINOPS_RESEND_QUEUED_AFTER_S since it was last sent; `sent_at` moves forward under a row lock, so two runs at
+    once send it once, and a duplicate message does nothing (the claim is conditional).
+    """
     _fail_exhausted()
-    stale = timezone.now() - timedelta(seconds=conf.stale_after_s())
+    now = timezone.now()
+    stale = now - timedelta(seconds=conf.stale_after_s())
     ids = list(TrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=stale).values_list("pk", flat=True))
-    for job_id in ids:
+    cutoff = now - timedelta(seconds=conf.resend_queued_after_s())
+    with transaction.atomic():
+        lost = list(
+            TrainingJob.objects.select_for_update(skip_locked=True)
+            .filter(Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True, requested_at__lt=cutoff), status=Status.QUEUED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        TrainingJob.objects.filter(pk__in=lost).update(sent_at=now)
+    for job_id in [*ids, *lost]:
         training_job_enqueue(job_id=job_id)
-    return ids
+    return [*ids, *lost]
 
 
 # --- versions ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def train_twin(job_id: int) -> str:
 
 @shared_task(name="modeling.requeue_stale_jobs")
 def requeue_stale_jobs() -> list[int]:
-    """Re-enqueue training jobs whose worker died (no heartbeat within the stale threshold)."""
+    """Re-enqueue training jobs whose worker died (no heartbeat in time) or whose message was lost (queued too long)."""
     from twinops.modeling import services  # in the body: the services import this module (see above)
 
     return services.training_jobs_requeue_stale()

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from optimizer import MpcSettings
-from twinops.config.env import setting_positive, setting_raw
+from twinops.config.env import setting_positive, setting_positive_int, setting_raw
 
 
 def ttl_s() -> float:
@@ -20,6 +20,11 @@ def ttl_s() -> float:
 def every_s() -> float:
     """Return the recommendation period (beat schedule and idempotency slot), seconds."""
     return setting_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
+
+
+def max_attempts() -> int:
+    """Return how many workers may die computing one slot before that slot's recommendation is stored FAILED."""
+    return setting_positive_int("TWINOPS_RECOMMEND_MAX_ATTEMPTS", 3)
 
 
 def max_ood() -> float:

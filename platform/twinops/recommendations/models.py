@@ -132,3 +132,22 @@ class Outcome(models.Model):
 
     def __str__(self) -> str:
         return f"outcome of recommendation {self.recommendation_id} (against {self.compared_with})"
+
+
+class RecommendationAttempt(models.Model):
+    """A worker started computing a line's slot: counted before the work, deleted with the recommendation it stored.
+
+    A row that outlives its worker is a death (an out-of-memory kill, a crash in a native solver); the task's
+    re-deliveries add one each, and past TWINOPS_RECOMMEND_MAX_ATTEMPTS the slot is stored FAILED instead.
+    """
+
+    line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="+")
+    slot = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()  # the latest attempt
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["line", "slot"], name="one_attempt_counter_per_line_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.attempts} attempts at {self.line.key} slot {self.slot:%Y-%m-%d %H:%M}"

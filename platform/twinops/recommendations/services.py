@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from optimizer import MpcResult, MpcSpec
 from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
+from twinops.core.attempts import worker_died_message
 from twinops.core.jsonable import json_plain
 from twinops.core.logins import lockout_minutes, login_failure_record, login_locked
 from twinops.core.roles import capability_require
@@ -24,7 +25,7 @@ from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
 from twinops.recommendations import conf, outcomes
-from twinops.recommendations.models import Outcome, Recommendation, Signature
+from twinops.recommendations.models import Outcome, Recommendation, RecommendationAttempt, Signature
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
 from twinops.recommendations.selectors import (
     OUTCOME_STATUSES,
@@ -79,6 +80,10 @@ def recommendation_create(*, line: Line, actor: ActorLike, now: datetime | None 
     existing = recommendation_in_slot(line=line, slot=slot)
     if existing is not None:
         return existing
+    attempts = _attempt_claim(line=line, slot=slot, now=now)
+    if attempts > conf.max_attempts():  # every earlier attempt's worker died before storing: do not run it again
+        draft = _Draft(status=Status.FAILED, reason=worker_died_message(attempts - 1))
+        return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
     try:
         draft = _evaluate(line, now)
     except ImproperlyConfigured:
@@ -87,6 +92,19 @@ def recommendation_create(*, line: Line, actor: ActorLike, now: datetime | None 
         log.exception("recommendation for %s failed", line.key)
         draft = _Draft(status=Status.FAILED, reason=f"internal error: {type(exc).__name__}: {exc}")
     return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
+
+
+def _attempt_claim(*, line: Line, slot: datetime, now: datetime) -> int:
+    """Count a worker starting the line's slot, committed before the work begins; return the count so far."""
+    table = RecommendationAttempt._meta.db_table
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (line_id, slot, attempts, started_at) VALUES (%s, %s, 1, %s) "
+            f"ON CONFLICT (line_id, slot) DO UPDATE SET attempts = {table}.attempts + 1, "
+            "started_at = EXCLUDED.started_at RETURNING attempts",
+            [line.pk, slot, now],
+        )
+        return int(cur.fetchone()[0])
 
 
 def _evaluate(line: Line, now: datetime) -> _Draft:
@@ -279,7 +297,9 @@ def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _D
                     expected_gain=draft.result.objective_gain if draft.result is not None else None,
                 )
         except IntegrityError:
+            RecommendationAttempt.objects.filter(line=line, slot=slot).delete()
             return Recommendation.objects.get(line=line, slot=slot)  # another worker made this slot's one first
+        RecommendationAttempt.objects.filter(line=line, slot=slot).delete()  # stored: no attempt is in flight
         action = {
             Status.PENDING: "recommendation.created",
             Status.SHADOW: "recommendation.created",

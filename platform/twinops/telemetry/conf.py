@@ -45,3 +45,13 @@ def future_margin_s() -> float:
 def stale_periods() -> float:
     """Return after how many line sample periods without a good sample a tag's data count as stale (not fresh)."""
     return setting_positive("TWINOPS_STALE_PERIODS", 3.0)
+
+
+def import_max_attempts() -> int:
+    """Return how many times an import job is started before a worker that keeps dying fails it instead."""
+    return setting_positive_int("TWINOPS_IMPORT_MAX_ATTEMPTS", 3)
+
+
+def resend_queued_after_s() -> float:
+    """Return how long a job may stay queued before its message is presumed lost and sent again, seconds."""
+    return setting_positive("TWINOPS_RESEND_QUEUED_AFTER_S", 600.0)

@@ -106,7 +106,8 @@ class HistoryImportJob(models.Model):
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(null=True, blank=True)
     rejected = models.IntegerField(default=0)  # entries in the rejection report
-    attempts = models.IntegerField(default=0)
+    attempts = models.IntegerField(default=0)  # times a worker claimed it (a dead worker's re-delivery adds one)
+    sent_at = models.DateTimeField(null=True, blank=True)  # its task was last sent (a lost message is sent again)
     result = models.JSONField(null=True, blank=True)  # ImportResult as JSON, rejections included
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")

@@ -19,18 +19,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from twinops.audit.services import audit_record
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
+from twinops.core.attempts import worker_died_message
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_tags
 from twinops.telemetry import conf, store, tasks
@@ -327,11 +329,36 @@ def rollups_rebuild(*, line: Line, start: Any, end: Any) -> None:
 # --- import jobs (the web upload path) ------------------------------------------------------------------------------
 def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor: ActorLike) -> HistoryImportJob:
     """Record an import job for an uploaded file and queue it for the ingest worker once the transaction commits."""
+    now = timezone.now()
     job = HistoryImportJob.objects.create(
-        line=line, path=str(path), filename=filename, created_by=Actor.of(actor).user, created_at=timezone.now()
+        line=line, path=str(path), filename=filename, created_by=Actor.of(actor).user, created_at=now, sent_at=now
     )
     transaction.on_commit(lambda: tasks.history_import_send(job.pk))
     return job
+
+
+def history_import_jobs_resend(*, now: datetime | None = None) -> list[int]:
+    """Send again the import jobs queued longer than TWINOPS_RESEND_QUEUED_AFTER_S (a lost message); return ids.
+
+    Each job's `sent_at` moves forward under a row lock, so two runs at once send each job once; a job whose first
+    message does arrive later runs once all the same (its claim is conditional).
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=conf.resend_queued_after_s())
+    with transaction.atomic():
+        ids = list(
+            HistoryImportJob.objects.select_for_update(skip_locked=True)
+            .filter(
+                Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True, created_at__lt=cutoff),
+                status=HistoryImportJob.Status.QUEUED,
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        HistoryImportJob.objects.filter(pk__in=ids).update(sent_at=now)
+        for job_id in ids:
+            transaction.on_commit(lambda job_id=job_id: tasks.history_import_send(job_id))
+    return ids
 
 
 def history_import_job_run(*, job_id: int) -> str:
@@ -345,13 +372,21 @@ def history_import_job_run(*, job_id: int) -> str:
         locked = side.execute("SELECT pg_try_advisory_lock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job_id]).fetchone()
         if not (locked and locked[0]):
             return "busy"
+        limit = conf.import_max_attempts()
         claimed = side.execute(
             "UPDATE telemetry_historyimportjob SET status = 'running', attempts = attempts + 1, started_at = now(), "
-            "rows_done = 0, progress = 0, error = '' WHERE id = %s AND status IN ('queued', 'running') RETURNING id",
-            [job_id],
+            "rows_done = 0, progress = 0, error = '' "
+            "WHERE id = %s AND status IN ('queued', 'running') AND attempts < %s RETURNING id",
+            [job_id, limit],
         ).fetchone()
         if claimed is None:
-            return "skipped"
+            # Holding the lock, a job still 'running' is one whose worker died: N deaths, and it is not tried again.
+            exhausted = side.execute(
+                "UPDATE telemetry_historyimportjob SET status = 'failed', finished_at = now(), error = %s "
+                "WHERE id = %s AND status IN ('queued', 'running') RETURNING id",
+                [worker_died_message(limit), job_id],
+            ).fetchone()
+            return "failed" if exhausted else "skipped"
         job = HistoryImportJob.objects.select_related("line", "created_by").get(pk=job_id)
 
         def progress(done: int, total: int) -> None:

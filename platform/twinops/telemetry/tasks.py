@@ -19,3 +19,11 @@ def history_import_task(job_id: int) -> str:
 def history_import_send(job_id: int) -> None:
     """Queue a history import job (on the ingest queue: CELERY_TASK_ROUTES in settings)."""
     history_import_task.delay(job_id)
+
+
+@shared_task(name="telemetry.resend_queued_imports")
+def resend_queued_imports() -> list[int]:
+    """Send again the import jobs whose message was lost (queued longer than TWINOPS_RESEND_QUEUED_AFTER_S)."""
+    from twinops.telemetry import services  # in the body: the services import this module (see above)
+
+    return services.history_import_jobs_resend()
