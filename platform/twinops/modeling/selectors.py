@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from django.db.models import QuerySet
 
 from twinops.lines.models import Line
 from twinops.modeling.models import TrainingJob, TwinVersion
-from twins import CheckpointError, Twin, load_checkpoint, save_checkpoint
+from twins import CheckpointError, CorruptCheckpointError, Twin, load_checkpoint, save_checkpoint
 
 HEAVY_FIELDS = ("checkpoint", "preview")  # megabytes per row: left out of listings
 
@@ -73,11 +74,22 @@ def checkpoint_twin(data: bytes, *, label: str) -> Twin:
 
 
 def twin_load(*, version: TwinVersion) -> Twin:
-    """Load a version's twin from its checkpoint in PostgreSQL; raise CheckpointError saying why it is refused."""
+    """Load a version's twin from its checkpoint if its SHA-256 is the registered one; else raise CheckpointError."""
     data = version.checkpoint
     if data is None or len(data) == 0:
         raise CheckpointError(f"{version} has no checkpoint stored")
-    return checkpoint_twin(data, label=str(version))
+    data = bytes(data)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual == version.checkpoint_sha256:
+        return checkpoint_twin(data, label=str(version))
+    # Not the bytes that were trained and audited: never used. Reading them (torch's weights-only loader, result
+    # discarded) only tells damage or an unknown schema apart from a well-formed checkpoint put in its place.
+    checkpoint_twin(data, label=str(version))
+    raise CorruptCheckpointError(
+        f"the stored checkpoint of {version} does not match the SHA-256 recorded when it was registered "
+        f"(recorded {version.checkpoint_sha256[:16] or 'none'}…, stored {actual[:16]}…): it was replaced, so it is "
+        "not loaded"
+    )
 
 
 def training_jobs(*, line: Line, limit: int = 10) -> list[TrainingJob]:
