@@ -4,7 +4,8 @@ Along a reference plan U_ref the exact twin gives every member's CVs Y_m and the
 (optimizer.linearize). With Y_m = Y_m,ref + G_m dU the MPC cost is quadratic in (dU, S) up to the economic
 products (exact for two-tag terms, second-order Taylor beyond); its Hessian is made positive definite by clipping
 eigenvalues, so a dense convex QP solver applies. Gradients are exact, so a fixed point of the SQP is a KKT point of
-the MPC problem on the exact twin. Safety limits on mean +/- k * spread are linearised; optimizer.sqp builds the QP,
+the MPC problem on the exact twin. Safety limits on mean +/- the safety half-width (optimizer.bands: the twin's calibrated interval, or k raw
+spreads without a calibration) are linearised; optimizer.sqp builds the QP,
 tightens them by the curvature error seen at the trial (a second-order correction) and checks every plan on the
 exact twin.
 """
@@ -15,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.bands import VAR_EPS, plan_band
 from optimizer.limits import CvLimits, Weights, soft_slack
 from optimizer.linearize import Linearisation
 from optimizer.model import Dynamics
 from optimizer.spec import MpcSettings, MpcSpec
-
-VAR_EPS = 1e-6  # added to the normalised ensemble variance so its square root (the spread) stays differentiable at 0
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class Evaluation:
     spread: np.ndarray  # (n_cv, N) std_cv * sqrt(var_n + VAR_EPS), engineering units
     slack: np.ndarray  # (n_cv, N) soft-limit slack the mean needs, CV stds
     cost: float
-    safe: bool  # mean -/+ k * spread within the safety limits (1e-6 CV std tolerance)
+    safe: bool  # mean -/+ half within the safety limits (1e-6 CV std tolerance)
+    half: np.ndarray  # (n_cv, N) safety half-width, smoothed (optimizer.bands), engineering units
 
 
 class CostModel:
@@ -57,6 +58,8 @@ class CostModel:
         self.delta = np.eye(nu) - np.eye(nu, k=-self.n_mv)
         w = np.tile(1.0 / dyn.mv_std**2, self.n)
         self.h_moves = 2 * settings.move_weight / self.n * self.delta.T @ (w[:, None] * self.delta)
+        # safety limits hold for mean -/+ this band: the calibrated interval, or safety_spread_k raw spreads
+        self.safety = plan_band(dyn.calibration, self.m, self.n_cv, self.n, settings.safety_spread_k, smooth=True)
 
     # ---------------------------------------------------------------- the exact cost
 
@@ -93,13 +96,13 @@ class CostModel:
             cost += weights.target_weight[i] * float(np.sum((mean[c] - weights.target[i]) ** 2)) / n
         cost += float(weights.soft_weight @ np.sum(slack + slack**2, axis=1)) / n  # exact (L1) plus smoothing (L2)
 
-        # ============================================================ constraints (hard: safety on mean -/+ k spread)
-        k, tol = s.safety_spread_k, 1e-6 * std
+        # ============================================================ constraints (hard: safety on mean -/+ half)
+        half, tol = self.safety.half(var_n, dyn.cv_std), 1e-6 * std
         safe = bool(
-            np.all(mean - k * spread >= limits.safety_low[:, None] - tol)
-            and np.all(mean + k * spread <= limits.safety_high[:, None] + tol)
+            np.all(mean - half >= limits.safety_low[:, None] - tol)
+            and np.all(mean + half <= limits.safety_high[:, None] + tol)
         )
-        return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe)
+        return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe, half)
 
     def value(self, y: np.ndarray, u: np.ndarray, d: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Return the economic value per step (N,), currency per hour, of CVs y (n_cv, N), plan u and forecast d."""
@@ -171,17 +174,18 @@ class CostModel:
         return None
 
     def safety_rows(self, ref: Evaluation) -> tuple[np.ndarray, np.ndarray]:
-        """Return d mean / dU and d spread / dU along ref, each (n_cv, N, nu)."""
+        """Return d mean / dU and d half / dU (the safety half-width) along ref, each (n_cv, N, nu)."""
         lin, dyn = ref.lin, self.dyn
         assert lin is not None
         g_mean = lin.g.mean(axis=1)  # (N, n_cv, nu)
         if self.m == 1:
             return np.swapaxes(g_mean, 0, 1), np.zeros_like(np.swapaxes(g_mean, 0, 1))
         dev = ref.y_members - ref.mean.T[:, None, :]  # (N, M, n_cv)
-        root = np.sqrt(ref.var_n.T + VAR_EPS)  # (N, n_cv)
-        coef = dev / (dyn.cv_std * (self.m - 1) * root[:, None, :])  # d spread / d y_m, (N, M, n_cv)
-        g_spread = np.einsum("kmc,kmca->kca", coef, lin.g)
-        return np.swapaxes(g_mean, 0, 1), np.swapaxes(g_spread, 0, 1)
+        # d var_n / d y_m = 2 dev_m / (cv_std^2 (M - 1)), times d half / d var_n
+        slope = self.safety.slope(ref.var_n, dyn.cv_std).T  # (N, n_cv)
+        coef = 2 * dev * slope[:, None, :] / (dyn.cv_std**2 * (self.m - 1))  # d half / d y_m, (N, M, n_cv)
+        g_half = np.einsum("kmc,kmca->kca", coef, lin.g)
+        return np.swapaxes(g_mean, 0, 1), np.swapaxes(g_half, 0, 1)
 
 
 def convexify(hess: np.ndarray) -> np.ndarray:

@@ -204,8 +204,7 @@ class MpcController:
         """Return which hard limit (MV, move, CV safety) plan `ref` breaks on the exact twin; '' when none."""
         dyn = self.dynamics
         assert dyn is not None
-        spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)
-        return hard_violation(self.settings, dyn, inputs.limits, ref.u, inputs.u_now, ref.mean, spread)
+        return hard_violation(self.settings, dyn, inputs.limits, ref.u, inputs.u_now, ref.mean, ref.var_n)
 
     def _proposal(
         self, inputs: SolveInputs, ref: Evaluation, *, raw: str, elapsed: float, iterations: int, linearisations: int
@@ -214,7 +213,6 @@ class MpcController:
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
         assert dyn is not None and sqp is not None
         u_now, d_plan, bias, weights, limits = inputs.u_now, inputs.d_plan, inputs.bias, inputs.weights, inputs.limits
-        spread = dyn.cv_std[:, None] * np.sqrt(ref.var_n)  # the reported spread, without the smoothing epsilon
         hold_plan = np.repeat(u_now[:, None], settings.horizon, axis=1)
         hold = sqp.evaluate(hold_plan, inputs.z_now, d_plan, u_now, weights, limits.cv, linearise=False, cv_bias=bias)
         return proposal(
@@ -225,7 +223,7 @@ class MpcController:
             u_now=u_now,
             d_plan=d_plan,
             y=ref.mean,
-            spread=spread,
+            var_n=ref.var_n,
             value=float(np.mean(sqp.costs.value(ref.mean, ref.u, d_plan, weights.price))),
             y_hold=hold.mean,
             value_hold=float(np.mean(sqp.costs.value(hold.mean, hold_plan, d_plan, weights.price))),

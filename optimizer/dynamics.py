@@ -10,8 +10,12 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
+from optimizer.bands import Calibration
+from optimizer.ood import OodModel
+
 EXPORT_FORMAT = "twinops-twin-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # the version this optimizer writes in its docs; it reads every one of SUPPORTED_VERSIONS
+SUPPORTED_VERSIONS = (1, 2)  # 2 adds the interval calibration and OOD statistics, both optional
 
 Activation = Callable[[ca.MX], ca.MX]
 
@@ -75,16 +79,18 @@ class TwinDynamics:
     train_mv_max: np.ndarray  # (n_mv,)
     train_dv_min: np.ndarray  # (n_dv,)
     train_dv_max: np.ndarray  # (n_dv,)
+    calibration: Calibration | None = None  # the twin's calibrated intervals; None (v1 export): raw spreads
+    ood: OodModel | None = None  # the twin's OOD statistics; None (v1 export): no OOD score along plans
 
     @classmethod
     def from_export(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> TwinDynamics:
-        """Rebuild the dynamics from a `twinops-twin-export` v1 (meta, arrays) pair, checking every shape."""
+        """Rebuild the dynamics from a `twinops-twin-export` v1 or v2 (meta, arrays) pair, checking every shape."""
         if meta.get("format") != EXPORT_FORMAT:
             raise ExportError(f"not a twin export: format is {meta.get('format')!r}, expected {EXPORT_FORMAT!r}")
-        if meta.get("version") != EXPORT_VERSION:
+        if meta.get("version") not in SUPPORTED_VERSIONS:
             raise ExportError(
-                f"twin export version {meta.get('version')!r} is not supported; this optimizer reads version "
-                f"{EXPORT_VERSION} only"
+                f"twin export version {meta.get('version')!r} is not supported; this optimizer reads versions "
+                f"{', '.join(str(v) for v in SUPPORTED_VERSIONS)}"
             )
         for key in ("nz", "cv", "mv", "dv", "members", "activation", "sample_period_s"):
             if key not in meta:
@@ -132,6 +138,8 @@ class TwinDynamics:
             train_mv_max=vector("train/mv_max", n_mv),
             train_dv_min=vector("train/dv_min", n_dv),
             train_dv_max=vector("train/dv_max", n_dv),
+            calibration=_calibration(meta, arrays, n_cv),
+            ood=_ood(arrays, nz + n_mv + n_dv),
         )
         if not dyn.sample_period_s > 0:
             raise ExportError(f"sample_period_s must be > 0, got {dyn.sample_period_s}")
@@ -234,6 +242,34 @@ class TwinDynamics:
             z = np.asarray(step(z, u_plan[k], d_plan[k])).reshape(-1)
             y[k] = np.asarray(readout(z)).reshape(self.members, len(self.cv))
         return y
+
+
+def _calibration(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n_cv: int) -> Calibration | None:
+    """Return the interval calibration of a v2 export, None when it has none (v1, or a twin without one)."""
+    if "calib/scale" not in arrays and "calib/floor" not in arrays:
+        return None
+    scale = np.asarray(arrays.get("calib/scale", np.zeros((0, 0))), dtype=float)
+    if scale.ndim != 2 or scale.shape[1] != n_cv or scale.shape[0] < 1:
+        raise ExportError(f"twin export array 'calib/scale' has shape {scale.shape}, expected (K >= 1, {n_cv})")
+    scale, floor = _array(arrays, "calib/scale", scale.shape), _array(arrays, "calib/floor", (n_cv,))
+    if np.any(scale <= 0) or np.any(floor < 0):
+        raise ExportError("twin export calibration needs calib/scale > 0 and calib/floor >= 0 everywhere")
+    coverage = (meta.get("calibration") or {}).get("coverage")
+    if not isinstance(coverage, int | float) or not 0 < coverage < 1:
+        raise ExportError(f"twin export meta calibration.coverage must be in (0, 1), got {coverage!r}")
+    return Calibration(scale=scale, floor=floor, coverage=float(coverage))
+
+
+def _ood(arrays: Mapping[str, np.ndarray], p: int) -> OodModel | None:
+    """Return the OOD statistics of a v2 export, None when it has none."""
+    if "ood/mean" not in arrays:
+        return None
+    q99 = _array(arrays, "ood/q99", (1,))
+    if not q99[0] > 0:
+        raise ExportError(f"twin export array 'ood/q99' must be > 0, got {q99[0]}")
+    return OodModel(
+        mean=_array(arrays, "ood/mean", (p,)), inv_cov=_array(arrays, "ood/inv_cov", (p, p)), q99=float(q99[0])
+    )
 
 
 def _array(arrays: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -33,6 +33,8 @@ class CasadiModel:
 
     # the fields of the twin's dynamics that the controller reads, for a one-member deterministic model
     members = 1
+    calibration = None  # no calibrated intervals: a first-principles model has no band
+    ood = None  # no training distribution to score plans against
 
     @property
     def nz(self) -> int:

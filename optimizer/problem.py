@@ -13,7 +13,7 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from optimizer.condensed import VAR_EPS
+from optimizer.bands import plan_band
 from optimizer.model import Dynamics
 from optimizer.spec import MpcSettings, MpcSpec, objective_value
 
@@ -104,7 +104,14 @@ class MpcProblem:
         defect = dz - _linear_step(dyn).map(n)(dz_start, u - u_ref, a_ref, b_ref)  # (n_z, N) = 0
         readout_defect = y_members - y_ref - _linear_readout(dyn).map(n)(dz, c_ref)  # (M*n_cv, N) = 0
         y, var_n = stats.map(n)(y_members)  # (n_cv, N) ensemble mean; variance in CV stds^2
-        spread = ca.sqrt(var_n + VAR_EPS) * ca.repmat(cv_std, 1, n) if m > 1 else ca.SX.zeros(n_cv, n)
+        # safety half-width (optimizer.bands): the twin's calibrated interval, or safety_spread_k raw spreads
+        self.safety = plan_band(dyn.calibration, m, n_cv, n, settings.safety_spread_k, smooth=True)
+        band = self.safety
+        half = (
+            ca.DM(band.a) * ca.sqrt(band.b * var_n + ca.repmat(ca.DM(band.c), 1, n)) * ca.repmat(cv_std, 1, n)
+            if np.any(band.a)
+            else ca.SX.zeros(n_cv, n)
+        )
         moves = u - ca.horzcat(u_now, u[:, : n - 1])  # (n_mv, N)
 
         # ============================================================ objective
@@ -120,7 +127,6 @@ class MpcProblem:
 
         # ============================================================ constraints
         std_n = ca.repmat(cv_std, 1, n)
-        k_safe = settings.safety_spread_k
         self.x = Stack([("U", u), ("Z", z), ("Y", y_members), ("S", s)])
         self.p = Stack(
             [
@@ -146,8 +152,8 @@ class MpcProblem:
                 ("max_move", moves),  # within ± per-step move limit
                 ("cv_low", y + s * std_n),  # >= operating low (soft through the slack)
                 ("cv_high", y - s * std_n),  # <= operating high
-                ("safety_low", y - k_safe * spread),  # >= safety low (hard)
-                ("safety_high", y + k_safe * spread),  # <= safety high (hard)
+                ("safety_low", y - half),  # >= safety low (hard)
+                ("safety_high", y + half),  # <= safety high (hard)
             ]
         )
         self.cost = ca.Function("cost", [self.x.expr, self.p.expr], [cost])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from optimizer.bands import plan_band
 from optimizer.limits import SolveLimits, soft_slack
 from optimizer.model import Dynamics
 from optimizer.result import MpcResult, MpcStatus
@@ -21,7 +22,7 @@ def proposal(
     u_now: np.ndarray,
     d_plan: np.ndarray,
     y: np.ndarray,
-    spread: np.ndarray,
+    var_n: np.ndarray,
     value: float,
     y_hold: np.ndarray,
     value_hold: float,
@@ -32,12 +33,14 @@ def proposal(
 ) -> MpcResult:
     """Return the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints.
 
-    y, spread (n_cv, N): the plan's ensemble-mean CVs and spread; y_hold (n_cv, N) the mean when holding the current
-    setpoints; value and value_hold their economic value, currency per hour.
+    y, var_n (n_cv, N): the plan's ensemble-mean CVs and sample variance over members in CV stds^2; y_hold (n_cv, N)
+    the mean when holding the current setpoints; value and value_hold their economic value, currency per hour. The
+    band is the twin's calibrated interval (optimizer.bands), or band_k raw spreads when the export has none.
     """
     n = settings.horizon
-    lo, hi = y - settings.band_k * spread, y + settings.band_k * spread
-    active = active_constraints(dyn, settings, limits, u, u_now, y, spread)
+    half = plan_band(dyn.calibration, dyn.members, len(dyn.cv), n, settings.band_k).half(var_n, dyn.cv_std)
+    lo, hi = y - half, y + half
+    active = active_constraints(dyn, settings, limits, u, u_now, y, var_n)
     slack = soft_slack(y, limits.cv, dyn.cv_std) * dyn.cv_std[:, None]
     soft = [
         f"{c} by up to {slack[i].max():.4g}"
@@ -54,6 +57,11 @@ def proposal(
     ]
     if d_out:
         message += "; DV forecast outside the twin's training range: " + ", ".join(d_out)
+    if dyn.calibration is None and dyn.members > 1:
+        message += (
+            f"; bands are ± {settings.band_k:g} and safety margins ± {settings.safety_spread_k:g} raw ensemble spreads:"
+            " the twin export has no interval calibration"
+        )
 
     def traj(matrix: np.ndarray, names: tuple[str, ...]) -> dict[str, tuple[float, ...]]:
         return {name: tuple(float(v) for v in matrix[i]) for i, name in enumerate(names)}
@@ -76,6 +84,7 @@ def proposal(
         active_constraints=active,
         solve_time_s=elapsed,
         iterations=iterations,
+        band_coverage=dyn.calibration.coverage if dyn.calibration is not None else None,
     )
 
 
@@ -135,18 +144,21 @@ def hard_violation(
     u: np.ndarray,
     u_now: np.ndarray,
     y: np.ndarray,
-    spread: np.ndarray,
+    var_n: np.ndarray,
 ) -> str:
-    """Return what hard limit plan u breaks when re-simulated (empty if none): never pass on a half result."""
+    """Return what hard limit plan u breaks when re-simulated (empty if none): never pass on a half result.
+
+    Safety limits hold for the mean y (n_cv, N) -/+ the safety half-width of ensemble variances var_n (n_cv, N).
+    """
     mv, cv, tol = limits.mv, limits.cv, 1e-6
     if np.any(u < mv.low - tol * (1 + np.abs(u))) or np.any(u > mv.high + tol * (1 + np.abs(u))):
         return "the plan leaves the MV limits"
     moves = np.abs(np.diff(np.hstack([u_now[:, None], u]), axis=1))
     if np.any(moves > mv.max_move[:, None] * (1 + tol) + tol):
         return "the plan breaks a move limit"
-    k, scale = settings.safety_spread_k, 1e-5 * dyn.cv_std[:, None]
-    if np.any(np.asarray(y - k * spread) < cv.safety_low[:, None] - scale) or np.any(
-        np.asarray(y + k * spread) > cv.safety_high[:, None] + scale
+    half, scale = safety_half(dyn, settings, var_n), 1e-5 * dyn.cv_std[:, None]
+    if np.any(np.asarray(y - half) < cv.safety_low[:, None] - scale) or np.any(
+        np.asarray(y + half) > cv.safety_high[:, None] + scale
     ):
         return "the simulated plan crosses a CV safety limit"
     return ""
@@ -159,7 +171,7 @@ def active_constraints(
     u: np.ndarray,
     u_now: np.ndarray,
     y: np.ndarray,
-    spread: np.ndarray,
+    var_n: np.ndarray,
 ) -> tuple[str, ...]:
     """Return the names of the constraints at (or, for soft CV limits, beyond) their bound somewhere in the plan."""
     tol, mv, cv = settings.active_tolerance, limits.mv, limits.cv
@@ -176,14 +188,20 @@ def active_constraints(
             names.append(f"{name}:{'trust_high' if limits.trust_high[i] else 'mv_high'}")
         if np.isfinite(mv.max_move[i]) and near(np.abs(moves[i]), mv.max_move[i], dyn.mv_std[i]).any():
             names.append(f"{name}:max_move")
-    k = settings.safety_spread_k
+    half = safety_half(dyn, settings, var_n)
     for i, name in enumerate(dyn.cv):
         if (near(y[i], cv.low[i], dyn.cv_std[i]) | (y[i] < cv.low[i])).any():
             names.append(f"{name}:cv_low")
         if (near(y[i], cv.high[i], dyn.cv_std[i]) | (y[i] > cv.high[i])).any():
             names.append(f"{name}:cv_high")
-        if near(y[i] - k * spread[i], cv.safety_low[i], dyn.cv_std[i]).any():
+        if near(y[i] - half[i], cv.safety_low[i], dyn.cv_std[i]).any():
             names.append(f"{name}:safety_low")
-        if near(y[i] + k * spread[i], cv.safety_high[i], dyn.cv_std[i]).any():
+        if near(y[i] + half[i], cv.safety_high[i], dyn.cv_std[i]).any():
             names.append(f"{name}:safety_high")
     return tuple(names)
+
+
+def safety_half(dyn: Dynamics, settings: MpcSettings, var_n: np.ndarray) -> np.ndarray:
+    """Return the safety half-width (n_cv, N) of ensemble variances var_n: calibrated, or safety_spread_k spreads."""
+    band = plan_band(dyn.calibration, dyn.members, len(dyn.cv), var_n.shape[1], settings.safety_spread_k)
+    return band.half(var_n, dyn.cv_std)

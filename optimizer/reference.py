@@ -16,7 +16,6 @@ import numpy as np
 
 from optimizer.blas import blas_threads
 from optimizer.checks import SolveInputs, check_compatible, prepare_solve
-from optimizer.condensed import VAR_EPS
 from optimizer.dynamics import ExportError, TwinDynamics
 from optimizer.limits import CvLimits, SolveLimits, soft_slack
 from optimizer.model import Dynamics
@@ -193,7 +192,8 @@ class IpoptReferenceController:
         hold_plan = np.repeat(u_now[:, None], n, axis=1)
         y, spread, value = (np.asarray(v) for v in pr.evaluate(z_now, u_ref, d_plan, price))
         y, value = self._biased(y, value, u_ref, d_plan, price, bias)
-        violation = hard_violation(settings, dyn, limits, u_ref, u_now, y, spread)
+        var_n = (spread / dyn.cv_std[:, None]) ** 2  # sample variance over members, CV stds^2
+        violation = hard_violation(settings, dyn, limits, u_ref, u_now, y, var_n)
         if violation:
             self._warm = None
             return MpcResult(
@@ -215,7 +215,7 @@ class IpoptReferenceController:
             u_now=u_now,
             d_plan=d_plan,
             y=y,
-            spread=spread,
+            var_n=var_n,
             value=float(value.item()),
             y_hold=y_hold,
             value_hold=float(value_hold.item()),
@@ -348,12 +348,10 @@ class IpoptReferenceController:
         members = y_ref.reshape(dyn.members, len(dyn.cv), -1)  # (M, n_cv, N)
         mean = members.mean(axis=0)
         pr.x["S"].put(x, soft_slack(mean, cv, dyn.cv_std))
-        spread = (
-            np.sqrt(members.var(axis=0, ddof=1) + VAR_EPS * dyn.cv_std[:, None] ** 2) if dyn.members > 1 else 0 * mean
-        )
-        k, tol = self.settings.safety_spread_k, 1e-6 * dyn.cv_std[:, None]
+        var_n = members.var(axis=0, ddof=1) / dyn.cv_std[:, None] ** 2 if dyn.members > 1 else 0 * mean
+        half = pr.safety.half(var_n, dyn.cv_std)
+        tol = 1e-6 * dyn.cv_std[:, None]
         safe = bool(
-            np.all(mean - k * spread >= cv.safety_low[:, None] - tol)
-            and np.all(mean + k * spread <= cv.safety_high[:, None] + tol)
+            np.all(mean - half >= cv.safety_low[:, None] - tol) and np.all(mean + half <= cv.safety_high[:, None] + tol)
         )
         return _Reference(x, p, float(pr.cost(x, p)), safe)

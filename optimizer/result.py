@@ -41,8 +41,8 @@ class MpcResult:
     first_move: Mapping[str, float] | None = None  # first_setpoint - current setpoint
     mv_plan: Trajectories | None = None  # planned setpoints per MV, (N,)
     cv_mean: Trajectories | None = None  # predicted ensemble-mean CVs under the plan, (N,)
-    cv_lo: Trajectories | None = None  # mean - band_k * spread
-    cv_hi: Trajectories | None = None  # mean + band_k * spread
+    cv_lo: Trajectories | None = None  # mean - the band's half-width: calibrated interval, or band_k raw spreads
+    cv_hi: Trajectories | None = None  # mean + the band's half-width
     cv_hold_mean: Trajectories | None = None  # predicted ensemble-mean CVs when holding current setpoints
     objective_plan: float | None = None  # economic value of the plan, currency per hour
     objective_hold: float | None = None  # economic value of holding setpoints, currency per hour
@@ -50,6 +50,7 @@ class MpcResult:
     active_constraints: tuple[str, ...] = ()  # e.g. "F:mv_high", "F:max_move", "C_b:cv_high", "T:safety_high"
     solve_time_s: float | None = None  # wall-clock time of the solver call
     iterations: int | None = None  # solver iterations: QP active-set (or IPOPT) iterations over all linearisations
+    band_coverage: float | None = None  # nominal coverage of cv_lo..cv_hi (the twin's calibration); None: raw spreads
 
     @property
     def has_proposal(self) -> bool:

@@ -165,8 +165,10 @@ class MpcSettings:
     economic_weight: float = 1.0  # weight of the economic value (currency per hour) in the cost
     trust_region_margin: float = 0.0  # MVs stay in the training range widened by this fraction of its width
     soft_penalty_by_rank: tuple[float, ...] = (1e4, 1e3, 1e2)  # penalty per (slack / CV std) for CV rank 1, 2, ...
-    safety_spread_k: float = 1.0  # safety limits hold for ensemble mean ± k * spread
-    band_k: float = 2.0  # reported uncertainty band: mean ± band_k * spread
+    # With a calibrated twin (export v2) safety limits hold for, and bands show, the ensemble mean ± the twin's
+    # calibrated interval (its coverage, per step ahead); these two apply to twins exported without a calibration.
+    safety_spread_k: float = 1.0  # uncalibrated: safety limits hold for ensemble mean ± k * spread
+    band_k: float = 2.0  # uncalibrated: reported uncertainty band is mean ± band_k * spread
     max_solver_time_s: float = 5.0  # wall-clock budget of one solve (all linearisations); past it, no proposal
     sqp_iterations: int = 15  # most linearisations of the twin per solve (each one QP, solved on a working set)
     sqp_step: float = 1.0  # trust region of one linearisation: largest MV change from the reference, in MV stds

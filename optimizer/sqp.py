@@ -186,7 +186,7 @@ class CondensedSqp:
     ) -> QpModel:
         """Return the QP of the MPC along reference plan ref, in its change dU and the soft-limit slacks S."""
         dyn, settings, costs = self.dyn, self.settings, self.costs
-        n, n_mv, k = settings.horizon, len(dyn.mv), settings.safety_spread_k
+        n, n_mv = settings.horizon, len(dyn.mv)
 
         # ============================================================ decision variables
         # x = (dU, S): dU = vec(U - U_ref) step-major (n_mv * N,); S the slack of each soft-limited CV at each
@@ -196,8 +196,8 @@ class CondensedSqp:
         ns = len(soft) * n
 
         # ============================================================ dynamics (the twin condensed onto the plan)
-        # mean Y = Y_ref + G_mean dU and spread = spread_ref + G_spread dU, exact in value and slope at U_ref
-        g_mean, g_spread = costs.safety_rows(ref)  # (n_cv, N, nu) each
+        # mean Y = Y_ref + G_mean dU and safety half-width = half_ref + G_half dU, exact in value and slope at U_ref
+        g_mean, g_half = costs.safety_rows(ref)  # (n_cv, N, nu) each
 
         # ============================================================ objective
         h_u, g_u, constant = costs.quadratic(ref, d, u_now, weights)  # economics, targets, moves, uncertainty
@@ -228,18 +228,18 @@ class CondensedSqp:
                 blocks.append(np.hstack([g_mean[c], -e]))
                 lows.append(np.full(n, -np.inf))
                 highs.append(limits.high[c] - ref.mean[c])
-        # safety CV limits (hard): safety_low <= Y - k * spread, Y + k * spread <= safety_high
+        # safety CV limits (hard): safety_low <= Y - half, Y + half <= safety_high
         safety_low = np.flatnonzero(np.isfinite(limits.safety_low))
         safety_high = np.flatnonzero(np.isfinite(limits.safety_high))
         first_safety_row = sum(len(b) for b in blocks)
         for c in safety_low:
-            blocks.append(np.hstack([g_mean[c] - k * g_spread[c], no_slack]))
-            lows.append(limits.safety_low[c] - (ref.mean[c] - k * ref.spread[c]))
+            blocks.append(np.hstack([g_mean[c] - g_half[c], no_slack]))
+            lows.append(limits.safety_low[c] - (ref.mean[c] - ref.half[c]))
             highs.append(np.full(n, np.inf))
         for c in safety_high:
-            blocks.append(np.hstack([g_mean[c] + k * g_spread[c], no_slack]))
+            blocks.append(np.hstack([g_mean[c] + g_half[c], no_slack]))
             lows.append(np.full(n, -np.inf))
-            highs.append(limits.safety_high[c] - (ref.mean[c] + k * ref.spread[c]))
+            highs.append(limits.safety_high[c] - (ref.mean[c] + ref.half[c]))
 
         return QpModel(
             hessian=hessian,
@@ -255,23 +255,22 @@ class CondensedSqp:
         )
 
     def _margins(self, ref: Evaluation, limits: CvLimits) -> np.ndarray:
-        """Return (2, n_cv, N): how far ref's mean -/+ k spread is inside the safety low/high limits (>= 0)."""
-        k = self.settings.safety_spread_k
-        low = ref.mean - k * ref.spread - limits.safety_low[:, None]
-        high = limits.safety_high[:, None] - (ref.mean + k * ref.spread)
+        """Return (2, n_cv, N): how far ref's mean -/+ half is inside the safety low/high limits (>= 0)."""
+        low = ref.mean - ref.half - limits.safety_low[:, None]
+        high = limits.safety_high[:, None] - (ref.mean + ref.half)
         return np.maximum(np.stack([low, high]) * (1 - 1e-6), 0.0)
 
     def _safety_error(self, ref: Evaluation, trial: Evaluation, du: np.ndarray, model: QpModel) -> np.ndarray:
-        """Return (2, n_cv, N): how far the exact twin's mean -/+ k spread at the trial is beyond its linearisation."""
-        g_mean, g_spread = self.costs.safety_rows(ref)
-        k, dvec = self.settings.safety_spread_k, du.T.reshape(-1)
+        """Return (2, n_cv, N): how far the exact twin's mean -/+ half at the trial is beyond its linearisation."""
+        g_mean, g_half = self.costs.safety_rows(ref)
+        dvec = du.T.reshape(-1)
         err = np.zeros((2, len(self.dyn.cv), self.settings.horizon))
         for c in model.safety_low:  # rows are >= limits: the error is how much lower the exact value is
-            lin = ref.mean[c] - k * ref.spread[c] + (g_mean[c] - k * g_spread[c]) @ dvec
-            err[0, c] = lin - (trial.mean[c] - k * trial.spread[c])
+            lin = ref.mean[c] - ref.half[c] + (g_mean[c] - g_half[c]) @ dvec
+            err[0, c] = lin - (trial.mean[c] - trial.half[c])
         for c in model.safety_high:
-            lin = ref.mean[c] + k * ref.spread[c] + (g_mean[c] + k * g_spread[c]) @ dvec
-            err[1, c] = (trial.mean[c] + k * trial.spread[c]) - lin
+            lin = ref.mean[c] + ref.half[c] + (g_mean[c] + g_half[c]) @ dvec
+            err[1, c] = (trial.mean[c] + trial.half[c]) - lin
         return err
 
 

@@ -1,4 +1,4 @@
-"""Export of a twin as plain arrays for the optimizer, per docs/twin-export.md (format version 1)."""
+"""Export of a twin as plain arrays for the optimizer, per docs/twin-export.md (format version 2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from twins.twin import Twin
 
 EXPORT_FORMAT = "twinops-twin-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2 adds the interval calibration (calib/*) and the OOD statistics (ood/*)
 
 
 def export_arrays(model: Twin) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -28,6 +28,7 @@ def export_arrays(model: Twin) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "members": cfg.members,
         "activation": cfg.activation,
         "sample_period_s": float(model.sample_period_s),
+        "calibration": {"coverage": float(cfg.interval), "source": model.calibration.source},
     }
     arrays: dict[str, np.ndarray] = {
         "norm/cv_mean": norm.cv_mean,
@@ -42,6 +43,11 @@ def export_arrays(model: Twin) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "train/dv_max": model.input_range["dv_max"],
         "train/z_mean": model.z_mean,
         "train/z_std": model.z_std,
+        "calib/scale": model.calibration.scale,  # (K, n_cv) per step ahead, h = 0..K-1
+        "calib/floor": model.calibration.floor,  # (n_cv,) normalised
+        "ood/mean": model.ood.mean,  # (nz + n_mv + n_dv,)
+        "ood/inv_cov": model.ood.inv_cov,
+        "ood/q99": np.array([model.ood.q99]),
     }
     for part, mlp in (("next", model.net.predictor), ("readout", model.net.readout_net)):
         for i, layer in enumerate(mlp.linears()):

@@ -116,8 +116,8 @@ def test_the_twins_package_export_is_rebuilt_to_torch_precision() -> None:
 
 def test_an_export_of_another_version_is_refused_with_a_clear_error() -> None:
     meta, arrays = random_export()
-    with pytest.raises(ExportError, match="version 2 is not supported"):
-        TwinDynamics.from_export({**meta, "version": 2}, arrays)
+    with pytest.raises(ExportError, match="version 3 is not supported"):
+        TwinDynamics.from_export({**meta, "version": 3}, arrays)
 
 
 def test_an_export_of_another_format_is_refused() -> None:

@@ -78,7 +78,7 @@ def test_the_export_has_the_documented_keys_shapes_and_meta(trained: TrainingOut
     cfg = twin.config
     assert meta == {
         "format": "twinops-twin-export",
-        "version": 1,
+        "version": 2,
         "nz": cfg.nz,
         "cv": ["upper_level_m", "lower_level_m"],
         "mv": ["pump_flow_m3_h"],
@@ -86,6 +86,7 @@ def test_the_export_has_the_documented_keys_shapes_and_meta(trained: TrainingOut
         "members": 5,
         "activation": "tanh",
         "sample_period_s": 10.0,
+        "calibration": {"coverage": cfg.interval, "source": twin.calibration.source},
     }
     json.dumps(meta)
     assert all(a.dtype == np.float64 for a in arrays.values())
@@ -96,13 +97,17 @@ def test_the_export_has_the_documented_keys_shapes_and_meta(trained: TrainingOut
     assert arrays[f"m0/readout/b{cfg.depth}"].shape == (2,)
     assert arrays["train/mv_min"][0] >= 0.5 and arrays["train/mv_max"][0] <= 1.5
     assert not np.array_equal(arrays["m0/next/W0"], arrays["m1/next/W0"])  # members differ
+    assert np.array_equal(arrays["calib/scale"], twin.calibration.scale) and arrays["calib/floor"].shape == (2,)
+    p = cfg.nz + 2
+    assert arrays["ood/mean"].shape == (p,) and arrays["ood/inv_cov"].shape == (p, p)
+    assert arrays["ood/q99"] == pytest.approx([twin.ood.q99])
 
 
 def test_the_export_saves_as_one_npz_with_the_meta_as_json(trained: TrainingOutcome, tmp_path: Path) -> None:
     save_export(trained.twin, tmp_path / "twin.npz")
     with np.load(tmp_path / "twin.npz") as saved:
         meta = json.loads(str(saved["__meta__"]))
-        assert meta["version"] == 1
+        assert meta["version"] == 2
         assert np.array_equal(saved["m2/readout/W0"], export_arrays(trained.twin)[1]["m2/readout/W0"])
 
 
