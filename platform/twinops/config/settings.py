@@ -98,6 +98,13 @@ TEMPLATES = [
 
 DATABASES = {"default": embedded.parse_database_url(embedded.database_url())}
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TWINOPS_TEST_DB", "test_twinops")}
+# The role that owns the tables and runs migrations (config/database_roles.py); the embedded server sets it. Unset
+# with an external DATABASE_URL: migrations run as the application's role, which then owns (and could alter) them.
+DATABASE_OWNER = (
+    embedded.parse_database_url(os.environ["DATABASE_OWNER_URL"], variable="DATABASE_OWNER_URL")
+    if os.environ.get("DATABASE_OWNER_URL")
+    else None
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = embedded.redis_url()

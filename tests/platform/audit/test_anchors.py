@@ -67,7 +67,7 @@ def test_an_untouched_chain_verifies_through_its_newest_anchor(anchored) -> None
     call_command("audit", "verify")
 
 
-def test_a_rewritten_chain_with_recomputed_hashes_is_detected(anchored, capsys) -> None:  # noqa: ANN001
+def test_a_rewritten_chain_with_recomputed_hashes_is_detected(anchored, capsys, database_superuser) -> None:  # noqa: ANN001
     _rewrite_from(5, {"i": 99})
     assert audit_chain_verify().ok  # the hashes alone cannot tell
     check = audit_verify()
@@ -77,7 +77,7 @@ def test_a_rewritten_chain_with_recomputed_hashes_is_detected(anchored, capsys) 
         call_command("audit", "verify")
 
 
-def test_a_deleted_tail_is_detected(anchored) -> None:  # noqa: ANN001
+def test_a_deleted_tail_is_detected(anchored, database_superuser) -> None:  # noqa: ANN001
     _superuser("DELETE FROM audit_auditevent WHERE id >= 5")
     assert audit_chain_verify().ok
     check = audit_verify()
@@ -85,27 +85,27 @@ def test_a_deleted_tail_is_detected(anchored) -> None:  # noqa: ANN001
     assert "tail was deleted" in check.problem
 
 
-def test_a_deleted_tail_replaced_by_new_events_is_detected(anchored) -> None:  # noqa: ANN001
+def test_a_deleted_tail_replaced_by_new_events_is_detected(anchored, database_superuser) -> None:  # noqa: ANN001
     _superuser("DELETE FROM audit_auditevent WHERE id >= 5")
     _record(2)  # ids 5 and 6 again, with other hashes
     check = audit_verify()
     assert (check.ok, check.first_bad_id) == (False, 4)
 
 
-def test_an_edited_field_is_detected_and_named(anchored) -> None:  # noqa: ANN001
+def test_an_edited_field_is_detected_and_named(anchored, database_superuser) -> None:  # noqa: ANN001
     _superuser("UPDATE audit_auditevent SET reason = 'nothing to see' WHERE id = 2")
     check = audit_verify()
     assert (check.ok, check.first_bad_id) == (False, 2)
     assert "reason" in check.problem
 
 
-def test_a_verification_range_is_covered_by_the_next_anchor(anchored) -> None:  # noqa: ANN001
+def test_a_verification_range_is_covered_by_the_next_anchor(anchored, database_superuser) -> None:  # noqa: ANN001
     _rewrite_from(5, {"i": 99})
     assert not audit_verify(from_id=4, to_id=5).ok  # the walk goes on to the anchor at 6
     assert audit_verify(from_id=1, to_id=3).ok
 
 
-def test_anchoring_refuses_to_sign_a_tampered_chain(anchored, anchor_files) -> None:  # noqa: ANN001
+def test_anchoring_refuses_to_sign_a_tampered_chain(anchored, anchor_files, database_superuser) -> None:  # noqa: ANN001
     _, log = anchor_files
     _record(1)
     _superuser("UPDATE audit_auditevent SET reason = 'changed' WHERE id = 7")

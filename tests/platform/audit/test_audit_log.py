@@ -33,7 +33,7 @@ def test_it_chains_each_event_to_the_previous_one(make_user) -> None:
 
 
 @pytest.mark.django_db
-def test_the_database_refuses_to_update_an_audit_event(make_user) -> None:
+def test_the_database_refuses_to_update_an_audit_event(make_user, database_superuser) -> None:
     event = _three_events(make_user("data"))[0]
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
@@ -44,7 +44,7 @@ def test_the_database_refuses_to_update_an_audit_event(make_user) -> None:
 
 
 @pytest.mark.django_db
-def test_the_database_refuses_to_delete_an_audit_event(make_user) -> None:
+def test_the_database_refuses_to_delete_an_audit_event(make_user, database_superuser) -> None:
     event = _three_events(make_user("data"))[1]
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
         cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.pk])
@@ -52,7 +52,7 @@ def test_the_database_refuses_to_delete_an_audit_event(make_user) -> None:
 
 
 @pytest.mark.django_db
-def test_verification_finds_an_event_changed_behind_the_triggers_back(make_user) -> None:
+def test_verification_finds_an_event_changed_behind_the_triggers_back(make_user, database_superuser) -> None:
     events = _three_events(make_user("data"))
     with connection.cursor() as cur:  # a superuser bypassing the trigger, as an attacker with DBA rights would
         cur.execute("SET session_replication_role = replica")  # superuser-only: user triggers do not fire

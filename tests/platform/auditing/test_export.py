@@ -113,7 +113,7 @@ def test_the_command_writes_a_bundle_and_says_how_to_check_it(history, tmp_path:
         call_command("audit", "export", "--line", "nope", str(tmp_path / "other.zip"))
 
 
-def test_a_tampered_chain_is_not_exported(history, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_tampered_chain_is_not_exported(history, tmp_path: Path, database_superuser) -> None:  # noqa: ANN001
     with connection.cursor() as cur:
         cur.execute("SET session_replication_role = replica")
         cur.execute("UPDATE audit_auditevent SET reason = 'x' WHERE id = 3")

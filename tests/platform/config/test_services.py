@@ -41,7 +41,7 @@ def test_a_malformed_database_url_is_refused_with_what_is_wrong(url: str, messag
 def _admin(sql: str) -> None:
     import psycopg
 
-    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    with psycopg.connect(os.environ["DATABASE_OWNER_URL"], autocommit=True) as conn:  # the owner may create databases
         conn.execute(sql)
 
 
