@@ -157,6 +157,8 @@ def _walk(*, from_id: int, to_id: int | None, anchors: list[Anchor]) -> ChainChe
     end = head_id if to_id is None else min(to_id, head_id)
     covering = [a for a in anchors if a.event_id >= max(end, from_id)]
     walk_end = max(end, min((a.event_id for a in covering), default=end))
+    if to_id is None:  # through the head: on to the newest anchor, or a tail cut back onto an anchored event passes
+        walk_end = max([walk_end] + [a.event_id for a in anchors])
     by_id: dict[int, list[Anchor]] = {}
     for a in anchors:
         if from_id <= a.event_id <= walk_end:

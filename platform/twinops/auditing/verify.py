@@ -25,7 +25,7 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 FORMAT = "twinops-audit-export/1"
 ANCHOR_PREFIX = b"twinops audit anchor v1\n"
@@ -66,11 +66,14 @@ def event_sha256(*, prev_sha256: str, event: dict[str, Any], scheme: int) -> str
 
 
 class _Bundle:
-    """Read files from the zip or the folder."""
+    """Read files from the zip (a path or an open binary file) or the folder."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | IO[bytes]) -> None:
         self.path = path
-        if path.is_dir():
+        if not isinstance(path, Path):
+            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
+            self.names = {n for n in self._zip.namelist() if not n.endswith("/")}
+        elif path.is_dir():
             self.names = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
             self._zip = None
         elif zipfile.is_zipfile(path):
@@ -84,6 +87,7 @@ class _Bundle:
             return None
         if self._zip is not None:
             return self._zip.read(name)
+        assert isinstance(self.path, Path)
         return (self.path / name).read_bytes()
 
 
@@ -121,9 +125,18 @@ def _json_lines(bundle: _Bundle, name: str) -> list[Any]:
     return out
 
 
-def verify_bundle(path: str | Path, *, public_key: str | None = None) -> Result:
+def _first_misplaced(lines: list[Any]) -> tuple[int, int] | None:
+    """Return (index, id that belongs there) of the first line whose id is not in ascending order, else None."""
+    try:
+        ids = [int(line["event"]["id"]) for line in lines]
+    except (KeyError, TypeError, ValueError):
+        return None  # the walk names the malformed line
+    return next(((i, want) for i, (got, want) in enumerate(zip(ids, sorted(ids), strict=True)) if got != want), None)
+
+
+def verify_bundle(path: str | Path | IO[bytes], *, public_key: str | None = None) -> Result:
     """Check a bundle (zip or folder) and return the outcome; raise BundleError when it cannot be read."""
-    bundle = _Bundle(Path(path))
+    bundle = _Bundle(Path(path) if isinstance(path, str | Path) else path)
     raw_manifest = bundle.read("manifest.json")
     if raw_manifest is None:
         raise BundleError("manifest.json is missing from the bundle")
@@ -152,14 +165,25 @@ def verify_bundle(path: str | Path, *, public_key: str | None = None) -> Result:
     runs: list[list[int]] = []  # [first id, last id] of each run of consecutive events
     present: dict[int, dict[str, Any]] = {}
     prev_id, prev_sha, trusted, scheme2 = None, "", 0, False
-    for number, line in enumerate(_json_lines(bundle, "events.jsonl"), start=1):
+    export_id = manifest.get("export_event_id")
+    lines = _json_lines(bundle, "events.jsonl")
+    misplaced = _first_misplaced(lines)  # (line index, the id that belongs there) of a reordering, if any
+    for number, line in enumerate(lines, start=1):
         try:
             event, sha, prev, scheme = line["event"], str(line["sha256"]), str(line["prev_sha256"]), int(line["scheme"])
             eid = int(event["id"])
         except (KeyError, TypeError, ValueError):
             return fail(None if prev_id is None else prev_id + 1, f"events.jsonl line {number} is not an event")
+        if misplaced is not None and misplaced[0] == number - 1:
+            return fail(misplaced[1], f"event {misplaced[1]} is out of order (event {eid} stands in its place)")
+        if prev_id is not None and eid <= prev_id:
+            if len(runs) > 1 and isinstance(export_id, int) and eid < export_id:  # it belonged before the jump
+                missing = runs[0][1] + 1
+                return fail(missing, f"event {missing} is missing (event {eid} comes after the export's event)")
+            return fail(eid, f"event {eid} is out of order or repeated (it follows event {prev_id})")
         if prev_id is None or eid != prev_id + 1:
-            if prev_id is not None and not (eid > prev_id + 1 and prev_id in anchors):
+            # the one jump allowed: from an anchored event to the export's own event (the range ends before it)
+            if prev_id is not None and not (eid == export_id and prev_id in anchors and len(runs) == 1):
                 return fail(prev_id + 1, f"event {prev_id + 1} is missing (event {eid} follows event {prev_id})")
             runs.append([eid, eid])
             trusted = eid - 1
@@ -189,6 +213,8 @@ def verify_bundle(path: str | Path, *, public_key: str | None = None) -> Result:
         if eid not in present:
             start = max((r for r in runs if r[0] <= eid), default=None, key=lambda r: r[0])
             missing = start[1] + 1 if start else eid
+            if isinstance(export_id, int) and eid >= export_id and export_id not in present:
+                missing = export_id  # the export's own run is gone, not the range's continuation
             a = anchors[eid][0]
             return fail(
                 missing,
@@ -206,7 +232,6 @@ def verify_bundle(path: str | Path, *, public_key: str | None = None) -> Result:
         return fail(None, "events.jsonl holds no events")
 
     # 4. the export event says what the bundle must cover
-    export_id = manifest.get("export_event_id")
     export = present.get(export_id) if isinstance(export_id, int) else None
     if export is None or export.get("action") != "audit.exported" or not isinstance(export.get("after"), dict):
         return fail(None, f"the export's own event {export_id} is not among the events")
