@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -24,7 +25,9 @@ class Command(BaseCommand):
         stop = sub.add_parser("stop", help="stop the running release: nothing more is written, setpoints held")
         stop.add_argument("line")
         stop.add_argument("--reason", required=True)
-        stop.add_argument("--user", help="act as this user (default: system:cli)")
+        stop.add_argument(
+            "--as", "--user", dest="username", help="act as this user (default: the shell user, as cli:NAME)"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -33,7 +36,9 @@ class Command(BaseCommand):
             raise CommandError(f"no line {opts['line']!r}") from None
         if opts["action"] == "stop":
             try:
-                actor = Actor.from_username(opts["user"]) if opts["user"] else Actor.of("system:cli")
+                actor = (
+                    Actor.from_username(opts["username"]) if opts["username"] else Actor.of(f"cli:{getpass.getuser()}")
+                )
                 release = release_stop(line=line, actor=actor, reason=opts["reason"])
             except (LookupError, ValueError, PermissionDenied) as e:
                 raise CommandError(str(e)) from None
