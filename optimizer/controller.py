@@ -8,12 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.bands import plan_band
 from optimizer.blas import blas_threads
 from optimizer.checks import SolveInputs, check_compatible, prepare_solve
 from optimizer.condensed import Evaluation
 from optimizer.dynamics import ExportError, TwinDynamics
+from optimizer.limits import CvLimits
 from optimizer.model import Dynamics
 from optimizer.proposal import hard_violation, no_proposal, proposal
+from optimizer.recovery import recovery_note, recovery_problem
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
 from optimizer.sqp import CondensedSqp, project, shift_steps
@@ -96,47 +99,139 @@ class MpcController:
             return self._plan(inputs)
 
     def _plan(self, inputs: SolveInputs) -> MpcResult:
-        """Run the condensed SQP from the previous plan (shifted) or from holding, and assemble the result."""
+        """Run the condensed SQP from the previous plan (shifted) or from holding, and assemble the result.
+
+        Anytime: when the SQP stops on its budget (time or linearisations) or fails after improving on its start,
+        the last plan that meets every hard limit on the exact twin is proposed, marked as such. With the line
+        beyond a safety limit now, the recovery plan (optimizer.recovery) is proposed when one reduces the excess.
+        """
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
         assert dyn is not None and sqp is not None
         u_now, d_plan, bias, weights, limits = inputs.u_now, inputs.d_plan, inputs.bias, inputs.weights, inputs.limits
         mv = limits.mv
         hold_plan = np.repeat(u_now[:, None], settings.horizon, axis=1)
+        warm = self._warm_plan is not None
         start = hold_plan if self._warm_plan is None else shift_steps(self._warm_plan)
+        held = self._held_limits(inputs)
         out = sqp.solve(
             z_now=inputs.z_now,
             u_now=u_now,
             d=d_plan,
-            u_start=project(start, u_now, mv.low, mv.high, mv.max_move),
+            u_start=project(start, u_now, mv.low, mv.high, mv.step_move),
             mv=mv,
             weights=weights,
-            limits=limits.cv,
+            limits=held,
             cv_bias=bias,
         )
         if out.status is MpcStatus.OPTIMAL and out.elapsed_s > settings.max_solver_time_s:
             out = dataclasses.replace(out, status=MpcStatus.TIMEOUT)
-        if out.status is not MpcStatus.OPTIMAL:
-            return self._failure(inputs, out.status, out.raw, out.elapsed_s, out.iterations)
         violation = self._violation(inputs, out.ref)
-        if violation:
-            self._warm_plan = None
-            return MpcResult(
-                MpcStatus.SOLVER_FAILED,
-                f"the QP solver returned {out.raw} but {violation}; no proposal",
-                settings.horizon,
-                dyn.sample_period_s,
-                solve_time_s=out.elapsed_s,
+        if out.status is MpcStatus.OPTIMAL:
+            if violation:
+                self._keep_warm_start()
+                return MpcResult(
+                    MpcStatus.SOLVER_FAILED,
+                    f"the QP solver returned {out.raw} but {violation}; no proposal",
+                    settings.horizon,
+                    dyn.sample_period_s,
+                    solve_time_s=out.elapsed_s,
+                    iterations=out.iterations,
+                )
+            self._warm_plan = out.ref.u
+            return self._proposal(
+                inputs,
+                out.ref,
+                held=held,
+                raw=f"QP {settings.qp_solver}: {out.raw}",
+                elapsed=out.elapsed_s,
                 iterations=out.iterations,
+                linearisations=out.linearisations,
             )
+        if (out.accepted or warm) and out.ref.safe and not violation:
+            why = {
+                MpcStatus.TIMEOUT: f"time budget of {settings.max_solver_time_s:g} s spent",
+                MpcStatus.NOT_CONVERGED: "plan still moving",
+            }.get(out.status, f"the QP solver returned {out.raw}")
+            self._warm_plan = out.ref.u
+            return self._proposal(
+                inputs,
+                out.ref,
+                held=held,
+                raw=f"QP {settings.qp_solver}: {out.raw}",
+                elapsed=out.elapsed_s,
+                iterations=out.iterations,
+                linearisations=out.linearisations,
+                fallback="last_safe_plan",
+                headline=(
+                    f"stopped after {out.linearisations} linearisations; the last safe plan ({why}): every hard "
+                    "limit holds on the exact twin, a converged plan might do better"
+                ),
+            )
+        recovered = self._recover(inputs, held)
+        if recovered is not None:
+            return recovered
+        return self._failure(inputs, out.status, out.raw, out.elapsed_s, out.iterations)
+
+    def _held_limits(self, inputs: SolveInputs) -> CvLimits:
+        """Return the solve's CV limits with the soft ones backed off by the calibrated one-step-ahead half-width."""
+        dyn, sqp = self.dynamics, self.sqp
+        assert dyn is not None and sqp is not None
+        if not self.settings.cv_backoff or dyn.calibration is None:
+            return inputs.limits.cv
+        members = sqp.twin.readout_now(inputs.z_now)  # (M, n_cv): the spread now sizes the next step's band
+        var_n = members.var(axis=0, ddof=1) / dyn.cv_std**2 if dyn.members > 1 else np.zeros(len(dyn.cv))
+        band = plan_band(dyn.calibration, dyn.members, len(dyn.cv), 1, 0.0)
+        return inputs.limits.cv.backed_off(band.half(var_n[:, None], dyn.cv_std)[:, 0])
+
+    def _recover(self, inputs: SolveInputs, held: CvLimits) -> MpcResult | None:
+        """Return the recovery proposal when the line is beyond a safety limit now and a plan reduces the excess."""
+        dyn, sqp, settings = self.dynamics, self.sqp, self.settings
+        assert dyn is not None and sqp is not None
+        y_now = sqp.current(inputs.z_now) + (0.0 if inputs.bias is None else inputs.bias)
+        rec = recovery_problem(y_now, held, inputs.weights, settings)
+        if rec is None:
+            return None
+        mv, u_now = inputs.limits.mv, inputs.u_now
+        hold_plan = np.repeat(u_now[:, None], settings.horizon, axis=1)
+        out = sqp.solve(
+            z_now=inputs.z_now,
+            u_now=u_now,
+            d=inputs.d_plan,
+            u_start=project(hold_plan, u_now, mv.low, mv.high, mv.step_move),
+            mv=mv,
+            weights=rec.weights,
+            limits=rec.limits,
+            cv_bias=inputs.bias,
+        )
+        # every hard limit but the ones the line is already beyond, on the exact twin
+        rest = dataclasses.replace(
+            inputs.limits,
+            cv=dataclasses.replace(
+                inputs.limits.cv, safety_low=rec.limits.safety_low, safety_high=rec.limits.safety_high
+            ),
+        )
+        if not out.ref.safe or hard_violation(settings, dyn, rest, out.ref.u, u_now, out.ref.mean, out.ref.var_n):
+            return None
+        note = recovery_note(rec, dyn.cv, out.ref.mean, inputs.limits.cv, dyn.sample_period_s)
+        if note is None:
+            return None
         self._warm_plan = out.ref.u
         return self._proposal(
             inputs,
             out.ref,
+            held=held,
             raw=f"QP {settings.qp_solver}: {out.raw}",
             elapsed=out.elapsed_s,
             iterations=out.iterations,
             linearisations=out.linearisations,
+            fallback="recovery",
+            headline=note,
         )
+
+    def _keep_warm_start(self) -> None:
+        """After a solve without proposal, start the next one from the last good plan, shifted once more."""
+        if self._warm_plan is not None:
+            self._warm_plan = shift_steps(self._warm_plan)
 
     def evaluate_plan(
         self,
@@ -207,7 +302,17 @@ class MpcController:
         return hard_violation(self.settings, dyn, inputs.limits, ref.u, inputs.u_now, ref.mean, ref.var_n)
 
     def _proposal(
-        self, inputs: SolveInputs, ref: Evaluation, *, raw: str, elapsed: float, iterations: int, linearisations: int
+        self,
+        inputs: SolveInputs,
+        ref: Evaluation,
+        *,
+        raw: str,
+        elapsed: float,
+        iterations: int,
+        linearisations: int,
+        held: CvLimits | None = None,
+        fallback: str | None = None,
+        headline: str = "",
     ) -> MpcResult:
         """Return the proposal of plan `ref`: predictions with bands, gain against holding, active constraints."""
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
@@ -231,13 +336,16 @@ class MpcController:
             elapsed=elapsed,
             iterations=iterations,
             linearisations=linearisations,
+            held=held,
+            fallback=fallback,
+            headline=headline,
         )
 
     def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float, iterations: int) -> MpcResult:
-        """Return a result without proposal that says why, and drop the warm start."""
+        """Return a result without proposal that says why; the next solve still starts from the last good plan."""
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
         assert dyn is not None and sqp is not None
-        self._warm_plan = None
+        self._keep_warm_start()
         y_now = sqp.current(inputs.z_now)
         return no_proposal(
             dyn,

@@ -17,7 +17,8 @@ class MvBounds:
 
     low: np.ndarray  # (n_mv, N) engineering units (MV limits within the trusted training range)
     high: np.ndarray  # (n_mv, N)
-    max_move: np.ndarray  # (n_mv,) inf where none
+    max_move: np.ndarray  # (n_mv,) inf where none: the line's move limit, a hard limit
+    step_move: np.ndarray  # (n_mv, N) the plan's move limit per step: max_move, 0 over the held tail (terminal)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,12 @@ class CvLimits:
     high: np.ndarray
     safety_low: np.ndarray  # (n_cv,) safety (hard)
     safety_high: np.ndarray
+
+    def backed_off(self, backoff: np.ndarray) -> CvLimits:
+        """Return these limits with the operating (soft) ones tightened by backoff (n_cv,), never past each other."""
+        width = np.where(np.isfinite(self.low) & np.isfinite(self.high), self.high - self.low, np.inf)
+        b = np.minimum(np.maximum(backoff, 0.0), 0.5 * width)
+        return CvLimits(self.low + b, self.high - b, self.safety_low, self.safety_high)
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,18 @@ def solve_limits(dyn: Dynamics, spec: MpcSpec, settings: MpcSettings, u_now: np.
             )
         ramp = _num(m.ramp_rate_per_min, np.inf) * dyn.sample_period_s / 60.0
         max_move[i] = min(_num(m.max_move_per_step, np.inf), ramp)
-    # A setpoint already outside its range may come back no faster than its move limit allows.
-    reach = np.outer(max_move, np.arange(1, n + 1))  # (n_mv, N)
+    # Terminal constraint: the plan holds its setpoints over its last steps, so it ends at a steady setpoint
+    # (where its effect is seen within the horizon) rather than unwinding moves whose cost comes after it.
+    hold = min(terminal_hold_steps(settings), n - 1)
+    step_move = np.repeat(max_move[:, None], n, axis=1)
+    step_move[:, n - hold :] = 0.0
+    # A setpoint already outside its range may come back no faster than its move limits allow.
+    reach = np.cumsum(step_move, axis=1)  # (n_mv, N)
     mv = MvBounds(
-        np.minimum(lo[:, None], u_now[:, None] + reach), np.maximum(hi[:, None], u_now[:, None] - reach), max_move
+        np.minimum(lo[:, None], u_now[:, None] + reach),
+        np.maximum(hi[:, None], u_now[:, None] - reach),
+        max_move,
+        step_move,
     )
     cvs = {c.name: c for c in spec.cvs}
     cv = CvLimits(
@@ -80,6 +95,13 @@ def solve_limits(dyn: Dynamics, spec: MpcSpec, settings: MpcSettings, u_now: np.
         safety_high=np.array([_num(cvs[c].safety.high, np.inf) for c in dyn.cv]),
     )
     return SolveLimits(mv, cv, trust_low=lo > line_lo, trust_high=hi < line_hi)
+
+
+def terminal_hold_steps(settings: MpcSettings) -> int:
+    """Return how many final steps of a plan hold their setpoints (settings, or a sixth of the horizon)."""
+    if settings.terminal_hold_steps is None:
+        return settings.horizon // 6
+    return settings.terminal_hold_steps
 
 
 def solve_weights(dyn: Dynamics, spec: MpcSpec, settings: MpcSettings) -> Weights:

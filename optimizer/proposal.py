@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimizer.bands import plan_band
-from optimizer.limits import SolveLimits, soft_slack
+from optimizer.limits import CvLimits, SolveLimits, soft_slack
 from optimizer.model import Dynamics
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
@@ -30,8 +30,14 @@ def proposal(
     elapsed: float,
     iterations: int,
     linearisations: int,
+    held: CvLimits | None = None,
+    fallback: str | None = None,
+    headline: str = "",
 ) -> MpcResult:
     """Return the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints.
+
+    held: the soft CV limits the plan was held inside (backed off), for the active constraints; fallback and
+    headline: a proposal that is not a converged optimum (MpcResult.fallback) and what it is, in words.
 
     y, var_n (n_cv, N): the plan's ensemble-mean CVs and sample variance over members in CV stds^2; y_hold (n_cv, N)
     the mean when holding the current setpoints; value and value_hold their economic value, currency per hour. The
@@ -40,14 +46,19 @@ def proposal(
     n = settings.horizon
     half = plan_band(dyn.calibration, dyn.members, len(dyn.cv), n, settings.band_k).half(var_n, dyn.cv_std)
     lo, hi = y - half, y + half
-    active = active_constraints(dyn, settings, limits, u, u_now, y, var_n)
+    active = active_constraints(dyn, settings, limits if held is None else _with_cv(limits, held), u, u_now, y, var_n)
     slack = soft_slack(y, limits.cv, dyn.cv_std) * dyn.cv_std[:, None]
     soft = [
         f"{c} by up to {slack[i].max():.4g}"
         for i, c in enumerate(dyn.cv)
         if slack[i].max() > 1e-6 * (1 + dyn.cv_std[i])
     ]
-    message = f"optimal ({raw}, {linearisations} linearisations)"
+    message = headline or f"optimal ({raw}, {linearisations} linearisations)"
+    if held is not None and np.any(held.high < limits.cv.high) | np.any(held.low > limits.cv.low):
+        backoff = np.maximum(limits.cv.high - held.high, held.low - limits.cv.low)
+        message += "; soft CV limits held back by the calibrated one-step band: " + ", ".join(
+            f"{c} {backoff[i]:.3g}" for i, c in enumerate(dyn.cv) if np.isfinite(backoff[i]) and backoff[i] > 0
+        )
     if soft:
         message += "; planned CVs outside their soft operating limits: " + ", ".join(soft)
     d_out = [
@@ -84,8 +95,13 @@ def proposal(
         active_constraints=active,
         solve_time_s=elapsed,
         iterations=iterations,
+        fallback=fallback,
         band_coverage=dyn.calibration.coverage if dyn.calibration is not None else None,
     )
+
+
+def _with_cv(limits: SolveLimits, cv: CvLimits) -> SolveLimits:
+    return SolveLimits(limits.mv, cv, limits.trust_low, limits.trust_high)
 
 
 def no_proposal(
@@ -105,9 +121,11 @@ def no_proposal(
 
     y_now (n_cv,): the ensemble-mean CVs the twin reads now (with the CV bias); budget: the solve's limits in words.
     """
-    why = {MpcStatus.TIMEOUT: f"solver budget exhausted ({budget})", MpcStatus.INFEASIBLE: HARD_LIMITS_UNMET}.get(
-        status, "solver failed"
-    )
+    why = {
+        MpcStatus.TIMEOUT: f"solver budget exhausted ({budget})",
+        MpcStatus.NOT_CONVERGED: "no convergence within the linearisation budget, inside the time budget",
+        MpcStatus.INFEASIBLE: HARD_LIMITS_UNMET,
+    }.get(status, "solver failed")
     note = safety_note(dyn, spec, y_now)
     if note and status is MpcStatus.SOLVER_FAILED:
         status, why = MpcStatus.INFEASIBLE, HARD_LIMITS_UNMET
@@ -151,6 +169,8 @@ def hard_violation(
     Safety limits hold for the mean y (n_cv, N) -/+ the safety half-width of ensemble variances var_n (n_cv, N).
     """
     mv, cv, tol = limits.mv, limits.cv, 1e-6
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(var_n))):
+        return "the twin's prediction of the plan holds NaN or inf"
     if np.any(u < mv.low - tol * (1 + np.abs(u))) or np.any(u > mv.high + tol * (1 + np.abs(u))):
         return "the plan leaves the MV limits"
     moves = np.abs(np.diff(np.hstack([u_now[:, None], u]), axis=1))

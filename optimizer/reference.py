@@ -133,7 +133,7 @@ class IpoptReferenceController:
         mv, u_block = limits.mv, pr.x["U"]
         bounds = self._vectors(limits)
         x, lam_x, lam_g = self._initial_guess(u_now)
-        u_ref = project(u_block.take(x), u_now, mv.low, mv.high, mv.max_move)
+        u_ref = project(u_block.take(x), u_now, mv.low, mv.high, mv.step_move)
         region = TrustRegion(settings, dyn.mv_std)
         started, iterations, raw = time.perf_counter(), 0, "not started"
         ref = self._linearize(x, self._parameters(inputs), z_now, u_ref, d_plan, limits.cv, bias)
@@ -161,7 +161,7 @@ class IpoptReferenceController:
             if status is not MpcStatus.OPTIMAL or sol is None:
                 return self._failure(inputs, status, raw, time.perf_counter() - started, iterations)
             x_new = np.asarray(sol["x"]).reshape(-1)
-            u_new = project(u_block.take(x_new), u_now, mv.low, mv.high, mv.max_move)
+            u_new = project(u_block.take(x_new), u_now, mv.low, mv.high, mv.step_move)
             step, predicted = region.step(u_new, u_ref), ref.cost - float(sol["f"])
             if region.converged(step, predicted, ref.cost):
                 break
@@ -178,9 +178,10 @@ class IpoptReferenceController:
                     iterations,
                 )
         else:
+            elapsed = time.perf_counter() - started
             return self._failure(
                 inputs,
-                MpcStatus.TIMEOUT,
+                MpcStatus.TIMEOUT if elapsed > settings.max_solver_time_s else MpcStatus.NOT_CONVERGED,
                 f"{raw}, plan still moving after {settings.sqp_iterations} linearisations",
                 time.perf_counter() - started,
                 iterations,
@@ -277,8 +278,8 @@ class IpoptReferenceController:
         for name in ("dynamics", "readout"):
             pr.g[name].put(lbg, 0.0)
             pr.g[name].put(ubg, 0.0)
-        pr.g["max_move"].put(lbg, -limits.mv.max_move[:, None])
-        pr.g["max_move"].put(ubg, limits.mv.max_move[:, None])
+        pr.g["max_move"].put(lbg, -limits.mv.step_move)
+        pr.g["max_move"].put(ubg, limits.mv.step_move)
         cv = limits.cv
         for name, vector, values in (
             ("cv_low", lbg, cv.low),

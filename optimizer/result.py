@@ -15,7 +15,8 @@ class MpcStatus(enum.StrEnum):
     OPTIMAL = "optimal"
     INFEASIBLE = "infeasible"  # hard limits (safety, MV) cannot all be met, e.g. a CV already beyond safety
     SOLVER_FAILED = "solver_failed"  # IPOPT stopped without a trustworthy solution
-    TIMEOUT = "timeout"  # the time or iteration budget ran out
+    TIMEOUT = "timeout"  # the time budget ran out before a safe plan was found
+    NOT_CONVERGED = "not_converged"  # the linearisation budget ran out (within the time budget), no safe plan in hand
     BAD_INPUT = "bad_input"  # NaN, missing or mis-shaped state, MVs or DV forecast; the solver was not called
     INCOMPATIBLE = "incompatible"  # the twin does not fit the line spec (tags, shapes, ranges, format)
 
@@ -50,6 +51,9 @@ class MpcResult:
     active_constraints: tuple[str, ...] = ()  # e.g. "F:mv_high", "F:max_move", "C_b:cv_high", "T:safety_high"
     solve_time_s: float | None = None  # wall-clock time of the solver call
     iterations: int | None = None  # solver iterations: QP active-set (or IPOPT) iterations over all linearisations
+    fallback: str | None = None  # why this proposal is not a converged optimum: "last_safe_plan" (the SQP stopped
+    # on its budget; the last plan that met every hard limit on the exact twin) or "recovery" (the line is beyond a
+    # safety limit now; the plan that brings it back fastest); None for a converged proposal
     band_coverage: float | None = None  # nominal coverage of cv_lo..cv_hi (the twin's calibration); None: raw spreads
 
     @property

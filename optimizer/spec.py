@@ -174,6 +174,10 @@ class MpcSettings:
     sqp_step: float = 1.0  # trust region of one linearisation: largest MV change from the reference, in MV stds
     sqp_tolerance: float = 1e-3  # converged when no MV moves more than this (in MV stds) between linearisations
     sqp_cost_tolerance: float = 1e-5  # ... or when the linearised twin promises less relative cost decrease than this
+    terminal_hold_steps: int | None = None  # the plan holds its setpoints over its last steps (terminal constraint,
+    # so plans do not unwind at the horizon's end); None: a sixth of the horizon, 0: none
+    cv_backoff: bool = True  # hold the mean inside soft CV limits by the twin's calibrated one-step-ahead half-width,
+    # so the measured CV stays inside most of the time (twins exported without a calibration get no back-off)
     active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
     qp_solver: str = "qpoases"  # casadi conic plugin of the condensed QP (dense, convex); "daqp" is as fast but
     # stalls on badly scaled QPs (tiny move weight beside large soft-limit penalties), "proxqp" slower
@@ -194,6 +198,8 @@ class MpcSettings:
             raise ValueError("max_solver_time_s must be > 0")
         if self.hessian not in ("exact", "limited-memory"):
             raise ValueError(f"hessian must be 'exact' or 'limited-memory', got {self.hessian!r}")
+        if self.terminal_hold_steps is not None and self.terminal_hold_steps < 0:
+            raise ValueError("terminal_hold_steps must be >= 0 or None")
         for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

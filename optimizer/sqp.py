@@ -30,6 +30,7 @@ class SqpOutcome:
     iterations: int  # QPs solved (working-set rounds over all linearisations)
     linearisations: int
     elapsed_s: float
+    accepted: int = 0  # steps accepted on the exact twin: ref moved from the start plan when > 0
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ class CondensedSqp:
         region, iterations, raw = TrustRegion(settings, dyn.mv_std), 0, "not started"
         backoff = np.zeros((2, len(dyn.cv), n))  # tightening of the linearised safety low/high rows
         corrections = 0
-        model = self._model(ref, d, u_now, weights, limits, mv.max_move)
+        model = self._model(ref, d, u_now, weights, limits, mv.step_move)
+        accepted = 0
         for linearisations in range(1, settings.sqp_iterations + 1):  # noqa: B007 (reported after the loop)
             row_low, row_high = model.row_bounds(backoff)
             low, high = region.box(ref.u, mv.low, mv.high)
@@ -130,15 +132,15 @@ class CondensedSqp:
             iterations += its
             elapsed = time.perf_counter() - started
             if elapsed > settings.max_solver_time_s:
-                return SqpOutcome(MpcStatus.TIMEOUT, raw, ref, iterations, linearisations, elapsed)
+                return SqpOutcome(MpcStatus.TIMEOUT, raw, ref, iterations, linearisations, elapsed, accepted)
             if x is None:
                 if ref.safe and region.retry_smaller():  # the reference is feasible, so a smaller step is too
                     backoff[:] = 0.0
                     continue
                 status = MpcStatus.INFEASIBLE if not ref.safe else MpcStatus.SOLVER_FAILED
-                return SqpOutcome(status, raw, ref, iterations, linearisations, elapsed)
+                return SqpOutcome(status, raw, ref, iterations, linearisations, elapsed, accepted)
             du = x[:nu].reshape(n, n_mv).T
-            u_new = project(ref.u + du, u_now, mv.low, mv.high, mv.max_move)
+            u_new = project(ref.u + du, u_now, mv.low, mv.high, mv.step_move)
             step, predicted = region.step(u_new, ref.u), ref.cost - (model.constant + objective)
             if region.converged(step, predicted, ref.cost):
                 break
@@ -150,8 +152,8 @@ class CondensedSqp:
                 corrections += 1
                 continue
             if region.judge(predicted=predicted, actual=ref.cost - trial.cost, step=step, safe=trial.safe):
-                ref, corrections = trial, 0
-                model = self._model(ref, d, u_now, weights, limits, mv.max_move)
+                ref, corrections, accepted = trial, 0, accepted + 1
+                model = self._model(ref, d, u_now, weights, limits, mv.step_move)
             elif region.exhausted:
                 return SqpOutcome(
                     MpcStatus.SOLVER_FAILED,
@@ -160,18 +162,22 @@ class CondensedSqp:
                     iterations,
                     linearisations,
                     time.perf_counter() - started,
+                    accepted,
                 )
         else:
+            elapsed = time.perf_counter() - started
             return SqpOutcome(
-                MpcStatus.TIMEOUT,
+                # "plan still moving" is not a timeout when the time budget was kept
+                MpcStatus.TIMEOUT if elapsed > settings.max_solver_time_s else MpcStatus.NOT_CONVERGED,
                 f"{raw}, plan still moving after {settings.sqp_iterations} linearisations",
                 ref,
                 iterations,
                 settings.sqp_iterations,
-                time.perf_counter() - started,
+                elapsed,
+                accepted,
             )
         status = MpcStatus.OPTIMAL if ref.safe else MpcStatus.INFEASIBLE
-        return SqpOutcome(status, raw, ref, iterations, linearisations, time.perf_counter() - started)
+        return SqpOutcome(status, raw, ref, iterations, linearisations, time.perf_counter() - started, accepted)
 
     # ---------------------------------------------------------------- the QP of one reference
 
@@ -182,7 +188,7 @@ class CondensedSqp:
         u_now: np.ndarray,
         weights: Weights,
         limits: CvLimits,
-        max_move: np.ndarray,
+        step_move: np.ndarray,
     ) -> QpModel:
         """Return the QP of the MPC along reference plan ref, in its change dU and the soft-limit slacks S."""
         dyn, settings, costs = self.dyn, self.settings, self.costs
@@ -210,12 +216,12 @@ class CondensedSqp:
         # ============================================================ constraints
         blocks, lows, highs = [], [], []
         no_slack = np.zeros((n, ns))
-        # moves: Delta vec(U) within +/- max_move, relative to the reference's moves
+        # moves: Delta vec(U) within +/- the per-step move limit (0 over the held tail), relative to the reference's
         ref_moves = np.diff(np.hstack([u_now[:, None], ref.u]), axis=1)  # (n_mv, N)
-        for i in np.flatnonzero(np.isfinite(max_move)):
+        for i in np.flatnonzero(np.any(np.isfinite(step_move), axis=1)):
             blocks.append(np.hstack([costs.delta[i::n_mv], no_slack]))  # (N, nu): U[i,k] - U[i,k-1]
-            lows.append(-max_move[i] - ref_moves[i])
-            highs.append(max_move[i] - ref_moves[i])
+            lows.append(-step_move[i] - ref_moves[i])
+            highs.append(step_move[i] - ref_moves[i])
         # soft CV limits: low <= Y + S * std, Y - S * std <= high
         for j, c in enumerate(soft):
             e = np.zeros((n, ns))
@@ -275,12 +281,16 @@ class CondensedSqp:
 
 
 def project(u: np.ndarray, u_now: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_move: np.ndarray) -> np.ndarray:
-    """Return plan u (n_mv, N) moved onto the MV and move limits, step by step (solvers may overstep by ~1e-8)."""
+    """Return plan u (n_mv, N) moved onto the MV and move limits, step by step (solvers may overstep by ~1e-8).
+
+    max_move: the move limit (n_mv,), or per step (n_mv, N).
+    """
     out, previous = np.empty_like(u), u_now
+    moves = max_move if max_move.ndim == 2 else np.repeat(max_move[:, None], u.shape[1], axis=1)
     for k in range(u.shape[1]):
         # lo/hi are reachable from any admissible previous setpoint, so this interval is never empty
-        low = np.maximum(lo[:, k], previous - max_move)
-        out[:, k] = np.minimum(np.maximum(u[:, k], low), np.minimum(hi[:, k], previous + max_move))
+        low = np.maximum(lo[:, k], previous - moves[:, k])
+        out[:, k] = np.minimum(np.maximum(u[:, k], low), np.minimum(hi[:, k], previous + moves[:, k]))
         previous = out[:, k]
     return out
 

@@ -130,7 +130,7 @@ def test_an_unknown_subproblem_is_refused_loudly() -> None:
 
 
 def test_a_failed_qp_does_not_poison_the_next_solves_of_the_same_controller() -> None:
-    meta, arrays = first_order_export(rate=0.1)  # C can drop at most 10 % of the gap in one step
+    meta, arrays = first_order_export(rate=0.0)  # C does not respond to F: no plan recovers (no recovery plan)
     controller = MpcController.from_export(meta, arrays, first_order_spec(cv_high=5.0, safety_high=6.0), FAST)
     beyond = controller.solve(z0=np.full((2, 1), 8.0), mv={"F": 8.0})  # the QP is infeasible
     assert beyond.status is MpcStatus.INFEASIBLE
