@@ -1,4 +1,5 @@
-"""Write accounts: create users in a role, issue (shown once), authenticate and revoke API tokens; audited."""
+"""Write accounts: create users in a role, change roles, issue (shown once), authenticate and revoke API tokens,
+and audit logins, failed logins and lockouts."""
 
 from __future__ import annotations
 
@@ -118,3 +119,49 @@ def user_create(
             actor=actor, action="user.created", obj=user, reason=reason, after={"username": username, "role": role}
         )
     return user
+
+
+def user_role_set(*, user: User, role: str, actor: ActorLike, reason: str) -> User:
+    """Put a user in exactly one role (replacing the others); audited with the roles before and after."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if not reason.strip():
+        raise ValueError("a reason is required: say why this user's role changes")
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        before = sorted(locked.groups.values_list("name", flat=True))
+        locked.groups.set([Group.objects.get(name=role)])
+        locked.is_staff = role == "admin"
+        locked.save(update_fields=["is_staff"])
+        audit_record(
+            actor=actor,
+            action="user.role_changed",
+            obj=locked,
+            reason=reason,
+            before={"username": locked.username, "roles": before},
+            after={"username": locked.username, "roles": [role]},
+        )
+    return locked
+
+
+# --- logins: Django's auth signals and core's lockout signal, audited (accounts/apps.py connects them) ---------------
+ANONYMOUS = "anonymous"  # the actor of a failed login: whoever typed it is not known
+
+
+def login_audit(*, user: User, client: str) -> None:
+    """Audit a successful login."""
+    with transaction.atomic():
+        audit_record(actor=user, action="user.logged_in", obj=user, after={"username": user.username, "client": client})
+
+
+def login_failure_audit(*, username: str, client: str, action: str = "user.login_failed") -> None:
+    """Audit a failed login ("user.login_failed") or a lockout ("user.locked_out") for a username, known or not."""
+    account = User.objects.filter(username=username).only("pk").first()
+    with transaction.atomic():
+        audit_record(
+            actor=ANONYMOUS,
+            action=action,
+            object_type="auth.user",
+            object_id="" if account is None else str(account.pk),
+            after={"username": username, "client": client, "known_user": account is not None},
+        )

@@ -150,3 +150,24 @@ def _anchor_parse(number: int, text: str, public_key: Ed25519PublicKey) -> Ancho
     except InvalidSignature:
         ok = False
     return Anchor(number, event_id, sha256, occurred_at, anchored_at, signature_ok=ok)
+
+
+def anchor_last(*, log: Path, public_key: Ed25519PublicKey) -> Anchor | None:
+    """Return the log's last anchor (marked whether its signature verifies), reading only the file's tail.
+
+    Its `line` is 0: counting the lines before it would read the whole log, which grows by one line a minute.
+    """
+    if not log.exists():
+        return None
+    with open(log, "rb") as fh:
+        pos = fh.seek(0, os.SEEK_END)
+        tail = b""
+        while pos > 0:  # read back 4 KiB at a time until the tail holds the whole last line
+            step = min(4096, pos)
+            pos -= step
+            fh.seek(pos)
+            tail = fh.read(step) + tail
+            if b"\n" in tail.rstrip(b"\n"):
+                break
+    text = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode("utf-8", "replace")
+    return _anchor_parse(0, text, public_key) if text.strip() else None

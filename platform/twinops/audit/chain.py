@@ -15,7 +15,7 @@ from twinops.audit.canonical import event_sha256
 
 COLUMNS = (
     "id, occurred_at, actor_label, action, object_type, object_id, reason, before::text, after::text, "
-    "prev_sha256, sha256, scheme, canonical"
+    "prev_sha256, sha256, scheme, canonical, line_key"
 )
 _SCALARS = ("actor", "action", "object_type", "object_id", "reason")
 
@@ -37,6 +37,7 @@ class StoredEvent:
     sha256: str
     scheme: int
     canonical: str
+    line_key: str = ""  # hashed as "line" in the canonical text when set
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ def _columns_match(e: StoredEvent) -> str:
     for name in _SCALARS:
         if doc.get(name) != getattr(e, name):
             return name
+    if doc.get("line", "") != e.line_key:
+        return "line"
     for name in ("before", "after"):
         stored = getattr(e, name)
         if not _same(doc.get(name), None if stored is None else json.loads(stored)):
@@ -131,6 +134,9 @@ def events_check(events: Iterable[StoredEvent], *, first_id: int, prev_sha256: s
         elif e.scheme == 1 and not seen_scheme2:
             if legacy_digest(prev_sha256=prev, fields=legacy_fields(e)) != e.sha256:
                 yield Problem(e.id, "content does not match its hash")
+                return
+            if e.line_key:  # scheme 1 hashed no line: one set later was not there when it was hashed
+                yield Problem(e.id, "content does not match its hash: the stored line differs from the hashed text")
                 return
         else:
             yield Problem(e.id, f"hash scheme {e.scheme} is not allowed here (schemes never go back)")

@@ -26,10 +26,20 @@ class AuditEvent(models.Model):
     # sha256 covers the columns as read back, and `canonical` is empty.
     scheme = models.PositiveSmallIntegerField(default=1, db_default=1)
     canonical = models.TextField(default="", db_default="")
+    # The line an event concerns (its key), for the auditor's line filter; hashed (in `canonical` as "line") when set.
+    # Events written before it was added have "" and are found by object only.
+    line_key = models.CharField(max_length=100, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["object_type", "object_id"]), models.Index(fields=["occurred_at"])]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            models.Index(fields=["occurred_at"]),
+            # the auditor's filters page newest first by id (keyset): each filter column with id behind it
+            models.Index(fields=["line_key", "id"], name="audit_line_id_idx"),
+            models.Index(fields=["action", "id"], name="audit_action_id_idx"),
+            models.Index(fields=["actor_label", "id"], name="audit_actor_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} {self.object_type}:{self.object_id} by {self.actor_label}"

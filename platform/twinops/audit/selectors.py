@@ -9,8 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
-from twinops.audit.chain import COLUMNS, StoredEvent
+from twinops.audit import conf
+from twinops.audit.anchors import Anchor, AnchorKeyError, anchor_last, signing_key
+from twinops.audit.canonical import GENESIS_SHA256
+from twinops.audit.chain import COLUMNS, Problem, StoredEvent, events_check
 from twinops.audit.models import AuditEvent
 
 _PAGE = 5000  # rows per keyset page: memory stays flat at millions of events
@@ -82,3 +86,152 @@ def audit_event_values(event: AuditEvent) -> dict[str, Any]:
         "before": event.before,
         "after": event.after,
     }
+
+
+# --- the auditor's pages --------------------------------------------------------------------------------------------
+LISTED = ("id", "occurred_at", "actor_label", "action", "object_type", "object_id", "line_key", "reason")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What the auditor's log is narrowed to; empty fields filter nothing."""
+
+    line: str = ""  # a line's key
+    actor: str = ""  # a username or "system:<component>"
+    action: str = ""  # e.g. "proposal.approved"
+    object_type: str = ""  # e.g. "recommendations.recommendation"
+    object_id: str = ""  # only with object_type
+    start: datetime | None = None  # start <= occurred_at
+    end: datetime | None = None  # occurred_at < end
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    """One page of the log, newest first, with the cursors of the pages either side (None: there is none)."""
+
+    events: list[AuditEvent]
+    newer_than: int | None  # pass as `after` for the next newer page
+    older_than: int | None  # pass as `before` for the next older page
+
+
+def audit_events_page(
+    *, where: EventFilter, before: int | None = None, after: int | None = None, size: int = 50
+) -> EventsPage:
+    """Return a page of matching events, newest first: those older than `before`, or newer than `after` (keyset)."""
+    rows = AuditEvent.objects.only(*LISTED)
+    if where.line:
+        rows = rows.filter(line_key=where.line)
+    if where.actor:
+        rows = rows.filter(actor_label=where.actor)
+    if where.action:
+        rows = rows.filter(action=where.action)
+    if where.object_type:
+        rows = rows.filter(object_type=where.object_type)
+        if where.object_id:
+            rows = rows.filter(object_id=where.object_id)
+    if where.start is not None:
+        rows = rows.filter(occurred_at__gte=where.start)
+    if where.end is not None:
+        rows = rows.filter(occurred_at__lt=where.end)
+    if after is not None:  # the page just newer than `after`: read upwards, then show newest first
+        events = list(rows.filter(id__gt=after).order_by("id")[: size + 1])
+        more_newer = len(events) > size
+        events = events[:size][::-1]
+        return EventsPage(events, events[0].id if more_newer and events else None, events[-1].id if events else None)
+    if before is not None:
+        rows = rows.filter(id__lt=before)
+    events = list(rows.order_by("-id")[: size + 1])
+    more_older = len(events) > size
+    events = events[:size]
+    newer = events[0].id if before is not None and events else None
+    return EventsPage(events, newer, events[-1].id if more_older else None)
+
+
+def audit_event_get(*, event_id: int) -> AuditEvent:
+    """Return one event; raise AuditEvent.DoesNotExist when there is none."""
+    return AuditEvent.objects.get(pk=event_id)
+
+
+def audit_events_about(*, objects: list[tuple[str, str]]) -> list[AuditEvent]:
+    """Return the events about any of the (object_type, object_id) pairs, oldest first (their canonical text left out)."""
+    if not objects:
+        return []
+    match = Q()
+    for object_type, object_id in objects:
+        match |= Q(object_type=object_type, object_id=object_id)
+    return list(AuditEvent.objects.filter(match).defer("canonical").order_by("id"))
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """How far the chain is known good: verified through an event, the newest anchor covering it, and any problem."""
+
+    ok: bool
+    verified_through: int  # newest event checked (0: none)
+    verified_at: datetime | None  # when that event was written
+    anchored_through: int | None  # event of the newest signed anchor, when its hash still matches
+    anchored_at: str  # when that anchor was signed
+    unchecked: int = 0  # newer events this status did not reach (more than a page view checks)
+    first_bad_id: int | None = None
+    problem: str = ""
+
+
+STATUS_CHECK_LIMIT = 20_000  # events after the newest anchor checked per status; the beat anchors every minute
+
+
+def audit_status(*, limit: int = STATUS_CHECK_LIMIT) -> ChainStatus:
+    """Check the events after the newest signed anchor (at most `limit`) and that the anchored event is intact.
+
+    Cheap enough for every auditor page: the anchor task verified everything up to its anchor before signing it,
+    and a rewrite before the anchor changes the anchored event's hash. `twinops audit verify` walks the whole chain.
+    """
+    head = audit_head()
+    if head is None:
+        return ChainStatus(True, 0, None, None, "")
+    anchor, problem = _anchor_newest()
+    if problem:
+        return ChainStatus(False, 0, None, None, "", problem=problem)
+    start, prev, anchored = 1, GENESIS_SHA256, None
+    if anchor is not None:
+        signed = audit_head(at_most=anchor.event_id)
+        if signed is None or signed.id != anchor.event_id:
+            text = f"event {anchor.event_id} was signed at {anchor.anchored_at} but is missing (the tail was deleted)"
+            return ChainStatus(False, 0, None, None, "", first_bad_id=anchor.event_id, problem=text)
+        if signed.sha256 != anchor.sha256:
+            text = f"event {anchor.event_id}'s hash differs from the one signed at {anchor.anchored_at} (rewritten)"
+            return ChainStatus(False, 0, None, None, "", first_bad_id=anchor.event_id, problem=text)
+        start, prev, anchored = anchor.event_id + 1, anchor.sha256, signed
+    end = min(head.id, start + limit - 1)
+    through: AuditEvent | StoredEvent | None = anchored
+    for item in events_check(audit_events_stored(from_id=start, to_id=end), first_id=start, prev_sha256=prev):
+        if isinstance(item, Problem):
+            return _status(False, through, anchor, head.id, first_bad_id=item.event_id, problem=item.text)
+        through = item
+    if through is not None and through.id < end:  # rows ran out before the head: events are missing
+        return _status(False, through, anchor, head.id, first_bad_id=through.id + 1, problem="events are missing")
+    return _status(True, through, anchor, head.id)
+
+
+def _status(ok: bool, through: Any, anchor: Anchor | None, head_id: int, **problem: Any) -> ChainStatus:
+    checked = 0 if through is None else through.id
+    return ChainStatus(
+        ok,
+        checked,
+        through.occurred_at if through is not None else None,
+        anchor.event_id if anchor is not None else None,
+        anchor.anchored_at if anchor is not None else "",
+        unchecked=max(0, head_id - checked) if ok else 0,
+        **problem,
+    )
+
+
+def _anchor_newest() -> tuple[Anchor | None, str]:
+    """Return the newest anchor (None when nothing was signed yet) or the reason it cannot be trusted."""
+    try:
+        key = signing_key(conf.signing_key_path(), create=False).public_key()
+    except AnchorKeyError:
+        return None, ""  # no key yet: nothing was ever anchored on this installation
+    anchor = anchor_last(log=conf.anchor_log_path(), public_key=key)
+    if anchor is not None and not anchor.signature_ok:
+        return None, "the newest line of the anchor log has no valid signature under the audit signing key"
+    return anchor, ""

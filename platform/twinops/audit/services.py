@@ -47,12 +47,14 @@ def audit_record(
     before: Any = None,
     after: Any = None,
     at: datetime | None = None,
+    line: str | None = None,
 ) -> AuditEvent:
     """Append an event to the chain; must run inside the caller's transaction so both commit or neither.
 
     Raises ValueError naming the field when a value cannot be stored exactly (NaN, infinity, NUL characters), so
     the caller's transaction rolls back and nothing is half-stored. Inside `audit_deferred()` the event is returned
-    unsaved and appended (id and hashes filled in) when the block ends.
+    unsaved and appended (id and hashes filled in) when the block ends. `line` (a line's key) defaults to the line
+    `obj` is or belongs to (its `line`), else the "line" named in `after` or `before`.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must be called inside transaction.atomic() with the change it records")
@@ -70,6 +72,7 @@ def audit_record(
         before=storable(before, field="before"),
         after=storable(after, field="after"),
         scheme=SCHEME,
+        line_key=storable(line if line is not None else _line_key(obj, before, after), field="line"),
     )
     held = getattr(_deferred, "events", None)
     if held is not None:
@@ -115,7 +118,26 @@ def _append(events: list[AuditEvent]) -> None:
     AuditEvent.objects.bulk_create(events)
 
 
+def _line_key(obj: Any, before: Any, after: Any) -> str:
+    """Return the key of the line an event's object is or belongs to, else the "line" its values name, else ''."""
+    meta = getattr(obj, "_meta", None)
+    if meta is not None and meta.label_lower == "lines.line":
+        return str(obj.key)
+    if meta is not None and getattr(obj, "line_id", None) is not None:
+        return str(obj.line.key)
+    for values in (after, before):
+        if isinstance(values, dict) and isinstance(values.get("line"), str):
+            return str(values["line"])
+    return ""
+
+
 def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
+    if e.line_key:  # hashed only when set: events without a line keep the canonical form they always had
+        return {**_hashed_fields_base(e), "line": e.line_key}
+    return _hashed_fields_base(e)
+
+
+def _hashed_fields_base(e: AuditEvent) -> dict[str, Any]:
     return {
         "id": e.id,
         "occurred_at": e.occurred_at.isoformat(),

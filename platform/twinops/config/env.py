@@ -7,6 +7,7 @@ the same name (tests override those), else the environment variable, else the de
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import zoneinfo
@@ -98,3 +99,25 @@ def env_time_zone(name: str, default: str) -> str:
             f"{name}={raw!r} is not a time zone this machine knows (e.g. Europe/Berlin)"
         ) from None
     return raw
+
+
+def parse_networks(name: str, raw: Any) -> tuple[str, ...]:
+    """Return comma-separated IP addresses or networks (10.0.0.5, 10.0.0.0/8, fd00::/8) in canonical form."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    networks = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks separated by commas (e.g. 10.0.0.5,10.1.0.0/16), "
+                f"and {item!r} is neither"
+            ) from None
+    return tuple(networks)
+
+
+def env_networks(name: str) -> tuple[str, ...]:
+    """Return the environment variable `name` as IP networks (see parse_networks); none when it is unset."""
+    return parse_networks(name, os.environ.get(name, ""))

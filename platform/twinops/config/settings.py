@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from twinops.config import embedded
-from twinops.config.env import env_bool, env_int, env_positive, env_time_zone
+from twinops.config.env import env_bool, env_int, env_networks, env_positive, env_time_zone
 from twinops.config.secret_files import secret_file_text
 
 BASE_DIR = Path(__file__).resolve().parents[1]  # platform/twinops
@@ -127,6 +127,9 @@ LOGOUT_REDIRECT_URL = "login"
 # Failed logins allowed per (username, client address) per window before further attempts are refused.
 LOGIN_RATE_LIMIT = env_int("TWINOPS_LOGIN_RATE_LIMIT", 5, minimum=1)
 LOGIN_RATE_WINDOW_S = env_int("TWINOPS_LOGIN_RATE_WINDOW_S", 300, minimum=1)
+# The reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the client is the rightmost address
+# in it that is not one of them. Empty (the default): the connecting address is the client, the header is ignored.
+TRUSTED_PROXIES = env_networks("TWINOPS_TRUSTED_PROXIES")
 
 LANGUAGE_CODE = "en"
 # Pages show times in the plant's zone (IANA name, e.g. Europe/Berlin), with the zone; the database keeps UTC.

@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/", include("twinops.telemetry.urls")),
     path("twins/", include("twinops.modeling.urls")),
     path("recommendations/", include("twinops.recommendations.urls")),
+    path("audit/", include("twinops.auditing.urls")),
 ]

@@ -349,6 +349,7 @@ def _expire(ids: list[int], *, reason: str, actor: Actor, now: datetime) -> int:
                 action="recommendation.expired",
                 object_type="recommendations.recommendation",
                 object_id=str(pk),
+                line=_line_key_of(pk),
                 reason=reason,
                 at=now,
                 before={"status": "pending"},
@@ -594,6 +595,11 @@ def _signature_json(sig: Signature) -> dict[str, Any]:
     }
 
 
+def _line_key_of(recommendation_id: int) -> str:
+    """Return the key of a recommendation's line for its audit events ('' when there is no such recommendation)."""
+    return Recommendation.objects.filter(pk=recommendation_id).values_list("line__key", flat=True).first() or ""
+
+
 def _signature_refused(who: Actor, recommendation_id: int, meaning: str, why: str) -> None:
     """Audit a refused signature in its own transaction (the refusal itself must not be lost)."""
     with transaction.atomic():
@@ -602,6 +608,7 @@ def _signature_refused(who: Actor, recommendation_id: int, meaning: str, why: st
             action="proposal.signature_refused",
             object_type="recommendations.recommendation",
             object_id=str(recommendation_id),
+            line=_line_key_of(recommendation_id),
             reason=why,
             after={"meaning": str(meaning)},
         )

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from twinops.core.clients import client_address
 from twinops.core.roles import require_capability
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_list as lines_all
@@ -198,7 +199,7 @@ def proposal_signature(request: HttpRequest, key: str, rec_id: int) -> HttpRespo
             decision=data["decision"],
             reason=data["reason"] or "",
             scale=(data["scale_percent"] or 100) / 100,
-            client=request.META.get("REMOTE_ADDR", ""),
+            client=client_address(request),
         )
     except SigningError as e:
         messages.error(request, str(e))

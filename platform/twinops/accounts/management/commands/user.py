@@ -1,4 +1,5 @@
-"""`twinops user add NAME --role ROLE`: create a user in a role (password read from stdin or prompted)."""
+"""`twinops user add NAME --role ROLE`: create a user in a role (password read from stdin or prompted);
+`twinops user role NAME --role ROLE --reason …`: move a user to another role (audited)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from twinops.accounts.services import user_create
+from twinops.accounts.services import user_create, user_role_set
+from twinops.core.actors import Actor
 from twinops.core.roles import ROLES
 
 
@@ -22,8 +24,15 @@ class Command(BaseCommand):
         add.add_argument("username")
         add.add_argument("--role", required=True, choices=sorted(ROLES))
         add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        role = sub.add_parser("role")
+        role.add_argument("username")
+        role.add_argument("--role", required=True, choices=sorted(ROLES))
+        role.add_argument("--reason", required=True, help="why the role changes (kept in the audit log)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["action"] == "role":
+            self._role(**opts)
+            return
         password = sys.stdin.readline().rstrip("\n") if opts["password_stdin"] else _prompt_password()
         try:
             user = user_create(
@@ -38,6 +47,13 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Created {user.username} ({opts['role']}).")
+
+    def _role(self, *, username: str, role: str, reason: str, **_: Any) -> None:
+        try:
+            user_role_set(user=Actor.from_username(username).user, role=role, actor="system:cli", reason=reason)
+        except (LookupError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"{username} is now in the role {role}.")
 
 
 def _prompt_password() -> str:
