@@ -19,7 +19,7 @@ from twinops.audit.services import audit_record
 from twinops.core.actors import Actor, ActorLike
 from twinops.core.attempts import worker_died_message
 from twinops.core.jsonable import json_plain
-from twinops.core.logins import lockout_minutes, login_failure_record, login_locked
+from twinops.core.logins import RateLimiterUnavailable, lockout_minutes, login_attempt_begin, login_failures_clear
 from twinops.core.roles import capability_require
 from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
@@ -408,13 +408,18 @@ def proposal_sign(
     capability_require(actor=who, capability="approve_proposal")
     user: Any = who.user
     username = user.get_username()
-    if login_locked(username=username, client=client):
+    try:
+        allowed = login_attempt_begin(username=username, client=client)  # counted before the password is checked
+    except RateLimiterUnavailable:
+        _signature_refused(who, recommendation_id, meaning, "the rate limiter's store (Redis) is down")
+        raise SigningError("Signing is unavailable: the rate limiter's store is down; try again shortly.") from None
+    if not allowed:
         _signature_refused(who, recommendation_id, meaning, f"too many failed password attempts for {username}")
         raise SigningError(f"Too many failed password attempts. Try again in {lockout_minutes()} minutes.")
     if not user.check_password(password):
-        login_failure_record(username=username, client=client)
         _signature_refused(who, recommendation_id, meaning, "wrong password")
         raise SigningError("Wrong password: nothing was signed.")
+    login_failures_clear(username=username, client=client)
     reason = reason.strip()
     if meaning == Meaning.REJECTED and not reason:
         raise SigningError("Give a reason for rejecting the proposal.")
