@@ -26,6 +26,7 @@ from typing import Any
 
 from plantsim import available_lines, build_simulator
 from plantsim.plc import PlcConfig, PlcServer
+from twinops.opcua.certs import client_certificate_ensure
 from twinops.opcua.client import connect_pinned
 
 
@@ -40,7 +41,15 @@ def sim_speed(line_id: str, steps: int) -> float:
 
 
 async def _publish_rate(publishes: int, cert_dir: Path) -> dict[str, float]:
-    cfg = PlcConfig(line_id="heat-train", operator_password="bench", port=0, cert_dir=cert_dir, tick_s=3600.0)
+    cfg = PlcConfig(
+        line_id="heat-train",
+        operator_password="bench",
+        reader_password="bench-reader",
+        port=0,
+        cert_dir=cert_dir,
+        trusted_client_certs=(client_certificate_ensure(cert_dir / "client").cert,),
+        tick_s=3600.0,
+    )
     out: dict[str, float] = {}
     async with PlcServer(cfg) as plc:
         out["opcua_publish_values_per_s"] = await _time_publishes(plc, publishes)
@@ -52,7 +61,11 @@ async def _publish_rate(publishes: int, cert_dir: Path) -> dict[str, float]:
                 Count.n += 1
 
         async with connect_pinned(
-            plc.endpoint_url, fingerprint=plc.certificate_fingerprint or "", client_cert_dir=cert_dir / "client"
+            plc.endpoint_url,
+            fingerprint=plc.certificate_fingerprint or "",
+            client_cert_dir=cert_dir / "client",
+            username="collector",
+            password="bench-reader",
         ) as client:
             sub = await client.create_subscription(50, Count())
             nodes = [client.get_node(t.opcua_node) for t in plc.line.tags if t.role != "MV"]
@@ -82,8 +95,10 @@ async def _collect(line: Any, seconds: float, cert_dir: Path) -> dict[str, float
     cfg = PlcConfig(
         line_id="heat-train",
         operator_password="bench-operator",
+        reader_password="bench-reader",
         port=0,
         cert_dir=cert_dir,
+        trusted_client_certs=(client_certificate_ensure(cert_dir / "client").cert,),
         speed=3600.0,
         tick_s=0.005,
         heartbeat_timeout_s=3600.0,
@@ -93,8 +108,8 @@ async def _collect(line: Any, seconds: float, cert_dir: Path) -> dict[str, float
             url=plc.endpoint_url,
             fingerprint=plc.certificate_fingerprint,
             cert_dir=cert_dir / "client",
-            username="operator",
-            password="bench-operator",
+            username="collector",  # the read-only account, as `twinops demo` gives its collectors
+            password="bench-reader",
             flush_ms=500,
             publishing_ms=50,
         )

@@ -77,16 +77,24 @@ async def _serve(args: argparse.Namespace) -> int:
     password = args.operator_password or os.environ.get("PLANTSIM_OPERATOR_PASSWORD")
     generated = password is None
     password = password or secrets.token_urlsafe(12)
+    reader_password = args.reader_password or os.environ.get("PLANTSIM_READER_PASSWORD")
+    for cert in args.trust_client:
+        if not cert.is_file():
+            raise SystemExit(f"--trust-client {cert}: no such certificate file")
     plcs = []
     for i, line_id in enumerate(_lines(args.line)):
         cfg = PlcConfig(
             line_id=line_id,
             operator_user=args.operator_user,
             operator_password=password,
+            reader_user=args.reader_user,
+            reader_password=reader_password,
             host=args.host,
             port=args.port + i if args.port else 0,
             cert_dir=args.cert_dir,
+            trusted_client_certs=tuple(args.trust_client),
             allow_insecure=args.allow_insecure,
+            allow_anonymous_read=args.allow_anonymous_read,
             speed=args.speed,
             heartbeat_timeout_s=args.heartbeat_timeout,
             initial_mode=args.mode,
@@ -106,6 +114,13 @@ async def _serve(args: argparse.Namespace) -> int:
             if plc.certificate_fingerprint:
                 print(f"  server certificate {plc.certificate.cert} sha256 {plc.certificate_fingerprint}")  # type: ignore[union-attr]
         print(f"operator account: {args.operator_user}" + (f" / {password} (generated)" if generated else ""))
+        if reader_password:
+            print(f"reader account (read-only): {args.reader_user}")
+        if args.cert_dir is not None:
+            trusted = len(args.trust_client)
+            print(
+                f"trusted client certificates: {trusted}" + ("" if trusted else " (every secured session is refused)")
+            )
         print("Ctrl-C stops.", flush=True)
         await stop.wait()
     finally:
@@ -129,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-insecure", action="store_true", help="development only: also offer security None")
     serve.add_argument("--operator-user", default="operator")
     serve.add_argument("--operator-password", help="default: $PLANTSIM_OPERATOR_PASSWORD, else a generated one")
+    serve.add_argument("--reader-user", default="collector", help="the read-only account (read, browse, subscribe)")
+    serve.add_argument("--reader-password", help="default: $PLANTSIM_READER_PASSWORD; neither: no reader account")
+    serve.add_argument(
+        "--trust-client",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CERT",
+        help="a client certificate (DER) allowed to open a session; repeatable; any other is refused",
+    )
+    serve.add_argument(
+        "--allow-anonymous-read", action="store_true", help="anonymous sessions may read (never write); default off"
+    )
     serve.add_argument("--heartbeat-timeout", type=float, default=10.0, help="wall seconds before safe fallback")
     serve.add_argument("--mode", choices=["LOCAL", "REMOTE"], default="REMOTE")
     serve.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,15 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
 
 from plantsim.certs import CertificateFiles, ensure_certificate
-from plantsim.opcua_access import DiscoveryOnlyRuleset, GuardedAttributeService, OperatorUserManager, PlcRuleset
+from plantsim.opcua_access import (
+    ClientTrustList,
+    DiscoveryOnlyRuleset,
+    GuardedAttributeService,
+    GuardedInternalServer,
+    LoginThrottle,
+    OperatorUserManager,
+    PlcRuleset,
+)
 from plantsim.realism import Realism
 from plantsim.simulator import LineSimulator, build_simulator
 
@@ -48,11 +56,17 @@ class PlcConfig:
     line_id: str
     operator_password: str  # password of the operator account; no default password ships
     operator_user: str = "operator"  # the account allowed to write setpoints and the heartbeat
+    reader_user: str = "collector"  # the read-only account (read, browse, subscribe): what a collector needs
+    reader_password: str | None = None  # None: no reader account
     host: str = "127.0.0.1"
     port: int = 4840  # 0: pick a free port at start
     cert_dir: Path | None = None  # server certificate generated here on first start, reused afterwards
+    # DER client certificates allowed to open a secured session; every other certificate is refused (none: all are)
+    trusted_client_certs: tuple[Path, ...] = ()
     allow_insecure: bool = False  # development only: also offer security mode None
-    allow_anonymous_read: bool = True  # anonymous sessions may read/browse/subscribe (never write)
+    allow_anonymous_read: bool = False  # anonymous sessions may read/browse/subscribe (never write)
+    login_free_failures: int = 3  # failed logins from one address before each further one costs a wait
+    login_delay_s: float = 1.0  # the first wait; it doubles with each further failure, up to a minute
     speed: float = 60.0  # simulated seconds per wall second
     tick_s: float | None = None  # wall seconds between publications; default min(1, sample period / speed)
     heartbeat_timeout_s: float = 10.0  # wall seconds without a heartbeat change (in REMOTE) before fallback
@@ -140,9 +154,17 @@ class PlcServer:
         if self.port == 0:
             self.port = free_port(cfg.host)
         users = OperatorUserManager(
-            {cfg.operator_user: cfg.operator_password}, allow_anonymous=cfg.allow_anonymous_read
+            {cfg.operator_user: cfg.operator_password},
+            readers={cfg.reader_user: cfg.reader_password} if cfg.reader_password is not None else None,
+            allow_anonymous=cfg.allow_anonymous_read,
         )
-        server = _PlcOpcServer(user_manager=users, discovery_only_none=not cfg.allow_insecure)
+        trust = ClientTrustList(Path(p).read_bytes() for p in cfg.trusted_client_certs) if cfg.cert_dir else None
+        iserver = GuardedInternalServer(
+            user_manager=users,
+            login_throttle=LoginThrottle(free_failures=cfg.login_free_failures, delay_s=cfg.login_delay_s),
+            client_trust=trust,
+        )
+        server = _PlcOpcServer(iserver=iserver, discovery_only_none=not cfg.allow_insecure)
         await server.init()
         server.set_endpoint(self.endpoint_url)
         server.set_server_name(f"TwinOps plantsim PLC {self.line.id}")

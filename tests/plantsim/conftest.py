@@ -1,4 +1,4 @@
-"""Helpers for plantsim tests: PLC configs on free ports and pinned operator/anonymous clients (the platform's own)."""
+"""Helpers for plantsim tests: PLC configs on free ports and pinned operator/reader clients (the platform's own)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,28 @@ import pytest
 from asyncua import Client
 
 from plantsim.plc import PlcConfig, PlcServer
+from twinops.opcua.certs import client_certificate_ensure
 from twinops.opcua.client import connect_pinned
 
 OPERATOR = "operator"
 PASSWORD = "s3cret-operator-pw"
+READER = "collector"
+READER_PASSWORD = "s3cret-reader-pw"
 
 
 @pytest.fixture
 def plc_config(tmp_path: Path) -> Callable[..., PlcConfig]:
-    """Return a factory of PLC configs: free port, certs under tmp_path, fast simulated time."""
+    """Return a factory of PLC configs: free port, certs under tmp_path (the test client's trusted), fast time."""
 
     def make(**overrides: Any) -> PlcConfig:
+        client = client_certificate_ensure(tmp_path / "client-certs")  # what `connect` presents
         base: dict[str, Any] = dict(
             line_id="vdv-reactor",
             operator_user=OPERATOR,
             operator_password=PASSWORD,
+            reader_user=READER,
+            reader_password=READER_PASSWORD,
+            trusted_client_certs=(client.cert,),
             port=0,
             cert_dir=tmp_path / "server-certs",
             speed=600.0,

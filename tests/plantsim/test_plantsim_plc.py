@@ -14,6 +14,8 @@ from plantsim import FaultRates, Realism, make_line
 from plantsim.plc import PlcServer
 from plantsim.spec import line_spec
 
+from .conftest import READER, READER_PASSWORD
+
 
 async def _wait_for(predicate: Any, timeout_s: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -29,7 +31,10 @@ def _code(exc: pytest.ExceptionInfo[UaStatusCodeError]) -> int:
 @pytest.mark.parametrize("line_id", ["vdv-reactor", "heat-train"])
 def test_every_spec_node_exists_on_the_plc_and_reads_a_plausible_value(plc_config, connect, line_id: str) -> None:
     async def scenario() -> None:
-        async with PlcServer(plc_config(line_id=line_id)) as plc, connect(plc, username=None, password=None) as client:
+        async with (
+            PlcServer(plc_config(line_id=line_id)) as plc,
+            connect(plc, username=READER, password=READER_PASSWORD) as client,
+        ):
             for tag in line_spec(make_line(line_id))["tags"]:
                 dv = await client.get_node(tag["opcua_node"]).read_data_value(raise_on_bad_status=False)
                 low, high = tag["physical_range"]
@@ -77,7 +82,7 @@ def test_a_subscription_receives_data_change_notifications(plc_config, connect) 
             self.seen.setdefault(node.nodeid.Identifier, []).append(value)
 
     async def scenario() -> None:
-        async with PlcServer(plc_config()) as plc, connect(plc, username=None, password=None) as client:
+        async with PlcServer(plc_config()) as plc, connect(plc, username=READER, password=READER_PASSWORD) as client:
             handler = Handler()
             sub = await client.create_subscription(50, handler)
             await sub.subscribe_data_change([client.get_node(plc.node_id(n)) for n in ("T_R", "C_b", "sim_time")])
@@ -94,7 +99,10 @@ def test_a_subscription_receives_data_change_notifications(plc_config, connect) 
 
 def test_anonymous_sessions_can_read_but_their_writes_are_refused(plc_config, connect) -> None:
     async def scenario() -> None:
-        async with PlcServer(plc_config()) as plc, connect(plc, username=None, password=None) as client:
+        async with (
+            PlcServer(plc_config(allow_anonymous_read=True)) as plc,  # off by default (test_plantsim_security)
+            connect(plc, username=None, password=None) as client,
+        ):
             node = client.get_node(plc.node_id("F"))
             before = await node.read_value()
             with pytest.raises(UaStatusCodeError) as exc:

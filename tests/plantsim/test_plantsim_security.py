@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
-from asyncua.ua.uaerrors import BadUserAccessDenied, UaError
+from asyncua.ua.uaerrors import BadCertificateUntrusted, BadUserAccessDenied, UaError
 
 from plantsim.plc import PlcConfig, PlcServer, free_port
+from twinops.opcua.certs import client_certificate_ensure
 from twinops.opcua.client import connect_pinned
+
+from .conftest import OPERATOR, PASSWORD, READER, READER_PASSWORD
 
 
 def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reused_after_restart(
@@ -52,7 +55,8 @@ def test_sign_and_encrypt_works_with_a_certificate_made_on_first_start_and_reuse
 
 def test_unsecured_sessions_are_refused_unless_the_development_flag_allows_them(plc_config, monkeypatch) -> None:
     async def scenario() -> None:
-        async with PlcServer(plc_config()) as plc:
+        # anonymous reads allowed, so that it is the unsecured channel itself that gets nothing
+        async with PlcServer(plc_config(allow_anonymous_read=True)) as plc:
             with pytest.raises(UaError):  # the client finds no None endpoint
                 async with Client(plc.endpoint_url):
                     pass
@@ -69,7 +73,7 @@ def test_unsecured_sessions_are_refused_unless_the_development_flag_allows_them(
                 finally:
                     await client.disconnect()
 
-        async with PlcServer(plc_config(allow_insecure=True, cert_dir=None)) as plc:
+        async with PlcServer(plc_config(allow_insecure=True, cert_dir=None, allow_anonymous_read=True)) as plc:
             assert plc.certificate_fingerprint is None
             async with Client(plc.endpoint_url) as client:
                 assert await client.get_node(plc.node_id("T_R")).read_value() > 50.0
@@ -107,6 +111,8 @@ def test_the_serve_command_prints_the_fingerprint_to_pin_and_stops_cleanly_on_ct
             str(tmp_path / "certs"),
             "--operator-password",
             "pw-from-cli",
+            "--trust-client",
+            str(client_certificate_ensure(tmp_path / "client").cert),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -140,3 +146,78 @@ def test_the_serve_command_prints_the_fingerprint_to_pin_and_stops_cleanly_on_ct
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0, proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_the_reader_account_reads_and_subscribes_but_cannot_write_setpoints_or_the_heartbeat(
+    plc_config, connect
+) -> None:
+    async def scenario() -> None:
+        async with PlcServer(plc_config()) as plc, connect(plc, username=READER, password=READER_PASSWORD) as client:
+            setpoint = client.get_node(plc.node_id("F"))
+            before = await setpoint.read_value()
+            assert await client.get_node(plc.node_id("T_R")).read_value() > 50.0
+            with pytest.raises(BadUserAccessDenied):
+                await setpoint.write_value(before + 1.0)
+            with pytest.raises(BadUserAccessDenied):
+                await client.get_node(plc.node_id("heartbeat")).write_value(ua.Variant(1, ua.VariantType.Int64))
+            assert await setpoint.read_value() == before == plc.simulator.setpoints["F"]
+
+    asyncio.run(scenario())
+
+
+def test_a_client_certificate_not_on_the_plcs_trust_list_is_refused(plc_config, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with PlcServer(plc_config()) as plc:
+            assert plc.certificate_fingerprint is not None
+            with pytest.raises(BadCertificateUntrusted):  # right account, unknown certificate
+                async with connect_pinned(
+                    plc.endpoint_url,
+                    fingerprint=plc.certificate_fingerprint,
+                    username=OPERATOR,
+                    password=PASSWORD,
+                    client_cert_dir=tmp_path / "a-stranger",
+                ):
+                    pass
+            # discovery still answers anyone: that is how a client learns the endpoints and the certificate to pin
+            endpoints = await Client(plc.endpoint_url).connect_and_get_server_endpoints()
+            assert endpoints
+
+    asyncio.run(scenario())
+
+
+def test_anonymous_sessions_are_refused_unless_the_plc_allows_them(plc_config, connect) -> None:
+    async def scenario() -> None:
+        async with PlcServer(plc_config()) as plc:
+            assert not plc.config.allow_anonymous_read
+            with pytest.raises(BadUserAccessDenied):
+                async with connect(plc, username=None, password=None) as client:
+                    await client.get_node(plc.node_id("T_R")).read_value()
+
+    asyncio.run(scenario())
+
+
+def test_repeated_wrong_passwords_make_the_source_wait_longer_and_longer(plc_config, connect) -> None:
+    async def attempt(plc: PlcServer, password: str) -> bool:
+        try:
+            async with connect(plc, username=READER, password=password):
+                return True
+        except BadUserAccessDenied:
+            return False
+
+    async def scenario() -> None:
+        async with PlcServer(plc_config(login_free_failures=2, login_delay_s=1.5)) as plc:
+            assert not await attempt(plc, "guess-1")
+            assert not await attempt(plc, "guess-2")
+            assert await attempt(plc, READER_PASSWORD)  # within the free failures: checked at once; clears the count
+            for guess in ("guess-3", "guess-4", "guess-5"):
+                assert not await attempt(plc, guess)
+            # the third failure in a row costs a 1.5 s wait: even the right password is not checked meanwhile
+            assert not await attempt(plc, READER_PASSWORD)
+            await asyncio.sleep(1.6)
+            assert not await attempt(plc, "guess-6")  # checked (and wrong): the next wait is twice as long
+            await asyncio.sleep(1.6)
+            assert not await attempt(plc, READER_PASSWORD)  # 1.6 s later, more than the first wait: still refused
+            await asyncio.sleep(1.6)
+            assert await attempt(plc, READER_PASSWORD)
+
+    asyncio.run(scenario())

@@ -53,6 +53,11 @@ def demo_operator_password(demo_dir: Path) -> str:
     return secret_file_text(demo_dir / "plc-operator-password", lambda: secrets.token_urlsafe(18))
 
 
+def demo_reader_password(demo_dir: Path) -> str:
+    """Return the password of the PLCs' read-only account (the collectors'), generated once and kept (mode 0600)."""
+    return secret_file_text(demo_dir / "plc-reader-password", lambda: secrets.token_urlsafe(18))
+
+
 ADVISORY_REASON = "demo plant: proposals are reviewed by engineers and released to the simulated PLCs"
 
 

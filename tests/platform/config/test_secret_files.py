@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from twinops.config.secret_files import secret_file_text
-from twinops.demo.services import demo_operator_password
+from twinops.demo.services import demo_operator_password, demo_reader_password
 
 
 @pytest.fixture
@@ -51,3 +51,10 @@ def test_the_demo_plc_password_file_is_0600(tmp_path, open_umask) -> None:
     password = demo_operator_password(tmp_path / "demo")
     assert len(password) >= 20
     assert _mode(tmp_path / "demo" / "plc-operator-password") == 0o600
+
+
+def test_the_demo_collectors_have_a_read_only_plc_password_of_their_own_in_a_0600_file(tmp_path, open_umask) -> None:
+    reader = demo_reader_password(tmp_path / "demo")
+    assert len(reader) >= 20 and reader != demo_operator_password(tmp_path / "demo")
+    assert _mode(tmp_path / "demo" / "plc-reader-password") == 0o600
+    assert demo_reader_password(tmp_path / "demo") == reader  # kept: a restarted PLC and collector still agree

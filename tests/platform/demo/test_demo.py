@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -89,6 +90,7 @@ def test_the_demo_collects_every_tag_of_both_lines_and_stops_cleanly(tmp_path: P
                 assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
                 time.sleep(2)
             assert not missing, f"no live samples for {missing}"
+        _the_plc_grants_least_privilege(tmp_path / "home", plc)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -96,3 +98,29 @@ def test_the_demo_collects_every_tag_of_both_lines_and_stops_cleanly(tmp_path: P
     text = log.read_text(errors="replace")
     assert proc.returncode == 0, text[-3000:]
     assert "Stopped." in text
+
+
+def _the_plc_grants_least_privilege(home: Path, plc_port: int) -> None:
+    """The collectors' read-only account cannot write setpoints; only the platform's client certificate is trusted."""
+    from asyncua.ua.uaerrors import BadCertificateUntrusted, BadUserAccessDenied
+
+    from twinops.opcua.certs import certificate_fingerprint
+    from twinops.opcua.client import connect_pinned
+
+    url = f"opc.tcp://127.0.0.1:{plc_port}/twinops/vdv-reactor"
+    fingerprint = certificate_fingerprint((home / "demo" / "plc-certs" / "vdv-reactor-server-cert.der").read_bytes())
+    reader = (home / "demo" / "plc-reader-password").read_text().strip()
+
+    async def check() -> None:
+        async with connect_pinned(
+            url, fingerprint=fingerprint, client_cert_dir=home / "opcua", username="collector", password=reader
+        ) as client:
+            with pytest.raises(BadUserAccessDenied):
+                await client.get_node("ns=2;s=vdv-reactor.F").write_value(1.0)
+        with pytest.raises(BadCertificateUntrusted):
+            async with connect_pinned(
+                url, fingerprint=fingerprint, client_cert_dir=home / "stranger", username="collector", password=reader
+            ):
+                pass
+
+    asyncio.run(check())

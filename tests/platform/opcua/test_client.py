@@ -10,6 +10,7 @@ import pytest
 from asyncua.ua.uaerrors import BadUserAccessDenied
 
 from plantsim.plc import PlcConfig, PlcServer
+from twinops.opcua.certs import client_certificate_ensure
 from twinops.opcua.client import CertificatePinError, connect_pinned, read_values, write_values
 
 OPERATOR, PASSWORD = "operator", "s3cret-operator-pw"
@@ -20,7 +21,7 @@ def _quiet_asyncua(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="asyncua")
 
 
-def _plc(tmp_path: Path, cert_dir: str = "server-certs") -> PlcServer:
+def _plc(tmp_path: Path, cert_dir: str = "server-certs", *, allow_anonymous_read: bool = False) -> PlcServer:
     return PlcServer(
         PlcConfig(
             line_id="vdv-reactor",
@@ -28,6 +29,8 @@ def _plc(tmp_path: Path, cert_dir: str = "server-certs") -> PlcServer:
             operator_password=PASSWORD,
             port=0,
             cert_dir=tmp_path / cert_dir,
+            trusted_client_certs=(client_certificate_ensure(tmp_path / "client").cert,),  # the tests' client
+            allow_anonymous_read=allow_anonymous_read,
             speed=600.0,
             tick_s=0.05,
             heartbeat_timeout_s=60.0,
@@ -82,7 +85,7 @@ def test_an_operator_writes_setpoints_in_each_nodes_own_type_and_reads_them_back
 
 def test_an_anonymous_session_reads_but_its_writes_are_refused(tmp_path: Path) -> None:
     async def scenario() -> float:
-        async with _plc(tmp_path) as plc:
+        async with _plc(tmp_path, allow_anonymous_read=True) as plc:  # off by default
             async with connect_pinned(
                 plc.endpoint_url, fingerprint=plc.certificate_fingerprint or "", client_cert_dir=tmp_path / "client"
             ) as client:
@@ -95,7 +98,7 @@ def test_an_anonymous_session_reads_but_its_writes_are_refused(tmp_path: Path) -
 
 def test_the_client_makes_its_certificate_once_and_keeps_it(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with _plc(tmp_path) as plc:
+        async with _plc(tmp_path, allow_anonymous_read=True) as plc:
             for _ in range(2):
                 async with connect_pinned(
                     plc.endpoint_url, fingerprint=plc.certificate_fingerprint or "", client_cert_dir=tmp_path / "client"

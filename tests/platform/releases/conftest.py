@@ -16,6 +16,7 @@ import yaml
 
 from plantsim import build_simulator
 from plantsim.plc import PlcConfig, PlcServer
+from twinops.opcua.certs import client_certificate_ensure
 
 LINE = "heat-train"
 OPERATOR, PASSWORD = "operator", "release-test-operator"
@@ -98,7 +99,7 @@ def release_line(db: None, heat_twin: Any) -> Any:
 
 @pytest.fixture
 def plc_config(tmp_path: Path) -> Callable[..., PlcConfig]:
-    """Return a factory of heat-train PLC configs on a free port."""
+    """Return a factory of heat-train PLC configs on a free port, trusting the agent's certificate (tmp_path/client)."""
 
     def make(**overrides: Any) -> PlcConfig:
         base: dict[str, Any] = dict(
@@ -107,6 +108,7 @@ def plc_config(tmp_path: Path) -> Callable[..., PlcConfig]:
             operator_password=PASSWORD,
             port=0,
             cert_dir=tmp_path / "server-certs",
+            trusted_client_certs=(client_certificate_ensure(tmp_path / "client").cert,),
             speed=SPEED,
             tick_s=0.05,
             heartbeat_timeout_s=60.0,

@@ -132,11 +132,16 @@ def test_the_collector_uses_sign_and_encrypt_with_a_pinned_certificate_and_refus
     from twinops.opcua.client import CertificatePinError
 
     caplog.set_level(logging.ERROR, logger="asyncua")
+    from twinops.opcua.certs import client_certificate_ensure
+
     cfg = PlcConfig(
         line_id="vdv-reactor",
         operator_password="s3cret-operator-pw",
+        reader_user="collector",
+        reader_password="s3cret-reader-pw",
         port=0,
         cert_dir=tmp_path / "plc-certs",
+        trusted_client_certs=(client_certificate_ensure(tmp_path / "client-certs").cert,),
         speed=600.0,
         tick_s=0.05,
         heartbeat_timeout_s=60.0,
@@ -155,8 +160,8 @@ def test_the_collector_uses_sign_and_encrypt_with_a_pinned_certificate_and_refus
                 url=plc.endpoint_url,
                 fingerprint=plc.certificate_fingerprint,
                 cert_dir=tmp_path / "client-certs",
-                username="operator",
-                password="s3cret-operator-pw",
+                username="collector",  # the PLC's read-only account: a collector never writes
+                password="s3cret-reader-pw",
                 flush_ms=200,
                 publishing_ms=50,
             )

@@ -23,11 +23,13 @@ from twinops.demo.services import (
     demo_lines,
     demo_lines_onboard,
     demo_operator_password,
+    demo_reader_password,
     demo_training_request,
     demo_twins_promote,
     demo_users_seed,
 )
 from twinops.lines.selectors import line_get
+from twinops.opcua.certs import client_certificate_ensure
 from twinops.releases.plc import plc_nodes
 
 PROMOTE_EVERY_S = 5.0  # how often the demo looks for a newly trained first twin to promote
@@ -128,8 +130,15 @@ class Command(BaseCommand):
     def _plant(
         self, opts: dict[str, Any], demo_dir: Path, password: str, env: dict[str, str], procs: processes.Procs
     ) -> None:
-        """Start the PLCs (one OPC UA server per line) and a collector per line pinned to its certificate."""
+        """Start the PLCs (one OPC UA server per line) and a collector per line pinned to its certificate.
+
+        Least privilege: each PLC trusts only the platform's client certificate, its collector logs in with the
+        read-only account (a password of its own) and only the release agent with the operator account.
+        """
         cert_dir = demo_dir / "plc-certs"
+        client_cert_dir = data_home() / "opcua"  # what `collect` and `release-agent` present (their default)
+        client_cert = client_certificate_ensure(client_cert_dir)
+        reader_password = demo_reader_password(demo_dir)
         lines = demo_lines()
         cmd = [
             sys.executable,
@@ -148,10 +157,13 @@ class Command(BaseCommand):
             str(opts["seed"]),
             "--heartbeat-timeout",
             str(opts["heartbeat_timeout"]),
+            "--trust-client",
+            str(client_cert.cert),
         ]
         for key in lines:
             cmd += ["--line", key]
-        processes.start("plc", cmd, {**env, "PLANTSIM_OPERATOR_PASSWORD": password}, procs)
+        plc_env = {**env, "PLANTSIM_OPERATOR_PASSWORD": password, "PLANTSIM_READER_PASSWORD": reader_password}
+        processes.start("plc", cmd, plc_env, procs)
         for i, key in enumerate(lines):
             port = opts["plc_port"] + i
             _wait_port(opts["host"], port, procs)
@@ -165,10 +177,12 @@ class Command(BaseCommand):
                     f"opc.tcp://{opts['host']}:{port}/twinops/{key}",
                     "--fingerprint",
                     fingerprint,
+                    "--cert-dir",
+                    str(client_cert_dir),
                     "--username",
-                    "operator",
+                    "collector",  # the PLC's read-only account: a collector never writes
                 ),
-                {**env, "TWINOPS_OPCUA_PASSWORD": password},
+                {**env, "TWINOPS_OPCUA_PASSWORD": reader_password},
                 procs,
             )
             self._release_agent(
