@@ -14,7 +14,9 @@ from optimizer.checks import SolveInputs, check_compatible, prepare_solve
 from optimizer.condensed import Evaluation
 from optimizer.dynamics import ExportError, TwinDynamics
 from optimizer.limits import CvLimits
+from optimizer.linearize import NumpyTwin
 from optimizer.model import Dynamics
+from optimizer.ood import plan_ood
 from optimizer.proposal import hard_violation, no_proposal, proposal
 from optimizer.recovery import recovery_note, recovery_problem
 from optimizer.result import MpcResult, MpcStatus
@@ -339,7 +341,19 @@ class MpcController:
             held=held,
             fallback=fallback,
             headline=headline,
+            ood=self._plan_ood(inputs, ref),
         )
+
+    def _plan_ood(self, inputs: SolveInputs, ref: Evaluation) -> np.ndarray | None:
+        """Return the twin's OOD score at each step of plan ref (N,), None when the twin has no OOD statistics."""
+        dyn, sqp = self.dynamics, self.sqp
+        assert dyn is not None and sqp is not None
+        if dyn.ood is None or not isinstance(sqp.twin, NumpyTwin):
+            return None
+        z_plan = sqp.twin.latents(inputs.z_now, ref.u, inputs.d_plan)  # (M, nz, N)
+        z_now = inputs.z_now.reshape(dyn.members, dyn.nz)
+        norm = (dyn.mv_mean, dyn.mv_std, dyn.dv_mean, dyn.dv_std)
+        return plan_ood(dyn.ood, norm, z_now, z_plan, ref.u, inputs.d_plan)
 
     def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float, iterations: int) -> MpcResult:
         """Return a result without proposal that says why; the next solve still starts from the last good plan."""

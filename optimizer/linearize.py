@@ -97,6 +97,10 @@ class NumpyTwin:
 
     def rollout(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Return each member's CVs (N, M, n_cv) under plan u (n_mv, N) and forecast d (n_dv, N) from z0 (M*nz,)."""
+        return self._cvs(self.latents(z0, u, d))
+
+    def latents(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Return each member's latents (M, nz, N) at the end of each step of plan u from z0 (M*nz,)."""
         x_ud = self._inputs(u, d)
         n = u.shape[1]
         z = np.asarray(z0, dtype=float).reshape(self.m, self.nz, 1)
@@ -106,7 +110,7 @@ class NumpyTwin:
             step, _ = self.next.forward(np.concatenate([z, ud], axis=1))
             z = z + step
             zs[:, :, k] = z[:, :, 0]
-        return self._cvs(zs)
+        return zs
 
     def linearise(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> Linearisation:
         """Return the rollout along plan u and every member CV's sensitivity to the whole plan (condensed)."""

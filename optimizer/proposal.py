@@ -33,11 +33,13 @@ def proposal(
     held: CvLimits | None = None,
     fallback: str | None = None,
     headline: str = "",
+    ood: np.ndarray | None = None,
 ) -> MpcResult:
     """Return the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints.
 
     held: the soft CV limits the plan was held inside (backed off), for the active constraints; fallback and
-    headline: a proposal that is not a converged optimum (MpcResult.fallback) and what it is, in words.
+    headline: a proposal that is not a converged optimum (MpcResult.fallback) and what it is, in words; ood (N,)
+    the twin's OOD score along the plan, if it has OOD statistics.
 
     y, var_n (n_cv, N): the plan's ensemble-mean CVs and sample variance over members in CV stds^2; y_hold (n_cv, N)
     the mean when holding the current setpoints; value and value_hold their economic value, currency per hour. The
@@ -96,6 +98,9 @@ def proposal(
         solve_time_s=elapsed,
         iterations=iterations,
         fallback=fallback,
+        plan_ood=None if ood is None else tuple(float(v) for v in ood),
+        plan_ood_max=None if ood is None else float(np.max(ood)),
+        plan_ood_step=None if ood is None else int(np.argmax(ood)) + 1,
         band_coverage=dyn.calibration.coverage if dyn.calibration is not None else None,
     )
 

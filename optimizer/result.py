@@ -54,6 +54,10 @@ class MpcResult:
     fallback: str | None = None  # why this proposal is not a converged optimum: "last_safe_plan" (the SQP stopped
     # on its budget; the last plan that met every hard limit on the exact twin) or "recovery" (the line is beyond a
     # safety limit now; the plan that brings it back fastest); None for a converged proposal
+    plan_ood: tuple[float, ...] | None = None  # the twin's OOD score at each plan step (1.0 = its training p99):
+    # the larger of (latent at the step's start, inputs) and (latent at its end, inputs); None without OOD statistics
+    plan_ood_max: float | None = None  # the largest of plan_ood
+    plan_ood_step: int | None = None  # the step (1-based) where it is largest; its setpoints are mv_plan[...][step - 1]
     band_coverage: float | None = None  # nominal coverage of cv_lo..cv_hi (the twin's calibration); None: raw spreads
 
     @property

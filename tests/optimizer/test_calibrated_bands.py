@@ -9,6 +9,8 @@ from optimizer import CvSpec, DvSpec, ExportError, Limits, MpcController, MpcSet
 from optimizer.dynamics import TwinDynamics
 from tests.optimizer.exports import first_order_export, numpy_rollout, random_export
 from tests.optimizer.test_controller import first_order_spec
+from tests.optimizer.trained import tiny_twin
+from twins import export_arrays
 
 FAST = MpcSettings(horizon=8, sqp_iterations=30)
 
@@ -90,31 +92,9 @@ def test_a_malformed_calibration_is_refused_with_a_clear_error(change: dict, mat
 
 
 def test_the_optimizers_bands_equal_the_twins_calibrated_intervals() -> None:
-    from twins import TwinConfig, TwinDataset, export_arrays, split_by_time, train_twin
-
-    rng = np.random.default_rng(0)
-    rows = 600
-    feed = np.repeat(rng.uniform(0.5, 1.5, rows // 20), 20)[:, None]
-    level = np.zeros((rows, 1))
-    for t in range(rows - 1):
-        level[t + 1] = level[t] + 0.1 * (feed[t] - level[t])
-    data = TwinDataset.from_arrays(
-        cv=level + 0.01 * rng.normal(size=level.shape),
-        mv=feed,
-        dv=np.zeros((rows, 0)),
-        cv_names=["level_m"],
-        mv_names=["feed_m3_h"],
-        dv_names=[],
-        sample_period_s=10.0,
-    )
-    config = TwinConfig(
-        window=8, nz=4, hidden=16, depth=2, members=3, horizon=5, epochs=1, steps_per_epoch=2, batch_size=16,
-        val_windows=16, eval_starts=50, min_train_samples=100,
-    )  # fmt: skip
-    twin = train_twin(split_by_time(data), config)
-    twin.net.double()
+    twin, data = tiny_twin()
     meta, arrays = export_arrays(twin)
-    assert meta["version"] == 2 and meta["calibration"]["coverage"] == config.interval
+    assert meta["version"] == 2 and meta["calibration"]["coverage"] == twin.config.interval
     spec = MpcSpec(cvs=(CvSpec("level_m"),), mvs=(MvSpec("feed_m3_h", Limits(0.5, 1.5)),))
     controller = MpcController.from_export(meta, arrays, spec, MpcSettings(horizon=8))
     z0 = twin.initial_state(data)  # (M, nz)
