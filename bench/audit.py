@@ -21,6 +21,8 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,34 @@ def _export(head: int, count: int, folder: Path) -> tuple[float, float]:
     return round(exported * scale, 2), round(copied * scale, 2)
 
 
+@contextmanager
+def _as_superuser() -> Iterator[bool]:
+    """Connect as the embedded server's superuser meanwhile (the attacker of the tamper trials); False: none known."""
+    from django.db import connections
+
+    from twinops.config.database_roles import SUPERUSER
+    from twinops.config.embedded import data_home
+
+    path = data_home() / "postgres-auth" / f"{SUPERUSER}.pgpass"  # as the embedded server wrote it
+    if not path.exists():  # an external DATABASE_URL: the application's role cannot tamper, nor can we
+        yield False
+        return
+    conn = connections["default"]
+    conn.close()
+    original = conn.settings_dict
+    conn.settings_dict = {
+        **original,
+        "USER": SUPERUSER,
+        "PASSWORD": "",
+        "OPTIONS": {**original["OPTIONS"], "passfile": str(path)},
+    }
+    try:
+        yield True
+    finally:
+        conn.close()
+        conn.settings_dict = original
+
+
 def _tamper(db_trials: int, bundle_trials: int, folder: Path) -> tuple[int, int, int]:
     """Run random tampers on a fresh small chain inside a transaction that is rolled back; (trials, detected, named)."""
     from django.db import transaction
@@ -247,6 +277,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             )
         with override_settings(**keys), scratch_database("twinops_bench_audit_tamper"):
             (folder / "a.jsonl").unlink(missing_ok=True)
-            trials, detected, named = _tamper(70 if quick else 560, 70 if quick else 560, folder)
+            with _as_superuser() as superuser:
+                db_trials = (70 if quick else 560) if superuser else 0
+                trials, detected, named = _tamper(db_trials, 70 if quick else 560, folder)
             out["tamper_trials"], out["tamper_detected"], out["tamper_first_bad_named"] = trials, detected, named
     return out

@@ -141,3 +141,21 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
     ]
     rows = list(csv.reader(io.StringIO("a\r\n" + csv_cell('=HYPERLINK("x")') + "\r\n")))
     assert rows[1][0].startswith("'=")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": -0.0, "a": 1e20, "c": 1.0000000000000002e16, "d": 5e-324, "e": 2**70},
+        {"text": 'Grüße ✓ \u2028 \u00e9\u0301 "quoted" \\ \n\t', "long": "x" * 100_000},
+        [None, True, False, 0, -1, 0.1, [], {}],
+    ],
+)
+def test_verify_py_and_the_audit_app_hash_the_same_bytes(value: object) -> None:
+    from twinops.audit.canonical import canonical_dumps, event_sha256
+
+    assert verify.canonical_dumps(value) == canonical_dumps(value)
+    event = {"id": 1, "after": value}
+    assert verify.event_sha256(prev_sha256="ab" * 32, event=event, scheme=2) == event_sha256(
+        prev_sha256="ab" * 32, canonical=canonical_dumps(event)
+    )

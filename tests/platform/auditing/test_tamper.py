@@ -47,8 +47,10 @@ def _chain(n: int = 60, anchor_every: int = 10) -> None:
 
 
 @pytest.fixture
-def world(anchor_files, tmp_path: Path) -> dict[str, object]:  # noqa: ANN001
-    """The chain, a two-run bundle of events 15..34 and a whole-chain bundle, and the anchors' public key."""
+def world(anchor_files, tmp_path: Path, database_superuser) -> dict[str, object]:  # noqa: ANN001
+    """The chain, a two-run bundle of events 15..34 and a whole-chain bundle, and the anchors' public key.
+
+    The test's connection is the server's superuser (`database_superuser`): the attacker these tests play."""
     _chain()
     part, whole = tmp_path / "part.zip", tmp_path / "whole.zip"
     audit_export(actor="system:test", start=T0 + timedelta(minutes=15), end=T0 + timedelta(minutes=35), out=part)
