@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from twinops.config.database_roles import SUPERUSER, database_owner
+from twinops.config.database_roles import OWNER_ROLE, SUPERUSER, database_owner
 from twinops.config.embedded import PROJECT_ROOT, data_home
 
 
@@ -69,19 +69,37 @@ def database_superuser() -> str:
     return SUPERUSER
 
 
+@pytest.fixture
+def database_owner_role() -> str:
+    """Connect the test's database connection as the owner role, for tests that migrate inside their transaction."""
+    return OWNER_ROLE
+
+
+_AS_ROLE = ("database_superuser", "database_owner_role")  # fixtures that switch the test's connection
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Generator[None]:
-    """Before a `database_superuser` test's database transaction begins, connect as the superuser."""
-    if fixturedef.argname == "_django_db_helper" and "database_superuser" in request.fixturenames:
-        _connect_as_superuser()
+    """Before such a test's database transaction begins, connect as the role it asks for."""
+    if fixturedef.argname == "_django_db_helper":
+        if "database_superuser" in request.fixturenames:
+            _connect_as_superuser()
+        elif "database_owner_role" in request.fixturenames:
+            from django.db import connections
+
+            connections["default"].close()
+            with database_owner():
+                connections["default"].close()
+                owner = connections["default"].settings_dict
+            connections["default"].settings_dict = owner
     yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None]:
-    """After a `database_superuser` test (its transaction rolled back), connect as the application again."""
+    """After such a test (its transaction rolled back), connect as the application again."""
     yield
-    if "database_superuser" in getattr(item, "fixturenames", ()):
+    if set(_AS_ROLE) & set(getattr(item, "fixturenames", ())):
         from django.conf import settings
         from django.db import connections
 

@@ -35,7 +35,7 @@ def test_issuing_a_token_needs_its_lines_or_all_lines(line, make_user) -> None:
     assert "reactor" in listed.splitlines()[0] and "all lines" in listed.splitlines()[1]
 
 
-def test_tokens_issued_before_the_upgrade_keep_writing_every_line(make_user) -> None:
+def test_tokens_issued_before_the_upgrade_keep_writing_every_line(make_user, database_owner_role) -> None:
     user = make_user("data", username="bridge")
     executor = MigrationExecutor(connection)
     executor.migrate([("accounts", "0001_initial")])
