@@ -31,6 +31,11 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # While Playwright runs, the test's ORM calls get a database connection of their own (asgiref's context-local
+        # storage sees another context): close it here, or it would keep the test database from being dropped.
+        from django.db import connections
+
+        connections.close_all()
 
 
 @pytest.fixture
