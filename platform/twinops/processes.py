@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -184,7 +186,7 @@ def web_worker_beat(
     `concurrency` is the number of pool processes of the worker for ingest, optimize and default; the training
     worker trains one twin at a time.
     """
-    start("web", twinops_cmd("runserver", "--noreload", f"{host}:{port}"), env, procs)
+    start("web", web_cmd(host, port), env, procs)
     if worker:
         for name, queues in WORKER_GROUPS:
             slots = 1 if queues == ("train",) else concurrency
@@ -193,8 +195,70 @@ def web_worker_beat(
     if beat:
         start("beat", celery_cmd("beat", "--schedule", beat_schedule, "--loglevel", "WARNING"), env, procs)
     url = f"http://{host}:{port}/"
-    wait_http(url + "health/", procs)
+    if settings.PRODUCTION:  # plain http to 127.0.0.1 is redirected to https or refused by ALLOWED_HOSTS there
+        wait_listening(host, port, procs)
+    else:
+        wait_http(url + "health/", procs)
     return url
+
+
+def web_cmd(host: str, port: int) -> list[str]:
+    """Return the web server's command line: gunicorn in production, Django's development server otherwise."""
+    if not settings.PRODUCTION:
+        return twinops_cmd("runserver", "--noreload", f"{host}:{port}")
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "twinops.config.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(min(4, os.cpu_count() or 1)),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        # gunicorn believes X-Forwarded-Proto from these addresses only: the same trusted proxies as the platform
+        "--forwarded-allow-ips",
+        ",".join(settings.TRUSTED_PROXIES),
+        "--access-logfile",
+        "-",
+        "--preload",  # the application loads before the port opens: a listening port is a serving one
+        "--no-control-socket",  # gunicorn's control socket would be one path in $HOME for every instance
+    ]
+
+
+def wait_listening(host: str, port: int, procs: Procs, timeout_s: float = 60.0) -> None:
+    """Wait until something accepts TCP connections on host:port, failing early if a child dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check_alive(procs)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.settimeout(1)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.3)
+    raise ProcessDied(f"nothing listened on {host}:{port} within {timeout_s:.0f} s")
+
+
+def exposure_warning(host: str) -> str | None:
+    """Return a warning when a development server would listen beyond this machine (None: loopback or production)."""
+    if settings.PRODUCTION:
+        return None
+    try:
+        if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may well resolve to a public address
+    bar = "!" * 100
+    return (
+        f"{bar}\n"
+        f"!! WARNING: listening on {host}, reachable from other machines, in DEVELOPMENT mode (TWINOPS_ENV is\n"
+        "!! not 'production'): DEBUG is on, any Host header is accepted, and the demo accounts sign in with the\n"
+        "!! passwords printed in the README. Use --host 127.0.0.1, or TWINOPS_ENV=production behind a TLS proxy.\n"
+        f"{bar}"
+    )
 
 
 def all_queues() -> str:

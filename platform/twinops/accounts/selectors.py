@@ -13,6 +13,12 @@ def user_exists(*, username: str) -> bool:
     return User.objects.filter(username=username).exists()
 
 
+def users_with_password(*, credentials: dict[str, str]) -> list[str]:
+    """Return the usernames among `credentials` (username -> password) whose active account has that password."""
+    users = User.objects.filter(username__in=list(credentials), is_active=True).order_by("username")
+    return [u.username for u in users if u.check_password(credentials[u.username])]
+
+
 def token_get(*, prefix: str) -> ApiToken | None:
     """Return the token with this prefix, or None."""
     return ApiToken.objects.filter(prefix=prefix).first()

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "twinops.core.forwarded.TrustedProxyHeadersMiddleware",  # first: X-Forwarded-Proto only from a trusted proxy
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -124,6 +125,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "line-list"
 LOGOUT_REDIRECT_URL = "login"
+# A sign-in lasts one shift by default (Django's two weeks outlive every shift handover on a shared control-room PC).
+SESSION_COOKIE_AGE = env_int("TWINOPS_SESSION_HOURS", 12, minimum=1) * 3600
 # Failed logins allowed per (username, client address) per window before further attempts are refused.
 LOGIN_RATE_LIMIT = env_int("TWINOPS_LOGIN_RATE_LIMIT", 5, minimum=1)
 LOGIN_RATE_WINDOW_S = env_int("TWINOPS_LOGIN_RATE_WINDOW_S", 300, minimum=1)
@@ -216,7 +219,8 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("TWINOPS_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if TRUSTED_PROXIES:  # the TLS proxy's X-Forwarded-Proto, and only its (core.forwarded drops anyone else's)
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("TWINOPS_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -24,6 +24,12 @@ def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in net for net in networks)
 
 
+def from_trusted_proxy(request: HttpRequest) -> bool:
+    """Tell whether the request comes straight from a trusted proxy (TWINOPS_TRUSTED_PROXIES); none: never."""
+    networks = _networks(tuple(settings.TRUSTED_PROXIES))
+    return bool(networks) and _trusted(str(request.META.get("REMOTE_ADDR", "")), networks)
+
+
 def client_address(request: HttpRequest) -> str:
     """Return the client's address: the connecting one, unless it is a trusted proxy (TWINOPS_TRUSTED_PROXIES).
 

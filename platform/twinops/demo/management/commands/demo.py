@@ -80,6 +80,9 @@ class Command(BaseCommand):
         processes.stop_on_signals()  # a service manager's SIGTERM or a closing terminal's SIGHUP: like Ctrl-C
         if settings.PRODUCTION:
             raise CommandError("the demo never runs with TWINOPS_ENV=production")
+        warning = processes.exposure_warning(opts["host"])
+        if warning:
+            self.stderr.write(self.style.ERROR(warning))
         self.stdout.write("Applying migrations…")
         call_command("migrate", interactive=False, verbosity=0)
         logins = demo_users_seed()

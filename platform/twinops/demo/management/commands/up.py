@@ -1,6 +1,7 @@
 """`twinops up`: migrate, seed the demo accounts, run web + Celery worker + beat until Ctrl-C.
 
-It lives in the demo app beside `twinops demo` because it seeds the demo accounts (outside production).
+It lives in the demo app beside `twinops demo` because it seeds the demo accounts (outside production). In
+production (TWINOPS_ENV=production) it creates no demo account, collects the static files and serves with gunicorn.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         processes.stop_on_signals()  # a service manager's SIGTERM or a closing terminal's SIGHUP: like Ctrl-C
+        warning = processes.exposure_warning(opts["host"])
+        if warning:
+            self.stderr.write(self.style.ERROR(warning))
         self.stdout.write("Applying migrations…")
         call_command("migrate", interactive=False, verbosity=0)
-        logins = [] if settings.PRODUCTION else demo_users_seed()
+        if settings.PRODUCTION:  # gunicorn serves static files from STATIC_ROOT (WhiteNoise), not from the sources
+            call_command("collectstatic", interactive=False, verbosity=0)
+        logins = [] if settings.PRODUCTION else demo_users_seed()  # never the published passwords in production
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "twinops.config.settings"}
         procs: processes.Procs = []
         try:
