@@ -20,6 +20,7 @@ from optimizer.bands import VAR_EPS, plan_band
 from optimizer.limits import CvLimits, Weights, soft_slack
 from optimizer.linearize import Linearisation
 from optimizer.model import Dynamics
+from optimizer.ood import plan_ood
 from optimizer.spec import MpcSettings, MpcSpec
 
 
@@ -37,6 +38,7 @@ class Evaluation:
     cost: float
     safe: bool  # mean -/+ half within the safety limits (1e-6 CV std tolerance)
     half: np.ndarray  # (n_cv, N) safety half-width, smoothed (optimizer.bands), engineering units
+    ood: np.ndarray | None = None  # (N,) the twin's OOD score along the plan, when limited and linearised
 
 
 class CostModel:
@@ -60,6 +62,9 @@ class CostModel:
         self.h_moves = 2 * settings.move_weight / self.n * self.delta.T @ (w[:, None] * self.delta)
         # safety limits hold for mean -/+ this band: the calibrated interval, or safety_spread_k raw spreads
         self.safety = plan_band(dyn.calibration, self.m, self.n_cv, self.n, settings.safety_spread_k, smooth=True)
+        # the OOD score along the plan above max_plan_ood is penalised (quadratically), when the twin exports one
+        self.ood = dyn.ood if settings.max_plan_ood is not None else None
+        self.norm = (dyn.mv_mean, dyn.mv_std, dyn.dv_mean, dyn.dv_std)
 
     # ---------------------------------------------------------------- the exact cost
 
@@ -95,6 +100,11 @@ class CostModel:
         for i, c in enumerate(self.targets):
             cost += weights.target_weight[i] * float(np.sum((mean[c] - weights.target[i]) ** 2)) / n
         cost += float(weights.soft_weight @ np.sum(slack + slack**2, axis=1)) / n  # exact (L1) plus smoothing (L2)
+        ood = None
+        if self.ood is not None and lin is not None and lin.z is not None and lin.z0 is not None:
+            ood, _ = plan_ood(self.ood, self.norm, lin.z0, lin.z, u, d)
+            excess = np.maximum(ood - float(s.max_plan_ood or 0.0), 0.0)
+            cost += s.plan_ood_weight * float(np.sum(excess**2)) / n
 
         # ============================================================ constraints (hard: safety on mean -/+ half)
         half, tol = self.safety.half(var_n, dyn.cv_std), 1e-6 * std
@@ -102,7 +112,7 @@ class CostModel:
             np.all(mean - half >= limits.safety_low[:, None] - tol)
             and np.all(mean + half <= limits.safety_high[:, None] + tol)
         )
-        return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe, half)
+        return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe, half, ood)
 
     def value(self, y: np.ndarray, u: np.ndarray, d: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Return the economic value per step (N,), currency per hour, of CVs y (n_cv, N), plan u and forecast d."""
@@ -140,6 +150,14 @@ class CostModel:
             flat = scale * dg.reshape(-1, nu)
             grad += scale * dev.reshape(-1) @ flat
             hess += flat.T @ flat
+        if self.ood is not None and lin.z is not None and lin.z0 is not None and lin.gz is not None:
+            # OOD excess along the plan, Gauss-Newton: w/N sum_k r_k^2, r_k = max(score_k - limit, 0)
+            score, slope = plan_ood(self.ood, self.norm, lin.z0, lin.z, ref.u, d, gz=lin.gz)
+            assert slope is not None
+            r = np.maximum(score - float(s.max_plan_ood or 0.0), 0.0)
+            w = 2 * s.plan_ood_weight / n
+            grad += w * r @ slope
+            hess += w * slope[r > 0].T @ slope[r > 0]
         # economic terms: -w/N sum_k price * prod_i f_i[k]; factor gradients (N, nu)
         rows = (ref.mean, ref.u, d)
         ew = -s.economic_weight * weights.price / n

@@ -353,7 +353,7 @@ class MpcController:
         z_plan = sqp.twin.latents(inputs.z_now, ref.u, inputs.d_plan)  # (M, nz, N)
         z_now = inputs.z_now.reshape(dyn.members, dyn.nz)
         norm = (dyn.mv_mean, dyn.mv_std, dyn.dv_mean, dyn.dv_std)
-        return plan_ood(dyn.ood, norm, z_now, z_plan, ref.u, inputs.d_plan)
+        return plan_ood(dyn.ood, norm, z_now, z_plan, ref.u, inputs.d_plan)[0]
 
     def _failure(self, inputs: SolveInputs, status: MpcStatus, raw: str, elapsed: float, iterations: int) -> MpcResult:
         """Return a result without proposal that says why; the next solve still starts from the last good plan."""

@@ -40,6 +40,9 @@ class Linearisation:
     u: np.ndarray  # (n_mv, N) the plan, engineering units
     y: np.ndarray  # (N, M, n_cv) each member's CVs at the end of step k
     g: np.ndarray  # (N, M, n_cv, N * n_mv) d y[k] / d vec(U), vec step-major (index j * n_mv + i); zero for j > k
+    z0: np.ndarray | None = None  # (M, nz) the latents now (a twin's only; None for a CasADi model)
+    z: np.ndarray | None = None  # (M, nz, N) each member's latent at the end of step k
+    gz: np.ndarray | None = None  # (N, nz, N * n_mv) d (member-mean latent at the end of step k) / d vec(U)
 
 
 class EnsembleMlp:
@@ -138,4 +141,5 @@ class NumpyTwin:
         c = np.swapaxes(c, 0, 1) * self.dyn.cv_std[:, None]  # (N, M, n_cv, nz) in engineering units
         g = c @ sens_all  # (N, M, n_cv, N * n_mv)
         y = np.transpose(y_n, (2, 0, 1)) * self.dyn.cv_std + self.dyn.cv_mean
-        return Linearisation(u=np.array(u, dtype=float), y=y, g=g)
+        z_now = np.asarray(z0, dtype=float).reshape(m, nz)
+        return Linearisation(u=np.array(u, dtype=float), y=y, g=g, z0=z_now, z=zs, gz=sens_all.mean(axis=1))

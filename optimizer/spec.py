@@ -176,6 +176,10 @@ class MpcSettings:
     sqp_cost_tolerance: float = 1e-5  # ... or when the linearised twin promises less relative cost decrease than this
     terminal_hold_steps: int | None = None  # the plan holds its setpoints over its last steps (terminal constraint,
     # so plans do not unwind at the horizon's end); None: a sixth of the horizon, 0: none
+    max_plan_ood: float | None = None  # keep the twin's OOD score along the plan (1.0 = its training p99) at most
+    # this: the excess is penalised by plan_ood_weight per squared unit and step; None: no limit (twins exported
+    # without OOD statistics have none either)
+    plan_ood_weight: float = 1e4
     cv_backoff: bool = True  # hold the mean inside soft CV limits by the twin's calibrated one-step-ahead half-width,
     # so the measured CV stays inside most of the time (twins exported without a calibration get no back-off)
     active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
@@ -198,8 +202,10 @@ class MpcSettings:
             raise ValueError("max_solver_time_s must be > 0")
         if self.hessian not in ("exact", "limited-memory"):
             raise ValueError(f"hessian must be 'exact' or 'limited-memory', got {self.hessian!r}")
+        if self.max_plan_ood is not None and not self.max_plan_ood > 0:
+            raise ValueError("max_plan_ood must be > 0 or None")
         if self.terminal_hold_steps is not None and self.terminal_hold_steps < 0:
             raise ValueError("terminal_hold_steps must be >= 0 or None")
-        for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance"):
+        for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance", "plan_ood_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
