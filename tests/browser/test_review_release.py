@@ -159,6 +159,13 @@ class PlantClock:
             connection.close()
 
 
+@pytest.fixture(autouse=True)
+def _quick_password_hashes(settings: Any) -> None:
+    # These tests check that a password is asked for and checked, not how slowly it is hashed: Django's default
+    # (PBKDF2, a million rounds) costs most of a second per user made, login and signature on a shared machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def plant(release_line: Any, plc_config: Callable[..., Any], tmp_path: Path) -> Iterator[Plant]:
     """The heat train's simulated PLC (fast plant) with the line's release agent serving it."""
@@ -221,6 +228,7 @@ def written_table(page: Any) -> list[dict[str, Any]]:
 def test_an_engineer_approves_in_the_browser_watches_the_release_reach_the_plc_and_later_sees_the_outcome(
     live_server: Any, browser: Any, make_user: Any, plant: Plant, release_line: Any
 ) -> None:
+    from twinops.recommendations.outcomes import MARGIN_PERIODS
     from twinops.recommendations.services import outcomes_record
 
     make_user("engineer", username="erin")
@@ -262,7 +270,8 @@ def test_an_engineer_approves_in_the_browser_watches_the_release_reach_the_plc_a
 
         # Once the horizon has passed in plant time, the outcome is recorded (beat's job; called here directly).
         rec.refresh_from_db()
-        due = rec.decided_at + timedelta(seconds=release_line.sample_period_s * (len(writes) + 4))
+        steps = len(next(iter(rec.approved_plan["mv_plan"].values())))
+        due = rec.decided_at + timedelta(seconds=release_line.sample_period_s * (steps + 1 + MARGIN_PERIODS))
         deadline = time.monotonic() + 60
         while clock.now() < due:
             assert time.monotonic() < deadline, "the plant clock never reached the end of the horizon"

@@ -272,13 +272,18 @@ class Change:
     now: str
 
 
+def proposal_or_404(line: Line, rec_id: int) -> Recommendation:
+    """Return the line's proposal, or raise 404 when the line has no proposal of that id."""
+    try:
+        return recommendation_get(line=line, pk=rec_id)
+    except Recommendation.DoesNotExist:
+        raise Http404(f"{line.key} has no proposal {rec_id}") from None
+
+
 def review_context(*, line: Line, rec_id: int, user: Any, now: datetime | None = None) -> dict[str, Any]:
     """Return everything the engineer needs to decide on one proposal in under a minute."""
     now = now or timezone.now()
-    try:
-        rec = recommendation_get(line=line, pk=rec_id)
-    except Recommendation.DoesNotExist:
-        raise Http404(f"{line.key} has no proposal {rec_id}") from None
+    rec = proposal_or_404(line, rec_id)
     units = tag_units(line=line)
     signatures = list(rec.signatures.all())
     approvals = [s for s in signatures if s.meaning == "approved"]
@@ -304,6 +309,12 @@ def review_context(*, line: Line, rec_id: int, user: Any, now: datetime | None =
         **release_context(rec=rec),
     }
     return context
+
+
+def release_partial_context(*, line: Line, rec_id: int) -> dict[str, Any]:
+    """Return what the polled release partial shows (not the whole review page: it is asked for every 2 s)."""
+    rec = proposal_or_404(line, rec_id)
+    return {"line": line, "rec": rec, **release_context(rec=rec)}
 
 
 def release_context(*, rec: Recommendation) -> dict[str, Any]:

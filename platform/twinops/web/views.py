@@ -185,7 +185,7 @@ def proposal_review(request: HttpRequest, key: str, rec_id: int) -> HttpResponse
 def proposal_signature(request: HttpRequest, key: str, rec_id: int) -> HttpResponse:
     """Sign a proposal approved (all or smaller moves) or rejected, with the password re-entered."""
     line = line_or_404(key)
-    pages.review_context(line=line, rec_id=rec_id, user=request.user)  # 404 unless the proposal is this line's
+    pages.proposal_or_404(line, rec_id)
     form = SignForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
@@ -216,8 +216,7 @@ def proposal_signature(request: HttpRequest, key: str, rec_id: int) -> HttpRespo
 def proposal_release(request: HttpRequest, key: str, rec_id: int) -> HttpResponse:
     """Return the release partial of a proposal (htmx polls it while the release runs)."""
     line = line_or_404(key)
-    context = pages.review_context(line=line, rec_id=rec_id, user=request.user)
-    return render(request, "web/partials/release.html", context)
+    return render(request, "web/partials/release.html", pages.release_partial_context(line=line, rec_id=rec_id))
 
 
 @require_POST
