@@ -250,10 +250,16 @@ def test_an_engineer_approves_in_the_browser_watches_the_release_reach_the_plc_a
         approve_on_page(page, comment="browser test")
         assert page.inner_text("#proposal-status") == "approved"
         # The release partial polls itself every 2 s: the page follows the agent without a reload.
+        steps = len(next(iter(rec.plan["mv_plan"].values())))
         page.evaluate("window.sameDocument = true")
+        running = page.wait_for_selector("#release-state:has-text('running')", timeout=30_000).inner_text()
+        done = int(running.split("step ", 1)[1].split(" of", 1)[0])
+        assert f"of {steps}" in running and done < steps, running
+        assert page.locator("#stop-release").is_visible()  # an engineer may stop it while it runs
         state = page.wait_for_selector("#release-state:has-text('finished')", timeout=60_000)
         assert page.evaluate("window.sameDocument") is True
-        assert f"step {len(rec.plan['mv_plan'][next(iter(rec.plan['mv_plan']))])} of" in state.inner_text()
+        assert f"step {steps} of {steps}" in state.inner_text()
+        assert page.locator("#stop-release").count() == 0
         assert page.get_attribute("#release .progress", "aria-valuenow") == "100"
         page.screenshot(path=str(SCREENSHOTS / "release.png"), full_page=True)
         writes = written_table(page)
@@ -270,7 +276,6 @@ def test_an_engineer_approves_in_the_browser_watches_the_release_reach_the_plc_a
 
         # Once the horizon has passed in plant time, the outcome is recorded (beat's job; called here directly).
         rec.refresh_from_db()
-        steps = len(next(iter(rec.approved_plan["mv_plan"].values())))
         due = rec.decided_at + timedelta(seconds=release_line.sample_period_s * (steps + 1 + MARGIN_PERIODS))
         deadline = time.monotonic() + 60
         while clock.now() < due:
