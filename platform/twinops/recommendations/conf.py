@@ -11,6 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from optimizer import MpcSettings
 from twinops.config.env import setting_positive, setting_positive_int, setting_raw
 
+PLAN_OOD_SHARE = 0.9  # the optimizer's limit on the OOD score along a plan, as a share of max_ood()
+
 
 def ttl_s() -> float:
     """Return how long a pending recommendation stays valid before it expires, seconds."""
@@ -58,6 +60,9 @@ def mpc_settings(*, twin_horizon: int) -> MpcSettings:
     """Return the optimizer settings; the horizon defaults to the twin's training rollout length (at most 30)."""
     overrides = mpc_overrides()
     overrides.setdefault("horizon", min(30, twin_horizon))
+    # Plans are kept inside the twin's data (optimizer max_plan_ood) a little within the OOD score the recommender
+    # accepts (max_ood), so a plan near the edge is not withheld for a hair.
+    overrides.setdefault("max_plan_ood", PLAN_OOD_SHARE * max_ood())
     if "soft_penalty_by_rank" in overrides:
         overrides["soft_penalty_by_rank"] = tuple(overrides["soft_penalty_by_rank"])
     try:

@@ -178,6 +178,11 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     draft.result = result
     if not result.has_proposal:
         return draft.stop(Status.FAILED, f"optimizer {result.status.value}: {result.message}")
+    plan_distrust = _plan_distrust(result)
+    if plan_distrust:  # trust is checked along the whole plan, not only at the current state
+        draft.inputs["plan_ood"] = {"max": result.plan_ood_max, "step": result.plan_ood_step}
+        draft.result = None  # withheld: no optimizer result is stored
+        return draft.stop(Status.WITHHELD, plan_distrust)
     if line.mode == Line.Mode.SHADOW:
         draft.status = Status.SHADOW  # commissioning: tracked against what the plant does, never released
     return draft
@@ -269,6 +274,18 @@ def _distrust(trust: dict[str, Any]) -> str:
         spread = ", ".join(f"{n} {v:.3f}" for n, v in wide.items())
         problems.append(f"the twin's ensemble spread exceeds {conf.max_spread():g} CV standard deviations: {spread}")
     return "; ".join(problems)
+
+
+def _plan_distrust(result: MpcResult) -> str:
+    """Return why the plan leads where the twin has not learned ('' when it does not), naming the step and MVs."""
+    score, step, limit = result.plan_ood_max, result.plan_ood_step, conf.max_ood()
+    if score is None or step is None or score <= limit:  # None: a twin exported without OOD statistics
+        return ""
+    setpoints = ", ".join(f"{n}={v[step - 1]:.4g}" for n, v in (result.mv_plan or {}).items())
+    return (
+        f"the plan leads where the twin has not learned: its OOD score reaches {score:.2f} at step {step} "
+        f"({setpoints}), above {limit:g} (1 = the 99th percentile of its training data)"
+    )
 
 
 def _store(*, line: Line, actor: Actor, now: datetime, slot: datetime, draft: _Draft) -> Recommendation:
