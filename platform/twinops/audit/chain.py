@@ -41,6 +41,19 @@ class StoredEvent:
 
 
 @dataclass(frozen=True)
+class ChainRun:
+    """Consecutive events that checked out: ids `first_id`, `first_id + 1`, … with these hashes."""
+
+    first_id: int
+    hashes: list[str]
+
+    @property
+    def last_id(self) -> int:
+        """Return the id of the run's last event."""
+        return self.first_id + len(self.hashes) - 1
+
+
+@dataclass(frozen=True)
 class Problem:
     """The first event that fails a check, and what is wrong with it."""
 
@@ -112,9 +125,14 @@ def _columns_match(e: StoredEvent) -> str:
     return ""
 
 
-def events_check(events: Iterable[StoredEvent], *, first_id: int, prev_sha256: str) -> Iterator[Problem | StoredEvent]:
-    """Yield each event once it checks out, or the first Problem (then stop): ids, links, hashes, columns."""
-    expected_id, prev, seen_scheme2 = first_id, prev_sha256, False
+def events_check(
+    events: Iterable[StoredEvent], *, first_id: int, prev_sha256: str, seen_scheme2: bool = False
+) -> Iterator[Problem | StoredEvent]:
+    """Yield each event once it checks out, or the first Problem (then stop): ids, links, hashes, columns.
+
+    `seen_scheme2`: a scheme-2 event came before `first_id` (a scheme-1 event may no longer follow).
+    """
+    expected_id, prev = first_id, prev_sha256
     for e in events:
         if e.id != expected_id:
             yield Problem(expected_id, f"event {expected_id} is missing")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
 from twinops.audit import conf
 from twinops.audit.anchors import Anchor, AnchorKeyError, anchor_last, signing_key
 from twinops.audit.canonical import GENESIS_SHA256
-from twinops.audit.chain import COLUMNS, Problem, StoredEvent, events_check
+from twinops.audit.chain import COLUMNS, ChainRun, Problem, StoredEvent, events_check
 from twinops.audit.models import AuditEvent
 
 _PAGE = 5000  # rows per keyset page: memory stays flat at millions of events
@@ -55,6 +56,92 @@ def audit_events_stored(*, from_id: int, to_id: int) -> Iterator[StoredEvent]:
         for row in rows:
             yield StoredEvent(*row)
         after = rows[-1][0]
+
+
+_CHECK_BATCH = 20_000  # rows per batch of the bulk check
+
+# Per event, in one pass in the database: every column against the stored canonical text (as jsonb: strings and
+# nesting exactly, numbers by exact value, occurred_at as Python's isoformat in UTC); the hashes are recomputed here.
+# Never more lenient than chain.events_check: a batch it does not pass is checked again there, which names the problem.
+_BULK_CHECK = """
+SELECT id, prev_sha256, sha256, scheme, canonical, (
+    scheme = 2
+    AND c -> 'id' = to_jsonb(id)
+    AND c -> 'occurred_at' = to_jsonb(
+        to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE WHEN date_part('microseconds', occurred_at)::bigint %% 1000000 = 0 THEN ''
+           ELSE to_char(occurred_at AT TIME ZONE 'UTC', '.US') END
+        || '+00:00')
+    AND c -> 'actor' = to_jsonb(actor_label)
+    AND c -> 'action' = to_jsonb(action)
+    AND c -> 'object_type' = to_jsonb(object_type)
+    AND c -> 'object_id' = to_jsonb(object_id)
+    AND c -> 'reason' = to_jsonb(reason)
+    AND coalesce(c -> 'line', '""') = to_jsonb(line_key)
+    AND coalesce(c -> 'before', 'null') = coalesce(before, 'null')
+    AND coalesce(c -> 'after', 'null') = coalesce(after, 'null')
+) IS TRUE
+FROM (
+    SELECT *, CASE WHEN scheme = 2 THEN canonical::jsonb END AS c FROM audit_auditevent
+    WHERE id > %s AND id <= %s ORDER BY id LIMIT %s
+) AS e
+ORDER BY id
+"""
+_Row = tuple[int, str, str, int, str, bool]  # id, prev_sha256, sha256, scheme, canonical, columns match the text
+
+
+def _bulk_checked(*, after: int, to_id: int) -> list[_Row] | None:
+    """Return a batch of rows with their column check from the database; None when it could not run."""
+    try:
+        with transaction.atomic(), connection.cursor() as cur:  # a savepoint: jsonb may refuse a canonical text
+            cur.execute(_BULK_CHECK, [after, to_id, _CHECK_BATCH])
+            return list(cur.fetchall())
+    except DatabaseError:
+        return None
+
+
+def _batch_fine(rows: list[_Row], expected_id: int, prev: str) -> bool:
+    sha256 = hashlib.sha256
+    for eid, prev_sha256, stored, _, canonical, ok in rows:
+        if not ok or eid != expected_id or prev_sha256 != prev:
+            return False
+        if sha256((prev + canonical).encode("utf-8")).hexdigest() != stored:  # = canonical.event_sha256
+            return False
+        expected_id, prev = expected_id + 1, stored
+    return True
+
+
+def audit_chain_checked(*, from_id: int, to_id: int, prev_sha256: str) -> Iterator[Problem | ChainRun]:
+    """Yield runs of events in [from_id, to_id] that check out (as chain.events_check), in order, or the first Problem.
+
+    Batches are checked in bulk in the database; a batch with anything wrong (or scheme-1 events) is checked again
+    event by event in Python, which names the first bad event exactly as `events_check` does. Stops early, without
+    a Problem, when the rows run out.
+    """
+    expected, prev, seen_scheme2 = from_id, prev_sha256, False
+    while expected <= to_id:
+        rows = _bulk_checked(after=expected - 1, to_id=to_id)
+        if rows == []:
+            return
+        if rows is not None and _batch_fine(rows, expected, prev):
+            yield ChainRun(expected, [row[2] for row in rows])
+            expected, prev, seen_scheme2 = rows[-1][0] + 1, rows[-1][2], True
+            continue
+        last = rows[-1][0] if rows else min(to_id, expected + _CHECK_BATCH - 1)
+        run = ChainRun(expected, [])
+        stored = audit_events_stored(from_id=expected, to_id=last)
+        for item in events_check(stored, first_id=expected, prev_sha256=prev, seen_scheme2=seen_scheme2):
+            if isinstance(item, Problem):
+                if run.hashes:
+                    yield run
+                yield item
+                return
+            run.hashes.append(item.sha256)
+            expected, prev, seen_scheme2 = item.id + 1, item.sha256, seen_scheme2 or item.scheme == 2
+        if run.hashes:
+            yield run
+        if expected <= last:  # the rows ran out
+            return
 
 
 def audit_id_range(*, start: datetime | None, end: datetime | None) -> tuple[int, int | None]:
@@ -202,22 +289,23 @@ def audit_status(*, limit: int = STATUS_CHECK_LIMIT) -> ChainStatus:
             return ChainStatus(False, 0, None, None, "", first_bad_id=anchor.event_id, problem=text)
         start, prev, anchored = anchor.event_id + 1, anchor.sha256, signed
     end = min(head.id, start + limit - 1)
-    through: AuditEvent | StoredEvent | None = anchored
-    for item in events_check(audit_events_stored(from_id=start, to_id=end), first_id=start, prev_sha256=prev):
+    through = anchored.id if anchored is not None else 0  # newest event checked
+    for item in audit_chain_checked(from_id=start, to_id=end, prev_sha256=prev):
         if isinstance(item, Problem):
             return _status(False, through, anchor, head.id, first_bad_id=item.event_id, problem=item.text)
-        through = item
-    if through is not None and through.id < end:  # rows ran out before the head: events are missing
-        return _status(False, through, anchor, head.id, first_bad_id=through.id + 1, problem="events are missing")
+        through = item.last_id
+    if through < end:  # rows ran out before the head: events are missing
+        return _status(False, through, anchor, head.id, first_bad_id=through + 1, problem="events are missing")
     return _status(True, through, anchor, head.id)
 
 
-def _status(ok: bool, through: Any, anchor: Anchor | None, head_id: int, **problem: Any) -> ChainStatus:
-    checked = 0 if through is None else through.id
+def _status(ok: bool, through: int, anchor: Anchor | None, head_id: int, **problem: Any) -> ChainStatus:
+    checked = through
+    event = audit_head(at_most=through) if through else None
     return ChainStatus(
         ok,
         checked,
-        through.occurred_at if through is not None else None,
+        event.occurred_at if event is not None else None,
         anchor.event_id if anchor is not None else None,
         anchor.anchored_at if anchor is not None else "",
         unchecked=max(0, head_id - checked) if ok else 0,

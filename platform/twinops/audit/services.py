@@ -25,9 +25,9 @@ from twinops.audit.anchors import (
     signing_key,
 )
 from twinops.audit.canonical import GENESIS_SHA256, SCHEME, canonical_dumps, event_sha256, storable
-from twinops.audit.chain import Problem, events_check
+from twinops.audit.chain import Problem
 from twinops.audit.models import AuditEvent
-from twinops.audit.selectors import ChainCheck, audit_events_stored, audit_head
+from twinops.audit.selectors import ChainCheck, audit_chain_checked, audit_head
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
 
@@ -193,22 +193,22 @@ def _walk(*, from_id: int, to_id: int | None, anchors: list[Anchor]) -> ChainChe
         prev = before.sha256
     checked, trusted_through, anchored_at = 0, from_id - 1, ""
     with transaction.atomic():
-        for item in events_check(
-            audit_events_stored(from_id=from_id, to_id=walk_end), first_id=from_id, prev_sha256=prev
-        ):
+        for item in audit_chain_checked(from_id=from_id, to_id=walk_end, prev_sha256=prev):
             if isinstance(item, Problem):
                 return ChainCheck(False, checked, item.event_id, item.text)
-            for a in by_id.get(item.id, []):
-                if a.sha256 != item.sha256:
-                    return ChainCheck(
-                        False,
-                        checked,
-                        trusted_through + 1,
-                        f"events {trusted_through + 1} to {item.id} were rewritten: event {item.id}'s hash differs "
-                        f"from the one signed at {a.anchored_at}",
-                    )
-                trusted_through, anchored_at = item.id, a.anchored_at
-            checked += 1
+            for event_id in sorted(e for e in by_id if item.first_id <= e <= item.last_id):
+                sha256 = item.hashes[event_id - item.first_id]
+                for a in by_id[event_id]:
+                    if a.sha256 != sha256:
+                        return ChainCheck(
+                            False,
+                            event_id - from_id,
+                            trusted_through + 1,
+                            f"events {trusted_through + 1} to {event_id} were rewritten: event {event_id}'s hash "
+                            f"differs from the one signed at {a.anchored_at}",
+                        )
+                    trusted_through, anchored_at = event_id, a.anchored_at
+            checked += len(item.hashes)
     if from_id + checked <= walk_end:  # the rows ran out early: the newest events are gone
         missing = from_id + checked
         newest = max(anchors, key=lambda a: a.event_id)
