@@ -28,6 +28,19 @@ def canonical_dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def canonical_around_id(fields: dict[str, Any]) -> tuple[str, str]:
+    """Return the canonical text of `fields` plus an "id" as the two parts around the id's digits.
+
+    `prefix + str(id) + suffix == canonical_dumps({**fields, "id": id})` for every int id: the id is given only
+    once the chain lock is held, and the text around it can be made before.
+    """
+    low = {k: v for k, v in fields.items() if k < "id"}
+    high = {k: v for k, v in fields.items() if k > "id"}
+    head = canonical_dumps(low)[1:-1]
+    tail = canonical_dumps(high)[1:-1]
+    return "{" + head + ("," if head else "") + '"id":', ("," if tail else "") + tail + "}"
+
+
 def storable(value: Any, *, field: str) -> Any:
     """Return value as plain JSON data (dates as ISO text, numpy as Python); raise ValueError naming a bad part."""
     if value is None or isinstance(value, bool | int):

@@ -7,6 +7,7 @@ are then appended when the block ends, and the lock is held only from there to t
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from twinops.audit.anchors import (
     anchors_read,
     signing_key,
 )
-from twinops.audit.canonical import GENESIS_SHA256, SCHEME, canonical_dumps, event_sha256, storable
+from twinops.audit.canonical import GENESIS_SHA256, SCHEME, canonical_around_id, storable
 from twinops.audit.chain import Problem
 from twinops.audit.models import AuditEvent
 from twinops.audit.selectors import ChainCheck, audit_chain_checked, audit_head
@@ -104,18 +105,76 @@ def audit_deferred() -> Iterator[None]:
         _append(events)
 
 
+# Lock, then (a statement of its own, so its snapshot sees every event committed before the lock was granted) the
+# next id and previous hash read and the event inserted with its hash, in one round trip: the lock is held from here
+# to the commit, so the less happens after it, the more writers the chain takes. The hash is the same as
+# canonical.event_sha256: sha256 of the UTF-8 bytes (the database's encoding) of previous hash + canonical text.
+_APPEND = """
+SELECT pg_advisory_xact_lock(%(lock)s);
+INSERT INTO audit_auditevent (id, occurred_at, actor_id, actor_label, action, object_type, object_id, reason, before,
+    after, prev_sha256, sha256, scheme, canonical, line_key)
+SELECT head.id + 1, %(occurred_at)s, %(actor_id)s, %(actor)s, %(action)s, %(object_type)s, %(object_id)s,
+    %(reason)s, %(before)s::jsonb, %(after)s::jsonb, head.sha256,
+    encode(sha256(convert_to(head.sha256 || %(prefix)s || (head.id + 1) || %(suffix)s, 'UTF8')), 'hex'),
+    %(scheme)s, %(prefix)s || (head.id + 1) || %(suffix)s, %(line)s
+FROM (
+    (SELECT id, sha256 FROM audit_auditevent ORDER BY id DESC LIMIT 1) UNION ALL (SELECT 0, %(genesis)s)
+    ORDER BY id DESC LIMIT 1
+) AS head
+RETURNING id, prev_sha256, sha256
+"""
+
+
+# Group commit: the lock is released when the commit returns, and waiting there for the disk would let one writer at
+# a time through. So the transaction commits without waiting for its WAL to reach the disk (the chain lock is held
+# only until its commit record is written), and right after the commit, before the caller goes on, the WAL is
+# flushed up to it, outside the lock, where many writers' flushes share one fsync. WAL is written in commit order, so
+# a crash in that window loses only the newest events, each with its business change: the chain never forks.
+# pg_logical_emit_message(..., flush => true) needs PostgreSQL 17+; older servers wait for the disk under the lock.
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off;"
+_WAL_FLUSH = "SELECT pg_logical_emit_message(false, 'twinops.audit', '', true)"
+
+
+def _wal_flush() -> None:
+    """Wait until the WAL, the commit just made included, is on disk."""
+    with connection.cursor() as cur:
+        cur.execute(_WAL_FLUSH)
+
+
 def _append(events: list[AuditEvent]) -> None:
     """Give the events the next ids and hashes and insert them, holding the chain lock until the transaction ends."""
+    group_commit = connection.pg_version >= 170000
+    sql = (_ASYNC_COMMIT + _APPEND) if group_commit else _APPEND
+    if group_commit:
+        transaction.on_commit(_wal_flush)
     with connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [locks.AUDIT_CHAIN])
-    last = AuditEvent.objects.order_by("-id").only("id", "sha256").first()
-    next_id, prev = (last.id + 1, last.sha256) if last else (1, GENESIS_SHA256)
-    for event in events:
-        event.id, event.prev_sha256 = next_id, prev
-        event.canonical = canonical_dumps(_hashed_fields(event))
-        event.sha256 = event_sha256(prev_sha256=prev, canonical=event.canonical)
-        next_id, prev = next_id + 1, event.sha256
-    AuditEvent.objects.bulk_create(events)
+        for event in events:
+            prefix, suffix = canonical_around_id(_hashed_fields(event))
+            cur.execute(
+                sql,
+                {
+                    "lock": locks.AUDIT_CHAIN,
+                    "occurred_at": event.occurred_at,
+                    "actor_id": event.actor_id,
+                    "actor": event.actor_label,
+                    "action": event.action,
+                    "object_type": event.object_type,
+                    "object_id": event.object_id,
+                    "reason": event.reason,
+                    "before": None if event.before is None else json.dumps(event.before),
+                    "after": None if event.after is None else json.dumps(event.after),
+                    "prefix": prefix,
+                    "suffix": suffix,
+                    "scheme": SCHEME,
+                    "line": event.line_key,
+                    "genesis": GENESIS_SHA256,
+                },
+            )
+            while cur.nextset():  # on to the INSERT's RETURNING row, the last result
+                pass
+            event.id, event.prev_sha256, event.sha256 = cur.fetchone()
+            event.canonical = f"{prefix}{event.id}{suffix}"
+            event._state.adding, event._state.db = False, connection.alias
 
 
 def _line_key(obj: Any, before: Any, after: Any) -> str:
@@ -132,6 +191,7 @@ def _line_key(obj: Any, before: Any, after: Any) -> str:
 
 
 def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
+    """Return the fields an event's canonical text holds, but its id (given under the chain lock)."""
     if e.line_key:  # hashed only when set: events without a line keep the canonical form they always had
         return {**_hashed_fields_base(e), "line": e.line_key}
     return _hashed_fields_base(e)
@@ -139,7 +199,6 @@ def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
 
 def _hashed_fields_base(e: AuditEvent) -> dict[str, Any]:
     return {
-        "id": e.id,
         "occurred_at": e.occurred_at.isoformat(),
         "actor": e.actor_label,
         "action": e.action,

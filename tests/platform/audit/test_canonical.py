@@ -8,6 +8,7 @@ import math
 import pytest
 from django.db import connection, transaction
 
+from twinops.audit.canonical import canonical_around_id, canonical_dumps
 from twinops.audit.chain import legacy_digest
 from twinops.audit.models import AuditEvent
 from twinops.audit.selectors import audit_event_values
@@ -89,3 +90,10 @@ def test_events_written_before_the_canonical_scheme_still_verify(make_user) -> N
     assert (event.id, event.prev_sha256, event.scheme) == (2, digest, 2)
     check = audit_chain_verify()
     assert check.ok and check.checked == 2
+
+
+@pytest.mark.parametrize("fields", [AWKWARD, {}, {"after": {"id": 7}, "zeta": 1}, {"action": "x", "id_note": "y"}])
+def test_the_text_around_the_id_makes_the_canonical_text_for_any_id(fields) -> None:  # noqa: ANN001
+    prefix, suffix = canonical_around_id(fields)
+    for event_id in (1, 42, 10**12):
+        assert f"{prefix}{event_id}{suffix}" == canonical_dumps({**fields, "id": event_id})
