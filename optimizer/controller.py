@@ -183,7 +183,7 @@ class MpcController:
         members = sqp.twin.readout_now(inputs.z_now)  # (M, n_cv): the spread now sizes the next step's band
         var_n = members.var(axis=0, ddof=1) / dyn.cv_std**2 if dyn.members > 1 else np.zeros(len(dyn.cv))
         band = plan_band(dyn.calibration, dyn.members, len(dyn.cv), 1, 0.0)
-        return inputs.limits.cv.backed_off(band.half(var_n[:, None], dyn.cv_std)[:, 0])
+        return inputs.limits.cv.backed_off(self.settings.cv_backoff * band.half(var_n[:, None], dyn.cv_std)[:, 0])
 
     def _recover(self, inputs: SolveInputs, held: CvLimits) -> MpcResult | None:
         """Return the recovery proposal when the line is beyond a safety limit now and a plan reduces the excess."""

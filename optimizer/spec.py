@@ -180,8 +180,8 @@ class MpcSettings:
     # this: the excess is penalised by plan_ood_weight per squared unit and step; None: no limit (twins exported
     # without OOD statistics have none either)
     plan_ood_weight: float = 1e4
-    cv_backoff: bool = True  # hold the mean inside soft CV limits by the twin's calibrated one-step-ahead half-width,
-    # so the measured CV stays inside most of the time (twins exported without a calibration get no back-off)
+    cv_backoff: float = 1.0  # hold the mean inside soft CV limits by this share of the twin's calibrated one-step-
+    # ahead half-width, so the measured CV stays inside most of the time; 0: none (nor without a calibration)
     active_tolerance: float = 1e-4  # a constraint within this (relative) distance of its bound is reported active
     qp_solver: str = "qpoases"  # casadi conic plugin of the condensed QP (dense, convex); "daqp" is as fast but
     # stalls on badly scaled QPs (tiny move weight beside large soft-limit penalties), "proxqp" slower
@@ -206,6 +206,7 @@ class MpcSettings:
             raise ValueError("max_plan_ood must be > 0 or None")
         if self.terminal_hold_steps is not None and self.terminal_hold_steps < 0:
             raise ValueError("terminal_hold_steps must be >= 0 or None")
-        for name in ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance", "plan_ood_weight"):
+        names = ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance", "plan_ood_weight")
+        for name in (*names, "cv_backoff"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

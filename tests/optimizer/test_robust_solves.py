@@ -146,13 +146,13 @@ def test_soft_limits_are_held_back_by_the_calibrated_band_so_the_line_does_not_r
     spec = first_order_spec(cv_high=5.0)  # economics push C to its operating (soft) limit
     meta, arrays = calibrated(first_order_export(rate=0.5), np.full((5, 1), 1.5), [0.2])  # one-step half-width 0.3
     results = {}
-    for backoff in (True, False):
+    for backoff in (1.0, 0.0):
         settings = dataclasses.replace(FAST, cv_backoff=backoff)
         result = MpcController.from_export(meta, arrays, spec, settings).solve(z0=np.full((2, 1), 1.0), mv={"F": 1.0})
         assert result.status is MpcStatus.OPTIMAL, result.message
         results[backoff] = result
-    assert max(results[False].cv_mean["C"]) == pytest.approx(5.0, abs=1e-3)
-    assert max(results[True].cv_mean["C"]) == pytest.approx(4.7, abs=1e-3)
-    assert "C:cv_high" in results[True].active_constraints  # held at the backed-off limit
-    assert "soft CV limits held back by the calibrated one-step band: C 0.3" in results[True].message
-    assert "held back" not in results[False].message
+    assert max(results[0.0].cv_mean["C"]) == pytest.approx(5.0, abs=1e-3)
+    assert max(results[1.0].cv_mean["C"]) == pytest.approx(4.7, abs=1e-3)
+    assert "C:cv_high" in results[1.0].active_constraints  # held at the backed-off limit
+    assert "soft CV limits held back by the calibrated one-step band: C 0.3" in results[1.0].message
+    assert "held back" not in results[0.0].message
