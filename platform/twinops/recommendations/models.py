@@ -44,6 +44,7 @@ class Recommendation(models.Model):
     # the CV prediction it was re-checked with, the scale and the SHA-256 of the signed content.
     approved_plan = models.JSONField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)  # when it became approved or rejected
+    released_at = models.DateTimeField(null=True, blank=True)  # when its first step reached the PLC (read back)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -32,6 +32,7 @@ def recommendation_context(*, line: Line, selected_id: int | None) -> dict[str, 
         "recommendations": recs,
         "selected": selected,
         "now": timezone.now(),
+        "every_s": conf.every_s(),
         "promoted": twin_promoted(line=line),
     }
     if selected is not None:

@@ -178,12 +178,11 @@ OUTCOME_STATUSES = ("shadow", "approved")  # proposals whose outcome is recorded
 
 
 def release_marks(*, rec: Recommendation) -> list[datetime]:
-    """Return when the proposal's plan reached the plant: for now its approval time (decided_at).
+    """Return when the proposal's plan reached the plant: its first step's PLC write, read back (none if it never did).
 
-    Hook for the releases app: when it records PLC writes, return their times here (the first one starts the
-    outcome's horizon, all of them are drawn as release marks on the outcome plot).
+    The releases app records it (`services.recommendation_released`); it starts the outcome's horizon.
     """
-    return [rec.decided_at] if rec.status == Recommendation.Status.APPROVED and rec.decided_at else []
+    return [rec.released_at] if rec.released_at else []
 
 
 def outcome_candidates(*, before: datetime, limit: int = 200) -> list[Recommendation]:

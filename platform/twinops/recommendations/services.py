@@ -711,3 +711,12 @@ def outcome_record(
 
 def _mean_abs(values: list[float]) -> float | None:
     return float(np.mean(np.abs(values))) if values else None
+
+
+def recommendation_released(*, recommendation_id: int, at: datetime) -> bool:
+    """Record, once, when an approved proposal's first step reached the PLC; its outcome is measured from there.
+
+    Called by the releases app in the transaction that records the verified write (audited there, as release.write).
+    """
+    rows = Recommendation.objects.filter(pk=recommendation_id, status=Status.APPROVED, released_at__isnull=True)
+    return bool(rows.update(released_at=at))

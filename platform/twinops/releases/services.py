@@ -20,6 +20,7 @@ from twinops.core.roles import capability_require
 from twinops.lines.models import Line
 from twinops.lines.services import line_lock
 from twinops.recommendations.models import Recommendation
+from twinops.recommendations.services import recommendation_released
 from twinops.releases.checks import plan_steps
 from twinops.releases.models import Release, ReleaseWrite
 from twinops.releases.selectors import approved_unreleased
@@ -202,6 +203,11 @@ def release_write_record(
             fresh.steps_done = max(fresh.steps_done, step + 1)
             fresh.last_written_at = max((o.written_at or now for o in outcomes), default=now)
             fresh.save(update_fields=["steps_done", "last_written_at"])
+            if step == 0:  # the plan reached the plant: the outcome's horizon starts here
+                recommendation_released(
+                    recommendation_id=fresh.recommendation_id,
+                    at=min((o.written_at or now for o in outcomes), default=now),
+                )
         audit_record(
             actor=AGENT,
             action="release.write",

@@ -38,6 +38,7 @@ def _shift(rec: Recommendation, delta: timedelta) -> None:
         created_at=rec.created_at + delta,
         expires_at=rec.expires_at + delta,
         decided_at=rec.decided_at + delta if rec.decided_at else None,
+        released_at=rec.released_at + delta if rec.released_at else None,
     )
     Outcome.objects.filter(recommendation=rec).update(start=F("start") + delta)
 
@@ -52,7 +53,7 @@ def history(ready: Any, ingest: Callable[..., datetime]) -> dict[str, Any]:
     line, now = ready
     rec = recommendation_create(line=line, actor="system:test", now=now)
     released = rec.created_at + timedelta(seconds=90)
-    Recommendation.objects.filter(pk=rec.pk).update(status="approved", decided_at=released)
+    Recommendation.objects.filter(pk=rec.pk).update(status="approved", decided_at=released, released_at=released)
     r, n = rec.result, rec.result["horizon"]
     upper = [r["cv_hold_mean"]["upper_level_m"][0], *r["cv_mean"]["upper_level_m"]]
     lower = [r["cv_hold_mean"]["lower_level_m"][0], *[v + 0.5 for v in r["cv_mean"]["lower_level_m"]]]

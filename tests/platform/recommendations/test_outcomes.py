@@ -89,7 +89,7 @@ def test_a_released_proposal_is_measured_against_its_plan_from_the_release(
     rec = recommendation_create(line=line, actor="system:test", now=now)
     assert rec.status == Recommendation.Status.PENDING
     released = rec.window_end + 3 * P
-    Recommendation.objects.filter(pk=rec.pk).update(status="approved", decided_at=released)
+    Recommendation.objects.filter(pk=rec.pk).update(status="approved", decided_at=released, released_at=released)
     r, n = rec.result, rec.result["horizon"]
     # The plant followed the plan and the CVs landed exactly on the prediction.
     upper = [r["cv_hold_mean"]["upper_level_m"][0], *r["cv_mean"]["upper_level_m"]]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from asyncua import ua
+from django.db import transaction
 
 from plantsim.plc import PlcServer
 from twinops.releases.agent import AgentConfig, ReleaseAgent
@@ -271,14 +272,15 @@ def test_an_older_approved_proposal_is_superseded_and_never_written(
         def two() -> tuple[Any, Any]:
             fresh_data(release_line, plc)
             start = dict(plc.simulator.setpoints)
-            old = approve(
-                release_line,
-                start,
-                ramp_plan(start, move=0.1),
-                engineer=engineer,
-                decided_at=datetime.now(UTC) - timedelta(seconds=30),
-            )
-            new = approve(release_line, start, ramp_plan(start, steps=2), engineer=engineer)
+            with transaction.atomic():  # the agent sees both at once, as when the newer one lands before it looks
+                old = approve(
+                    release_line,
+                    start,
+                    ramp_plan(start, move=0.1),
+                    engineer=engineer,
+                    decided_at=datetime.now(UTC) - timedelta(seconds=30),
+                )
+                new = approve(release_line, start, ramp_plan(start, steps=2), engineer=engineer)
             return old, new
 
         seen["old"], seen["new"] = await _in_thread(two)
