@@ -77,9 +77,9 @@ def embedded_roles_ensure(*, home: Path, pgdata: Path, socket_dir: str, database
     import psycopg
 
     files = {role: passfile(home, role) for role in (SUPERUSER, OWNER_ROLE, APP_ROLE)}
-    params = {"host": socket_dir, "user": SUPERUSER, "passfile": str(files[SUPERUSER]), "autocommit": True}
+    params: dict[str, Any] = {"host": socket_dir, "user": SUPERUSER, "passfile": str(files[SUPERUSER])}
     try:
-        admin = psycopg.connect(dbname="postgres", **params)
+        admin = psycopg.connect(dbname="postgres", autocommit=True, **params)
     except psycopg.OperationalError as exc:
         raise RuntimeError(
             f"cannot log in to the embedded PostgreSQL as {SUPERUSER}: its password in {files[SUPERUSER]} is missing "
@@ -93,7 +93,11 @@ def embedded_roles_ensure(*, home: Path, pgdata: Path, socket_dir: str, database
             hba.write_text(HBA)  # in place: the file keeps its owner (the server's system user)
             admin.execute("SELECT pg_reload_conf()")
     if upgrade:
-        with psycopg.connect(dbname=database, **params) as conn, conn.transaction(), conn.cursor() as cur:
+        with (
+            psycopg.connect(dbname=database, autocommit=True, **params) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
             _objects_reassign(cur)
             privileges_grant_sql(cur, APP_ROLE)
 
