@@ -342,7 +342,22 @@ class MpcController:
             fallback=fallback,
             headline=headline,
             ood=self._plan_ood(inputs, ref),
+            gain_spread=self._gain_spread(ref, hold, d_plan, weights.price),
         )
+
+    def _gain_spread(self, ref: Evaluation, hold: Evaluation, d_plan: np.ndarray, price: np.ndarray) -> float | None:
+        """Return how much the members disagree about the gain: std over members of (plan value - hold value)."""
+        sqp = self.sqp
+        assert sqp is not None
+        members = ref.y_members.shape[1]
+        if members < 2:
+            return None
+
+        def value(ev: Evaluation, m: int) -> float:
+            return float(np.mean(sqp.costs.value(ev.y_members[:, m, :].T, ev.u, d_plan, price)))
+
+        gains = [value(ref, m) - value(hold, m) for m in range(members)]
+        return float(np.std(gains, ddof=1))
 
     def _plan_ood(self, inputs: SolveInputs, ref: Evaluation) -> np.ndarray | None:
         """Return the twin's OOD score at each step of plan ref (N,), None when the twin has no OOD statistics."""

@@ -34,6 +34,7 @@ def proposal(
     fallback: str | None = None,
     headline: str = "",
     ood: np.ndarray | None = None,
+    gain_spread: float | None = None,
 ) -> MpcResult:
     """Return the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints.
 
@@ -94,6 +95,7 @@ def proposal(
         objective_plan=value,
         objective_hold=value_hold,
         objective_gain=value - value_hold,
+        objective_gain_spread=gain_spread,
         active_constraints=active,
         solve_time_s=elapsed,
         iterations=iterations,

@@ -48,6 +48,7 @@ class MpcResult:
     objective_plan: float | None = None  # economic value of the plan, currency per hour
     objective_hold: float | None = None  # economic value of holding setpoints, currency per hour
     objective_gain: float | None = None  # objective_plan - objective_hold
+    objective_gain_spread: float | None = None  # std over the ensemble members of each member's gain (plan - hold)
     active_constraints: tuple[str, ...] = ()  # e.g. "F:mv_high", "F:max_move", "C_b:cv_high", "T:safety_high"
     solve_time_s: float | None = None  # wall-clock time of the solver call
     iterations: int | None = None  # solver iterations: QP active-set (or IPOPT) iterations over all linearisations

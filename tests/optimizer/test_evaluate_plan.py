@@ -58,3 +58,12 @@ def test_a_plan_that_breaks_a_move_limit_or_a_safety_limit_is_refused_and_says_w
 def test_a_malformed_plan_is_bad_input(plan: dict[str, list[float]], why: str) -> None:
     result = controller().evaluate_plan(z0=Z0, mv={"F": 1.0}, plan=plan)
     assert result.status is MpcStatus.BAD_INPUT and why in result.message
+
+
+def test_the_gain_comes_with_the_members_disagreement_about_it() -> None:
+    agreeing = controller(cv_high=5.0).solve(z0=Z0, mv={"F": 1.0})  # two identical members
+    assert agreeing.objective_gain_spread == pytest.approx(0.0, abs=1e-9)
+    meta, arrays = first_order_export(rate=0.5)
+    c = MpcController.from_export(meta, arrays, first_order_spec(cv_high=5.0), FAST)
+    apart = c.solve(z0=np.array([[0.8], [1.2]]), mv={"F": 1.0})  # members that disagree about the state
+    assert apart.has_proposal and apart.objective_gain_spread is not None and apart.objective_gain_spread > 0

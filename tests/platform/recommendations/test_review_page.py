@@ -46,6 +46,8 @@ def test_the_engineer_sees_moves_limits_trust_and_the_sign_forms(pending: Recomm
     page = c.get(url(pending)).content.decode()
     assert "pump_flow_m3_h" in page and "Largest move in plan" in page and "Max move / step" in page
     assert "OOD score" in page and "Expected gain" in page and "mode: advisory" in page
+    spread = pending.result["objective_gain_spread"]
+    assert spread is not None and f"± {spread:,.2f}" in page  # the gain with the members' disagreement about it
     assert 'id="approve"' in page and 'id="reject"' in page and "expires in" in page
 
 
