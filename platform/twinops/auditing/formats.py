@@ -6,13 +6,11 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from twinops.audit.canonical import canonical_dumps
 from twinops.audit.chain import StoredEvent, legacy_fields
 from twinops.auditing.selectors import COLUMNS, Decision
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these as a formula
+from twinops.core.spreadsheets import csv_cell
 
 
 def event_line(e: StoredEvent) -> str:
@@ -28,18 +26,6 @@ def event_line(e: StoredEvent) -> str:
     else:
         event = legacy_fields(e)
     return canonical_dumps({"event": event, "prev_sha256": e.prev_sha256, "scheme": e.scheme, "sha256": e.sha256})
-
-
-def csv_cell(value: Any) -> str:
-    """Return a value as CSV text; text starting with = + - @ (a formula to a spreadsheet) gets a quote in front."""
-    if value is None:
-        return ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return repr(value)  # a number, never a formula: -1.5 stays a number
-    text = str(value)
-    if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
 
 
 def decisions_csv(decisions: Iterable[Decision]) -> bytes:

