@@ -21,6 +21,7 @@ import asyncio
 import json
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ async def _collect(line: Any, seconds: float, cert_dir: Path) -> dict[str, float
         speed=3600.0,
         tick_s=0.005,
         heartbeat_timeout_s=3600.0,
+        start_time=datetime.now(UTC) - timedelta(seconds=3600.0 * (seconds + 120)),  # never ahead of the clock
     )
     async with PlcServer(cfg) as plc:
         config = CollectorConfig(
