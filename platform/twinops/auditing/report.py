@@ -67,7 +67,7 @@ def report_html(*, header: ReportHeader, decisions: list[Decision]) -> bytes:
     """Return the report: the chain's verification, proposals by status, each proposal's chain and plotted plan."""
     h = header
     counts = Counter(str(d.cells["status"]) for d in decisions)
-    rows = []
+    rows: list[str] = []
     for d in decisions[:LISTED]:
         c = d.cells
         plots = (

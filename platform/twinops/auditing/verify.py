@@ -232,7 +232,9 @@ def verify_bundle(path: str | Path | IO[bytes], *, public_key: str | None = None
         return fail(None, "events.jsonl holds no events")
 
     # 4. the export event says what the bundle must cover
-    export = present.get(export_id) if isinstance(export_id, int) else None
+    if not isinstance(export_id, int):
+        return fail(None, f"the export's own event {export_id} is not among the events")
+    export = present.get(export_id)
     if export is None or export.get("action") != "audit.exported" or not isinstance(export.get("after"), dict):
         return fail(None, f"the export's own event {export_id} is not among the events")
     said = export["after"]
@@ -241,12 +243,13 @@ def verify_bundle(path: str | Path | IO[bytes], *, public_key: str | None = None
             return fail(export_id, f"manifest.json's {name!r} differs from what event {export_id} recorded")
     first_id, a_end = said.get("first_id"), said.get("anchored_through")
     end = runs[-1][1]
+    expected: list[tuple[int, int]]
     if first_id is None:
-        expected = [[export_id, end]]
+        expected = [(export_id, int(end))]
     elif isinstance(a_end, int) and a_end + 1 < export_id:
-        expected = [[first_id, a_end], [export_id, end]]
+        expected = [(int(first_id), a_end), (export_id, int(end))]
     else:
-        expected = [[first_id, end]]
+        expected = [(int(first_id), int(end))]
     for i, (want, got) in enumerate(zip(expected, runs, strict=False)):
         if got[0] > want[0] or (i > 0 and got[0] != want[0]):
             return fail(want[0], f"event {want[0]} is missing: the exported events start there")
