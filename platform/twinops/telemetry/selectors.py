@@ -437,3 +437,9 @@ def import_job_rejections(*, job: HistoryImportJob) -> list[Rejection]:
     """Return an import job's rejection report: the rejected/flagged values, or the file's structural problems."""
     result = job.result or {}
     return [Rejection(**r) for r in (result.get("rejections") or result.get("problems") or [])]
+
+
+def import_job_paths_unfinished() -> set[str]:
+    """Return the files of import jobs still queued or running: the worker will read them."""
+    unfinished = (HistoryImportJob.Status.QUEUED, HistoryImportJob.Status.RUNNING)
+    return set(HistoryImportJob.objects.filter(status__in=unfinished).values_list("path", flat=True))

@@ -386,6 +386,8 @@ def history_import_job_run(*, job_id: int) -> str:
                 "WHERE id = %s AND status IN ('queued', 'running') RETURNING id",
                 [worker_died_message(limit), job_id],
             ).fetchone()
+            if exhausted:
+                _job_file_drop(job_id)
             return "failed" if exhausted else "skipped"
         job = HistoryImportJob.objects.select_related("line", "created_by").get(pk=job_id)
 
@@ -395,30 +397,41 @@ def history_import_job_run(*, job_id: int) -> str:
                 [done, total, 100.0 * done / total if total else 0.0, job_id],
             )
 
-        try:
-            with _partitions_only_if_committed(), transaction.atomic():
-                result = history_import(
-                    line=job.line,
-                    path=Path(job.path),
-                    filename=job.filename,
-                    actor=job.created_by,
-                    on_progress=progress,
-                )
-                HistoryImportJob.objects.filter(pk=job_id).update(
-                    status=HistoryImportJob.Status.DONE,
-                    progress=100.0,
-                    result=result.as_json(),
-                    rejected=result.rejections_total,
-                    finished_at=timezone.now(),
-                )
-            return "done"
-        except HistoryFileError as e:
-            problems = [{"row": p.row, "column": p.column, "reason": p.reason} for p in e.problems]
-            _job_failed(job_id, error=str(e), result={"problems": problems}, rejected=len(problems))
-        except Exception as e:  # the job row must say why; the worker log has the traceback
-            log.exception("history import job %s failed", job_id)
-            _job_failed(job_id, error=f"{type(e).__name__}: {e}", result=None, rejected=0)
-        return "failed"
+        outcome = _job_import(job, progress)
+        # Done or failed, the job is over. A worker that dies (or is stopped) never gets here, and the re-delivered
+        # task needs the file.
+        _job_file_drop(job_id)
+        return outcome
+
+
+def _job_import(job: HistoryImportJob, progress: Callable[[int, int], None]) -> str:
+    try:
+        with _partitions_only_if_committed(), transaction.atomic():
+            result = history_import(
+                line=job.line, path=Path(job.path), filename=job.filename, actor=job.created_by, on_progress=progress
+            )
+            HistoryImportJob.objects.filter(pk=job.pk).update(
+                status=HistoryImportJob.Status.DONE,
+                progress=100.0,
+                result=result.as_json(),
+                rejected=result.rejections_total,
+                finished_at=timezone.now(),
+            )
+        return "done"
+    except HistoryFileError as e:
+        problems = [{"row": p.row, "column": p.column, "reason": p.reason} for p in e.problems]
+        _job_failed(job.pk, error=str(e), result={"problems": problems}, rejected=len(problems))
+    except Exception as e:  # the job row must say why; the worker log has the traceback
+        log.exception("history import job %s failed", job.pk)
+        _job_failed(job.pk, error=f"{type(e).__name__}: {e}", result=None, rejected=0)
+    return "failed"
+
+
+def _job_file_drop(job_id: int) -> None:
+    """Delete a finished job's uploaded file: the samples are stored (or the report says why not); it is not kept."""
+    path = HistoryImportJob.objects.filter(pk=job_id).values_list("path", flat=True).first()
+    if path:
+        Path(path).unlink(missing_ok=True)
 
 
 def _job_failed(job_id: int, *, error: str, result: dict[str, Any] | None, rejected: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -13,6 +14,8 @@ from django.core.files.uploadedfile import UploadedFile
 
 from twinops.core.actors import ActorLike
 from twinops.onboarding.services import OnboardResult, line_onboard_queued
+from twinops.telemetry.selectors import import_job_paths_unfinished
+from twinops.web import conf
 
 SESSION_KEY = "onboard_drafts"
 MAX_DRAFTS = 5  # per session: a few open previews in different tabs, never an unbounded pile
@@ -50,10 +53,38 @@ def draft_drop(*, session: Any, draft_id: str) -> None:
         session[SESSION_KEY] = drafts
 
 
+def uploads_folder() -> Path:
+    """Return the shared media directory where uploaded history files wait for the import worker."""
+    return Path(settings.MEDIA_ROOT) / "history-uploads"
+
+
+def uploads_sweep(*, now: float | None = None) -> list[Path]:
+    """Delete uploaded files older than TWINOPS_UPLOAD_MAX_AGE_H that no unfinished import needs; return them.
+
+    A finished import deletes its own file; these are the ones left by a web process that died between storing
+    the upload and committing its job, or by a job that never finished.
+    """
+    cutoff = (time.time() if now is None else now) - conf.upload_max_age_h() * 3600
+    needed = import_job_paths_unfinished()
+    swept = []
+    for path in uploads_folder().glob("*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff and str(path) not in needed:
+                path.unlink()
+                swept.append(path)
+        except FileNotFoundError:  # another web process swept it first
+            continue
+    return swept
+
+
 def upload_store(*, upload: UploadedFile) -> Path:
-    """Copy an uploaded history file to the shared media directory, where the import worker can read it."""
-    folder = Path(settings.MEDIA_ROOT) / "history-uploads"
+    """Copy an uploaded history file to the shared media directory, where the import worker can read it.
+
+    Each upload first sweeps the folder of files nobody will read any more, so abandoned uploads never pile up.
+    """
+    folder = uploads_folder()
     folder.mkdir(parents=True, exist_ok=True)
+    uploads_sweep()
     path = folder / f"{uuid.uuid4().hex}{PurePath(upload.name or '').suffix.lower()}"
     with open(path, "wb") as out:
         for chunk in upload.chunks():

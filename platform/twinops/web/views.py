@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -10,8 +11,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from twinops.core.capabilities import CAPABILITIES
 from twinops.core.clients import client_address
-from twinops.core.roles import require_capability
+from twinops.core.roles import require_capability, user_can
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_list as lines_all
 from twinops.lines.selectors import line_tags, spec_versions
@@ -119,6 +121,11 @@ def onboard_confirm(request: HttpRequest) -> HttpResponse:
         parsed = spec_parse(text=draft.text, filename=draft.filename)
         context = {"spec": pages.spec_preview(parsed), "filename": draft.filename, "form": form}
         return render(request, "web/onboard_preview.html", context, status=400)
+    if form.cleaned_data["history"] is not None and not user_can(request.user, "import_telemetry"):
+        raise PermissionDenied(
+            f"Onboarding with a history file needs the permission to: {CAPABILITIES['import_telemetry'].lower()}; "
+            "onboard the line without the file, or ask someone in the data role to import it."
+        )
     try:
         outcome = drafts.draft_onboard(
             draft=draft, actor=request.user, history=form.cleaned_data["history"], reason=form.cleaned_data["reason"]
