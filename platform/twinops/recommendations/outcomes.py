@@ -95,7 +95,7 @@ def prediction_of(
     spec: dict[str, Any],
     start: datetime,
     released: bool,
-    band_k: float,
+    band: str,
 ) -> Prediction:
     """Return what a proposal predicted, as the outcome compares it: the released plan, or holding for shadow ones."""
     period, horizon = float(result["sample_period_s"]), int(result["horizon"])
@@ -141,7 +141,7 @@ def prediction_of(
         hold_value,
         hold_value,
         f"shadow proposal, not applied: compared with the twin's prediction for holding the setpoints "
-        f"(band ± {band_k:g}× the plan's ensemble spread)",
+        f"(band: the plan's width, {band})",
     )
 
 

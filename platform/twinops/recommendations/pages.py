@@ -91,7 +91,7 @@ def charts(rec: Recommendation, units: dict[str, str]) -> list[dict[str, Any]]:
         start=start,
         limits=limits,
         units=units,
-        band_k=float(rec.settings.get("mpc", {}).get("band_k", 2.0)),
+        band=selectors.band_words(plan, rec.settings),
         current=rec.inputs.get("current_cv_estimate"),
     )
     mv = plots.mv_figure(result=plan, start=start, limits=limits, units=units, current=rec.inputs.get("current_mv", {}))

@@ -81,10 +81,10 @@ def cv_figure(
     start: datetime,
     limits: dict[str, Any],
     units: dict[str, str],
-    band_k: float,
+    band: str,
     current: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Return the predicted CV trajectories under the plan (band = mean ± band_k·spread), holding, and the CV limits."""
+    """Return the predicted CV trajectories under the plan with their band (`band` says what it is), holding, limits."""
     names = sorted(result["cv_mean"])
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     t = _times(start, period, steps)
@@ -169,9 +169,7 @@ def cv_figure(
             ("safety_high", "safety limit", COLOURS["safety"], "solid"),
         ):
             _limit(fig, row, lim.get(key), label, colour, dash, shown)
-    return _layout(
-        fig, f"Predicted CVs over the next {_span(steps * period)} (band: ± {band_k:g}× ensemble spread)", len(names)
-    )
+    return _layout(fig, f"Predicted CVs over the next {_span(steps * period)} (band: {band})", len(names))
 
 
 def mv_figure(

@@ -177,6 +177,14 @@ def signatures_needed(rec: Recommendation, *, scale: float) -> int:
 OUTCOME_STATUSES = ("shadow", "approved")  # proposals whose outcome is recorded (approved: released, or being released)
 
 
+def band_words(result: dict[str, Any], settings: dict[str, Any]) -> str:
+    """Say what a proposal's CV band is: the twin's calibrated interval, or (older twins) a multiple of the spread."""
+    coverage = result.get("band_coverage")
+    if coverage is not None:
+        return f"the twin's calibrated {float(coverage):.0%} interval"
+    return f"± {float(settings.get('mpc', {}).get('band_k', 2.0)):g}× ensemble spread"
+
+
 def release_marks(*, rec: Recommendation) -> list[datetime]:
     """Return when the proposal's plan reached the plant: its first step's PLC write, read back (none if it never did).
 

@@ -29,6 +29,7 @@ from twinops.recommendations.models import Outcome, Recommendation, Recommendati
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
 from twinops.recommendations.selectors import (
     OUTCOME_STATUSES,
+    band_words,
     outcome_candidates,
     outcome_measurements,
     plan_scaled,
@@ -670,7 +671,7 @@ def outcome_record(
             spec=rec.spec_version.document if rec.spec_version else {},
             start=marks[0] if released else (rec.window_end or rec.created_at),
             released=released,
-            band_k=float(rec.settings.get("mpc", {}).get("band_k", 2.0)),
+            band=band_words(rec.result or {}, rec.settings),
         )
         period, n = prediction.period_s, prediction.horizon
         if now < prediction.start + timedelta(seconds=period * (n + 1 + outcomes.MARGIN_PERIODS)):

@@ -48,6 +48,8 @@ def test_the_engineer_sees_moves_limits_trust_and_the_sign_forms(pending: Recomm
     assert "OOD score" in page and "Expected gain" in page and "mode: advisory" in page
     spread = pending.result["objective_gain_spread"]
     assert spread is not None and f"± {spread:,.2f}" in page  # the gain with the members' disagreement about it
+    coverage = pending.result["band_coverage"]
+    assert coverage is not None and f"the twin's calibrated {coverage:.0%} interval" in page  # what the band is
     assert 'id="approve"' in page and 'id="reject"' in page and "expires in" in page
 
 
