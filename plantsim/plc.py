@@ -124,6 +124,11 @@ class PlcServer:
         self.certificate: CertificateFiles | None = None
         self.port = config.port
         self.values_published = 0  # node value updates written since start
+        # CV/DV tag values published that differ from the tag's previous one (what an OPC UA data-change
+        # subscription to the line's tags reports: a stuck sensor repeating its value, or a failed one staying failed
+        # (NaN, BadSensorFailure), is no change)
+        self.tag_values_changed = 0
+        self._last_values: dict[str, float] = {}
         self._server: _PlcOpcServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._nodes: dict[str, ua.NodeId] = {}
@@ -245,6 +250,10 @@ class PlcServer:
             else:
                 value = sample.values[tag.name]
                 await server.write_attribute_value(self._nodes[tag.name], _dv(value, stamp, now))
+                last = self._last_values.get(tag.name)
+                if value != last and not (math.isnan(value) and last is not None and math.isnan(last)):
+                    self.tag_values_changed += 1
+                self._last_values[tag.name] = value
             writes += 1
         await server.write_attribute_value(
             self._nodes["sim_time"],

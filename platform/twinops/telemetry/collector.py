@@ -107,6 +107,7 @@ class Collector:
         self.wake, self.lost = asyncio.Event(), asyncio.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-db")  # one Django connection
         self.stored = 0
+        self.received = 0  # values the server reported (repeats not counted)
         self.max_interval_s = float(config.max_interval_s or line.sample_period_s)
         if not self.max_interval_s > 0:
             raise ValueError(f"the maximum interval of line {line.key!r} must be positive, not {self.max_interval_s!r}")
@@ -138,6 +139,7 @@ class Collector:
                 value = f"not a number: {val!r}"[:200]
             buffer.append((name, when, value))
             last[name] = (value, when, now_mono)
+        self.received += len(items)
         if len(buffer) >= self.config.flush_values:
             self.wake.set()
 
