@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import plotly.graph_objects as go
-
 from twinops.core import charts
 from twinops.lines.models import Tag
 from twinops.telemetry.selectors import ChartSeries
@@ -26,12 +24,24 @@ class Panel:
 def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> dict[str, Any]:
     """Return a Plotly figure (as a JSON-ready dict) with one panel per tag over [start, end]."""
     fig = charts.panels([_title(p) for p in panels])
-    for row, panel in enumerate(panels, start=1):
-        _add_panel(fig, panel, row=row)
     fig.update_xaxes(range=[start, end])
     fig.update_annotations(font={"size": 14})
+    traces: list[dict[str, Any]] = []
+    shapes: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
+    for row, panel in enumerate(panels, start=1):
+        traces += _traces(panel, row=row)
+        for shape, label in _limit_lines(panel.tag, row=row):
+            shapes.append(shape)
+            labels.append(label)
     return charts.themed(
-        fig, height_px=charts.height(len(panels)), margin={"r": charts.LABELS_RIGHT_PX}, showlegend=False
+        fig,
+        height_px=charts.height(len(panels)),
+        margin={"r": charts.LABELS_RIGHT_PX},
+        showlegend=False,
+        traces=traces,
+        shapes=shapes,
+        annotations=labels,
     )
 
 
@@ -41,67 +51,45 @@ def _title(panel: Panel) -> str:
     return f"<b>{tag.name}</b>{unit} · {tag.role}"
 
 
-def _add_panel(fig: go.Figure, panel: Panel, *, row: int) -> None:
+def _traces(panel: Panel, *, row: int) -> list[dict[str, Any]]:
+    """Return a panel's traces as plain dicts: its min-max band (rollups) first, so the average draws on top."""
     tag, series = panel.tag, panel.series
     colour = charts.ROLE_COLOURS.get(tag.role, charts.INK)
     times = list(series.times)
+    common = {"type": "scatter", "mode": "lines", "x": times, "connectgaps": False, **charts.axis_refs(row)}
+    traces = []
     if series.mins is not None and series.maxs is not None:
-        # Band first, so the average line draws on top of it.
-        fig.add_trace(
-            go.Scatter(
-                x=times,
-                y=list(series.maxs),
-                mode="lines",
-                line={"width": 0},
-                name=f"{tag.name} max",
-                hoverinfo="skip",
-                connectgaps=False,
-            ),
-            row=row,
-            col=1,
+        band = {**common, "line": {"width": 0}, "hoverinfo": "skip"}
+        traces.append({**band, "y": list(series.maxs), "name": f"{tag.name} max"})
+        traces.append(
+            {
+                **band,
+                "y": list(series.mins),
+                "name": f"{tag.name} min–max",
+                "fill": "tonexty",
+                "fillcolor": charts.band(colour),
+            }
         )
-        fig.add_trace(
-            go.Scatter(
-                x=times,
-                y=list(series.mins),
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=charts.band(colour),
-                name=f"{tag.name} min–max",
-                hoverinfo="skip",
-                connectgaps=False,
-            ),
-            row=row,
-            col=1,
-        )
-    fig.add_trace(
-        go.Scatter(
-            x=times,
-            y=list(series.values),
-            mode="lines",
-            name=tag.name,
-            connectgaps=False,
-            line={"color": colour, "width": 1.8},
-            hovertemplate=f"{tag.name}: %{{y:.4g}} {tag.unit}<extra></extra>",
-        ),
-        row=row,
-        col=1,
+    traces.append(
+        {
+            **common,
+            "y": list(series.values),
+            "name": tag.name,
+            "line": {"color": colour, "width": 1.8},
+            "hovertemplate": f"{tag.name}: %{{y:.4g}} {tag.unit}<extra></extra>",
+        }
     )
-    for value, label, colour_, dash in (
+    return traces
+
+
+def _limit_lines(tag: Tag, *, row: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    lines = []
+    for value, label, colour, dash in (
         (tag.limit_low, "low limit", charts.LIMIT, "dash"),
         (tag.limit_high, "high limit", charts.LIMIT, "dash"),
         (getattr(tag, "safety_low", None), "safety low", charts.SAFETY, "solid"),
         (getattr(tag, "safety_high", None), "safety high", charts.SAFETY, "solid"),
     ):
-        if value is None:
-            continue
-        fig.add_hline(
-            y=value,
-            row=row,
-            col=1,
-            line={"color": colour_, "dash": dash, "width": 1.5},
-            annotation_text=f"{label} {value:g}",
-            annotation_position="right",
-            annotation_font={"color": colour_, "size": 12},
-        )
+        if value is not None:
+            lines.append(charts.hline(row=row, y=value, colour=colour, dash=dash, text=f"{label} {value:g}", size=14))
+    return lines
