@@ -68,12 +68,19 @@ def test_training_progress_is_polled_while_a_job_runs(client, make_user, line) -
 
 
 def test_the_train_button_queues_one_job_after_commit_and_refuses_a_second(
-    client, make_user, line, django_capture_on_commit_callbacks
+    client, make_user, line, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
+    from twinops.modeling import tasks
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.train_twin, "delay", sent.append)
     _login(client, make_user)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post("/twins/tanks/train/", {"start": "", "end": ""}, follow=True)
-    assert "Training job" in response.content.decode() and len(callbacks) == 1  # enqueued only once committed
+    assert "Training job" in response.content.decode() and sent == []  # not sent before the commit
+    for callback in callbacks:
+        callback()
+    assert sent == [TrainingJob.objects.get(line=line).pk]  # sent once, once committed
     response = client.post("/twins/tanks/train/", {"start": "", "end": ""}, follow=True)
     assert "is already queued" in response.content.decode()
     assert TrainingJob.objects.filter(line=line).count() == 1
