@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,21 +25,25 @@ def _times(start: datetime, period_s: float, steps: int) -> list[str]:
     return [(start + timedelta(seconds=period_s * (k + 1))).isoformat() for k in range(steps)]
 
 
-def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str, dash: str, shown: set[str]) -> None:
+@dataclass
+class _Limits:
+    """The limit lines of a figure, added as plain shapes and labels (plotly's add_hline copies the figure each)."""
+
+    shown: set[str] = field(default_factory=set)  # kinds with a legend entry already
+    shapes: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str, dash: str, limits: _Limits) -> None:
     """Draw a horizontal limit line on a panel; the first line of each kind gets a legend entry."""
     if value is None:
         return
-    fig.add_hline(
-        y=value,
-        row=row,
-        col=1,
-        line={"color": colour, "width": 1.2, "dash": dash},
-        annotation_text=name,
-        annotation_position="top left",
-        annotation_font_size=11,
-    )
-    if name not in shown:  # add_hline draws a shape, which has no legend entry; an empty trace gives it one
-        shown.add(name)
+    line = {"color": colour, "width": 1.2, "dash": dash}
+    shape, label = charts.hline(row=row, y=value, line=line, text=name, font={"size": 11}, at="top left")
+    limits.shapes.append(shape)
+    limits.labels.append(label)
+    if name not in limits.shown:  # a shape has no legend entry; an empty trace gives it one
+        limits.shown.add(name)
         fig.add_trace(
             go.Scatter(
                 x=[None], y=[None], mode="lines", line={"color": colour, "dash": dash}, name=name, legendgroup=name
@@ -48,7 +53,7 @@ def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str
         )
 
 
-def _layout(fig: go.Figure, title: str, panels: int) -> dict[str, Any]:
+def _layout(fig: go.Figure, title: str, panels: int, limits: _Limits | None = None) -> dict[str, Any]:
     # A header of title and legend over the panels; the figure fills its chart box at least.
     height, top = charts.height(panels, header_px=40, min_px=charts.CHART_BOX_PX), 105
     return charts.themed(
@@ -64,6 +69,8 @@ def _layout(fig: go.Figure, title: str, panels: int) -> dict[str, Any]:
             "x": 0.0,
             "xanchor": "left",
         },
+        shapes=limits.shapes if limits else (),
+        annotations=limits.labels if limits else (),
     )
 
 
@@ -89,7 +96,7 @@ def cv_figure(
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     t = _times(start, period, steps)
     fig = charts.panels(_titles(names, units))
-    shown: set[str] = set()
+    drawn = _Limits()
     for row, name in enumerate(names, start=1):
         first = row == 1
         fig.add_trace(
@@ -168,8 +175,8 @@ def cv_figure(
             ("safety_low", "safety limit", COLOURS["safety"], "solid"),
             ("safety_high", "safety limit", COLOURS["safety"], "solid"),
         ):
-            _limit(fig, row, lim.get(key), label, colour, dash, shown)
-    return _layout(fig, f"Predicted CVs over the next {_span(steps * period)} (band: {band})", len(names))
+            _limit(fig, row, lim.get(key), label, colour, dash, drawn)
+    return _layout(fig, f"Predicted CVs over the next {_span(steps * period)} (band: {band})", len(names), drawn)
 
 
 def mv_figure(
@@ -181,7 +188,7 @@ def mv_figure(
     # Setpoint u[k] applies during step k, from start + k·period; one period before start shows the current setpoint.
     x = [(start + timedelta(seconds=period * k)).isoformat() for k in range(-1, steps + 1)]
     fig = charts.panels(_titles(names, units))
-    shown: set[str] = set()
+    drawn = _Limits()
     for row, name in enumerate(names, start=1):
         first = row == 1
         plan = list(result["mv_plan"][name])
@@ -202,8 +209,8 @@ def mv_figure(
         )
         lim = limits.get(name, {})
         for key in ("low", "high"):
-            _limit(fig, row, lim.get(key), "MV limit", COLOURS["safety"], "solid", shown)
-    return _layout(fig, "Planned setpoints (first move applies now)", len(names))
+            _limit(fig, row, lim.get(key), "MV limit", COLOURS["safety"], "solid", drawn)
+    return _layout(fig, "Planned setpoints (first move applies now)", len(names), drawn)
 
 
 # --- outcomes -------------------------------------------------------------------------------------------------------
@@ -216,7 +223,7 @@ def outcome_figure(
     released = outcome.compared_with == "plan"
     label = "predicted under the released plan" if released else "predicted for holding (plan not applied)"
     fig = charts.panels(_titles(names, units))
-    shown: set[str] = set()
+    drawn = _Limits()
     for row, name in enumerate(names, start=1):
         first = row == 1
         fig.add_trace(
@@ -279,7 +286,7 @@ def outcome_figure(
             ("low", "operating limit", COLOURS["limit"], "dash"),
             ("high", "operating limit", COLOURS["limit"], "dash"),
         ):
-            _limit(fig, row, lim.get(key), text, colour, dash, shown)
+            _limit(fig, row, lim.get(key), text, colour, dash, drawn)
     for (
         mark
     ) in marks:  # release marks: when the plan reached the plant (approval now; PLC writes from the releases app)
@@ -293,7 +300,7 @@ def outcome_figure(
             col=1,
         )
     title = "Measured CVs against the " + ("released plan's prediction" if released else "prediction for holding")
-    return _layout(fig, title, len(names))
+    return _layout(fig, title, len(names), drawn)
 
 
 # --- KPIs -----------------------------------------------------------------------------------------------------------

@@ -91,5 +91,7 @@ def _limit_lines(tag: Tag, *, row: int) -> list[tuple[dict[str, Any], dict[str, 
         (getattr(tag, "safety_high", None), "safety high", charts.SAFETY, "solid"),
     ):
         if value is not None:
-            lines.append(charts.hline(row=row, y=value, colour=colour, dash=dash, text=f"{label} {value:g}", size=14))
+            line = {"color": colour, "dash": dash, "width": 1.5}
+            text = f"{label} {value:g}"
+            lines.append(charts.hline(row=row, y=value, line=line, text=text, font={"color": colour, "size": 14}))
     return lines
