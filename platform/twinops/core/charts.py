@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import plotly.graph_objects as go
@@ -31,7 +32,7 @@ CHART_BOX_PX = 416  # a figure that is its own .chart-box (26rem min-height in a
 MARGIN = {"l": 70, "r": 30, "t": 40, "b": 40}
 LABELS_RIGHT_PX = 110  # right margin when limit lines carry their labels at the right end
 FONT = {"family": "system-ui, sans-serif", "size": 13, "color": INK}
-_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as json_script: no early </script>
+_JSON_ESCAPES = {"&": "\\u0026", ">": "\\u003E", "<": "\\u003C"}  # as json_script: no early </script>
 
 
 def band(colour: str, alpha: float = BAND_ALPHA) -> str:
@@ -114,6 +115,18 @@ def themed(
     return out
 
 
+class _FigureEncoder(PlotlyJSONEncoder):
+    """Plotly's encoder with datetimes first: a day of a chart's times otherwise each try five encoders before it."""
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, datetime):
+            return obj.isoformat()  # what plotly's encoder makes of one, too
+        return super().default(obj)
+
+
 def figure_json(figure: dict[str, Any]) -> SafeString:
     """Serialise a figure for a `<script type="application/json">` element (no early `</script>`)."""
-    return mark_safe(json.dumps(figure, cls=PlotlyJSONEncoder, separators=(",", ":")).translate(_JSON_ESCAPES))
+    text = json.dumps(figure, cls=_FigureEncoder, separators=(",", ":"))
+    for char, escaped in _JSON_ESCAPES.items():  # str.replace: str.translate looks up every character (~90 ms)
+        text = text.replace(char, escaped)
+    return mark_safe(text)
