@@ -3,7 +3,7 @@
 Run by bench/plant.py as `python -m bench._plc_feed CONFIG_JSON` (CONFIG_JSON: cert_dir, trusted, start_time).
 Prints one JSON line {url, fingerprint} once serving, then for each stdin line `PUBLISHES_PER_S SECONDS` publishes
 the simulator's samples at that pace (0: as fast as it can), one simulator step each, and prints
-{tag_values_changed, publishes, elapsed_s}: the PLC's own count of CV/DV values that changed, which is what a
+{tag_values_changed, publishes, elapsed_s, cpu_s}: the PLC's own count of CV/DV values that changed, which is what a
 subscription to the line's tags reports. An empty line or end of input stops it.
 """
 
@@ -20,7 +20,7 @@ from plantsim.plc import PlcConfig, PlcServer
 
 
 async def _feed(plc: PlcServer, publishes_per_s: float, seconds: float) -> dict[str, float]:
-    changed0, start, n = plc.tag_values_changed, time.perf_counter(), 0
+    changed0, start, cpu0, n = plc.tag_values_changed, time.perf_counter(), time.process_time(), 0
     while (now := time.perf_counter()) - start < seconds:
         due = start + n / publishes_per_s if publishes_per_s > 0 else now
         await asyncio.sleep(max(0.0, due - now))  # 0 still lets the server send notifications
@@ -28,7 +28,12 @@ async def _feed(plc: PlcServer, publishes_per_s: float, seconds: float) -> dict[
         await plc.publish()
         n += 1
     elapsed = time.perf_counter() - start
-    return {"tag_values_changed": plc.tag_values_changed - changed0, "publishes": n, "elapsed_s": elapsed}
+    return {
+        "tag_values_changed": plc.tag_values_changed - changed0,
+        "publishes": n,
+        "elapsed_s": elapsed,
+        "cpu_s": time.process_time() - cpu0,
+    }
 
 
 async def _main(config: dict[str, str]) -> None:

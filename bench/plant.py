@@ -7,11 +7,19 @@ as the history export does. opcua_publish_values_per_s: server-side node value u
 SignAndEncrypt client in the same process subscribed to every measured tag (its decoding shares the CPU);
 opcua_notifications_per_publish: data-change notifications that client received per update cycle (8 measured tags;
 stuck sensors repeat a value, which is not a change).
-collector_values_per_s (only under `twinops bench plant`, which sets Django up): values a `twinops collect`
-Collector stores per wall second, end to end — PLC publishing as fast as it can (heat-train, every 5 ms) →
-Basic256Sha256 SignAndEncrypt subscription with a pinned certificate → the ingest service → PostgreSQL (a scratch
-database `twinops_bench_plant`); beside it, in the same run, `collector_offered_values_per_s`: the values the PLC
-published meanwhile (PLC and collector share this process and its CPU).
+Collector figures (only under `twinops bench plant`, which sets Django up), end to end: a PLC in its own process
+(bench/_plc_feed.py: heat-train, one simulator step per publication) → Basic256Sha256 SignAndEncrypt subscription
+with a pinned certificate → a `twinops collect` Collector with its defaults in this process → the ingest service →
+PostgreSQL (a scratch database `twinops_bench_plant`, emptied first). The PLC publishes at 2,000 and 5,000 values/s,
+then as fast as it can, each for the same time (collector_levels). offered_values_per_s: the PLC's own count of
+CV/DV values that changed (PlcServer.tag_values_changed: what a data-change subscription reports); stored: values
+the collector stored meanwhile (repeats of unchanged values are off); values_lost: offered minus stored, summed over
+the levels (values_not_received: of those, lost before the collector's buffer); lag_s: how long after the PLC stopped
+the last value was stored. collector_offered_values_per_s, collector_values_per_s: the fastest level.
+collector_capacity_values_per_s: values stored per second of the collector process's own CPU time (OPC UA
+decryption and decoding, buffering, the ingest service's Python side; PostgreSQL's work is not in it): what one
+collector process stores with a core to itself. plc_cpu_share near 1 at the fastest level: the simulated PLC's
+process (asyncua's server deep-copies each data change for each subscription), not the collector, sets the pace.
 """
 
 from __future__ import annotations
@@ -140,6 +148,7 @@ async def _collect(line: Any, levels: list[tuple[float, float]], cert_dir: Path)
                     "values_lost": fed["tag_values_changed"] - stored,
                     "values_not_received": fed["tag_values_changed"] - (collector.received - received0),
                     "lag_s": done - start - fed["elapsed_s"],  # last value stored after the PLC stopped publishing
+                    "plc_cpu_share": fed["cpu_s"] / fed["elapsed_s"],  # near 1: the PLC's process is what limits
                     "cpu_s": time.process_time() - cpu0,
                     "stored": stored,
                 }
@@ -160,6 +169,7 @@ async def _collect(line: Any, levels: list[tuple[float, float]], cert_dir: Path)
         "collector_values_per_s": top["stored_values_per_s"],
         "values_lost": sum(r["values_lost"] for r in rows),
         "collector_lag_s": top["lag_s"],
+        "plc_cpu_share": top["plc_cpu_share"],
         # values one collector process stores per second of its own CPU time (its whole process: OPC UA decryption
         # and decoding, buffering, the ingest service's side of the flush; PostgreSQL's work is not in it)
         "collector_capacity_values_per_s": sum(r["stored"] for r in rows) / max(1e-9, sum(r["cpu_s"] for r in rows)),
