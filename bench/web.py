@@ -6,9 +6,13 @@ written in bulk with generate_series and rolled up; the last hours are a simulat
 service, so a real twin makes real proposals on them). The data, twin and proposals are kept between runs. The web
 server is `twinops up`'s in production (gunicorn, same command line, TWINOPS_ENV=production behind a trusted TLS
 proxy that the client plays). Each user signs in through the login form, then loops over: the line page with a 24 h
-chart of every tag, the twin page, a proposal's review page and the recommendations page. Figures:
-- p95_ms / p50_ms / requests / errors (non-200 or failed requests) with 20 users, and p95_ms per page;
-- baseline_p95_ms: the same pages, one user at a time, in the same run; health_p95_ms: /health/ under the load.
+chart of every tag, the twin page, a proposal's review page and the recommendations page, pausing a random think
+time (mean 3 s) after each. Figures:
+- p95_ms / p50_ms / requests / errors (non-200 answers or failed requests, in every phase) with 20 users, and p95_ms
+  per page;
+- baseline_p95_ms (and per page): the same pages, one user without pauses, in the same run (each page's own time);
+- health_p95_ms_under_load: /health/ while the users browse (queueing alone); no_think_p95_ms and
+  no_think_requests_per_s: the 20 users without pauses (the server flat out: its capacity, not a plant's load).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ TINY_TWIN = {  # trains in seconds: the bench measures pages, not the twin's acc
     "eval_starts": 100,
     "min_train_samples": 100,
 }
+THINK_S = 3.0  # mean pause between an engineer's pages (exponential): reading a chart takes a few seconds
+FAILED: dict[str, int] = {}  # "page status" -> count, for the figures
 SIM_ROWS = 1200  # the simulated recent history (3 h 20 min at 10 s): the twin's training data and the fresh data
 
 
@@ -247,13 +253,17 @@ class Browser:
             "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
             **(headers or {}),
         }
-        try:
-            self.conn.request(method, path, body=body, headers=head)
-            response = self.conn.getresponse()
-        except (OSError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            raise
+        for attempt in (1, 2):
+            reused = self.conn.sock is not None
+            try:
+                self.conn.request(method, path, body=body, headers=head)
+                response = self.conn.getresponse()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                # The server closed a kept-alive connection as we sent on it: a browser sends again on a new one.
+                if not reused or attempt == 2:
+                    raise
         for name, value in response.getheaders():
             if name.lower() == "set-cookie":
                 key, _, rest = value.partition("=")
@@ -284,32 +294,46 @@ def _pages(key: str, proposals: list[int]) -> list[tuple[str, str]]:
 
 
 def _browse(
-    browser: Browser, pages: list[tuple[str, str]], until: float, record: Callable[[str, float, bool], None]
+    browser: Browser,
+    pages: list[tuple[str, str]],
+    until: float,
+    record: Callable[[str, float, int | str], None],
+    think_s: float = 0.0,
 ) -> None:
+    """Request the pages in turn until `until`, pausing a random think time (exponential, mean think_s) after each."""
+    rng = np.random.default_rng(id(browser) % 2**32)
     i = 0
     while time.perf_counter() < until:
         name, path = pages[i % len(pages)]
         i += 1
         t = time.perf_counter()
         try:
-            ok = browser.request("GET", path)[0] == 200
-        except (OSError, http.client.HTTPException):
-            ok = False
-        record(name, time.perf_counter() - t, ok)
+            status = browser.request("GET", path)[0]
+        except (OSError, http.client.HTTPException) as e:
+            status = type(e).__name__
+        record(name, time.perf_counter() - t, status)
+        if think_s:
+            time.sleep(min(float(rng.exponential(think_s)), max(0.0, until - time.perf_counter())))
 
 
-def _load(browsers: list[Browser], pages: list[tuple[str, str]], seconds: float) -> dict[str, list[float]]:
+def _load(
+    browsers: list[Browser], pages: list[tuple[str, str]], seconds: float, think_s: float = 0.0
+) -> dict[str, list[float]]:
     """Have every browser loop over the pages for `seconds` at once; return each page's times (errors as NaN)."""
     times: dict[str, list[float]] = {}
     lock = threading.Lock()
 
-    def record(name: str, elapsed: float, ok: bool) -> None:
+    def record(name: str, elapsed: float, status: int | str) -> None:
         with lock:
-            times.setdefault(name, []).append(elapsed if ok else float("nan"))
+            times.setdefault(name, []).append(elapsed if status == 200 else float("nan"))
+            if status != 200:
+                FAILED[f"{name} {status}"] = FAILED.get(f"{name} {status}", 0) + 1
 
     until = time.perf_counter() + seconds
     threads = [
-        threading.Thread(target=_browse, args=(b, pages[i % len(pages) :] + pages[: i % len(pages)], until, record))
+        threading.Thread(
+            target=_browse, args=(b, pages[i % len(pages) :] + pages[: i % len(pages)], until, record, think_s)
+        )
         for i, b in enumerate(browsers)
     ]
     for t in threads:
@@ -332,6 +356,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     seconds = 8.0 if quick else 90.0
     samples = 100_000 if quick else 10_000_000
     key = "bench-web-quick" if quick else "bench-web"
+    FAILED.clear()
     with scratch_database():
         started = time.perf_counter()
         line = _line(key)
@@ -352,43 +377,48 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             browsers = [Browser(port) for _ in names]
             for b, name in zip(browsers, names, strict=True):
                 b.sign_in(name)
-            _load(browsers[:1], pages, 2.0)  # warm each gunicorn worker's caches a little
+            _load(browsers[:8], pages, 4.0)  # every page on every gunicorn worker once: caches (the twin) warm
             baseline = _load(browsers[:1], pages, seconds / 4)
-            loaded = _load(browsers, pages, seconds)
             health = Browser(port)
             health_times: list[float] = []
-            # /health/ timed while the users browse: the server's queueing with no page work
-            stop = time.perf_counter() + seconds / 4
-            probe = threading.Thread(
-                target=_browse,
-                args=(
-                    health,
-                    [("health", "/health/")],
-                    stop,
-                    lambda _n, e, ok: health_times.append(e if ok else float("nan")),
-                ),
-            )
+
+            def health_record(_name: str, elapsed: float, status: int | str) -> None:
+                health_times.append(elapsed if status == 200 else float("nan"))
+
+            # /health/ every ~0.5 s while the users browse: the server's queueing alone, without a page's work
+            probe_args = (health, [("health", "/health/")], time.perf_counter() + seconds, health_record, 0.5)
+            probe = threading.Thread(target=_browse, args=probe_args)
             probe.start()
-            _load(browsers, pages, seconds / 4)
+            loaded_started = time.perf_counter()
+            loaded = _load(browsers, pages, seconds, think_s=THINK_S)
+            loaded_s = time.perf_counter() - loaded_started
             probe.join()
+            saturated = _load(browsers, pages, seconds / 4)  # no think time: what the server does flat out
         finally:
             proc.terminate()
             proc.wait(30)
             log.close()
     every = [v for values in loaded.values() for v in values]
+    flat_out = [v for values in saturated.values() for v in values]
     base = [v for values in baseline.values() for v in values]
     figures: dict[str, Any] = {
         "users": users,
+        "think_s_mean": THINK_S,
         "load_s": seconds,
         "samples_in_table": total,
         "prepare_s": round(prepare_s, 1),
         "requests": len(every),
-        "errors": sum(1 for v in every if v != v) + sum(1 for v in health_times if v != v),
+        "requests_per_s": round(len(every) / loaded_s, 1),
+        "errors": sum(1 for v in [*every, *flat_out, *base, *health_times] if v != v),
+        "failed": dict(FAILED),
         "p50_ms": _ms(every, 50),
         "p95_ms": _ms(every, 95),
         "baseline_users": 1,
         "baseline_p95_ms": _ms(base, 95),
         "health_p95_ms_under_load": _ms(health_times, 95),
+        "no_think_p95_ms": _ms(flat_out, 95),
+        "no_think_requests_per_s": round(len(flat_out) / (seconds / 4), 1),
+        "gunicorn_workers": min(4, os.cpu_count() or 1),
         "target_p95_ms": 150,
     }
     for name, values in sorted(loaded.items()):
