@@ -18,8 +18,9 @@ the levels (values_not_received: of those, lost before the collector's buffer); 
 the last value was stored. collector_offered_values_per_s, collector_values_per_s: the fastest level.
 collector_capacity_values_per_s: values stored per second of the collector process's own CPU time (OPC UA
 decryption and decoding, buffering, the ingest service's Python side; PostgreSQL's work is not in it): what one
-collector process stores with a core to itself. plc_cpu_share near 1 at the fastest level: the simulated PLC's
-process (asyncua's server deep-copies each data change for each subscription), not the collector, sets the pace.
+collector process stores with a core to itself. plc_cpu_share: CPU seconds per wall second of the PLC's process; near
+1 at the fastest level (or below it only because the machine's cores are all busy), the simulated PLC (asyncua's
+server deep-copies each data change for each subscription), not the collector, sets the pace.
 """
 
 from __future__ import annotations
