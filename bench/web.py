@@ -231,7 +231,13 @@ def _server(port: int) -> tuple[subprocess.Popen[bytes], Any]:
     cmd[cmd.index("--access-logfile") + 1] = "/dev/null"  # a line per request would be the client's bottleneck
     log = (processes.log_dir() / "bench-web.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-    processes.wait_listening("127.0.0.1", port, [("web", proc)], timeout_s=120)
+    try:
+        processes.wait_listening("127.0.0.1", port, [("web", proc)], timeout_s=120)
+    except BaseException:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+        raise
     return proc, log
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -96,23 +98,38 @@ def themed(
     `traces`, `shapes` and `annotations` are plain dicts added as they are, after the figure's own: plotly's
     objects validate and copy every data point, which costs a page with a day of data most of its time.
     """
-    fig.update_layout(
-        height=height_px,
-        margin={**MARGIN, **(margin or {})},
-        hovermode="x unified",
-        paper_bgcolor=PAPER,
-        plot_bgcolor=PAPER,
-        font=FONT,
-        **layout,
-    )
-    fig.update_xaxes(showgrid=True, gridcolor=GRID, linecolor=AXIS, type="date")
-    fig.update_yaxes(showgrid=True, gridcolor=GRID, linecolor=AXIS, zeroline=False)
+    magic = {k: v for k, v in layout.items() if "_" in k}  # e.g. xaxis_title: plotly knows where each goes
+    if magic:
+        fig.update_layout(**magic)
     out = fig.to_plotly_json()
+    # The theme goes on the plain dict: plotly's update_layout/update_xaxes validate and walk the whole figure
+    # (tens of ms per figure), for what is a handful of keys.
+    theme = {"height": height_px, "margin": {**MARGIN, **(margin or {})}, "hovermode": "x unified"}
+    theme.update(paper_bgcolor=PAPER, plot_bgcolor=PAPER, font=FONT)
+    theme.update((k, v) for k, v in layout.items() if "_" not in k)
+    _merge(out["layout"], theme)
+    for axis, style in (("xaxis", _X_AXIS), ("yaxis", _Y_AXIS)):
+        names = [k for k in out["layout"] if re.fullmatch(rf"{axis}\d*", k)] or [axis]
+        for name in names:
+            _merge(out["layout"].setdefault(name, {}), style)
     out["data"] = [*out["data"], *traces]
     for key, extra in (("shapes", shapes), ("annotations", annotations)):
         if extra:
             out["layout"][key] = [*out["layout"].get(key, ()), *extra]
     return out
+
+
+_X_AXIS = {"showgrid": True, "gridcolor": GRID, "linecolor": AXIS, "type": "date"}
+_Y_AXIS = {"showgrid": True, "gridcolor": GRID, "linecolor": AXIS, "zeroline": False}
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    """Merge `update` into `into`, dicts key by key, as plotly's update does."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value) if isinstance(value, dict | list) else value
 
 
 class _FigureEncoder(PlotlyJSONEncoder):
