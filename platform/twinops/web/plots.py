@@ -24,8 +24,6 @@ class Panel:
 def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> dict[str, Any]:
     """Return a Plotly figure (as a JSON-ready dict) with one panel per tag over [start, end]."""
     fig = charts.panels([_title(p) for p in panels])
-    fig.update_xaxes(range=[start, end])
-    fig.update_annotations(font={"size": 14})
     traces: list[dict[str, Any]] = []
     shapes: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
@@ -34,7 +32,10 @@ def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> di
         for shape, label in _limit_lines(panel.tag, row=row):
             shapes.append(shape)
             labels.append(label)
-    return charts.themed(
+    # Titles and the time range on the plain dict: plotly's update_annotations/update_xaxes walk the whole figure.
+    for title in fig.layout.annotations:
+        title.font = {"size": 14}
+    figure = charts.themed(
         fig,
         height_px=charts.height(len(panels)),
         margin={"r": charts.LABELS_RIGHT_PX},
@@ -43,6 +44,10 @@ def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> di
         shapes=shapes,
         annotations=labels,
     )
+    for name, axis in figure["layout"].items():
+        if name.startswith("xaxis"):
+            axis["range"] = [start, end]
+    return figure
 
 
 def _title(panel: Panel) -> str:
