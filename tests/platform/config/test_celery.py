@@ -85,3 +85,14 @@ def test_the_recommendation_period_sets_beat_and_the_slot_alike_and_a_bad_one_fa
     assert run.stdout.split() == ["120.0", "120.0"], run.stderr
     run = _beat_and_slot_period({"TWINOPS_RECOMMEND_EVERY_S": "inf"})
     assert run.returncode != 0 and "TWINOPS_RECOMMEND_EVERY_S must be a finite number > 0" in run.stderr
+
+
+def test_a_process_that_only_loads_django_sends_tasks_through_the_platforms_broker() -> None:
+    """The web server, the CLI and `twinops demo` never import the Celery app themselves; sending must still work."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from twinops.modeling.tasks import train_twin; "
+        "print(train_twin.app.main, train_twin.app.conf.broker_url == settings.CELERY_BROKER_URL)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert run.stdout.split() == ["twinops", "True"], run.stderr[-2000:]
