@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from twinops.lines.models import Line
 from twinops.lines.selectors import tag_units
-from twinops.modeling.selectors import twin_promoted
+from twinops.modeling.selectors import training_jobs_active, twin_promoted
 from twinops.recommendations import conf, plots, selectors
 from twinops.recommendations.models import Outcome, Recommendation
 
@@ -34,6 +34,7 @@ def recommendation_context(*, line: Line, selected_id: int | None) -> dict[str, 
         "now": timezone.now(),
         "every_s": conf.every_s(),
         "promoted": twin_promoted(line=line),
+        "training": training_jobs_active(line=line),
     }
     if selected is not None:
         units = tag_units(line=line)

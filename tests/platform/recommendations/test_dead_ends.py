@@ -49,3 +49,13 @@ def test_the_notice_goes_once_a_twin_is_promoted(
 def test_the_twin_page_tells_an_engineer_who_can_promote(client: Any, make_user: Callable[..., Any], line: Any) -> None:
     html = _page(client, make_user, "engineer", f"/twins/{line.key}/")
     assert "A data-team or admin user promotes a promotable version" in html
+
+
+def test_while_a_first_twin_trains_the_page_says_so_and_links_to_it(line: Any, client: Any) -> None:
+    from twinops.accounts.services import user_create
+    from twinops.modeling.services import training_job_create
+
+    job = training_job_create(line=line, actor="system:test", enqueue=False)
+    client.force_login(user_create(username="eng2", role="engineer", password="a-Long-password-1", actor="system:test"))
+    page = client.get(f"/recommendations/{line.key}/").content.decode()
+    assert f"A twin is being trained now (job {job.pk}, queued" in page and f'href="/twins/{line.key}/"' in page
