@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 
 from twinops.core import charts
 from twins import Record, TrainingOutcome
@@ -72,75 +71,22 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
     step = preview["horizons"][str(horizon)]
     period = preview.get("sample_period_s", 0.0)
     fig = charts.panels([f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
+    traces: list[dict[str, Any]] = []  # plain dicts: plotly's objects validate and copy every point
     for row, name in enumerate(names, start=1):
         legend = row == 1
-        fig.add_trace(
-            go.Scatter(
-                x=step["t"],
-                y=step["upper"][name],
-                mode="lines",
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup="band",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=step["t"],
-                y=step["lower"][name],
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=COLOURS["band"],
-                name="twin interval",
-                showlegend=legend,
-                legendgroup="band",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=preview["actual"]["t"],
-                y=preview["actual"]["y"][name],
-                mode="lines",
-                line={"color": COLOURS["actual"], "width": 1.2},
-                name="actual",
-                showlegend=legend,
-                legendgroup="actual",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=step["t"],
-                y=step["linear"][name],
-                mode="lines",
-                line={"color": COLOURS["linear"], "width": 1, "dash": "dot"},
-                name="linear ARX",
-                showlegend=legend,
-                legendgroup="linear",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=step["t"],
-                y=step["mean"][name],
-                mode="lines",
-                line={"color": COLOURS["twin"], "width": 1.6},
-                name="twin",
-                showlegend=legend,
-                legendgroup="twin",
-            ),
-            row=row,
-            col=1,
-        )
+        axes = {"type": "scatter", "mode": "lines", **charts.axis_refs(row)}
+        band = {**axes, "x": step["t"], "line": {"width": 0}, "legendgroup": "band"}
+        traces += [
+            {**band, "y": step["upper"][name], "hoverinfo": "skip", "showlegend": False},
+            {**band, "y": step["lower"][name], "fill": "tonexty", "fillcolor": COLOURS["band"]}
+            | {"name": "twin interval", "showlegend": legend},
+            {**axes, "x": preview["actual"]["t"], "y": preview["actual"]["y"][name], "name": "actual"}
+            | {"line": {"color": COLOURS["actual"], "width": 1.2}, "showlegend": legend, "legendgroup": "actual"},
+            {**axes, "x": step["t"], "y": step["linear"][name], "name": "linear ARX", "legendgroup": "linear"}
+            | {"line": {"color": COLOURS["linear"], "width": 1, "dash": "dot"}, "showlegend": legend},
+            {**axes, "x": step["t"], "y": step["mean"][name], "name": "twin", "legendgroup": "twin"}
+            | {"line": {"color": COLOURS["twin"], "width": 1.6}, "showlegend": legend},
+        ]
     ahead = f" ({horizon * period:g} s)" if period else ""
     return charts.themed(
         fig,
@@ -148,6 +94,7 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
         margin={"t": 70},
         title={"text": f"{horizon} step{'s' if horizon != 1 else ''} ahead{ahead} — test segment", "x": 0.01},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+        traces=traces,
     )
 
 
