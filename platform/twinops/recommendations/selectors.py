@@ -61,11 +61,12 @@ def recent_window(*, line: Line, twin: Twin, last: datetime, rows: int) -> Recen
     """Load `rows` sample periods of a line, the last one starting at `last`, as a TwinDataset in the twin's tag order."""
     period = float(line.sample_period_s)
     start = last - timedelta(seconds=period * (rows - 1))
-    # Buckets are [start + k·period, start + (k + 1)·period): the newest sample falls in the last one.
+    # Buckets are [start + k·period, start + (k + 1)·period): the newest sample opens the last one, which ends just
+    # after it, so samples stored later (newer than `last`) never change the window and its hash stays reproducible.
     window = training_window(
         line=line,
         start=start,
-        end=last + timedelta(seconds=period),
+        end=last + timedelta(microseconds=1),
         tags=[*twin.cv_names, *twin.mv_names, *twin.dv_names],
     )
     values = np.asarray(window.values, dtype=np.float64)  # (T, n_tags)

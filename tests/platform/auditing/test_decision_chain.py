@@ -141,3 +141,20 @@ def test_an_unknown_proposal_is_a_404_and_other_roles_are_refused(approved: Reco
         client = Client()
         client.force_login(make_user(role))
         assert client.get(f"/audit/proposals/{approved.pk}/", HTTP_ACCEPT="application/json").status_code == 403
+
+
+def test_samples_stored_after_the_proposal_leave_its_data_window_verified(
+    approved: Recommendation,
+    ingest: Any,  # noqa: F811 -- the imported fixture
+) -> None:
+    """A live collector keeps storing values just after the window's newest sample: the window must not move."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    later = approved.window_end + timedelta(seconds=1)  # inside the period after the newest sample
+    latest = approved.inputs["latest"]
+    row = [[latest[n]["good_value"] for n in ("upper_level_m", "lower_level_m", "pump_flow_m3_h", "leak_m3_h")]]
+    ingest(approved.line, np.array(row) + 0.5, start=later)
+    links = {link["key"]: link for link in chain_json(auditor(), approved)["links"]}
+    assert links["data_window"]["verified"] is True, links["data_window"]["check"]
