@@ -197,8 +197,12 @@ def ramp_plan(
     }
 
 
-async def until(check: Callable[[], Any], timeout_s: float = 20.0) -> None:
-    """Wait (polling the ORM off the event loop) until check() is true."""
+async def until(check: Callable[[], Any], timeout_s: float = 60.0) -> None:
+    """Wait (polling the ORM off the event loop) until check() is true.
+
+    60 s: the first release of a session also loads the twin for its trust re-check, which on a busy 2-core machine
+    took longer than 20 s (a CI run timed out); a check that holds returns at once.
+    """
 
     def probe() -> Any:
         from django.db import connection
