@@ -96,6 +96,7 @@ class ReleaseAgent:
         self.writes = 0  # setpoint write requests sent (tests and the benchmark)
         self.on_write: Callable[[int, dict[str, float], float], None] | None = None  # (step, values, readback s)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-db")  # one Django connection
+        self._session = asyncio.Lock()  # made anew for each PLC session (see _serve)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve the line, reconnect on loss with back-off; close the database connection at the end."""
@@ -139,14 +140,19 @@ class ReleaseAgent:
         )
 
     async def _serve(self, client: Client, stop: asyncio.Event) -> None:
+        # One request sequence on the PLC session at a time: the heartbeat's and the release's requests interleaved
+        # on one session sometimes left the release waiting for good (seen in tests, about one run in four).
+        self._session = asyncio.Lock()
         await self._beat(client)  # first heartbeat at once: a PLC in fallback gets its heartbeat back
         beating = asyncio.create_task(self._heartbeat_loop(client))
         try:
-            await self._settle_claims(client)
+            async with self._session:
+                await self._settle_claims(client)
             while not stop.is_set():
                 if beating.done():
                     beating.result()  # raises the heartbeat's connection error
-                await self._tick(client)
+                async with self._session:  # one request sequence on the PLC session at a time
+                    await self._tick(client)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.config.poll_s)
                 except TimeoutError:
@@ -156,7 +162,8 @@ class ReleaseAgent:
 
     async def _beat(self, client: Client) -> None:
         self.heartbeat += 1
-        await write_values(client, {self.nodes.heartbeat: self.heartbeat})
+        async with self._session:
+            await write_values(client, {self.nodes.heartbeat: self.heartbeat})
 
     async def _heartbeat_loop(self, client: Client) -> None:
         while True:
