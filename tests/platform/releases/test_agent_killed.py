@@ -20,7 +20,11 @@ from plantsim.plc import PlcServer
 
 from .conftest import OPERATOR, PASSWORD, approve, fresh_data, ramp_plan, until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # slow: two agent processes start (~30 s)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.agent_hang,
+]  # slow: two agent processes start (~30 s)
 STEPS = 6
 KILL_AT = 2  # the agent dies while the PLC takes step 2: written, never confirmed (steps 0 and 1 done before)
 AGENT_SPEED = 5.0  # a 10 s period every 2 s of wall time: room to kill between steps
