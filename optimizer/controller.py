@@ -84,17 +84,7 @@ class MpcController:
         predictions); usually measured CV minus the twin's readout of z0 now, filtered. CVs not named get 0; an
         unknown name or a NaN/inf value gives `bad_input`. None (the default) adds nothing.
         """
-        inputs = prepare_solve(
-            self.dynamics,
-            self.spec,
-            self.settings,
-            self.incompatibility,
-            spec=spec or self.spec,
-            z0=z0,
-            mv=mv,
-            dv_forecast=dv_forecast or {},
-            cv_bias=cv_bias,
-        )
+        inputs = self._inputs(spec=spec, z0=z0, mv=mv, dv_forecast=dv_forecast, cv_bias=cv_bias)
         if isinstance(inputs, MpcResult):
             return inputs
         with blas_threads(self.settings.blas_threads):
@@ -250,17 +240,7 @@ class MpcController:
         Returns the plan's proposal (predictions, bands, gain against holding) as `solve` would, or, when the plan
         breaks a hard limit (MV, move, CV safety) or does not fit the horizon, a result without proposal saying which.
         """
-        inputs = prepare_solve(
-            self.dynamics,
-            self.spec,
-            self.settings,
-            self.incompatibility,
-            spec=spec or self.spec,
-            z0=z0,
-            mv=mv,
-            dv_forecast=dv_forecast or {},
-            cv_bias=cv_bias,
-        )
+        inputs = self._inputs(spec=spec, z0=z0, mv=mv, dv_forecast=dv_forecast, cv_bias=cv_bias)
         if isinstance(inputs, MpcResult):
             return inputs
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
@@ -296,6 +276,28 @@ class MpcController:
             return self._proposal(
                 inputs, ev, raw="a given plan, re-simulated", elapsed=0.0, iterations=0, linearisations=0
             )
+
+    def _inputs(
+        self,
+        *,
+        spec: MpcSpec | None,
+        z0: np.ndarray,
+        mv: Mapping[str, float],
+        dv_forecast: Mapping[str, float | Sequence[float]] | None,
+        cv_bias: Mapping[str, float] | None,
+    ) -> SolveInputs | MpcResult:
+        """Check and shape one call's inputs (solve and evaluate_plan alike); a result says what is wrong with them."""
+        return prepare_solve(
+            self.dynamics,
+            self.spec,
+            self.settings,
+            self.incompatibility,
+            spec=spec or self.spec,
+            z0=z0,
+            mv=mv,
+            dv_forecast=dv_forecast or {},
+            cv_bias=cv_bias,
+        )
 
     def _violation(self, inputs: SolveInputs, ref: Evaluation) -> str:
         """Return which hard limit (MV, move, CV safety) plan `ref` breaks on the exact twin; '' when none."""
