@@ -15,7 +15,7 @@ import torch
 from twins.config import TwinConfig
 from twins.data import Normalisation
 from twins.model import TwinNet
-from twins.twin import Calibration, OodStats, TrainingInfo, Twin
+from twins.twin import Calibration, InnovationLimits, OodStats, TrainingInfo, Twin
 
 MAGIC = b"TWINOPS-TWIN-CHECKPOINT\n"
 CHECKPOINT_FORMAT = "twinops-twin-checkpoint"
@@ -63,7 +63,38 @@ def _payload(twin: Twin) -> dict[str, Any]:
             "history": info.history,
         },
         "state_dict": {k: v.detach().cpu() for k, v in twin.net.state_dict().items()},
+        **_innovation_payload(twin.innovation),
     }
+
+
+def _innovation_payload(limits: InnovationLimits | None) -> dict[str, Any]:
+    """Return the innovation limits' entry of a payload; none for a twin without them (an optional key of schema 1)."""
+    if limits is None:
+        return {}
+    return {
+        "innovation": {
+            "lookback": int(limits.lookback),
+            "false_alarm_rate": float(limits.false_alarm_rate),
+            "combined": float(limits.combined),
+            "per_cv": torch.as_tensor(np.asarray(limits.per_cv, dtype=np.float64)),
+            "source": limits.source,
+            "samples": int(limits.samples),
+        }
+    }
+
+
+def _innovation(p: dict[str, Any] | None) -> InnovationLimits | None:
+    """Rebuild the innovation limits of a payload; None for checkpoints written before they existed."""
+    if p is None:
+        return None
+    return InnovationLimits(
+        lookback=int(p["lookback"]),
+        false_alarm_rate=float(p["false_alarm_rate"]),
+        combined=float(p["combined"]),
+        per_cv=_arr(p["per_cv"]),
+        source=str(p["source"]),
+        samples=int(p["samples"]),
+    )
 
 
 def save_checkpoint(twin: Twin, path: str | Path) -> None:
@@ -142,6 +173,7 @@ def load_checkpoint(path: str | Path) -> Twin:
                 int(info["train_rows"]),
                 list(info["history"]),
             ),
+            innovation=_innovation(p.get("innovation")),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise IncompatibleCheckpointError(f"{path}: contents do not fit this version of twins ({exc})") from exc

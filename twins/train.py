@@ -13,6 +13,7 @@ import torch
 
 from twins.config import TwinConfig
 from twins.data import DataSplit, Normalisation, check_trainable, usable_starts
+from twins.innovation import fit_innovation_limits
 from twins.model import EnsembleMLP, TwinNet
 from twins.twin import TrainingInfo, Twin
 from twins.uncertainty import calibrate_intervals, fit_ood, input_range, spaced
@@ -154,7 +155,7 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
     calibration = calibrate_intervals(net, config, split, lt)
     ood, z_mean, z_std = fit_ood(net, split, lt)
     seconds = time.perf_counter() - clock
-    return Twin(
+    twin = Twin(
         net=net,
         config=config,
         norm=norm,
@@ -169,3 +170,5 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
         input_range=input_range(split),
         info=TrainingInfo(seconds, dev, data.sha256(0, split.train_stop), split.train_stop, history),
     )
+    twin.innovation = fit_innovation_limits(twin, split, lt)  # needs the calibrated twin: fitted last
+    return twin

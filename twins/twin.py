@@ -32,6 +32,18 @@ class OodStats:
 
 
 @dataclass(frozen=True)
+class InnovationLimits:
+    """Thresholds of the twin's recent prediction errors (twins.innovation), fitted on normal data at a stated rate."""
+
+    lookback: int  # L: the forecast made L samples ago is scored over the L samples since
+    false_alarm_rate: float  # share of normal samples whose score exceeds the threshold (nominal), e.g. 0.01
+    combined: float  # threshold of the combined score (all CVs)
+    per_cv: np.ndarray  # (n_cv,) threshold of each CV's score at the same rate, to name the CVs that are off
+    source: str  # "val" or "train": which split the thresholds were fitted on
+    samples: int  # normal samples scored to fit them
+
+
+@dataclass(frozen=True)
 class TrainingInfo:
     """How a twin was trained."""
 
@@ -72,6 +84,7 @@ class Twin:
         z_std: np.ndarray,
         input_range: dict[str, np.ndarray],
         info: TrainingInfo,
+        innovation: InnovationLimits | None = None,
     ) -> None:
         self.net = net.eval()
         self.config = config
@@ -83,6 +96,7 @@ class Twin:
         self.z_mean, self.z_std = z_mean, z_std  # (M, nz) each
         self.input_range = input_range  # mv_min, mv_max, dv_min, dv_max, engineering units
         self.info = info
+        self.innovation = innovation  # None: trained before innovation thresholds existed (older checkpoints)
 
     @property
     def _dtype(self) -> torch.dtype:
