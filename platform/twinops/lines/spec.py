@@ -233,6 +233,10 @@ _PATTERN_WORDS = {
     "^[A-Za-z][A-Za-z0-9_.-]*$": "must start with a letter and hold only letters, digits, '_', '.' and '-'",
     "^(ns=[0-9]+;|nsu=[^;]+;)?[isgb]=.+$": "must be an OPC UA node id such as ns=2;s=Line.Tag or ns=3;i=1001",
     "^[A-Z]{3}$": "must be a three-letter currency code such as EUR",
+    r"^opc\.tcp://([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/\S*)?$": (
+        "must be an OPC UA endpoint such as opc.tcp://plc-7.plant:4840/line"
+    ),
+    "^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$": "must be a SHA-256 fingerprint: 64 hex digits, colons allowed",
 }
 _TYPE_WORDS = {
     "number": "a number",
@@ -373,6 +377,9 @@ def _semantic_problems(data: Any) -> Iterator[tuple[FieldPath, str]]:
     objective = data.get("objective")
     if isinstance(objective, dict):
         yield from _objective_problems(objective, roles, tags)
+    plc = data.get("plc")
+    if isinstance(plc, dict):
+        yield from _plc_problems(plc)
 
 
 def _tag_problems(at: FieldPath, tag: dict[str, Any], role: str | None) -> Iterator[tuple[FieldPath, str]]:
@@ -480,6 +487,30 @@ def _objective_problems(
                 ("objective", "targets", k, "value"),
                 f"target {value:g} is outside the physical range [{low:g}, {high:g}] of {name!r}",
             )
+
+
+def _plc_problems(plc: dict[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+    """Check that a PLC endpoint comes with its pinned certificate and write account, and only then."""
+    pins = [k for k in ("server_fingerprint", "server_certificate") if k in plc]
+    if "endpoint" not in plc:
+        for key in (*pins, "security_mode", "write_account", "read_account"):
+            if key in plc:
+                yield ("plc", key), "only with an endpoint (plc.endpoint): say where the PLC is, or leave this out"
+        return
+    if not pins:
+        yield (
+            ("plc", "server_fingerprint"),
+            "an endpoint needs the PLC's certificate pinned: give server_fingerprint or server_certificate",
+        )
+    elif len(pins) == 2:
+        yield ("plc", "server_certificate"), "give server_fingerprint or server_certificate, not both"
+    if "write_account" not in plc:
+        yield ("plc", "write_account"), "required with an endpoint: the PLC account that may write setpoints"
+    elif plc.get("read_account") == plc["write_account"]:
+        yield (
+            ("plc", "read_account"),
+            "must differ from write_account: the collector reads with an account that cannot write",
+        )
 
 
 def _tag_spec(tag: dict[str, Any]) -> TagSpec:

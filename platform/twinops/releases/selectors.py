@@ -8,6 +8,7 @@ from datetime import datetime
 from twinops.lines.models import Line
 from twinops.recommendations.models import Recommendation
 from twinops.releases.models import Release, ReleaseWrite
+from twinops.releases.plc import NO_PLC, plc_nodes
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ def releases_for_line(*, line: Line, limit: int = 20) -> list[Release]:
 def release_writes(*, release: Release) -> list[ReleaseWrite]:
     """Return a release's writes in step and tag order."""
     return list(release.writes.order_by("step", "tag"))
+
+
+def release_no_plc(*, line: Line) -> str | None:
+    """Return why nothing can be released to the line when its spec configures no PLC (who can act), else None."""
+    spec = line.current_spec
+    return NO_PLC if spec is None or plc_nodes(spec.document) is None else None
 
 
 def release_alarm(*, line: Line) -> ReleaseAlarm | None:

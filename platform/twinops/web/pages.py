@@ -23,7 +23,7 @@ from twinops.recommendations.selectors import (
     recommendation_last_approved,
     signatures_needed,
 )
-from twinops.releases.selectors import release_of, release_writes
+from twinops.releases.selectors import release_no_plc, release_of, release_writes
 from twinops.telemetry.models import HistoryImportJob
 from twinops.telemetry.selectors import (
     ChartSeries,
@@ -324,6 +324,7 @@ def release_context(*, rec: Recommendation) -> dict[str, Any]:
     return {
         "release": release,
         "release_writes": writes,
+        "no_plc": release_no_plc(line=rec.line),
         "release_percent": round(100 * release.steps_done / release.steps) if release and release.steps else 0,
     }
 

@@ -20,7 +20,7 @@ from twinops.lines.selectors import line_tags, spec_versions
 from twinops.lines.services import SpecError, line_mode_set, spec_parse
 from twinops.lines.shortcuts import line_or_404
 from twinops.recommendations.services import SigningError, proposal_sign
-from twinops.releases.selectors import release_alarm
+from twinops.releases.selectors import release_alarm, release_no_plc
 from twinops.releases.services import release_stop
 from twinops.web import drafts, pages
 from twinops.web.forms import ChartForm, ModeForm, OnboardConfirmForm, SignForm, SpecUploadForm
@@ -45,7 +45,8 @@ def line_detail(request: HttpRequest, key: str) -> HttpResponse:
     )
     modes = Line.Mode.choices
     alarm = release_alarm(line=line)  # a release the PLC refused, changed or lost: setpoints held
-    context = {"line": line, "modes": modes, "release_alarm": alarm, **quality, **chart}
+    no_plc = release_no_plc(line=line)  # nothing can ever be released: say who can change that
+    context = {"line": line, "modes": modes, "release_alarm": alarm, "no_plc": no_plc, **quality, **chart}
     return render(request, "web/line_detail.html", context)
 
 

@@ -146,3 +146,14 @@ def test_the_release_shows_progress_each_read_back_and_an_engineer_can_stop_it(p
     assert release.status == "stopped" and "operator asked to hold" in release.reason
     viewer, _ = client_for("audrey", "auditor")
     assert viewer.post(url(pending) + "release/stop/", {"reason": "x"}).status_code == 403
+
+
+def test_an_approved_proposal_of_a_line_without_plc_says_nothing_will_be_released_and_who_can_act(
+    pending: Recommendation,
+) -> None:
+    c, _ = client_for("ada", "engineer")
+    c.post(url(pending, sign=True), {"decision": "approve", "password": PASSWORD, "scale_percent": "100"})
+    release = c.get(f"/lines/{pending.line.key}/proposals/{pending.pk}/release/").content.decode()
+    assert 'id="no-plc"' in release
+    assert "No PLC configured, so nothing is released to this line" in release
+    assert "the data team can add one in the spec" in release

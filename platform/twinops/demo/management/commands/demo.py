@@ -31,6 +31,7 @@ from twinops.demo.services import (
 from twinops.lines.selectors import line_get
 from twinops.opcua.certs import client_certificate_ensure
 from twinops.releases.plc import plc_nodes
+from twinops.releases.plc_link import PlcLink, plc_children
 
 PROMOTE_EVERY_S = 5.0  # how often the demo looks for a newly trained first twin to promote
 
@@ -170,63 +171,28 @@ class Command(BaseCommand):
         for i, key in enumerate(lines):
             port = opts["plc_port"] + i
             _wait_port(opts["host"], port, procs)
+            url = f"opc.tcp://{opts['host']}:{port}/twinops/{key}"
             fingerprint = certificate_fingerprint((cert_dir / f"{key}-server-cert.der").read_bytes())
-            processes.start(
-                f"collector {key}",
-                processes.twinops_cmd(
-                    "collect",
-                    key,
-                    "--url",
-                    f"opc.tcp://{opts['host']}:{port}/twinops/{key}",
-                    "--fingerprint",
-                    fingerprint,
-                    "--cert-dir",
-                    str(client_cert_dir),
-                    "--username",
-                    "collector",  # the PLC's read-only account: a collector never writes
-                ),
-                {**env, "TWINOPS_OPCUA_PASSWORD": reader_password},
-                procs,
+            spec = line_get(key=key).current_spec
+            link = PlcLink(
+                line_key=key,
+                url=url,
+                fingerprint=fingerprint,
+                write_account="operator",  # the PLC's account that may write setpoints: the release agent's
+                write_password=password,
+                read_account="collector",  # the PLC's read-only account: a collector never writes
+                read_password=reader_password,
+                cert_dir=client_cert_dir,
+                speed=opts["speed"],
+                release=spec is not None and plc_nodes(spec.document) is not None,  # older specs had no plc block
             )
-            self._release_agent(
-                key, f"opc.tcp://{opts['host']}:{port}/twinops/{key}", fingerprint, opts, env, password, procs
-            )
-            self.stdout.write(
-                f"  PLC {key}: opc.tcp://{opts['host']}:{port}/twinops/{key} (SHA-256 {fingerprint[:16]}…)"
-            )
-
-    def _release_agent(
-        self,
-        key: str,
-        url: str,
-        fingerprint: str,
-        opts: dict[str, Any],
-        env: dict[str, str],
-        password: str,
-        procs: processes.Procs,
-    ) -> None:
-        """Start the line's release agent (heartbeat and approved setpoints) with the PLC's writer account."""
-        spec = line_get(key=key).current_spec
-        if spec is None or plc_nodes(spec.document) is None:  # a line onboarded before specs had a plc block
-            self.stdout.write(f"  {key}: its spec has no plc block, so nothing is released to it (no release agent)")
-            return
-        processes.start(
-            f"release agent {key}",
-            processes.twinops_cmd(
-                "release-agent",
-                key,
-                "--url",
-                url,
-                "--fingerprint",
-                fingerprint,
-                "--username",
-                "operator",
-                "--speed",
-                str(opts["speed"]),
-            ),
-            {**env, "TWINOPS_OPCUA_WRITE_PASSWORD": password},  # the PLC's operator account writes setpoints
-            procs,
-        )
+            for child in plc_children(link):
+                processes.start(child.name, child.cmd, {**env, **child.env}, procs)
+            if not link.release:
+                self.stdout.write(
+                    f"  {key}: its spec has no plc block, so nothing is released to it (no release agent)"
+                )
+            self.stdout.write(f"  PLC {key}: {url} (SHA-256 {fingerprint[:16]}…)")
 
     def _supervise(self, procs: processes.Procs) -> None:
         """Watch the children until Ctrl-C; promote each line's first promotable twin as soon as it is trained."""

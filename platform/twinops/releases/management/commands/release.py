@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from twinops.core.actors import Actor
 from twinops.lines.models import Line
 from twinops.lines.selectors import line_get
-from twinops.releases.selectors import release_alarm, release_latest, release_writes
+from twinops.releases.selectors import release_alarm, release_latest, release_no_plc, release_writes
 from twinops.releases.services import release_stop
 
 
@@ -49,6 +49,9 @@ class Command(BaseCommand):
         self._status(line)
 
     def _status(self, line: Line) -> None:
+        no_plc = release_no_plc(line=line)
+        if no_plc:
+            self.stdout.write(f"{line.key}: {no_plc}.")
         release = release_latest(line=line)
         if release is None:
             self.stdout.write(f"{line.key}: no release yet (line mode {line.mode}).")
