@@ -60,7 +60,7 @@ def _traces(panel: Panel, *, row: int) -> list[dict[str, Any]]:
     """Return a panel's traces as plain dicts: its min-max band (rollups) first, so the average draws on top."""
     tag, series = panel.tag, panel.series
     colour = charts.ROLE_COLOURS.get(tag.role, charts.INK)
-    times = list(series.times)
+    times = [t.isoformat() for t in series.times]  # once for the panel's traces, as the encoder would write them
     common = {"type": "scatter", "mode": "lines", "x": times, "connectgaps": False, **charts.axis_refs(row)}
     traces = []
     if series.mins is not None and series.maxs is not None:
