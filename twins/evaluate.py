@@ -9,6 +9,8 @@ import numpy as np
 
 from twins.baselines import Record
 from twins.data import DataSplit
+from twins.gains import GainSign, MvExcitation, excitation, gain_signs
+from twins.promotion import Check, advice, check_coverage, check_free_run, check_gain_signs, verdict
 from twins.twin import Twin
 from twins.uncertainty import spaced
 
@@ -47,8 +49,12 @@ class EvaluationReport:
     train_seconds: float
     device: str
     data_sha256: str
-    promotable: bool  # twin free-run error beats the linear baseline's
-    reason: str
+    promotable: bool  # every promotion check passed (twins.promotion)
+    reason: str  # which checks passed and which failed, in one sentence
+    checks: list[Check]  # free run vs linear ARX, gain signs vs the data's steps, interval coverage
+    gain_signs: list[GainSign]  # per (MV, CV): the sign the data's isolated steps show and the twin's
+    excitation: list[MvExcitation]  # per MV: moves and isolated steps in the record
+    advice: list[str]  # for each failed check: what data would help and who can act
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as a JSON-able dict."""
@@ -111,14 +117,13 @@ def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Recor
         coverage[key] = dict(zip(names, map(float, share), strict=True))
 
     linear = base_scores.get("linear_arx")
-    twin_free = twin_scores.mean["free_run"]
-    if linear is None:
-        promotable, reason = False, "no linear baseline to compare against"
-    else:
-        lin_free = linear.mean["free_run"]
-        promotable = bool(twin_free < lin_free)
-        verb = "beats" if promotable else "does not beat"
-        reason = f"twin free-run NRMSE {twin_free:.4f} {verb} the linear baseline's {lin_free:.4f}"
+    gains, moves = gain_signs(twin, data), excitation(data, twin.config.horizon)
+    checks = [
+        check_free_run(twin_scores.mean["free_run"], linear.mean["free_run"] if linear else None),
+        check_gain_signs(gains),
+        check_coverage(coverage, twin.config.interval),
+    ]
+    promotable, reason = verdict(checks)
     return EvaluationReport(
         cv_names=names,
         twin=twin_scores,
@@ -133,4 +138,8 @@ def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Recor
         data_sha256=twin.info.data_sha256,
         promotable=promotable,
         reason=reason,
+        checks=checks,
+        gain_signs=gains,
+        excitation=moves,
+        advice=advice(checks, gains, moves, twin.config.horizon),
     )

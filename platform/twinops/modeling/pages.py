@@ -15,6 +15,20 @@ from twinops.modeling.plots import version_figures
 HORIZON_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("free_run", "free run"))
 MODEL_LABELS = {"twin": "twin", "persistence": "persistence", "linear_arx": "linear ARX"}
 COVERAGE_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("h1_to_h20", "1–20 steps"))
+CHECK_LABELS = {
+    "free_run": "free run beats the linear ARX baseline",
+    "gain_signs": "gain signs agree with the data's step responses",
+    "coverage": "calibrated interval coverage within tolerance at 1, 5 and 20 steps",
+}
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One promotion check of a version, as the twin page lists it."""
+
+    label: str
+    passed: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,14 @@ def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[float | None]]
     return [(cv, [cov.get(key, {}).get(cv) for key, _ in COVERAGE_KEYS]) for cv in report["cv_names"]]
 
 
+def check_rows(report: dict[str, Any]) -> list[CheckRow]:
+    """Return the promotion checks of a report (none for reports written before the gate had checks)."""
+    return [
+        CheckRow(CHECK_LABELS.get(c["name"], c["name"]), bool(c["passed"]), str(c["detail"]))
+        for c in report.get("checks", [])
+    ]
+
+
 def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[str, Any]]:
     """Return the page's charts: a DOM id, an accessible label and the figure for each preview horizon."""
     return [
@@ -86,6 +108,8 @@ def twin_context(*, line: Line, shown: TwinVersion | None, can_train: bool) -> d
         context |= {
             "evaluation": evaluation_rows(shown.report),
             "coverage": coverage_rows(shown.report),
+            "checks": check_rows(shown.report),
+            "advice": list(shown.report.get("advice", [])),
             "charts": chart_list(preview=shown.preview, units=tag_units(line=line, role="CV")),
         }
     return context

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from html import escape
 
 from django.test import Client
 
@@ -91,3 +93,34 @@ def test_the_progress_poll_reloads_the_page_once_training_has_finished(client, m
     _login(client, make_user)
     response = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true")
     assert response["HX-Refresh"] == "true" and "every 2s" not in response.content.decode()
+
+
+def test_the_twin_page_lists_which_promotion_checks_failed_and_what_would_help(
+    client, make_user, line, trained
+) -> None:
+    from twins.promotion import Check
+
+    record, outcome = trained
+    checks = [
+        Check("free_run", True, "twin free-run NRMSE 0.1000 beats the linear baseline's 0.2000"),
+        Check(
+            "gain_signs",
+            False,
+            "1 of 2 gain signs the data shows disagree: lower_level_m/pump_flow_m3_h data +, twin -",
+        ),
+        Check("coverage", True, "interval coverage of every CV within 0.80-1.00 at 1, 5 and 20 steps"),
+    ]
+    help_text = "The record's steps of pump_flow_m3_h move lower_level_m up and the twin moves it the other way"
+    report = dataclasses.replace(outcome.report, promotable=False, checks=checks, advice=[help_text], reason="failed")
+    job = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    job = services.training_job_claim(job_id=job.pk)
+    services.twin_version_register(job=job, record=record, outcome=dataclasses.replace(outcome, report=report))
+    _login(client, make_user)
+    html = client.get("/twins/tanks/").content.decode()
+    listed = html[html.index('<ul class="promotion-checks">') : html.index("</ul>", html.index("promotion-checks"))]
+    assert listed.count('<span class="badge ok">passed</span>') == 2
+    assert listed.count('<span class="badge bad">failed</span>') == 1
+    failed = listed[listed.index("failed</span>") :]
+    assert failed.split("</li>")[0].count("gain signs agree with the data") == 1 and "twin -" in failed
+    assert "What would help" in html and escape(help_text) in html
+    assert 'action="/twins/tanks/v1/promote/"' not in html  # not promotable: no promote button

@@ -1,0 +1,94 @@
+"""The promotion gate: free run against ARX, gain signs against the data's steps, calibrated coverage, each named."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from twins import Persistence, Record, TrainingOutcome, TwinDataset, evaluate, fit_linear, train_and_evaluate
+from twins.gains import step_events
+from twins.twin import Twin
+
+from .conftest import TINY
+
+
+def stepped_line(rows: int = 3000, seed: int = 0) -> TwinDataset:
+    """Simulate a heater: outlet rises with fuel (concave), stack O2 falls with it; fuel held 60-150 samples a step."""
+    rng = np.random.default_rng(seed)
+    fuel, t = np.empty(rows), 0
+    while t < rows:
+        hold = int(rng.integers(60, 150))
+        fuel[t : t + hold] = rng.uniform(0.0, 2.0)
+        t += hold
+    x = np.zeros((rows, 2))
+    for k in range(rows - 1):
+        x[k + 1] = x[k] + 0.2 * (np.array([2.0 * np.sqrt(fuel[k]), -0.5 * fuel[k] ** 2]) - x[k])
+    cv = x + rng.normal(0.0, 0.02, x.shape)
+    return TwinDataset.from_arrays(
+        cv=cv,
+        mv=fuel,
+        cv_names=["outlet_degc", "stack_o2_pct"],
+        mv_names=["fuel_kw"],
+        sample_period_s=10.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def heater() -> TrainingOutcome:
+    """Train one tiny twin of the stepped heater (about half a minute on one core)."""
+    return train_and_evaluate(stepped_line(), dataclasses.replace(TINY, horizon=20))
+
+
+def _reevaluate(outcome: TrainingOutcome, twin: Twin) -> dict:
+    rec = Record.build(outcome.split, twin.norm)
+    return evaluate(twin, outcome.split, [Persistence(), fit_linear(rec, outcome.split)], rec).to_dict()
+
+
+def _checks(report: dict) -> dict[str, bool]:
+    return {c["name"]: c["passed"] for c in report["checks"]}
+
+
+def test_the_data_shows_the_heaters_gain_signs_and_the_twin_agrees(heater: TrainingOutcome) -> None:
+    assert len(step_events(heater.split.dataset, 20)) >= 10
+    report = heater.report.to_dict()
+    signs = {(g["mv"], g["cv"]): (g["data_sign"], g["twin_sign"]) for g in report["gain_signs"]}
+    assert signs == {("fuel_kw", "outlet_degc"): (1, 1), ("fuel_kw", "stack_o2_pct"): (-1, -1)}
+    assert _checks(report) == {"free_run": True, "gain_signs": True, "coverage": True}
+    assert report["promotable"] and report["reason"].startswith("passed: free_run")
+    assert report["advice"] == []
+    assert [(m["mv"], m["isolated_steps"] >= 10) for m in report["excitation"]] == [("fuel_kw", True)]
+
+
+def test_a_twin_whose_gain_sign_is_wrong_is_not_promotable_and_the_verdict_says_why(heater: TrainingOutcome) -> None:
+    twin = heater.twin
+    net = Twin.__new__(Twin)
+    net.__dict__.update(twin.__dict__)
+    net.net = type(twin.net)(twin.config, 2, 1, 0)
+    net.net.load_state_dict(twin.net.state_dict())
+    net.net.eval()
+    nz = twin.config.nz
+    with torch.no_grad():  # the fuel input enters the predictor with its sign flipped: heating now cools
+        net.net.predictor.layers[0].weight[:, :, nz] *= -1.0
+    report = _reevaluate(heater, net)
+    assert not report["promotable"]
+    assert _checks(report)["gain_signs"] is False
+    assert report["reason"].startswith("failed: ")
+    assert (
+        "gain_signs (2 of 2 gain signs the data shows disagree: outlet_degc/fuel_kw data +, twin -" in report["reason"]
+    )
+
+
+def test_a_twin_whose_intervals_are_too_narrow_is_not_promotable(heater: TrainingOutcome) -> None:
+    twin = heater.twin
+    narrow = Twin.__new__(Twin)
+    narrow.__dict__.update(twin.__dict__)
+    narrow.calibration = dataclasses.replace(twin.calibration, scale=twin.calibration.scale * 0.2)
+    report = _reevaluate(heater, narrow)
+    checks = _checks(report)
+    assert not report["promotable"] and checks["coverage"] is False and checks["gain_signs"] is True
+    assert "coverage (interval coverage outside 0.80-1.00 at outlet_degc h1" in report["reason"]
+    assert "passed: free_run" in report["reason"]  # the same net: its errors did not change
+    assert any(a.startswith("The prediction intervals, calibrated on the validation segment") for a in report["advice"])

@@ -1,0 +1,108 @@
+"""The promotion gate: what a twin must show before the optimizer may use it, one named check at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twins.gains import GainSign, MvExcitation
+
+COVERAGE_HORIZONS = ("h1", "h5", "h20")  # steps ahead whose calibrated interval coverage is checked
+COVERAGE_TOLERANCE = 0.10  # coverage of every CV must lie within nominal +- this share at each of those horizons
+
+
+@dataclass(frozen=True)
+class Check:
+    """One promotion check: its name, whether it passed, and the figures behind it in one sentence."""
+
+    name: str  # "free_run", "gain_signs" or "coverage"
+    passed: bool
+    detail: str
+
+
+def check_free_run(twin_free: float, linear_free: float | None) -> Check:
+    """Pass when the twin's free-run NRMSE (mean over CVs) beats the linear ARX baseline's."""
+    if linear_free is None:
+        return Check("free_run", False, "no linear baseline to compare the free run against")
+    passed = bool(twin_free < linear_free)
+    verb = "beats" if passed else "does not beat"
+    return Check(
+        "free_run", passed, f"twin free-run NRMSE {twin_free:.4f} {verb} the linear baseline's {linear_free:.4f}"
+    )
+
+
+def check_gain_signs(gains: list[GainSign]) -> Check:
+    """Pass when every (MV, CV) sign the data's isolated steps show is the twin's sign too."""
+    shown = [g for g in gains if g.data_sign]
+    wrong = [g for g in shown if not g.agrees]
+    if not shown:
+        return Check("gain_signs", True, "the data's isolated MV steps show no consistent gain sign to check against")
+    if wrong:
+        pairs = ", ".join(
+            f"{g.cv}/{g.mv} data {'+' if g.data_sign > 0 else '-'}, twin "
+            + ("+" if g.twin_sign > 0 else "-" if g.twin_sign < 0 else "0")
+            for g in wrong
+        )
+        return Check("gain_signs", False, f"{len(wrong)} of {len(shown)} gain signs the data shows disagree: {pairs}")
+    return Check("gain_signs", True, f"all {len(shown)} gain signs the data's isolated MV steps show agree")
+
+
+def check_coverage(coverage: dict[str, dict[str, float]], nominal: float) -> Check:
+    """Pass when each CV's test coverage at h1, h5 and h20 lies within nominal +- COVERAGE_TOLERANCE."""
+    off = [
+        f"{cv} {key} {share:.2f}"
+        for key in COVERAGE_HORIZONS
+        for cv, share in coverage.get(key, {}).items()
+        if abs(share - nominal) > COVERAGE_TOLERANCE
+    ]
+    band = f"{nominal - COVERAGE_TOLERANCE:.2f}-{min(nominal + COVERAGE_TOLERANCE, 1.0):.2f}"
+    if off:
+        return Check("coverage", False, f"interval coverage outside {band} at {', '.join(off)}")
+    return Check("coverage", True, f"interval coverage of every CV within {band} at 1, 5 and 20 steps")
+
+
+def verdict(checks: list[Check]) -> tuple[bool, str]:
+    """Return (promotable, one sentence listing which checks passed and which failed)."""
+    failed = [c for c in checks if not c.passed]
+    passed = [c for c in checks if c.passed]
+    parts = []
+    if failed:
+        parts.append("failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed))
+    if passed:
+        parts.append("passed: " + "; ".join(f"{c.name} ({c.detail})" for c in passed))
+    return not failed, ". ".join(parts)
+
+
+def advice(checks: list[Check], gains: list[GainSign], moves: list[MvExcitation], settle: int) -> list[str]:
+    """Return, for each failed check, what data would help and who can act (empty when every check passed)."""
+    failed = {c.name: c for c in checks if not c.passed}
+    out = []
+    still = [m.mv for m in moves if m.moves == 0]
+    if still:
+        out.append(
+            f"{', '.join(still)} never moved in the record, so the twin cannot learn what it does: engineers can run "
+            f"step tests that move it, then the data team trains again on a window that includes them."
+        )
+    if "free_run" in failed:
+        least = sorted(moves, key=lambda m: (m.isolated_steps, m.moves))[:2]
+        counts = ", ".join(f"{m.mv} {m.isolated_steps} isolated steps of {m.moves} moves" for m in least)
+        out.append(
+            f"The twin predicts a free run worse than a linear model, so the record may not show enough of the "
+            f"line's behaviour ({counts}): engineers can run step tests that move these MVs one at a time and hold "
+            f"each for at least {settle} samples; the data team can then import that history (or a longer one) and "
+            f"train again."
+        )
+    for g in gains:
+        if "gain_signs" in failed and not g.agrees:
+            way = "up" if g.data_sign > 0 else "down"
+            out.append(
+                f"The record's steps of {g.mv} move {g.cv} {way} and the twin moves it the other way: a twin with a "
+                f"wrong gain sign would steer {g.cv} the wrong way. More isolated steps of {g.mv} (engineers) and a "
+                f"retrain (the data team) would help; do not promote this version."
+            )
+    if "coverage" in failed:
+        out.append(
+            "The prediction intervals, calibrated on the validation segment, do not hold on the test segment "
+            f"({failed['coverage'].detail}): a longer history covering the operating range the line runs in would "
+            "help; the data team can import it and train again."
+        )
+    return out
