@@ -92,6 +92,13 @@ def test_a_data_engineer_onboards_a_line_in_the_browser_and_sees_its_chart(
     page.wait_for_selector(".main-svg")
     page.wait_for_function("document.querySelectorAll('.scatterlayer .trace').length > 0")
     assert page.locator(".scatterlayer .trace").count() > 0
+    # The lines are drawn through their points (the figure's x and y arrive as typed arrays), on a date axis.
+    vertices = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('.scatterlayer .trace .js-line')]"
+        ".map(p => (p.getAttribute('d') || '').split(/[LM]/).length - 1))"
+    )
+    assert vertices > 10, vertices
+    assert page.evaluate("document.querySelector('.js-plotly-plot')._fullLayout.xaxis.type") == "date"
     # Dropping a tag swaps in a new chart partial (htmx) without reloading the page: one panel fewer.
     panels = page.locator(".js-plotly-plot .scatterlayer").count()
     page.evaluate("window.sameDocument = true")

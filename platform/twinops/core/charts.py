@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from django.utils.safestring import SafeString, mark_safe
 from plotly.subplots import make_subplots
@@ -146,6 +148,12 @@ def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+
+def typed_array(values: Sequence[float | None] | np.ndarray) -> dict[str, str]:
+    """Return numbers as a plotly.js typed array (float64, base64), None as NaN: what Plotly draws as a gap."""
+    data = np.asarray(values, dtype="<f8")
+    return {"dtype": "f8", "bdata": base64.b64encode(data.tobytes()).decode("ascii")}
 
 
 class _FigureEncoder(PlotlyJSONEncoder):

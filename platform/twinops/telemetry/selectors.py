@@ -44,11 +44,16 @@ class ChartSeries:
     resolution: str  # "raw", "1 min", "5 min", "1 h", …
     bucket_s: int  # 0 for raw samples
     source: str  # "raw", "rollup_minute" or "rollup_hour": the table read
-    times: list[datetime]  # UTC; sample times, or bucket starts
+    times_us: np.ndarray  # (n,) int64 microseconds since the Unix epoch: sample times, or bucket starts
     values: list[float | None]  # good raw values, or the bucket average of good samples; None where none
     mins: list[float | None] | None  # per-bucket min / max of good samples; None for raw
     maxs: list[float | None] | None
     bad: list[int]  # samples not good (bad or out of range) per point
+
+    @property
+    def times(self) -> list[datetime]:
+        """Return the points' times as UTC datetimes."""
+        return [us_to_datetime(int(t)) for t in self.times_us]
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,7 @@ def chart_series(*, tag: Tag, start: datetime, end: datetime, max_points: int = 
         resolution=_label(bucket_s),
         bucket_s=bucket_s,
         source=table.removeprefix("telemetry_"),
-        times=[us_to_datetime(r[0]) for r in rows],
+        times_us=np.array([r[0] for r in rows], dtype=np.int64),
         values=[r[1] for r in rows],
         mins=[r[2] for r in rows],
         maxs=[r[3] for r in rows],
@@ -235,7 +240,7 @@ def _chart_raw(tag: Tag, start: datetime, end: datetime) -> ChartSeries:
         resolution="raw",
         bucket_s=0,
         source="raw",
-        times=[us_to_datetime(r[0]) for r in rows],
+        times_us=np.array([r[0] for r in rows], dtype=np.int64),
         values=[r[1] for r in rows],
         mins=None,
         maxs=None,

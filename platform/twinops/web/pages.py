@@ -123,7 +123,7 @@ def _latest(summary: Iterable[TagQuality]) -> datetime | None:
 # --- chart --------------------------------------------------------------------------------------------------------
 def chart_context(*, line: Line, form: ChartForm, now: datetime, latest: datetime | None = None) -> dict[str, Any]:
     """Return the chart partial's context: the form, the chosen window, and the figure (None without tags)."""
-    tags = sorted(line_tags(line=line), key=lambda t: (ROLE_ORDER.get(t.role, 3), t.name))
+    tags = sorted(line_tags(line=line).select_related("line"), key=lambda t: (ROLE_ORDER.get(t.role, 3), t.name))
     if not form.is_bound:
         chosen = [t.name for t in _default_tags(tags)]
         form = ChartForm({"tags": chosen, "range": "24h"}, tag_names=[t.name for t in tags])
@@ -144,7 +144,7 @@ def chart_context(*, line: Line, form: ChartForm, now: datetime, latest: datetim
         anchor=anchor,
         figure=figure_for(panels=panels, start=start, end=end) if panels else None,
         rollup=any(_is_rollup(p.series) for p in panels),
-        point_count=sum(len(p.series.times) for p in panels),
+        point_count=sum(len(p.series.times_us) for p in panels),
     )
     return context
 

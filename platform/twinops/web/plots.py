@@ -60,16 +60,18 @@ def _traces(panel: Panel, *, row: int) -> list[dict[str, Any]]:
     """Return a panel's traces as plain dicts: its min-max band (rollups) first, so the average draws on top."""
     tag, series = panel.tag, panel.series
     colour = charts.ROLE_COLOURS.get(tag.role, charts.INK)
-    times = [t.isoformat() for t in series.times]  # once for the panel's traces, as the encoder would write them
+    # Typed arrays (milliseconds on the date axis; NaN where a point has no good value, a gap): a day of four tags
+    # is ~1/3 of the JSON and ~1/10 of the time that lists of ISO times and float literals took.
+    times = charts.typed_array(series.times_us / 1000.0)
     common = {"type": "scatter", "mode": "lines", "x": times, "connectgaps": False, **charts.axis_refs(row)}
     traces = []
     if series.mins is not None and series.maxs is not None:
         band = {**common, "line": {"width": 0}, "hoverinfo": "skip"}
-        traces.append({**band, "y": list(series.maxs), "name": f"{tag.name} max"})
+        traces.append({**band, "y": charts.typed_array(series.maxs), "name": f"{tag.name} max"})
         traces.append(
             {
                 **band,
-                "y": list(series.mins),
+                "y": charts.typed_array(series.mins),
                 "name": f"{tag.name} min–max",
                 "fill": "tonexty",
                 "fillcolor": charts.band(colour),
@@ -78,7 +80,7 @@ def _traces(panel: Panel, *, row: int) -> list[dict[str, Any]]:
     traces.append(
         {
             **common,
-            "y": list(series.values),
+            "y": charts.typed_array(series.values),
             "name": tag.name,
             "line": {"color": colour, "width": 1.8},
             "hovertemplate": f"{tag.name}: %{{y:.4g}} {tag.unit}<extra></extra>",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 pytest.importorskip("twinops.telemetry.selectors", reason="the telemetry app has not landed yet")
@@ -23,8 +25,16 @@ def figure_in(html: str) -> dict:
     return json.loads(found.group(2))
 
 
+def plotted(values: list | dict) -> np.ndarray:
+    """Return a trace's x or y as numbers: a JSON list (None as NaN) or a plotly.js typed array (base64)."""
+    if isinstance(values, dict):
+        assert values["dtype"] == "f8", values["dtype"]
+        return np.frombuffer(base64.b64decode(values["bdata"]), "<f8")
+    return np.asarray(values, dtype=float)
+
+
 def plotted_points(trace: dict) -> int:
-    return sum(v is not None for v in trace.get("y") or [])
+    return int(np.count_nonzero(~np.isnan(plotted(trace.get("y") or []))))
 
 
 @pytest.mark.django_db
