@@ -47,6 +47,19 @@ def twin_config(overrides: dict[str, Any] | None = None) -> TwinConfig:
     return TwinConfig.from_dict({**TwinConfig().to_dict(), **(overrides or {})})
 
 
+def refusal_message(exc: InsufficientDataError) -> str:
+    """Return why the data cannot support a twin, followed by who can act on it."""
+    text = str(exc)
+    if "no MV excitation" in text:
+        who = (
+            "Engineers can run step tests that move these MVs (one at a time, each held until the CVs settle); "
+            "the data team can then train again on a window that includes them."
+        )
+    else:
+        who = "The data team can import a longer or cleaner history (or choose another window) and train again."
+    return f"{text}. {who}"
+
+
 # --- training jobs ----------------------------------------------------------------------------------------------
 def training_job_create(
     *,
@@ -199,7 +212,7 @@ def training_job_run(
         _owned_update(job, phase="registering")
         twin_version_register(job=job, record=record, outcome=outcome)
     except InsufficientDataError as exc:
-        _finish(job, Status.REFUSED, str(exc))
+        _finish(job, Status.REFUSED, refusal_message(exc))
     except ClaimLostError:
         log.warning("training job %s: this attempt was superseded; its result is discarded", job_id)
         return None

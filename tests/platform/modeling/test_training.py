@@ -54,6 +54,7 @@ def test_an_mv_that_never_moves_refuses_the_job_naming_the_mv(line, ingest, tank
     job = _train(line, tiny)
     assert job.status == "refused"
     assert "no MV excitation" in job.message and "pump_flow_m3_h (constant at 1)" in job.message
+    assert "Engineers can run step tests that move these MVs" in job.message  # who can act on it
     assert not TwinVersion.objects.exists()
 
 
@@ -65,6 +66,9 @@ def test_a_nan_heavy_window_is_refused_naming_the_worst_tags(line, ingest, tanks
     job = _train(line, tiny)
     assert job.status == "refused"
     assert "too many bad samples" in job.message and "upper_level_m" in job.message
+    assert job.message.endswith(
+        "The data team can import a longer or cleaner history (or choose another window) and train again."
+    )
     assert not TwinVersion.objects.exists()
 
 
