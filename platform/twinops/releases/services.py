@@ -60,6 +60,10 @@ def release_next(*, line: Line, now: datetime | None = None) -> Release | None:
             )
         if running is not None and running.recommendation_id == newest.pk:
             return running
+        if plan_steps(newest) == 0:  # approved without a signed plan: a release of it would wait for ever
+            why = f"proposal {newest.pk} is approved but has no signed plan to release; nothing written"
+            _create_ended(newest, now=now, reason=why, alarm=why, status=Status.FAILED)
+            return running
         if running is not None:
             _end(
                 running,

@@ -147,6 +147,15 @@ def approve(
     decided_at: datetime | None = None,
 ) -> Any:
     """Store an approved proposal of `plan` starting from `start_mv`, signed by `engineer` over its content hash."""
+    from django.db import transaction
+
+    with transaction.atomic():  # as proposal_sign does: the agent never sees an approval without its plan
+        return _approve(line, start_mv, plan, engineer=engineer, ttl_s=ttl_s, decided_at=decided_at)
+
+
+def _approve(
+    line: Any, start_mv: dict[str, float], plan: dict[str, list[float]], *, engineer: Any, ttl_s: float, decided_at: Any
+) -> Any:
     from twinops.modeling.selectors import twin_promoted
     from twinops.recommendations.models import Recommendation, Signature
     from twinops.recommendations.selectors import proposal_content_sha256
@@ -214,5 +223,32 @@ async def until(check: Callable[[], Any], timeout_s: float = 60.0) -> None:
 
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await asyncio.to_thread(probe):
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        assert asyncio.get_running_loop().time() < deadline, f"timed out; the event loop's tasks:\n{_tasks_dump()}"
         await asyncio.sleep(0.1)
+
+
+def _tasks_dump() -> str:
+    """Return where each task of the running loop waits and the proposals and releases stored (what the agent saw)."""
+    import io
+    import threading
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=out)
+
+    def rows() -> None:
+        from django.db import connection
+
+        from twinops.recommendations.models import Recommendation
+        from twinops.releases.models import Release
+
+        for r in Recommendation.objects.values("id", "status", "decided_at", "expires_at"):
+            out.write(f"proposal: {r}\n")
+        for r in Release.objects.values("id", "recommendation_id", "status", "steps", "steps_done", "reason"):
+            out.write(f"release: {r}\n")
+        connection.close()
+
+    reader = threading.Thread(target=rows)
+    reader.start()
+    reader.join(10)
+    return out.getvalue()
