@@ -1,16 +1,21 @@
 """Write and verify audit events. Call `audit_record` inside the transaction that makes the change.
 
 Appending takes the chain lock (`core.locks.AUDIT_CHAIN`) until the caller's transaction ends, so the chain never
-forks. A caller with long work after its first event (an import) wraps that work in `audit_deferred()`: its events
-are then appended when the block ends, and the lock is held only from there to the commit.
+forks. Recorded directly in the block that commits, events are appended in the COMMIT's own message (lock, inserts,
+commit, WAL flush in one round trip), so the lock is held only inside the database; their ids and hashes are set
+when the block ends. Recorded in a nested block, an event is appended at once and the lock held to the commit. A
+caller with long work after its first event (an import) wraps that work in `audit_deferred()`: its events are then
+appended when the block ends, and the lock is held only from there to the commit.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +34,7 @@ from twinops.audit.canonical import GENESIS_SHA256, SCHEME, canonical_around_id,
 from twinops.audit.chain import Problem
 from twinops.audit.models import AuditEvent
 from twinops.audit.selectors import ChainCheck, audit_chain_checked, audit_head
+from twinops.config.postgres.base import CommitRider
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
 
@@ -105,12 +111,11 @@ def audit_deferred() -> Iterator[None]:
         _append(events)
 
 
-# Lock, then (a statement of its own, so its snapshot sees every event committed before the lock was granted) the
-# next id and previous hash read and the event inserted with its hash, in one round trip: the lock is held from here
-# to the commit, so the less happens after it, the more writers the chain takes. The hash is the same as
+# The chain lock, then (a statement of its own, so its snapshot sees every event committed before the lock was
+# granted) the next id and previous hash read and the event inserted with its hash. The hash is the same as
 # canonical.event_sha256: sha256 of the UTF-8 bytes (the database's encoding) of previous hash + canonical text.
-_APPEND = """
-SELECT pg_advisory_xact_lock(%(lock)s);
+_LOCK = "SELECT pg_advisory_xact_lock(%(lock)s)"
+_INSERT = """
 INSERT INTO audit_auditevent (id, occurred_at, actor_id, actor_label, action, object_type, object_id, reason, before,
     after, prev_sha256, sha256, scheme, canonical, line_key)
 SELECT head.id + 1, %(occurred_at)s, %(actor_id)s, %(actor)s, %(action)s, %(object_type)s, %(object_id)s,
@@ -131,8 +136,16 @@ RETURNING id, prev_sha256, sha256
 # flushed up to it, outside the lock, where many writers' flushes share one fsync. WAL is written in commit order, so
 # a crash in that window loses only the newest events, each with its business change: the chain never forks.
 # pg_logical_emit_message(..., flush => true) needs PostgreSQL 17+; older servers wait for the disk under the lock.
-_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off;"
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 _WAL_FLUSH = "SELECT pg_logical_emit_message(false, 'twinops.audit', '', true)"
+
+
+@dataclass
+class _ChainRider(CommitRider):
+    """The events of one transaction, appended in its COMMIT's own message (config/postgres)."""
+
+    events: list[AuditEvent] = field(default_factory=list)
+    savepoint_state: int = 0  # the connection's savepoint counter when it was made: a savepoint since ends riding
 
 
 def _wal_flush() -> None:
@@ -142,39 +155,84 @@ def _wal_flush() -> None:
 
 
 def _append(events: list[AuditEvent]) -> None:
-    """Give the events the next ids and hashes and insert them, holding the chain lock until the transaction ends."""
+    """Give the events the next ids and hashes: with the commit when this block commits, else now (lock to commit).
+
+    Riding with the commit, the chain lock is taken, the events inserted and the transaction committed (and its WAL
+    flushed) in one message, so the lock is held for no client round trip at all. An event recorded in a nested block
+    is appended at once instead (a savepoint rollback must take it away), after any the transaction holds back.
+    """
+    riders: list[CommitRider] | None = getattr(connection, "commit_riders", None)
+    rider = next((r for r in riders or [] if isinstance(r, _ChainRider)), None)
+    blocks = connection.atomic_blocks
+    commits_here = riders is not None and len(blocks) == 1 and not getattr(blocks[0], "_from_testcase", False)
+    if commits_here and (rider is None or rider.savepoint_state == connection.savepoint_state):
+        if rider is None:
+            rider = _ChainRider(savepoint_state=connection.savepoint_state)
+            rider.before.append((_LOCK, {"lock": locks.AUDIT_CHAIN}))
+            if connection.pg_version >= 170000:
+                rider.before.insert(0, (_ASYNC_COMMIT, {}))
+                rider.after = _WAL_FLUSH
+            rider.done = functools.partial(_rode, rider)
+            connection.commit_ride(rider)
+        rider.events += events
+        rider.before += [(_INSERT, _params(event)) for event in events]
+        return
+    if rider is not None:  # keep the order of recording: what this transaction held back goes first
+        riders.remove(rider)  # type: ignore[union-attr]
+        events = rider.events + events
+    _append_now(events)
+
+
+def _rode(rider: _ChainRider, results: list[Any]) -> None:
+    """Fill in the ids and hashes the commit message gave the rider's events (its last results, in order)."""
+    inserts = rider.before[-len(rider.events) :]
+    for event, rows, (_, params) in zip(rider.events, results[-len(rider.events) :], inserts, strict=True):
+        (event.id, event.prev_sha256, event.sha256) = rows[0]
+        _saved(event, params)
+
+
+def _append_now(events: list[AuditEvent]) -> None:
+    """Insert the events now, holding the chain lock until the transaction ends."""
     group_commit = connection.pg_version >= 170000
-    sql = (_ASYNC_COMMIT + _APPEND) if group_commit else _APPEND
+    statements = [_ASYNC_COMMIT, _LOCK, _INSERT] if group_commit else [_LOCK, _INSERT]
+    sql = ";\n".join(statements)
     if group_commit:
         transaction.on_commit(_wal_flush)
     with connection.cursor() as cur:
         for event in events:
-            prefix, suffix = canonical_around_id(_hashed_fields(event))
-            cur.execute(
-                sql,
-                {
-                    "lock": locks.AUDIT_CHAIN,
-                    "occurred_at": event.occurred_at,
-                    "actor_id": event.actor_id,
-                    "actor": event.actor_label,
-                    "action": event.action,
-                    "object_type": event.object_type,
-                    "object_id": event.object_id,
-                    "reason": event.reason,
-                    "before": None if event.before is None else json.dumps(event.before),
-                    "after": None if event.after is None else json.dumps(event.after),
-                    "prefix": prefix,
-                    "suffix": suffix,
-                    "scheme": SCHEME,
-                    "line": event.line_key,
-                    "genesis": GENESIS_SHA256,
-                },
-            )
+            params = _params(event)
+            cur.execute(sql, {**params, "lock": locks.AUDIT_CHAIN})
             while cur.nextset():  # on to the INSERT's RETURNING row, the last result
                 pass
             event.id, event.prev_sha256, event.sha256 = cur.fetchone()
-            event.canonical = f"{prefix}{event.id}{suffix}"
-            event._state.adding, event._state.db = False, connection.alias
+            _saved(event, params)
+
+
+def _params(event: AuditEvent) -> dict[str, Any]:
+    """Return the INSERT's parameters for an event (its canonical text made here, around the id to come)."""
+    prefix, suffix = canonical_around_id(_hashed_fields(event))
+    return {
+        "occurred_at": event.occurred_at,
+        "actor_id": event.actor_id,
+        "actor": event.actor_label,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "reason": event.reason,
+        "before": None if event.before is None else json.dumps(event.before),
+        "after": None if event.after is None else json.dumps(event.after),
+        "prefix": prefix,
+        "suffix": suffix,
+        "scheme": SCHEME,
+        "line": event.line_key,
+        "genesis": GENESIS_SHA256,
+    }
+
+
+def _saved(event: AuditEvent, params: dict[str, Any]) -> None:
+    """Mark an event as stored, its canonical text complete (`params`: those it was inserted with)."""
+    event.canonical = f"{params['prefix']}{event.id}{params['suffix']}"
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def _line_key(obj: Any, before: Any, after: Any) -> str:

@@ -219,7 +219,7 @@ def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str,
     if not name:
         raise ValueError(f"{variable} names no database")
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "twinops.config.postgres",  # Django's, plus statements riding with the COMMIT
         "NAME": name,
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
