@@ -25,9 +25,10 @@ from twins.config import TwinConfig
 from twins.data import DataSplit, InsufficientDataError, Normalisation, TwinDataset, check_trainable, split_by_time
 from twins.evaluate import EvaluationReport, Scores, evaluate
 from twins.export import export_arrays, save_export
+from twins.innovation import InnovationScore, fit_innovation_limits, innovation_scores
 from twins.pipeline import TrainingOutcome, train_and_evaluate
 from twins.train import train_twin
-from twins.twin import Forecast, Twin
+from twins.twin import Forecast, InnovationLimits, Twin
 
 __all__ = [
     "CheckpointError",
@@ -36,6 +37,8 @@ __all__ = [
     "EvaluationReport",
     "Forecast",
     "IncompatibleCheckpointError",
+    "InnovationLimits",
+    "InnovationScore",
     "InsufficientDataError",
     "LinearARX",
     "Normalisation",
@@ -49,7 +52,9 @@ __all__ = [
     "check_trainable",
     "evaluate",
     "export_arrays",
+    "fit_innovation_limits",
     "fit_linear",
+    "innovation_scores",
     "load_checkpoint",
     "save_checkpoint",
     "save_export",

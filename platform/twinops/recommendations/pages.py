@@ -188,6 +188,7 @@ def slot_category(rec: Recommendation) -> str:
         ("no promoted twin", "withheld: no promoted twin"),
         ("ood score", "withheld: twin not trusted here"),
         ("ensemble spread", "withheld: twin not trusted here"),
+        ("the twin is wrong now", "withheld: twin wrong now"),
         ("stale", "withheld: data stale or bad"),
         ("quality", "withheld: data stale or bad"),
         ("no sample", "withheld: data stale or bad"),

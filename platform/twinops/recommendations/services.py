@@ -25,6 +25,7 @@ from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
 from twinops.recommendations import conf, outcomes
+from twinops.recommendations.integrity import integrity_check
 from twinops.recommendations.models import Outcome, Recommendation, RecommendationAttempt, Signature
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
 from twinops.recommendations.selectors import (
@@ -169,6 +170,11 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     distrust = _distrust(trust)
     if distrust:
         return draft.stop(Status.WITHHELD, distrust)
+    # Near training data is not enough: a twin whose recent predictions the measured CVs left is wrong now.
+    integrity = integrity_check(line=line, twin=twin, version=version.version, last=end)
+    draft.inputs["innovation"] = integrity.record
+    if integrity.problem:
+        return draft.stop(Status.WITHHELD, integrity.problem)
     # Offset-free MPC: the twin's error on the CVs now (measured minus estimated) is assumed to persist over the
     # horizon, so a biased twin cannot lead the plan across a limit it thinks is still away.
     estimate = trust["current_cv_estimate"]

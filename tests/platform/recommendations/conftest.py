@@ -66,13 +66,17 @@ def _fresh_caches() -> Iterator[None]:
     caches_clear()
 
 
-def two_tanks(rows: int, seed: int = 0) -> np.ndarray:
-    """Simulate two cascaded tanks fed by a pump (MV, steps every 20 samples) with a slow leak (DV): (rows, 4)."""
+def two_tanks(rows: int, seed: int = 0, after: np.ndarray | None = None) -> np.ndarray:
+    """Simulate two cascaded tanks fed by a pump (MV, steps every 20 samples) with a slow leak (DV): (rows, 4).
+
+    `after` (a row of an earlier run) continues that run: the levels start there and the leak goes on from its value.
+    """
     rng = np.random.default_rng(seed)
     pump = np.repeat(rng.uniform(0.5, 1.5, rows // 20 + 1), 20)[:rows]
-    leak = 0.2 * np.tanh(np.cumsum(rng.normal(0.0, 0.02, rows)))
+    walk0 = 0.0 if after is None else float(np.arctanh(np.clip(after[3] / 0.2, -0.999, 0.999)))
+    leak = 0.2 * np.tanh(walk0 + np.cumsum(rng.normal(0.0, 0.02, rows)))
     x = np.zeros((rows, 2))
-    x[0] = [1.0, 1.0]
+    x[0] = [1.0, 1.0] if after is None else after[:2]
     for t in range(rows - 1):
         out1 = 0.6 * np.sqrt(max(x[t, 0], 0.0))
         x[t + 1, 0] = x[t, 0] + 0.1 * (pump[t] - out1 + leak[t])

@@ -96,7 +96,8 @@ def test_a_new_proposal_supersedes_the_pending_one_of_the_previous_slot(
     settings.TWINOPS_RECOMMEND_EVERY_S = 60
     line, now = ready
     first = services.recommendation_create(line=line, actor="system:test", now=now)
-    later = ingest(line, two_tanks(ROWS, seed=1)[:12], start=now + timedelta(seconds=5))
+    # the plant runs on from the first slot's data: a restart of the record would be a jump the twin rightly flags
+    later = ingest(line, two_tanks(12, seed=2, after=two_tanks(ROWS, seed=1)[-1]), start=now + timedelta(seconds=5))
     second = services.recommendation_create(line=line, actor="system:test", now=later + timedelta(seconds=5))
     first.refresh_from_db()
     assert (first.status, second.status) == ("expired", "pending"), second.reason

@@ -1,0 +1,105 @@
+"""Model integrity: the recommender withholds when the measured CVs left what the twin just predicted, naming them."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from twinops.audit.models import AuditEvent
+from twinops.recommendations.pages import slot_category
+from twinops.recommendations.services import recommendation_create
+
+from .conftest import ROWS, TINY, two_tanks
+
+BIAS_M = 2.0  # the lower-level transmitter reads 2 m high (its operating range is 0.2..9 m)
+
+
+@pytest.fixture
+def promote_old(trained: Any) -> Callable[..., Any]:
+    """Register and promote the shared twin as saved before innovation thresholds existed."""
+    from twinops.modeling import services
+
+    def make(line: Any) -> Any:
+        record, outcome = trained
+        old = copy.copy(outcome.twin)
+        old.innovation = None  # what an older checkpoint holds
+        report = dataclasses.replace(outcome.report, promotable=True, reason="forced promotable in tests")
+        job = services.training_job_create(line=line, actor="system:test", config_overrides=TINY, enqueue=False)
+        job = services.training_job_claim(job_id=job.pk)
+        version = services.twin_version_register(
+            job=job, record=record, outcome=dataclasses.replace(outcome, twin=old, report=report)
+        )
+        return services.twin_promote(version=version, actor="system:test", reason="tests")
+
+    return make
+
+
+def test_a_cv_sensor_bias_step_withholds_the_proposal_naming_the_cv(
+    line: Any,
+    promote: Callable[..., Any],
+    ingest: Callable[..., datetime],
+    client: Client,
+    make_user: Callable[..., Any],
+) -> None:
+    promote(line)
+    data = two_tanks(ROWS, seed=1)[-60:]
+    data[-3:, 1] += BIAS_M  # the step came three samples ago
+    last = ingest(line, data)
+    rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
+    assert rec.status == "withheld", rec.reason
+    assert rec.result is None and not rec.has_proposal
+    found = rec.inputs["innovation"]
+    assert found["status"] == "exceeded" and found["cvs"] == ["lower_level_m"]
+    assert found["combined"] > found["threshold"]
+    lower = found["per_cv"]["lower_level_m"]
+    assert rec.reason.startswith(
+        "the twin is wrong now: the measured CVs left what it predicted for the last 5 samples "
+        f"— lower_level_m {lower['score']:.2f} (threshold {lower['threshold']:.2f}); combined score "
+    )
+    assert "set for 1 % false alarms on normal data" in rec.reason
+    assert "upper_level_m" not in rec.reason
+    assert slot_category(rec) == "withheld: twin wrong now"
+    assert AuditEvent.objects.filter(
+        action="recommendation.withheld", object_id=str(rec.pk), reason=rec.reason
+    ).exists()
+    make_user("engineer", username="erin")
+    assert client.login(username="erin", password="correct-horse-battery")
+    page = client.get(f"/recommendations/{line.key}/?id={rec.pk}").content.decode()
+    assert "Withheld:</strong> the twin is wrong now" in page
+    assert "Recent prediction errors" in page and "lower_level_m" in page
+
+
+def test_normal_data_pass_the_check_and_the_proposal_shows_the_score(
+    ready: Any, client: Client, make_user: Callable[..., Any]
+) -> None:
+    line, now = ready
+    rec = recommendation_create(line=line, actor="system:test", now=now)
+    assert rec.status == "pending", rec.reason
+    found = rec.inputs["innovation"]
+    assert found["status"] == "ok" and found["combined"] <= found["threshold"]
+    assert found["summary"].endswith("set for 1 % false alarms on normal data; 1 = the calibrated band's edge)")
+    make_user("engineer", username="erin")
+    assert client.login(username="erin", password="correct-horse-battery")
+    page = client.get(f"/recommendations/{line.key}/?id={rec.pk}").content.decode()
+    assert f"Recent prediction errors</dt><dd>{found['combined']:.2f} over the last 5 samples" in page
+
+
+def test_a_twin_from_before_innovation_thresholds_says_its_errors_are_not_checked(
+    line: Any, promote_old: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
+    promote_old(line)
+    data = two_tanks(ROWS, seed=1)[-60:]
+    data[-3:, 1] += BIAS_M  # a fault it cannot see: the OOD check is all that guards it
+    last = ingest(line, data)
+    rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
+    assert rec.status != "failed" and "wrong now" not in rec.reason, rec.reason
+    found = rec.inputs["innovation"]
+    assert found["status"] == "unavailable"
+    assert found["summary"].startswith("not checked: twin v1 was trained before innovation thresholds existed")
+    assert "retrain it" in found["summary"]
