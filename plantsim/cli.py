@@ -81,6 +81,8 @@ async def _serve(args: argparse.Namespace) -> int:
     for cert in args.trust_client:
         if not cert.is_file():
             raise SystemExit(f"--trust-client {cert}: no such certificate file")
+    if args.published_log:
+        args.published_log.mkdir(parents=True, exist_ok=True)
     plcs = []
     for i, line_id in enumerate(_lines(args.line)):
         cfg = PlcConfig(
@@ -99,6 +101,7 @@ async def _serve(args: argparse.Namespace) -> int:
             heartbeat_timeout_s=args.heartbeat_timeout,
             initial_mode=args.mode,
             seed=args.seed + i,
+            published_log=args.published_log / f"{line_id}.tsv" if args.published_log else None,
         )
         plcs.append(PlcServer(cfg))
     stop = asyncio.Event()
@@ -160,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--heartbeat-timeout", type=float, default=10.0, help="wall seconds before safe fallback")
     serve.add_argument("--mode", choices=["LOCAL", "REMOTE"], default="REMOTE")
     serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument(
+        "--published-log",
+        type=Path,
+        help="directory: append each changed CV/DV value published to <line>.tsv (tag, source time, value)",
+    )
 
     export = sub.add_parser("export", help="write <line>.yaml (spec) and <line>.csv (history with step tests)")
     export.add_argument("--line", action="append", required=True, help=line_help)

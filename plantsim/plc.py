@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
@@ -74,6 +74,10 @@ class PlcConfig:
     seed: int = 0
     realism: Realism | None = None
     start_time: datetime | None = None  # simulated clock origin (UTC); default: wall clock at start
+    # Append each published CV/DV value that changed (what a data-change subscription reports) to this file, one
+    # `tag<TAB>source timestamp<TAB>value<TAB>wall-clock time` line each, written out at every publication: the record `bench chaos`
+    # checks the stored samples against. None: no log.
+    published_log: Path | None = None
 
 
 class _PlcOpcServer(Server):
@@ -129,6 +133,7 @@ class PlcServer:
         # (NaN, BadSensorFailure), is no change)
         self.tag_values_changed = 0
         self._last_values: dict[str, float] = {}
+        self._published_log: TextIO | None = None
         self._server: _PlcOpcServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._nodes: dict[str, ua.NodeId] = {}
@@ -194,6 +199,8 @@ class PlcServer:
         self._sim_origin = (cfg.start_time or datetime.now(UTC)).astimezone(UTC)
         self._heartbeat_seen_at = self._clock()
         await server.start()
+        if cfg.published_log is not None:
+            self._published_log = open(cfg.published_log, "a", encoding="utf-8")  # noqa: SIM115 (closed in stop)
         await self.publish()
         self._task = asyncio.create_task(self._run(), name=f"plc-{self.line.id}")
 
@@ -207,6 +214,9 @@ class PlcServer:
         if self._server is not None:
             await self._server.stop()
             self._server = None
+        if self._published_log is not None:
+            self._published_log.close()
+            self._published_log = None
 
     async def __aenter__(self) -> PlcServer:
         await self.start()
@@ -243,6 +253,7 @@ class PlcServer:
         stamp = self._sim_origin + timedelta(seconds=sample.time_s)
         now = datetime.now(UTC)
         writes = 0
+        changed: list[str] = []
         for tag in self.line.tags:
             if tag.role == "MV":
                 pv = sample.actuators[tag.name]
@@ -253,6 +264,7 @@ class PlcServer:
                 last = self._last_values.get(tag.name)
                 if value != last and not (math.isnan(value) and last is not None and math.isnan(last)):
                     self.tag_values_changed += 1
+                    changed.append(tag.name)
                 self._last_values[tag.name] = value
             writes += 1
         await server.write_attribute_value(
@@ -264,6 +276,11 @@ class PlcServer:
             ),
         )
         self.values_published += writes + 1
+        if self._published_log is not None and changed:
+            when = stamp.isoformat()
+            wall = now.isoformat()
+            self._published_log.write("".join(f"{n}\t{when}\t{sample.values[n]!r}\t{wall}\n" for n in changed))
+            self._published_log.flush()  # a PLC killed later keeps its record
 
     # ---- internals --------------------------------------------------------------------------------------------------
 

@@ -12,6 +12,10 @@ Stopping cleanly, whoever stops us:
   every group still alive (SIGKILL after the grace) and releases the supervisor's hold on the embedded PostgreSQL and
   Redis, which then stop unless another live process holds them. PDEATHSIG alone would not do: it reaches only
   direct children, not a worker's pool, and the embedded servers are daemons, not children.
+
+A child that dies on its own (`kill -9`, out of memory, a native crash) is restarted by `keep_alive`, with what its
+group left behind killed first and a back-off between restarts (RESTART_FIRST_S doubling to RESTART_MAX_S, reset
+once it has run RESTART_RESET_S); one that dies RESTART_LIMIT times within RESTART_WINDOW_S stops the supervisor.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -41,10 +46,30 @@ WORKER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("worker-train", ("train",)),  # long and heavy; one job at a time; GPU nodes run only this queue
 )
 
+RESTART_FIRST_S = 1.0  # wait before the first restart of a child that died
+RESTART_MAX_S = 30.0  # the back-off doubles up to this
+RESTART_RESET_S = 60.0  # a child that ran this long before dying starts the back-off over
+RESTART_LIMIT, RESTART_WINDOW_S = 5, 300.0  # this many deaths within the window: a crash loop, stop the supervisor
+
 Procs = list[tuple[str, subprocess.Popen[bytes]]]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _watchdog: list[subprocess.Popen[bytes]] = []  # this process's watchdog, started with its first child
+
+
+@dataclass
+class _Launch:
+    """How a child was started, and its recent deaths: what a restart needs."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    started_at: float  # monotonic
+    deaths: list[float] = field(default_factory=list)  # monotonic times of recent deaths
+    backoff_s: float = RESTART_FIRST_S
+    restart_at: float | None = None  # monotonic time of the restart that is due (None: none pending)
+
+
+_launches: dict[int, _Launch] = {}  # child pid -> how it was started
 
 
 class ProcessDied(RuntimeError):
@@ -95,8 +120,54 @@ def start(name: str, cmd: list[str], env: dict[str, str], procs: Procs) -> subpr
             preexec_fn=_die_with_parent(os.getpid()),
         )
     procs.append((name, proc))
+    _launches[proc.pid] = _Launch(cmd=cmd, env=env, started_at=time.monotonic())
     _watchdog_tell(proc.pid)
     return proc
+
+
+def keep_alive(procs: Procs, *, now: float | None = None) -> list[str]:
+    """Restart each child that died on its own, after its back-off; return what was restarted (lines to print).
+
+    Raises ProcessDied for a child that died RESTART_LIMIT times within RESTART_WINDOW_S, and for one that was not
+    started by `start` (nothing to restart it with).
+    """
+    now = time.monotonic() if now is None else now
+    said = []
+    for i, (name, p) in enumerate(procs):
+        if p.poll() is None:
+            continue
+        launch = _launches.get(p.pid)
+        if launch is None:
+            raise ProcessDied(f"{name} stopped unexpectedly (exit code {p.returncode})")
+        if launch.restart_at is None:  # first sight of this death
+            group_kill(p.pid)  # what the child left in its group (a Celery worker's pool) goes with it
+            if now - launch.started_at >= RESTART_RESET_S:
+                launch.backoff_s = RESTART_FIRST_S
+            launch.deaths = [t for t in launch.deaths if now - t < RESTART_WINDOW_S] + [now]
+            if len(launch.deaths) >= RESTART_LIMIT:
+                raise ProcessDied(
+                    f"{name} stopped unexpectedly {len(launch.deaths)} times within {RESTART_WINDOW_S:.0f} s "
+                    f"(last exit code {p.returncode}); see {log_dir() / (name.replace(' ', '-') + '.log')}"
+                )
+            launch.restart_at = now + launch.backoff_s
+            said.append(f"{name} stopped (exit code {p.returncode}); restarting in {launch.backoff_s:.0f} s")
+            continue
+        if now < launch.restart_at:
+            continue
+        _launches.pop(p.pid, None)
+        with open(log_dir() / f"{name.replace(' ', '-')}.log", "ab") as log:
+            log.write(f"--- restarted by the supervisor after exit code {p.returncode} ---\n".encode())
+        new = start(name, launch.cmd, launch.env, [])
+        procs[i] = (name, new)  # in its place: stop_all stops newest first, in start order
+        _launches[new.pid] = _Launch(
+            cmd=launch.cmd,
+            env=launch.env,
+            started_at=now,
+            deaths=launch.deaths,
+            backoff_s=min(RESTART_MAX_S, launch.backoff_s * 2),
+        )
+        said.append(f"{name} restarted (pid {new.pid})")
+    return said
 
 
 def check_alive(procs: Procs) -> None:
@@ -266,10 +337,11 @@ def all_queues() -> str:
     return ",".join(settings.TWINOPS_QUEUES)
 
 
-def supervise(procs: Procs) -> None:
-    """Block until Ctrl-C (or SIGTERM/SIGHUP after `stop_on_signals`) or until a child dies."""
+def supervise(procs: Procs, say: Callable[[str], None] = print) -> None:
+    """Block until Ctrl-C (or SIGTERM/SIGHUP after `stop_on_signals`), restarting children that die (`keep_alive`)."""
     while True:
-        check_alive(procs)
+        for line in keep_alive(procs):
+            say(line)
         time.sleep(0.5)
 
 

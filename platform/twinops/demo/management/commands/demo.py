@@ -71,6 +71,11 @@ class Command(BaseCommand):
             "--concurrency", type=int, default=2, help="pool processes of the ingest/optimize worker (training: 1)"
         )
         parser.add_argument(
+            "--plc-published-log",
+            type=Path,
+            help="directory: each PLC appends every changed CV/DV value it publishes to <line>.tsv (bench chaos)",
+        )
+        parser.add_argument(
             "--heartbeat-timeout",
             type=float,
             default=30.0,
@@ -166,6 +171,8 @@ class Command(BaseCommand):
         ]
         for key in lines:
             cmd += ["--line", key]
+        if opts["plc_published_log"]:
+            cmd += ["--published-log", str(opts["plc_published_log"])]
         plc_env = {**env, "PLANTSIM_OPERATOR_PASSWORD": password, "PLANTSIM_READER_PASSWORD": reader_password}
         processes.start("plc", cmd, plc_env, procs)
         for i, key in enumerate(lines):
@@ -206,7 +213,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"  could not look for twins to promote: {exc}")
             deadline = time.monotonic() + PROMOTE_EVERY_S
             while time.monotonic() < deadline:
-                processes.check_alive(procs)
+                for line in processes.keep_alive(procs):  # a child that died is restarted after its back-off
+                    self.stderr.write(f"  {line}")
                 time.sleep(0.5)
             db.close_old_connections()
 

@@ -80,7 +80,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {role:<9} login: {username} / {password}")
             self.stdout.write(f"  logs of each process: {processes.log_dir()}")
             self.stdout.write("Press Ctrl-C to stop.\n")
-            processes.supervise(procs)
+            processes.supervise(procs, say=lambda line: self.stderr.write(f"  {line}"))
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         except processes.ProcessDied as exc:
