@@ -12,7 +12,12 @@ time (mean 3 s) after each. Figures:
   per page;
 - baseline_p95_ms (and per page): the same pages, one user without pauses, in the same run (each page's own time);
 - health_p95_ms_under_load: /health/ while the users browse (queueing alone); no_think_p95_ms and
-  no_think_requests_per_s: the 20 users without pauses (the server flat out: its capacity, not a plant's load).
+  no_think_requests_per_s: the 20 users without pauses (the server flat out: its capacity, not a plant's load);
+- server_cpu_ms_per_request (and no_think_…): the gunicorn workers' CPU time per page served in a phase (the
+  /health/ probes' few ms included), a figure other processes on the machine hardly change; beside it load_avg_1m
+  at the start and end and cpu_count: where other work keeps the cores busy, the times above include waiting for one.
+The 24 h chart reads the per-minute rollups (min/avg/max per bucket: ≤ 2,000 points per tag, its min-max band
+shows a spike one sample long) and the figures go out as plotly.js typed arrays; plotly.js is a static file.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -349,6 +355,17 @@ def _load(
     return times
 
 
+def _cpu_s(pid: int) -> float:
+    """Return the user + system CPU seconds of a process and its children (gunicorn's workers), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # the process has gone, or this is not Linux
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total + sum(_cpu_s(int(child)) for child in children)
+
+
 def _ms(values: list[float], q: float) -> float | None:
     good = [v for v in values if v == v]
     return round(float(np.percentile(np.asarray(good) * 1000, q)), 1) if good else None
@@ -395,11 +412,15 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             probe_args = (health, [("health", "/health/")], time.perf_counter() + seconds, health_record, 0.5)
             probe = threading.Thread(target=_browse, args=probe_args)
             probe.start()
-            loaded_started = time.perf_counter()
+            load_start = os.getloadavg()[0]
+            loaded_started, cpu_started = time.perf_counter(), _cpu_s(proc.pid)
             loaded = _load(browsers, pages, seconds, think_s=THINK_S)
-            loaded_s = time.perf_counter() - loaded_started
+            loaded_s, loaded_cpu_s = time.perf_counter() - loaded_started, _cpu_s(proc.pid) - cpu_started
             probe.join()
+            cpu_started = _cpu_s(proc.pid)
             saturated = _load(browsers, pages, seconds / 4)  # no think time: what the server does flat out
+            saturated_cpu_s = _cpu_s(proc.pid) - cpu_started
+            load_end = os.getloadavg()[0]
         finally:
             proc.terminate()
             proc.wait(30)
@@ -425,6 +446,11 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "no_think_p95_ms": _ms(flat_out, 95),
         "no_think_requests_per_s": round(len(flat_out) / (seconds / 4), 1),
         "gunicorn_workers": min(4, os.cpu_count() or 1),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_start": round(load_start, 2),
+        "load_avg_1m_end": round(load_end, 2),
+        "server_cpu_ms_per_request": round(1000 * loaded_cpu_s / max(1, len(every)), 1),
+        "no_think_server_cpu_ms_per_request": round(1000 * saturated_cpu_s / max(1, len(flat_out)), 1),
         "target_p95_ms": 150,
     }
     for name, values in sorted(loaded.items()):

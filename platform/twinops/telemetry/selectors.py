@@ -192,10 +192,28 @@ def _empty_window(tags: list[Tag], period: float) -> TrainingWindow:
 def chart_series(*, tag: Tag, start: datetime, end: datetime, max_points: int = 2000) -> ChartSeries:
     """Return a tag's series over [start, end) with at most about max_points points, never scanning raw rows when
     the range holds more samples than that (then minute or hour rollups, binned to a round bucket width)."""
+    return chart_series_many(tags=[tag], start=start, end=end, max_points=max_points)[0]
+
+
+def chart_series_many(
+    *, tags: Sequence[Tag], start: datetime, end: datetime, max_points: int = 2000
+) -> list[ChartSeries]:
+    """Return `chart_series` of each tag (in order), one query for the tags of each sample period."""
+    by_period: dict[float, list[Tag]] = defaultdict(list)
+    for tag in tags:
+        by_period[float(tag.line.sample_period_s) if tag.line_id else 1.0].append(tag)
+    found: dict[int, ChartSeries] = {}
+    for period_s, group in by_period.items():
+        found.update(_chart_series(group, start, end, max_points, period_s))
+    return [found[t.id] for t in tags]
+
+
+def _chart_series(
+    tags: list[Tag], start: datetime, end: datetime, max_points: int, period_s: float
+) -> dict[int, ChartSeries]:
     span_s = (end - start).total_seconds()
-    period_s = float(tag.line.sample_period_s) if tag.line_id else 1.0
     if span_s / max(period_s, 1e-6) <= max_points:
-        return _chart_raw(tag, start, end)
+        return _chart_raw(tags, start, end)
     bucket_s = next((b for b in CHART_BUCKETS_S if span_s / b <= max_points), CHART_BUCKETS_S[-1])
     table = "telemetry_rollup_minute" if bucket_s < 3600 else "telemetry_rollup_hour"
     unit = 60 if bucket_s < 3600 else 3600
@@ -203,49 +221,63 @@ def chart_series(*, tag: Tag, start: datetime, end: datetime, max_points: int = 
     # Bucket starts come back as microseconds since the epoch: psycopg's timestamptz loader (time zone lookups per
     # value) took most of a day chart's query time.
     if bucket_s == unit:
-        sql = f"""SELECT (extract(epoch FROM bucket) * 1e6)::int8, avg_value, min_value, max_value,
+        sql = f"""SELECT tag_id, (extract(epoch FROM bucket) * 1e6)::int8, avg_value, min_value, max_value,
                          n_bad + n_out_of_range
-                  FROM {table} WHERE tag_id = %(tag)s AND bucket >= %(lo)s AND bucket < %(end)s ORDER BY bucket"""
+                  FROM {table} WHERE tag_id = ANY(%(tags)s) AND bucket >= %(lo)s AND bucket < %(end)s
+                  ORDER BY tag_id, bucket"""
     else:
-        sql = f"""SELECT (extract(epoch FROM date_bin(%(width)s, bucket, %(origin)s)) * 1e6)::int8 AS b,
+        sql = f"""SELECT tag_id, (extract(epoch FROM date_bin(%(width)s, bucket, %(origin)s)) * 1e6)::int8 AS b,
                          sum(avg_value * n_good) / nullif(sum(n_good), 0), min(min_value), max(max_value),
                          sum(n_bad + n_out_of_range)
-                  FROM {table} WHERE tag_id = %(tag)s AND bucket >= %(lo)s AND bucket < %(end)s
-                  GROUP BY 1 ORDER BY 1"""
+                  FROM {table} WHERE tag_id = ANY(%(tags)s) AND bucket >= %(lo)s AND bucket < %(end)s
+                  GROUP BY 1, 2 ORDER BY 1, 2"""
     lo = datetime.fromtimestamp(math.floor(start.timestamp() / bucket_s) * bucket_s, UTC)
     if bucket_s == 604800:
         lo = origin + timedelta(weeks=math.floor((start - origin) / timedelta(weeks=1)))
-    rows = _rows(sql, {"tag": tag.id, "lo": lo, "end": end, "width": timedelta(seconds=bucket_s), "origin": origin})
-    return ChartSeries(
-        tag=tag.name,
-        resolution=_label(bucket_s),
-        bucket_s=bucket_s,
-        source=table.removeprefix("telemetry_"),
-        times_us=np.array([r[0] for r in rows], dtype=np.int64),
-        values=[r[1] for r in rows],
-        mins=[r[2] for r in rows],
-        maxs=[r[3] for r in rows],
-        bad=[int(r[4]) for r in rows],
-    )
+    params = {"lo": lo, "end": end, "width": timedelta(seconds=bucket_s), "origin": origin}
+    rows = _rows(sql, {**params, "tags": [t.id for t in tags]})
+    by_tag: dict[int, list[tuple]] = {t.id: [] for t in tags}
+    for row in rows:
+        by_tag[row[0]].append(row)
+    return {
+        tag.id: ChartSeries(
+            tag=tag.name,
+            resolution=_label(bucket_s),
+            bucket_s=bucket_s,
+            source=table.removeprefix("telemetry_"),
+            times_us=np.array([r[1] for r in by_tag[tag.id]], dtype=np.int64),
+            values=[r[2] for r in by_tag[tag.id]],
+            mins=[r[3] for r in by_tag[tag.id]],
+            maxs=[r[4] for r in by_tag[tag.id]],
+            bad=[int(r[5]) for r in by_tag[tag.id]],
+        )
+        for tag in tags
+    }
 
 
-def _chart_raw(tag: Tag, start: datetime, end: datetime) -> ChartSeries:
+def _chart_raw(tags: list[Tag], start: datetime, end: datetime) -> dict[int, ChartSeries]:
     rows = _rows(
-        """SELECT (extract(epoch FROM ts) * 1e6)::int8, CASE WHEN quality = 0 THEN value END, quality
-                    FROM telemetry_sample WHERE tag_id = %s AND ts >= %s AND ts < %s ORDER BY ts""",
-        [tag.id, start, end],
+        """SELECT tag_id, (extract(epoch FROM ts) * 1e6)::int8, CASE WHEN quality = 0 THEN value END, quality
+                    FROM telemetry_sample WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY tag_id, ts""",
+        [[t.id for t in tags], start, end],
     )
-    return ChartSeries(
-        tag=tag.name,
-        resolution="raw",
-        bucket_s=0,
-        source="raw",
-        times_us=np.array([r[0] for r in rows], dtype=np.int64),
-        values=[r[1] for r in rows],
-        mins=None,
-        maxs=None,
-        bad=[int(r[2] != 0) for r in rows],
-    )
+    by_tag: dict[int, list[tuple]] = {t.id: [] for t in tags}
+    for row in rows:
+        by_tag[row[0]].append(row)
+    return {
+        tag.id: ChartSeries(
+            tag=tag.name,
+            resolution="raw",
+            bucket_s=0,
+            source="raw",
+            times_us=np.array([r[1] for r in by_tag[tag.id]], dtype=np.int64),
+            values=[r[2] for r in by_tag[tag.id]],
+            mins=None,
+            maxs=None,
+            bad=[int(r[3] != 0) for r in by_tag[tag.id]],
+        )
+        for tag in tags
+    }
 
 
 def _label(seconds: int) -> str:

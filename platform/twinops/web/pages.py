@@ -29,7 +29,7 @@ from twinops.telemetry.selectors import (
     ChartSeries,
     TagFreshness,
     TagQuality,
-    chart_series,
+    chart_series_many,
     freshness_limit_s,
     import_job_get,
     import_jobs_ahead,
@@ -135,10 +135,9 @@ def chart_context(*, line: Line, form: ChartForm, now: datetime, latest: datetim
         anchor = _latest(quality_summary(line=line))
     start, end = form.window(now=now, latest=anchor)
     by_name = {t.name: t for t in tags}
-    panels = []
-    for name in form.cleaned_data["tags"]:
-        series = chart_series(tag=by_name[name], start=start, end=end, max_points=CHART_MAX_POINTS)
-        panels.append(Panel(tag=by_name[name], series=series))
+    chosen = [by_name[name] for name in form.cleaned_data["tags"]]
+    series = chart_series_many(tags=chosen, start=start, end=end, max_points=CHART_MAX_POINTS)
+    panels = [Panel(tag=tag, series=s) for tag, s in zip(chosen, series, strict=True)]
     context.update(
         window=(start, end),
         anchor=anchor,
