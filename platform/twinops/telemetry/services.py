@@ -338,19 +338,23 @@ def history_import_enqueue(*, line: Line, path: Path | str, filename: str, actor
 
 
 def history_import_jobs_resend(*, now: datetime | None = None) -> list[int]:
-    """Send again the import jobs queued longer than TWINOPS_RESEND_QUEUED_AFTER_S (a lost message); return ids.
+    """Send again the import jobs whose message was lost or whose worker died; return their ids.
 
-    Each job's `sent_at` moves forward under a row lock, so two runs at once send each job once; a job whose first
-    message does arrive later runs once all the same (its claim is conditional).
+    Lost: queued longer than TWINOPS_RESEND_QUEUED_AFTER_S. Died: running while no session holds the job's advisory
+    lock (a worker killed with its whole pool, `kill -9`, leaves its message unacknowledged in Redis until the
+    visibility timeout, hours later). Each job's `sent_at` moves forward under a row lock, so two runs at once send
+    each job once; a job whose first message does arrive later runs once all the same (its claim is conditional).
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=conf.resend_queued_after_s())
+    orphaned = _import_jobs_orphaned()
     with transaction.atomic():
         ids = list(
             HistoryImportJob.objects.select_for_update(skip_locked=True)
             .filter(
-                Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True, created_at__lt=cutoff),
-                status=HistoryImportJob.Status.QUEUED,
+                Q(status=HistoryImportJob.Status.QUEUED)
+                & (Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True, created_at__lt=cutoff))
+                | Q(status=HistoryImportJob.Status.RUNNING, pk__in=orphaned)
             )
             .order_by("pk")
             .values_list("pk", flat=True)
@@ -359,6 +363,22 @@ def history_import_jobs_resend(*, now: datetime | None = None) -> list[int]:
         for job_id in ids:
             transaction.on_commit(lambda job_id=job_id: tasks.history_import_send(job_id))
     return ids
+
+
+def _import_jobs_orphaned() -> list[int]:
+    """Return the running import jobs whose worker is gone: no session holds their advisory lock."""
+    running = list(HistoryImportJob.objects.filter(status=HistoryImportJob.Status.RUNNING).values_list("pk", flat=True))
+    orphaned = []
+    if running:
+        with psycopg.connect(**store._side_params(), autocommit=True) as side:
+            for job_id in running:
+                got = side.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job_id]
+                ).fetchone()
+                if got and got[0]:
+                    side.execute("SELECT pg_advisory_unlock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job_id])
+                    orphaned.append(job_id)
+    return orphaned
 
 
 def history_import_job_run(*, job_id: int) -> str:

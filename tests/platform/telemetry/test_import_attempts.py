@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.utils import timezone
 
-from twinops.telemetry import services, tasks
+from twinops.core import locks
+from twinops.telemetry import services, store, tasks
 from twinops.telemetry.models import HistoryImportJob
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker claims the job on its own connection
@@ -98,3 +100,37 @@ def test_a_job_sent_again_is_sent_again_later_while_it_stays_queued(line, tmp_pa
     later = timezone.now() + timedelta(seconds=601)
     assert services.history_import_jobs_resend(now=later) == [job.pk]
     assert sent_jobs == [job.pk, job.pk]
+
+
+def test_a_running_job_whose_worker_was_killed_whole_is_sent_again_and_completes(
+    line, tmp_path, monkeypatch, sent_jobs, sample_count
+) -> None:
+    # kill -9 of the worker with its pool: the message stays unacknowledged in Redis for hours, the job 'running'
+    job = _queued(line, tmp_path)
+    deaths = iter([WorkerKilled])
+    real = services.history_import
+
+    def die_once(**kwargs):
+        for exc in deaths:
+            raise exc
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "history_import", die_once)
+    with pytest.raises(WorkerKilled):
+        tasks.history_import_task(job.pk)
+    job.refresh_from_db()
+    assert job.status == "running"
+    assert tasks.resend_queued_imports() == [job.pk]  # no worker holds it: sent again at once, not in hours
+    assert sent_jobs == [job.pk]
+    assert tasks.history_import_task(job.pk) == "done"
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("done", 2) and sample_count() == 4
+
+
+def test_a_running_job_whose_worker_is_alive_is_not_sent_again(line, tmp_path, sent_jobs) -> None:
+    job = _queued(line, tmp_path)
+    HistoryImportJob.objects.filter(pk=job.pk).update(status="running", attempts=1)
+    with psycopg.connect(**store._side_params(), autocommit=True) as worker:  # a live worker holds the job's lock
+        worker.execute("SELECT pg_advisory_lock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job.pk])
+        assert tasks.resend_queued_imports() == []
+    assert sent_jobs == []
