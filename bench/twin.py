@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import _faults
 from twins import (
     DataSplit,
     Record,
@@ -137,8 +138,11 @@ def cpu_training_time(rows: int, config: TwinConfig) -> dict[str, Any]:
     }
 
 
-def run(*, quick: bool = False) -> dict[str, Any]:
-    """Run the twin benchmarks and return their figures as a JSON-able dict."""
+def run(*, quick: bool = False, faults: bool | None = None) -> dict[str, Any]:
+    """Run the twin benchmarks and return their figures as a JSON-able dict.
+
+    `faults` (default: on unless env TWINOPS_BENCH_TWIN_FAULTS=0) adds fault detection (bench/_faults.py, ~3 min).
+    """
     small: dict[str, Any] = {"epochs": 2, "steps_per_epoch": 10, "eval_starts": 200, "val_windows": 64} if quick else {}
     out: dict[str, Any] = {"quick": quick}
     out.update(cascaded_tanks(dataclasses.replace(TANKS, **small)))
@@ -149,4 +153,6 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         out["train_seconds_gpu"] = train_twin(
             split_by_time(data), dataclasses.replace(TwinConfig(), **small)
         ).info.seconds
+    if faults if faults is not None else os.environ.get("TWINOPS_BENCH_TWIN_FAULTS", "1") != "0":
+        out.update(_faults.run(shared_data(), quick=quick))
     return out
