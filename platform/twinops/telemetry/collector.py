@@ -10,11 +10,17 @@ Exception reporting with a maximum interval: OPC UA reports a value only when it
 still would look stale. While the subscription is live, a tag that reported nothing for one maximum interval (the
 line's sample period by default) has its last value (or bad status) stored again at the current time. After a lost
 connection nothing is repeated until the server reports values again: a value is only vouched for while connected.
+
+A collector killed with `kill -9` (or out of memory) loses nothing it had received: with a spool file, each value is
+appended to it as it arrives (one JSON line; a write to the OS survives the process) and the spool is set aside at
+each flush and deleted once stored; a collector starting finds what a dead one left and stores it first (storing a
+value twice stores it once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +29,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
@@ -55,6 +62,7 @@ class CollectorConfig:
     max_buffer: int = 1_000_000  # values kept while the database is unreachable; the oldest go beyond this
     timeout_s: float = 10.0
     max_interval_s: float | None = None  # store each tag at least this often (default: the line's sample period)
+    spool: Path | None = None  # values received and not yet stored, kept here too (None: in memory only)
 
 
 class _Batches(Subscription):
@@ -113,6 +121,13 @@ class Collector:
             raise ValueError(f"the maximum interval of line {line.key!r} must be positive, not {self.max_interval_s!r}")
         # tag -> (last value or bad status, its time, monotonic time it was last stored); only while subscribed
         self.last: dict[str, tuple[float | str, datetime, float]] = {}
+        self._spool: TextIO | None = None
+        self._spooled = 0  # spool files set aside for flushes not yet stored
+        if config.spool is not None:
+            self.buffer = _spool_recover(config.spool)  # what a collector killed before us had not stored
+            suffixes = [p.suffix[1:] for p in config.spool.parent.glob(config.spool.name + ".*")]
+            self._spooled = max((int(x) for x in suffixes if x.isdigit()), default=0)  # the next set aside: one more
+            self._spool = open(config.spool, "a", encoding="utf-8")  # noqa: SIM115 (closed when run ends)
 
     def take(
         self,
@@ -122,6 +137,7 @@ class Collector:
     ) -> None:
         """Buffer the values of one notification and remember each as its tag's last, to repeat if nothing new comes."""
         buffer, last = self.buffer, self.last
+        start = len(buffer)
         now_mono, now = time.monotonic(), None
         for item in items:
             name = names.get(item.ClientHandle) or tag_of(item.ClientHandle)
@@ -140,6 +156,8 @@ class Collector:
             buffer.append((name, when, value))
             last[name] = (value, when, now_mono)
         self.received += len(items)
+        if self._spool is not None:
+            self._spool_write(buffer[start:])
         if len(buffer) >= self.config.flush_values:
             self.wake.set()
 
@@ -154,6 +172,8 @@ class Collector:
                 continue
             if now > when:  # a plant clock running ahead of ours: its newest value is newer than now, nothing to add
                 self.buffer.append((name, now, value))
+                if self._spool is not None:
+                    self._spool_write(self.buffer[-1:])
                 when = now
             self.last[name] = (value, when, now_mono)
         return wait
@@ -192,6 +212,8 @@ class Collector:
             await self.flush()
             await asyncio.get_running_loop().run_in_executor(self._db, _close_connections)
             self._db.shutdown(wait=True)
+            if self._spool is not None:
+                self._spool.close()
 
     def _connect(self) -> AbstractAsyncContextManager[Client]:
         c = self.config
@@ -258,6 +280,7 @@ class Collector:
         if not self.buffer:
             return None
         records, self.buffer = self.buffer, []
+        self._spool_set_aside()
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self._db, self._ingest, records)
@@ -265,10 +288,31 @@ class Collector:
             log.exception("storing %d OPC UA values failed; kept for the next flush", len(records))
             self.buffer = (records + self.buffer)[-self.config.max_buffer :]
             return None
+        self._spool_drop()  # every value set aside is stored: those of earlier failed flushes went with these
         self.stored += result.samples_inserted
         if self.on_flush:
             self.on_flush(result)
         return result
+
+    def _spool_write(self, records: list[tuple[str, datetime, float | str]]) -> None:
+        assert self._spool is not None
+        self._spool.write("".join(json.dumps([n, w.isoformat(), v]) + "\n" for n, w, v in records))
+        self._spool.flush()  # into the OS: a killed process's writes are kept
+
+    def _spool_set_aside(self) -> None:
+        """Rename the spool to `<spool>.<n>` (the values being flushed) and start a new one."""
+        if self._spool is None or self.config.spool is None:
+            return
+        self._spool.close()
+        self._spooled += 1
+        self.config.spool.rename(f"{self.config.spool}.{self._spooled}")
+        self._spool = open(self.config.spool, "a", encoding="utf-8")  # noqa: SIM115 (closed when run ends)
+
+    def _spool_drop(self) -> None:
+        if self.config.spool is not None:
+            for path in self.config.spool.parent.glob(self.config.spool.name + ".*"):
+                path.unlink(missing_ok=True)
+            self._spooled = 0
 
     def _ingest(self, records: list[tuple[str, datetime, float | str]]) -> ImportResult:
         close_old_connections()
@@ -279,3 +323,17 @@ class Collector:
 
 def _close_connections() -> None:
     connections.close_all()
+
+
+def _spool_recover(spool: Path) -> list[tuple[str, datetime, float | str]]:
+    """Return the values a collector left in its spool files (a torn last line, from a kill mid-write, is skipped)."""
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    records: list[tuple[str, datetime, float | str]] = []
+    for path in sorted(spool.parent.glob(spool.name + "*"), key=lambda p: (p != spool, p.name)):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                name, when, value = json.loads(line)
+            except ValueError:
+                continue
+            records.append((name, datetime.fromisoformat(when), value))
+    return records

@@ -55,6 +55,7 @@ class Command(BaseCommand):
             insecure=opts["insecure"],
             fingerprint=opts["fingerprint"],
             cert_dir=opts["cert_dir"] or data_home() / "opcua",
+            spool=data_home() / "spool" / f"collector-{line.key}.jsonl",  # what a killed collector had not stored
         )
         try:
             collector = Collector(line=line, config=config)
