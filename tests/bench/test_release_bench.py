@@ -7,7 +7,6 @@ import math
 import pytest
 
 
-@pytest.mark.agent_hang
 @pytest.mark.slow  # trains a tiny twin, starts the agent twice: about two minutes
 @pytest.mark.django_db(transaction=True)  # the agent works on its own connection (in the bench's scratch database)
 def test_the_release_benchmark_releases_every_signed_proposal_once_through_a_kill() -> None:

@@ -24,7 +24,7 @@ from tests.platform.releases.conftest import LINE, OPERATOR, PASSWORD, SPEED, fr
 heat_twin, release_line, plc_config = releases.heat_twin, releases.release_line, releases.plc_config
 _release_settings = releases._release_settings  # autouse: trust the tiny twin, data fresh for a test's length
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.agent_hang]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SIGNING_PASSWORD = "correct-horse-battery"  # make_user's
 SCREENSHOTS = Path("/tmp/twinops-browser")
 

@@ -23,7 +23,6 @@ from .conftest import OPERATOR, PASSWORD, approve, fresh_data, ramp_plan, until
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
-    pytest.mark.agent_hang,
 ]  # slow: two agent processes start (~30 s)
 STEPS = 6
 KILL_AT = 2  # the agent dies while the PLC takes step 2: written, never confirmed (steps 0 and 1 done before)

@@ -139,7 +139,6 @@ def test_stop_from_the_shell_is_audited_and_nothing_more_can_be_claimed(release_
     assert "stopped, 1 of 3 steps" in run("status", LINE)
 
 
-@pytest.mark.agent_hang
 @pytest.mark.django_db(transaction=True)  # the agent works on its own connection
 def test_an_engineer_stops_a_release_from_the_shell_and_the_plc_holds_its_setpoints(
     release_line, plc_config, tmp_path, make_user

@@ -17,7 +17,7 @@ from twinops.releases.agent import AgentConfig, ReleaseAgent
 
 from .conftest import OPERATOR, PASSWORD, SPEED, approve, fresh_data, ramp_plan, until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.agent_hang]  # the agent: its own connection
+pytestmark = [pytest.mark.django_db(transaction=True)]  # the agent: its own connection
 
 
 def _agent(line: Any, plc: PlcServer, tmp_path: Path, **overrides: Any) -> ReleaseAgent:
