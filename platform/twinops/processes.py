@@ -113,7 +113,7 @@ def start(name: str, cmd: list[str], env: dict[str, str], procs: Procs) -> subpr
     with open(log_dir() / f"{name.replace(' ', '-')}.log", "ab") as log:
         proc = subprocess.Popen(
             cmd,
-            env=env,
+            env={**env, "PYTHONUNBUFFERED": "1"},  # its log is written as it happens, not when it exits
             start_new_session=True,
             stdout=log,
             stderr=subprocess.STDOUT,
