@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from twinops.audit import selectors
+from twinops.audit.models import AuditEvent
 from twinops.audit.services import audit_chain_verify, audit_record
 
 # A column edited behind the trigger's back, without touching the hashed text: (set clause, column named).
@@ -72,6 +73,21 @@ def test_an_edit_past_the_first_batch_is_named(database_superuser, monkeypatch) 
     check = audit_chain_verify()
     assert (check.ok, check.first_bad_id, check.checked) == (False, ids[9], 9)
     assert "the stored reason differs" in check.problem
+
+
+@pytest.mark.django_db
+def test_a_canonical_text_that_is_not_json_in_a_later_batch_is_named_and_the_transaction_goes_on(
+    database_superuser,  # noqa: ANN001
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    monkeypatch.setattr(selectors, "_CHECK_BATCH", 4)  # later batches are checked while the one before is hashed
+    ids = _events(11)
+    _tamper("UPDATE audit_auditevent SET canonical = '{not json' WHERE id = %s", ids[9])
+    with transaction.atomic():
+        check = audit_chain_verify()
+        assert AuditEvent.objects.count() == 11  # the failed check in the database did not abort the transaction
+    assert (check.ok, check.first_bad_id, check.problem) == (False, ids[9], "content does not match its hash")
+    assert check.checked == 9
 
 
 @pytest.mark.django_db
