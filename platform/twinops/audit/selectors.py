@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
@@ -102,57 +100,6 @@ def _bulk_checked(*, after: int, to_id: int) -> list[_Row] | None:
         return None
 
 
-class _Ahead:
-    """The next batch's bulk check, run on this connection in a thread while the caller hashes the batch before it.
-
-    The database checks columns (most of a verification's work) while Python hashes: on two cores they overlap. The
-    connection is used by the thread alone until `take()` returns; callers take before touching it again.
-    """
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._job: Future[list[_Row] | None] | None = None
-
-    def start(self, *, after: int, to_id: int) -> None:
-        """Begin checking the batch after id `after` (up to `to_id`)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="audit-bulk-check")
-        connection.ensure_connection()
-        self._job = self._pool.submit(_bulk_checked_raw, connection.connection, after, to_id)
-
-    def take(self) -> list[_Row] | None:
-        """Return the started batch's rows (None: the check could not run); wait for it."""
-        job, self._job = self._job, None
-        return None if job is None else job.result()
-
-    def close(self) -> None:
-        """Wait for any batch still running and end the thread."""
-        if self._job is not None:
-            self._job.exception()  # waits; what it found is no longer wanted
-            self._job = None
-        if self._pool is not None:
-            self._pool.shutdown()
-
-
-def _bulk_checked_raw(raw: Any, after: int, to_id: int) -> list[_Row] | None:
-    """Return a batch as `_bulk_checked` does, from another thread: on the driver's connection, in a savepoint."""
-    savepoint = not raw.autocommit  # in the caller's transaction: an error must not abort it
-    with raw.cursor() as cur:
-        try:
-            if savepoint:
-                cur.execute("SAVEPOINT twinops_audit_bulk_check")
-            cur.execute(_BULK_CHECK, [after, to_id, _CHECK_BATCH])
-            rows = list(cur.fetchall())
-            if savepoint:
-                cur.execute("RELEASE SAVEPOINT twinops_audit_bulk_check")
-            return rows
-        except psycopg.Error:
-            if savepoint:
-                cur.execute("ROLLBACK TO SAVEPOINT twinops_audit_bulk_check")
-                cur.execute("RELEASE SAVEPOINT twinops_audit_bulk_check")
-            return None
-
-
 def _batch_fine(rows: list[_Row], expected_id: int, prev: str) -> bool:
     sha256 = hashlib.sha256
     for eid, prev_sha256, stored, _, canonical, ok in rows:
@@ -171,27 +118,14 @@ def audit_chain_checked(*, from_id: int, to_id: int, prev_sha256: str) -> Iterat
     event by event in Python, which names the first bad event exactly as `events_check` does. Stops early, without
     a Problem, when the rows run out.
     """
-    ahead = _Ahead()
-    try:
-        yield from _checked_runs(from_id=from_id, to_id=to_id, prev_sha256=prev_sha256, ahead=ahead)
-    finally:
-        ahead.close()
-
-
-def _checked_runs(*, from_id: int, to_id: int, prev_sha256: str, ahead: _Ahead) -> Iterator[Problem | ChainRun]:
     expected, prev, seen_scheme2 = from_id, prev_sha256, False
-    rows = _bulk_checked(after=expected - 1, to_id=to_id)
     while expected <= to_id:
+        rows = _bulk_checked(after=expected - 1, to_id=to_id)
         if rows == []:
             return
-        if rows is not None and rows[-1][0] < to_id:  # the database checks the next batch while this one is hashed
-            ahead.start(after=rows[-1][0], to_id=to_id)
-        fine = rows is not None and _batch_fine(rows, expected, prev)
-        following = ahead.take()  # the connection is ours again
-        if rows is not None and fine:
+        if rows is not None and _batch_fine(rows, expected, prev):
             yield ChainRun(expected, [row[2] for row in rows])
             expected, prev, seen_scheme2 = rows[-1][0] + 1, rows[-1][2], True
-            rows = following if rows[-1][0] < to_id else []
             continue
         last = rows[-1][0] if rows else min(to_id, expected + _CHECK_BATCH - 1)
         run = ChainRun(expected, [])
@@ -208,10 +142,6 @@ def _checked_runs(*, from_id: int, to_id: int, prev_sha256: str, ahead: _Ahead) 
             yield run
         if expected <= last:  # the rows ran out
             return
-        if expected > to_id:
-            return
-        reuse = rows and following is not None and rows[-1][0] == expected - 1  # it starts where this one ended
-        rows = following if reuse else _bulk_checked(after=expected - 1, to_id=to_id)
 
 
 def audit_id_range(*, start: datetime | None, end: datetime | None) -> tuple[int, int | None]:

@@ -80,7 +80,7 @@ def test_a_canonical_text_that_is_not_json_in_a_later_batch_is_named_and_the_tra
     database_superuser,  # noqa: ANN001
     monkeypatch,  # noqa: ANN001
 ) -> None:
-    monkeypatch.setattr(selectors, "_CHECK_BATCH", 4)  # later batches are checked while the one before is hashed
+    monkeypatch.setattr(selectors, "_CHECK_BATCH", 4)
     ids = _events(11)
     _tamper("UPDATE audit_auditevent SET canonical = '{not json' WHERE id = %s", ids[9])
     with transaction.atomic():
