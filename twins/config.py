@@ -18,7 +18,10 @@ class TwinConfig:
     depth: int = 2  # hidden layers per MLP; the exported predictor/readout have depth + 1 Linear layers
     activation: str = "tanh"  # smooth activation, rebuilt exactly in CasADi: "tanh", "silu" or "softplus"
     members: int = 5  # ensemble size M (>= 5 for a usable epistemic spread)
-    horizon: int = 50  # open-loop rollout length H in training; >= the optimizer horizon (longer = stabler free run)
+    # Open-loop rollout length H in training; >= the optimizer horizon. Long enough for the slowest CV to settle, so the
+    # loss sees steady-state gains: 50 left the demo heat train's fired heater (tau ~ 40 samples) half-settled, and its
+    # free run lost to the linear ARX (NRMSE 0.207 vs 0.188); 120 beats it (0.149), and the reactor's (0.187 vs 0.383).
+    horizon: int = 120
     ema_decay: float = 0.99  # per-step EMA rate of the JEPA target encoder (closer to 1 = slower target)
     w_latent: float = 0.1  # weight of the JEPA loss: rollout latent vs EMA-target latent
     w_cv: float = 1.0  # weight of the CV loss over the same rollouts (normalised units, MSE)
@@ -28,7 +31,7 @@ class TwinConfig:
     weight_decay: float = 1e-5  # AdamW weight decay
     epochs: int = 30  # number of epochs; progress is reported once per epoch
     steps_per_epoch: int = 100  # minibatches per epoch, sampled from usable windows (cost independent of data size)
-    batch_size: int = 64  # rollout start points per minibatch and per member (members draw their own bootstrap)
+    batch_size: int = 32  # rollout starts per minibatch and member (own bootstrap); halved for H = 120 (cost)
     grad_clip: float = 1.0  # global gradient-norm clip, keeps long rollouts stable
     history_dropout: float = 0.2  # probability of hiding the older part of an encoder window (restarts, outages)
     min_good_fraction: float = 0.5  # a training window is usable if at least this share of its rows is fully good
