@@ -46,22 +46,30 @@ def band(colour: str, alpha: float = BAND_ALPHA) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
-def panels(titles: list[str]) -> go.Figure:
-    """Return a figure of stacked panels sharing the time axis, one per title."""
-    layout, grid_ref, grid_str = _panels_layout(tuple(bool(t) for t in titles))
-    # Unvalidated: the layout is make_subplots' own; validating it again costs ~80 ms per figure (traces added
-    # later as go objects are validated when they are built).
-    fig = go.Figure(layout=copy.deepcopy(layout), _validate=False)
-    fig.__dict__["_grid_ref"], fig.__dict__["_grid_str"] = grid_ref, grid_str  # as make_subplots sets them
-    for annotation, title in zip(fig.layout.annotations, [t for t in titles if t], strict=True):
-        annotation.text = title
-    return fig
+def panels(titles: Sequence[str]) -> dict[str, Any]:
+    """Return an empty figure (a plain dict) of stacked panels sharing the time axis, one per title."""
+    layout = _panels_layout(tuple(bool(t) for t in titles))
+    # A fresh copy of all but plotly's template (~10 kB of defaults, shared and never changed: copying it was most
+    # of a small figure's time); traces go in as plain dicts, never plotly's objects, which validate every point.
+    fresh = {key: copy.deepcopy(value) for key, value in layout.items() if key != "template"}
+    for annotation, title in zip(fresh.get("annotations", []), [t for t in titles if t], strict=True):
+        annotation["text"] = title
+    return {"data": [], "layout": {"template": layout["template"], **fresh}}
+
+
+def single() -> dict[str, Any]:
+    """Return an empty figure (a plain dict) of one plot."""
+    return {"data": [], "layout": {"template": _panels_layout(None)["template"]}}
 
 
 @functools.lru_cache(maxsize=64)
-def _panels_layout(titled: tuple[bool, ...]) -> tuple[dict[str, Any], Any, str]:
-    """Return make_subplots' layout for stacked panels (title placeholders where titled) and its grid: it takes
-    ~100 ms, most of a chart page's time, for what depends only on the number of panels."""
+def _panels_layout(titled: tuple[bool, ...] | None) -> dict[str, Any]:
+    """Return make_subplots' layout for stacked panels (title placeholders where titled); None: a plain figure's.
+
+    make_subplots takes ~100 ms, most of a chart page's time, for what depends only on the number of panels.
+    """
+    if titled is None:
+        return go.Figure().to_plotly_json()["layout"]
     rows = max(1, len(titled))
     fig = make_subplots(
         rows=rows,
@@ -70,7 +78,7 @@ def _panels_layout(titled: tuple[bool, ...]) -> tuple[dict[str, Any], Any, str]:
         vertical_spacing=0.1 / rows if rows > 1 else 0.0,
         subplot_titles=["title" if t else "" for t in titled] or None,
     )
-    return fig.to_plotly_json()["layout"], fig._grid_ref, fig._grid_str
+    return fig.to_plotly_json()["layout"]
 
 
 def height(n_panels: int, *, header_px: int = 0, min_px: int = MIN_HEIGHT_PX) -> int:
@@ -101,8 +109,15 @@ def hline(
     return shape, label
 
 
+def vline(*, row: int, x: Any, line: dict[str, Any]) -> dict[str, Any]:
+    """Return a line down panel `row` at x, as plotly's `add_vline` draws it (without copying the whole figure)."""
+    refs = axis_refs(row)
+    xref, yref = refs["xaxis"], f"{refs['yaxis']} domain"
+    return {"type": "line", "x0": x, "x1": x, "xref": xref, "y0": 0, "y1": 1, "yref": yref, "line": line}
+
+
 def themed(
-    fig: go.Figure,
+    figure: dict[str, Any],
     *,
     height_px: int,
     margin: dict[str, int] | None = None,
@@ -111,30 +126,27 @@ def themed(
     annotations: Sequence[dict[str, Any]] = (),
     **layout: Any,
 ) -> dict[str, Any]:
-    """Apply the theme (and any layout given) and return the figure as a JSON-ready dict.
+    """Apply the theme and any layout given (nested dicts, as plotly.js names them) to a `panels` or `single` figure.
 
-    `traces`, `shapes` and `annotations` are plain dicts added as they are, after the figure's own: plotly's
-    objects validate and copy every data point, which costs a page with a day of data most of its time.
+    `traces`, `shapes` and `annotations` are plain dicts added after the figure's own. Returns the figure.
     """
-    magic = {k: v for k, v in layout.items() if "_" in k}  # e.g. xaxis_title: plotly knows where each goes
-    if magic:
-        fig.update_layout(**magic)
-    out = fig.to_plotly_json()
-    # The theme goes on the plain dict: plotly's update_layout/update_xaxes validate and walk the whole figure
-    # (tens of ms per figure), for what is a handful of keys.
+    out = figure["layout"]
+    template = out.pop("template", None)  # shared between figures: kept out of the merge below
     theme = {"height": height_px, "margin": {**MARGIN, **(margin or {})}, "hovermode": "x unified"}
     theme.update(paper_bgcolor=PAPER, plot_bgcolor=PAPER, font=FONT)
-    theme.update((k, v) for k, v in layout.items() if "_" not in k)
-    _merge(out["layout"], theme)
+    theme.update(layout)
+    _merge(out, theme)
+    if template is not None:
+        out.setdefault("template", template)
     for axis, style in (("xaxis", _X_AXIS), ("yaxis", _Y_AXIS)):
-        names = [k for k in out["layout"] if re.fullmatch(rf"{axis}\d*", k)] or [axis]
+        names = [k for k in out if re.fullmatch(rf"{axis}\d*", k)] or [axis]
         for name in names:
-            _merge(out["layout"].setdefault(name, {}), style)
-    out["data"] = [*out["data"], *traces]
+            _merge(out.setdefault(name, {}), style)
+    figure["data"] = [*figure["data"], *traces]
     for key, extra in (("shapes", shapes), ("annotations", annotations)):
         if extra:
-            out["layout"][key] = [*out["layout"].get(key, ()), *extra]
-    return out
+            out[key] = [*out.get(key, ()), *extra]
+    return figure
 
 
 _X_AXIS = {"showgrid": True, "gridcolor": GRID, "linecolor": AXIS, "type": "date"}

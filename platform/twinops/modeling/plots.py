@@ -70,7 +70,7 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
     names, units = preview["cv"], units or {}
     step = preview["horizons"][str(horizon)]
     period = preview.get("sample_period_s", 0.0)
-    fig = charts.panels([f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
+    figure = charts.panels([f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names])
     traces: list[dict[str, Any]] = []  # plain dicts: plotly's objects validate and copy every point
     for row, name in enumerate(names, start=1):
         legend = row == 1
@@ -89,7 +89,7 @@ def horizon_figure(*, preview: dict[str, Any], horizon: int, units: dict[str, st
         ]
     ahead = f" ({horizon * period:g} s)" if period else ""
     return charts.themed(
-        fig,
+        figure,
         height_px=charts.height(len(names), header_px=20),
         margin={"t": 70},
         title={"text": f"{horizon} step{'s' if horizon != 1 else ''} ahead{ahead} — test segment", "x": 0.01},

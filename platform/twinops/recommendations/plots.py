@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import plotly.graph_objects as go
-
 from twinops.core import charts
 
 COLOURS = {
@@ -18,6 +16,11 @@ COLOURS = {
     "safety": charts.SAFETY,
     "now": charts.INK,
 }
+OPERATING = ("operating limit", COLOURS["limit"], "dash")
+CV_LIMITS = (("low", *OPERATING), ("high", *OPERATING))
+SAFETY = ("safety limit", COLOURS["safety"], "solid")
+CV_SAFETY_LIMITS = (("safety_low", *SAFETY), ("safety_high", *SAFETY))
+MV_LIMITS = (("low", "MV limit", COLOURS["safety"], "solid"), ("high", "MV limit", COLOURS["safety"], "solid"))
 
 
 def _times(start: datetime, period_s: float, steps: int) -> list[str]:
@@ -25,39 +28,57 @@ def _times(start: datetime, period_s: float, steps: int) -> list[str]:
     return [(start + timedelta(seconds=period_s * (k + 1))).isoformat() for k in range(steps)]
 
 
-@dataclass
-class _Limits:
-    """The limit lines of a figure, added as plain shapes and labels (plotly's add_hline copies the figure each)."""
+def _trace(row: int, **props: Any) -> dict[str, Any]:
+    """Return a scatter trace on stacked panel `row` as a plain dict (plotly's objects validate every property)."""
+    return {"type": "scatter", **props, **charts.axis_refs(row)}
 
-    shown: set[str] = field(default_factory=set)  # kinds with a legend entry already
+
+@dataclass
+class _Drawing:
+    """What a figure of stacked panels draws: its traces, and its limit lines as plain shapes and labels."""
+
+    traces: list[dict[str, Any]] = field(default_factory=list)
     shapes: list[dict[str, Any]] = field(default_factory=list)
     labels: list[dict[str, Any]] = field(default_factory=list)
+    shown: set[str] = field(default_factory=set)  # limit kinds with a legend entry already
+
+    def series(self, row: int, x: list[str], y: Any, *, name: str, group: str, **style: Any) -> None:
+        """Draw a line (or markers) on a panel; its legend entry shows on the first panel only."""
+        props = {"x": x, "y": y, "mode": "lines", "name": name, "showlegend": row == 1, "legendgroup": group}
+        self.traces.append(_trace(row, **props | style))
+
+    def band(self, row: int, x: list[str], hi: Any, lo: Any, *, name: str) -> None:
+        """Shade between hi and lo on a panel: the upper edge, then the lower one filled up to it."""
+        edge = {"x": x, "mode": "lines", "line": {"width": 0}, "legendgroup": "band"}
+        self.traces.append(_trace(row, **edge, y=hi, hoverinfo="skip", showlegend=False))
+        band = {"fill": "tonexty", "fillcolor": COLOURS["band"], "name": name, "showlegend": row == 1}
+        self.traces.append(_trace(row, **edge, y=lo, **band))
+
+    def limits(self, row: int, values: dict[str, Any], kinds: tuple[tuple[str, str, str, str], ...]) -> None:
+        """Draw a panel's limit lines (key, legend name, colour, dash); the first of each name gets a legend entry."""
+        for key, name, colour, dash in kinds:
+            value = values.get(key)
+            if value is None:
+                continue
+            line = {"color": colour, "width": 1.2, "dash": dash}
+            shape, label = charts.hline(row=row, y=value, line=line, text=name, font={"size": 11}, at="top left")
+            self.shapes.append(shape)
+            self.labels.append(label)
+            if name not in self.shown:  # a shape has no legend entry; an empty trace gives it one
+                self.shown.add(name)
+                legend = {"color": colour, "dash": dash}
+                self.traces.append(
+                    _trace(row, x=[None], y=[None], mode="lines", line=legend, name=name, legendgroup=name)
+                )
 
 
-def _limit(fig: go.Figure, row: int, value: float | None, name: str, colour: str, dash: str, limits: _Limits) -> None:
-    """Draw a horizontal limit line on a panel; the first line of each kind gets a legend entry."""
-    if value is None:
-        return
-    line = {"color": colour, "width": 1.2, "dash": dash}
-    shape, label = charts.hline(row=row, y=value, line=line, text=name, font={"size": 11}, at="top left")
-    limits.shapes.append(shape)
-    limits.labels.append(label)
-    if name not in limits.shown:  # a shape has no legend entry; an empty trace gives it one
-        limits.shown.add(name)
-        fig.add_trace(
-            go.Scatter(
-                x=[None], y=[None], mode="lines", line={"color": colour, "dash": dash}, name=name, legendgroup=name
-            ),
-            row=row,
-            col=1,
-        )
-
-
-def _layout(fig: go.Figure, title: str, panels: int, limits: _Limits | None = None) -> dict[str, Any]:
-    # A header of title and legend over the panels; the figure fills its chart box at least.
-    height, top = charts.height(panels, header_px=40, min_px=charts.CHART_BOX_PX), 105
+def _layout(names: list[str], units: dict[str, str], title: str, drawing: _Drawing) -> dict[str, Any]:
+    """Return the stacked panels of `names` with what was drawn, under a header of title and legend."""
+    # The figure fills its chart box at least.
+    height, top = charts.height(len(names), header_px=40, min_px=charts.CHART_BOX_PX), 105
+    titles = [f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names]
     return charts.themed(
-        fig,
+        charts.panels(titles),
         height_px=height,
         margin={"t": top},
         title={"text": title, "x": 0.01, "y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
@@ -69,17 +90,14 @@ def _layout(fig: go.Figure, title: str, panels: int, limits: _Limits | None = No
             "x": 0.0,
             "xanchor": "left",
         },
-        shapes=limits.shapes if limits else (),
-        annotations=limits.labels if limits else (),
+        traces=drawing.traces,
+        shapes=drawing.shapes,
+        annotations=drawing.labels,
     )
 
 
 def _span(seconds: float) -> str:
     return f"{seconds / 60:.3g} min" if seconds >= 120 else f"{seconds:.3g} s"
-
-
-def _titles(names: list[str], units: dict[str, str]) -> list[str]:
-    return [f"<b>{n}</b>" + (f" [{units[n]}]" if units.get(n) else "") for n in names]
 
 
 def cv_figure(
@@ -95,88 +113,20 @@ def cv_figure(
     names = sorted(result["cv_mean"])
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     t = _times(start, period, steps)
-    fig = charts.panels(_titles(names, units))
-    drawn = _Limits()
+    drawing = _Drawing()
     for row, name in enumerate(names, start=1):
-        first = row == 1
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=result["cv_hi"][name],
-                mode="lines",
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup="band",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=result["cv_lo"][name],
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=COLOURS["band"],
-                name="uncertainty band",
-                showlegend=first,
-                legendgroup="band",
-            ),
-            row=row,
-            col=1,
-        )
+        drawing.band(row, t, result["cv_hi"][name], result["cv_lo"][name], name="uncertainty band")
         if result.get("cv_hold_mean"):
-            fig.add_trace(
-                go.Scatter(
-                    x=t,
-                    y=result["cv_hold_mean"][name],
-                    mode="lines",
-                    name="holding setpoints",
-                    line={"color": COLOURS["hold"], "width": 1.2, "dash": "dot"},
-                    showlegend=first,
-                    legendgroup="hold",
-                ),
-                row=row,
-                col=1,
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=result["cv_mean"][name],
-                mode="lines",
-                name="predicted under the plan",
-                line={"color": COLOURS["plan"], "width": 2},
-                showlegend=first,
-                legendgroup="plan",
-            ),
-            row=row,
-            col=1,
-        )
+            hold = {"color": COLOURS["hold"], "width": 1.2, "dash": "dot"}
+            drawing.series(row, t, result["cv_hold_mean"][name], name="holding setpoints", group="hold", line=hold)
+        plan = {"color": COLOURS["plan"], "width": 2}
+        drawing.series(row, t, result["cv_mean"][name], name="predicted under the plan", group="plan", line=plan)
         if current and name in current:
-            fig.add_trace(
-                go.Scatter(
-                    x=[start.isoformat()],
-                    y=[current[name]],
-                    mode="markers",
-                    name="now (twin)",
-                    marker={"color": COLOURS["now"], "size": 8},
-                    showlegend=first,
-                    legendgroup="now",
-                ),
-                row=row,
-                col=1,
-            )
-        lim = limits.get(name, {})
-        for key, label, colour, dash in (
-            ("low", "operating limit", COLOURS["limit"], "dash"),
-            ("high", "operating limit", COLOURS["limit"], "dash"),
-            ("safety_low", "safety limit", COLOURS["safety"], "solid"),
-            ("safety_high", "safety limit", COLOURS["safety"], "solid"),
-        ):
-            _limit(fig, row, lim.get(key), label, colour, dash, drawn)
-    return _layout(fig, f"Predicted CVs over the next {_span(steps * period)} (band: {band})", len(names), drawn)
+            now = {"mode": "markers", "marker": {"color": COLOURS["now"], "size": 8}}
+            drawing.series(row, [start.isoformat()], [current[name]], name="now (twin)", group="now", **now)
+        drawing.limits(row, limits.get(name, {}), CV_LIMITS + CV_SAFETY_LIMITS)
+    title = f"Predicted CVs over the next {_span(steps * period)} (band: {band})"
+    return _layout(names, units, title, drawing)
 
 
 def mv_figure(
@@ -187,30 +137,14 @@ def mv_figure(
     period, steps = float(result["sample_period_s"]), int(result["horizon"])
     # Setpoint u[k] applies during step k, from start + k·period; one period before start shows the current setpoint.
     x = [(start + timedelta(seconds=period * k)).isoformat() for k in range(-1, steps + 1)]
-    fig = charts.panels(_titles(names, units))
-    drawn = _Limits()
+    drawing = _Drawing()
     for row, name in enumerate(names, start=1):
-        first = row == 1
         plan = list(result["mv_plan"][name])
         y = [current.get(name, plan[0]), *plan, plan[-1]]
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines",
-                line_shape="hv",
-                name="planned setpoint",
-                line={"color": COLOURS["plan"], "width": 2},
-                showlegend=first,
-                legendgroup="plan",
-            ),
-            row=row,
-            col=1,
-        )
-        lim = limits.get(name, {})
-        for key in ("low", "high"):
-            _limit(fig, row, lim.get(key), "MV limit", COLOURS["safety"], "solid", drawn)
-    return _layout(fig, "Planned setpoints (first move applies now)", len(names), drawn)
+        line = {"color": COLOURS["plan"], "width": 2, "shape": "hv"}
+        drawing.series(row, x, y, name="planned setpoint", group="plan", line=line)
+        drawing.limits(row, limits.get(name, {}), MV_LIMITS)
+    return _layout(names, units, "Planned setpoints (first move applies now)", drawing)
 
 
 # --- outcomes -------------------------------------------------------------------------------------------------------
@@ -222,85 +156,24 @@ def outcome_figure(
     t = _times(outcome.start, float(outcome.period_s), int(outcome.horizon))
     released = outcome.compared_with == "plan"
     label = "predicted under the released plan" if released else "predicted for holding (plan not applied)"
-    fig = charts.panels(_titles(names, units))
-    drawn = _Limits()
+    drawing = _Drawing()
+    # Release marks: when the plan reached the plant (approval now; PLC writes from the releases app), on every panel.
+    mark = {"color": COLOURS["limit"], "width": 1.5, "dash": "dashdot"}
+    drawing.shapes += [
+        charts.vline(row=row, x=at.isoformat(), line=mark) for row in range(1, len(names) + 1) for at in marks
+    ]
     for row, name in enumerate(names, start=1):
-        first = row == 1
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=outcome.band_hi[name],
-                mode="lines",
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup="band",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=outcome.band_lo[name],
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=COLOURS["band"],
-                name="predicted band",
-                showlegend=first,
-                legendgroup="band",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=outcome.predicted[name],
-                mode="lines",
-                name=label,
-                line={"color": COLOURS["plan"] if released else COLOURS["hold"], "width": 2, "dash": "dot"},
-                showlegend=first,
-                legendgroup="predicted",
-            ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=t,
-                y=outcome.measured[name],
-                mode="lines+markers",
-                name="measured",
-                line={"color": COLOURS["now"], "width": 2},
-                marker={"size": 5},
-                showlegend=first,
-                legendgroup="measured",
-            ),
-            row=row,
-            col=1,
-        )
-        lim = (limits or {}).get(name, {})
-        for key, text, colour, dash in (
-            ("low", "operating limit", COLOURS["limit"], "dash"),
-            ("high", "operating limit", COLOURS["limit"], "dash"),
-        ):
-            _limit(fig, row, lim.get(key), text, colour, dash, drawn)
-    for (
-        mark
-    ) in marks:  # release marks: when the plan reached the plant (approval now; PLC writes from the releases app)
-        fig.add_vline(x=mark.isoformat(), line={"color": COLOURS["limit"], "width": 1.5, "dash": "dashdot"})
+        drawing.band(row, t, outcome.band_hi[name], outcome.band_lo[name], name="predicted band")
+        predicted = {"color": COLOURS["plan"] if released else COLOURS["hold"], "width": 2, "dash": "dot"}
+        drawing.series(row, t, outcome.predicted[name], name=label, group="predicted", line=predicted)
+        measured = {"line": {"color": COLOURS["now"], "width": 2}, "marker": {"size": 5}, "mode": "lines+markers"}
+        drawing.series(row, t, outcome.measured[name], name="measured", group="measured", **measured)
+        drawing.limits(row, (limits or {}).get(name, {}), CV_LIMITS)
     if marks:
-        fig.add_trace(
-            go.Scatter(
-                x=[None], y=[None], mode="lines", name="release", line={"color": COLOURS["limit"], "dash": "dashdot"}
-            ),
-            row=1,
-            col=1,
-        )
+        release = {"color": COLOURS["limit"], "dash": "dashdot"}
+        drawing.traces.append(_trace(1, x=[None], y=[None], mode="lines", name="release", line=release))
     title = "Measured CVs against the " + ("released plan's prediction" if released else "prediction for holding")
-    return _layout(fig, title, len(names), drawn)
+    return _layout(names, units, title, drawing)
 
 
 # --- KPIs -----------------------------------------------------------------------------------------------------------
@@ -314,21 +187,15 @@ def _plain_axes(figure: dict[str, Any], x_type: str = "linear") -> dict[str, Any
 
 def slots_figure(*, counts: list[tuple[str, int]]) -> dict[str, Any]:
     """Return the period's recommendation slots by what became of them (a proposal, or why there was none)."""
-    fig = go.Figure(
-        go.Bar(
-            x=[n for _, n in counts],
-            y=[label for label, _ in counts],
-            orientation="h",
-            marker={"color": [charts.CV if label == "proposal" else charts.MUTED for label, _ in counts]},
-            name="slots",
-        )
-    )
+    colours = [charts.CV if label == "proposal" else charts.MUTED for label, _ in counts]
+    bars = {"type": "bar", "x": [n for _, n in counts], "y": [label for label, _ in counts], "orientation": "h"}
     figure = charts.themed(
-        fig,
+        charts.single(),
         height_px=max(charts.MIN_HEIGHT_PX, 120 + 34 * len(counts)),
         margin={"l": 220},
         title={"text": "Recommendation slots: proposals, and why the others had none", "x": 0.01},
         showlegend=False,
+        traces=[{**bars, "marker": {"color": colours}, "name": "slots"}],
     )
     figure["layout"]["yaxis"]["autorange"] = "reversed"
     return _plain_axes(figure)
@@ -337,40 +204,30 @@ def slots_figure(*, counts: list[tuple[str, int]]) -> dict[str, Any]:
 def error_figure(*, mae: dict[str, list[float | None]], period_s: float, units: dict[str, str]) -> dict[str, Any]:
     """Return each CV's mean absolute prediction error by step ahead (minutes ahead on the x axis)."""
     names = sorted(mae)
-    fig = charts.panels(_titles(names, units))
+    drawing = _Drawing()
     for row, name in enumerate(names, start=1):
         ahead = [period_s * (k + 1) / 60 for k in range(len(mae[name]))]
-        fig.add_trace(
-            go.Scatter(
-                x=ahead,
-                y=mae[name],
-                mode="lines+markers",
-                name="mean |measured − predicted|",
-                line={"color": COLOURS["plan"], "width": 2},
-                showlegend=row == 1,
-            ),
-            row=row,
-            col=1,
-        )
-    fig.update_xaxes(title_text="minutes ahead", row=len(names) or 1, col=1)
-    return _plain_axes(_layout(fig, "Prediction error by horizon", len(names)))
+        line = {"color": COLOURS["plan"], "width": 2}
+        style = {"mode": "lines+markers", "line": line, "showlegend": row == 1}
+        drawing.traces.append(_trace(row, x=ahead, y=mae[name], name="mean |measured − predicted|", **style))
+    figure = _plain_axes(_layout(names, units, "Prediction error by horizon", drawing))
+    figure["layout"][f"xaxis{len(names) if len(names) > 1 else ''}"]["title"] = {"text": "minutes ahead"}
+    return figure
+
+
+def _markers(x: list[Any], y: list[Any], *, name: str, colour: str) -> dict[str, Any]:
+    return {"type": "scatter", "x": x, "y": y, "mode": "markers", "name": name, "marker": {"color": colour, "size": 8}}
 
 
 def coverage_figure(*, starts: list[datetime], coverage: list[float | None], compared: list[str]) -> dict[str, Any]:
     """Return each outcome's share of measured CV samples inside the predicted band, over time."""
-    fig = go.Figure()
+    traces = []
     for kind, name, colour in (("plan", "released", COLOURS["plan"]), ("hold", "shadow (hold)", COLOURS["hold"])):
         pick = [i for i, c in enumerate(compared) if c == kind]
-        fig.add_trace(
-            go.Scatter(
-                x=[starts[i].isoformat() for i in pick],
-                y=[coverage[i] for i in pick],
-                mode="markers",
-                name=name,
-                marker={"color": colour, "size": 8},
-            )
-        )
-    figure = charts.themed(fig, height_px=charts.MIN_HEIGHT_PX, title={"text": "Band coverage per outcome", "x": 0.01})
+        x, y = [starts[i].isoformat() for i in pick], [coverage[i] for i in pick]
+        traces.append(_markers(x, y, name=name, colour=colour))
+    title = {"text": "Band coverage per outcome", "x": 0.01}
+    figure = charts.themed(charts.single(), height_px=charts.MIN_HEIGHT_PX, title=title, traces=traces)
     figure["layout"]["yaxis"]["range"] = [-0.05, 1.05]
     figure["layout"]["yaxis"]["tickformat"] = ".0%"
     return figure
@@ -378,38 +235,24 @@ def coverage_figure(*, starts: list[datetime], coverage: list[float | None], com
 
 def gain_figure(*, points: list[tuple[float, float, str]]) -> dict[str, Any]:
     """Return realized against predicted per outcome: gain per hour (released) or value per hour (shadow, holding)."""
-    fig = go.Figure()
+    traces = []
     for kind, name, colour in (
         ("plan", "released: gain per hour vs holding", COLOURS["plan"]),
         ("hold", "shadow: value per hour while holding", COLOURS["hold"]),
     ):
         pick = [(x, y) for x, y, k in points if k == kind]
-        fig.add_trace(
-            go.Scatter(
-                x=[x for x, _ in pick],
-                y=[y for _, y in pick],
-                mode="markers",
-                name=name,
-                marker={"color": colour, "size": 8},
-            )
-        )
+        traces.append(_markers([x for x, _ in pick], [y for _, y in pick], name=name, colour=colour))
     values = [v for x, y, _ in points for v in (x, y)]
     if values:
         lo, hi = min(values), max(values)
-        fig.add_trace(
-            go.Scatter(
-                x=[lo, hi],
-                y=[lo, hi],
-                mode="lines",
-                name="realized = predicted",
-                line={"color": COLOURS["limit"], "dash": "dot", "width": 1},
-            )
-        )
+        diagonal = {"x": [lo, hi], "y": [lo, hi], "mode": "lines", "name": "realized = predicted"}
+        traces.append({"type": "scatter", **diagonal, "line": {"color": COLOURS["limit"], "dash": "dot", "width": 1}})
     figure = charts.themed(
-        fig,
+        charts.single(),
         height_px=charts.CHART_BOX_PX,
         title={"text": "Realized against predicted, currency per hour", "x": 0.01},
-        xaxis_title="predicted",
-        yaxis_title="realized",
+        xaxis={"title": {"text": "predicted"}},
+        yaxis={"title": {"text": "realized"}},
+        traces=traces,
     )
     return _plain_axes(figure)

@@ -23,7 +23,7 @@ class Panel:
 
 def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> dict[str, Any]:
     """Return a Plotly figure (as a JSON-ready dict) with one panel per tag over [start, end]."""
-    fig = charts.panels([_title(p) for p in panels])
+    figure = charts.panels([_title(p) for p in panels])
     traces: list[dict[str, Any]] = []
     shapes: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
@@ -32,11 +32,10 @@ def figure_for(*, panels: Sequence[Panel], start: datetime, end: datetime) -> di
         for shape, label in _limit_lines(panel.tag, row=row):
             shapes.append(shape)
             labels.append(label)
-    # Titles and the time range on the plain dict: plotly's update_annotations/update_xaxes walk the whole figure.
-    for title in fig.layout.annotations:
-        title.font = {"size": 14}
-    figure = charts.themed(
-        fig,
+    for title in figure["layout"].get("annotations", []):
+        title["font"] = {"size": 14}
+    charts.themed(
+        figure,
         height_px=charts.height(len(panels)),
         margin={"r": charts.LABELS_RIGHT_PX},
         showlegend=False,
