@@ -75,8 +75,8 @@ class PlcConfig:
     realism: Realism | None = None
     start_time: datetime | None = None  # simulated clock origin (UTC); default: wall clock at start
     # Append each published CV/DV value that changed (what a data-change subscription reports) to this file, one
-    # `tag<TAB>source timestamp<TAB>value<TAB>wall-clock time` line each, written out at every publication: the record `bench chaos`
-    # checks the stored samples against. None: no log.
+    # `tag<TAB>source timestamp<TAB>value<TAB>wall-clock time` line each, written out at every publication: the
+    # record `bench chaos` checks the stored samples against. None: no log.
     published_log: Path | None = None
 
 
