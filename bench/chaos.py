@@ -279,8 +279,12 @@ def fault_worker_import(demo: Demo, days: float) -> float:
     return time.monotonic() - killed
 
 
-def fault_worker_training(demo: Demo) -> float:
-    """Kill the training worker during a training job; return the seconds until the job is finished."""
+def fault_worker_training(demo: Demo) -> Callable[[], float]:
+    """Kill the training worker during a training job; return a wait for the job to finish (seconds since the kill).
+
+    The wait is returned, not done: the import fault runs meanwhile (both recoveries wait for a beat task of the
+    minute), which keeps the quick run short.
+    """
     job = int(
         demo.shell(f"""
             from twinops.lines.selectors import line_get
@@ -298,11 +302,15 @@ def fault_worker_training(demo: Demo) -> float:
         raise RuntimeError(f"training job {job} finished before the worker could be killed: make it longer")
     killed = time.monotonic()
     kill(demo.child("worker-train@%h"))
-    wait_for("the interrupted training finished", lambda: job_status(demo, table, job) in finished, 900, 1)
-    return time.monotonic() - killed
+
+    def recovered() -> float:
+        wait_for("the interrupted training finished", lambda: job_status(demo, table, job) in finished, 900, 1)
+        return time.monotonic() - killed
+
+    return recovered
 
 
-def fault_worker_recommendation(demo: Demo, tries: int = 3) -> dict[str, Any]:
+def fault_worker_recommendation(demo: Demo, tries: int = 5) -> dict[str, Any]:
     """Kill the optimize worker while it makes the line's recommendation; say whether that slot got one.
 
     Beat asks for it once a slot (TWINOPS_RECOMMEND_EVERY_S, short here); its attempt row (committed before the work)
@@ -479,8 +487,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         recovery["web"] = fault_web(demo)
         recovery["collector"] = fault_collector(demo)
         recovery["beat"] = fault_beat(demo)
+        training_recovered = fault_worker_training(demo)
         recovery["worker_mid_import"] = fault_worker_import(demo, import_days)
-        recovery["worker_mid_training"] = fault_worker_training(demo)
+        recovery["worker_mid_training"] = training_recovered()
         rec = fault_worker_recommendation(demo)
         recovery["worker_mid_recommendation"] = rec["recovery_s"]
         if "lost" in rec:
