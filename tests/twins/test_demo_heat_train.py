@@ -43,7 +43,7 @@ def heat_train() -> EvaluationReport:
     return train_and_evaluate(demo_record("heat-train"), TwinConfig()).report
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_heat_trains_default_twin_beats_the_linear_baseline_and_its_gain_signs_agree(
     heat_train: EvaluationReport,
 ) -> None:
@@ -54,10 +54,10 @@ def test_the_heat_trains_default_twin_beats_the_linear_baseline_and_its_gain_sig
     assert sum(1 for g in heat_train.gain_signs if g.data_sign) >= 10  # the step tests show gain signs: checked
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.xfail(
-    reason="interval coverage of T_oil_ret at 1 step is 0.78 on the test segment (gate: 0.80-1.00) until the "
-    "calibration of issue 12 item 1 lands",
+    reason="interval coverage of T_oil_ret at 1 step is 0.78 on the test segment (0.80-1.00): a warning now, but its "
+    "advice stays until the calibration of issue 12 item 1 lands",
     strict=False,
 )
 def test_the_heat_trains_default_twin_is_promotable(heat_train: EvaluationReport) -> None:

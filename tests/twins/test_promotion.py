@@ -81,14 +81,15 @@ def test_a_twin_whose_gain_sign_is_wrong_is_not_promotable_and_the_verdict_says_
     )
 
 
-def test_a_twin_whose_intervals_are_too_narrow_is_not_promotable(heater: TrainingOutcome) -> None:
+def test_a_twin_whose_intervals_are_too_narrow_gets_a_coverage_warning(heater: TrainingOutcome) -> None:
     twin = heater.twin
     narrow = Twin.__new__(Twin)
     narrow.__dict__.update(twin.__dict__)
     narrow.calibration = dataclasses.replace(twin.calibration, scale=twin.calibration.scale * 0.2)
     report = _reevaluate(heater, narrow)
     checks = _checks(report)
-    assert not report["promotable"] and checks["coverage"] is False and checks["gain_signs"] is True
-    assert "coverage (interval coverage outside 0.80-1.00 at outlet_degc h1" in report["reason"]
+    # coverage warns until the bands are calibrated per step ahead (promotion.COVERAGE_BLOCKS): promotable, with it
+    assert report["promotable"] and checks["coverage"] is False and checks["gain_signs"] is True
+    assert "warning: coverage (interval coverage outside 0.80-1.00 at outlet_degc h1" in report["reason"]
     assert "passed: free_run" in report["reason"]  # the same net: its errors did not change
     assert any(a.startswith("The prediction intervals, calibrated on the validation segment") for a in report["advice"])

@@ -29,6 +29,7 @@ class CheckRow:
     label: str
     passed: bool
     detail: str
+    blocking: bool = True  # False: a failure is a warning, the version stays promotable
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[float | None]]
 def check_rows(report: dict[str, Any]) -> list[CheckRow]:
     """Return the promotion checks of a report (none for reports written before the gate had checks)."""
     return [
-        CheckRow(CHECK_LABELS.get(c["name"], c["name"]), bool(c["passed"]), str(c["detail"]))
+        CheckRow(
+            CHECK_LABELS.get(c["name"], c["name"]), bool(c["passed"]), str(c["detail"]), bool(c.get("blocking", True))
+        )
         for c in report.get("checks", [])
     ]
 
