@@ -235,10 +235,7 @@ def _chart_series(
     if bucket_s == 604800:
         lo = origin + timedelta(weeks=math.floor((start - origin) / timedelta(weeks=1)))
     params = {"lo": lo, "end": end, "width": timedelta(seconds=bucket_s), "origin": origin}
-    rows = _rows(sql, {**params, "tags": [t.id for t in tags]})
-    by_tag: dict[int, list[tuple]] = {t.id: [] for t in tags}
-    for row in rows:
-        by_tag[row[0]].append(row)
+    by_tag = _by_tag(_rows(sql, {**params, "tags": [t.id for t in tags]}), tags)
     return {
         tag.id: ChartSeries(
             tag=tag.name,
@@ -261,9 +258,7 @@ def _chart_raw(tags: list[Tag], start: datetime, end: datetime) -> dict[int, Cha
                     FROM telemetry_sample WHERE tag_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY tag_id, ts""",
         [[t.id for t in tags], start, end],
     )
-    by_tag: dict[int, list[tuple]] = {t.id: [] for t in tags}
-    for row in rows:
-        by_tag[row[0]].append(row)
+    by_tag = _by_tag(rows, tags)
     return {
         tag.id: ChartSeries(
             tag=tag.name,
@@ -278,6 +273,14 @@ def _chart_raw(tags: list[Tag], start: datetime, end: datetime) -> dict[int, Cha
         )
         for tag in tags
     }
+
+
+def _by_tag(rows: list[tuple], tags: list[Tag]) -> dict[int, list[tuple]]:
+    """Group query rows (tag id first) by tag, every tag present even without rows."""
+    out: dict[int, list[tuple]] = {t.id: [] for t in tags}
+    for row in rows:
+        out[row[0]].append(row)
+    return out
 
 
 def _label(seconds: int) -> str:
