@@ -140,8 +140,9 @@ class ReleaseAgent:
         )
 
     async def _serve(self, client: Client, stop: asyncio.Event) -> None:
-        # One request sequence on the PLC session at a time: the heartbeat's and the release's requests interleaved
-        # on one session sometimes left the release waiting for good (seen in tests, about one run in four).
+        # One request sequence on the PLC session at a time (a step's read, write and read-back are not interleaved
+        # with a heartbeat write). Added while chasing a stall that turned out to be a 0-step release (89bba85); kept
+        # because it costs nothing measurable, not because interleaving was shown to fail.
         self._session = asyncio.Lock()
         await self._beat(client)  # first heartbeat at once: a PLC in fallback gets its heartbeat back
         beating = asyncio.create_task(self._heartbeat_loop(client))
