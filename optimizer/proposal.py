@@ -58,7 +58,8 @@ def proposal(
     ]
     message = headline or f"optimal ({raw}, {linearisations} linearisations)"
     if held is not None and np.any(held.high < limits.cv.high) | np.any(held.low > limits.cv.low):
-        backoff = np.maximum(limits.cv.high - held.high, held.low - limits.cv.low)
+        with np.errstate(invalid="ignore"):  # an unbounded side: inf - inf, dropped below as not finite
+            backoff = np.maximum(limits.cv.high - held.high, held.low - limits.cv.low)
         message += "; soft CV limits held back by the calibrated one-step band: " + ", ".join(
             f"{c} {backoff[i]:.3g}" for i, c in enumerate(dyn.cv) if np.isfinite(backoff[i]) and backoff[i] > 0
         )

@@ -99,6 +99,9 @@ def test_an_approved_proposal_is_written_step_by_step_read_back_and_audited(
         rec = await _in_thread(_approve_when_fresh(release_line, plc, engineer))
         seen["plan"] = rec.approved_plan["mv_plan"]
         await until(lambda: (r := _release(release_line)) is not None and r.status != "running")
+        last = seen["plan"]["F_feed"][-1]
+        # the PLC applies what was written to its node at its next scan (tick_s), so give it a few scans
+        await until(lambda: plc.simulator.setpoints["F_feed"] == pytest.approx(last), timeout_s=5.0)
         seen["setpoint"] = plc.simulator.setpoints["F_feed"]
         seen["heartbeat"] = plc._heartbeat_value
 
