@@ -84,6 +84,10 @@ def test_an_approved_proposal_shows_every_link_verified_as_a_page_and_as_json(ap
     html = page.content.decode()
     assert 'id="decision-verified">verified<' in html and 'id="chain-status"' in html
     assert html.count('data-verified="true"') == 4 and html.count('data-verified="none"') == 2
+    # read as people read: times with their zone to the second, stored structures as JSON an auditor can open
+    made = timezone.localtime(approved.created_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert made in html and "datetime.datetime(" not in html and "a.m." not in html and "p.m." not in html
+    assert '<details class="value"><summary>' in html and "&quot;verdict&quot;: &quot;forced promotable" in html
 
 
 def test_a_changed_checkpoint_breaks_the_twin_link(approved: Recommendation) -> None:
