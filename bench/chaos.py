@@ -18,9 +18,10 @@ the line's collector was up, that is outside [kill, first value stored after it]
 `values_stored`, those of them stored (matched by tag and source timestamp to the millisecond); `values_lost`, the
 difference; `duplicates`, rows stored twice for one tag and time (the primary key forbids it; counted anyway) plus
 twin versions of one training job beyond the first and proposals of one line and slot beyond the first; `jobs_lost`,
-training and import jobs not finished when the run ends, and recommendation slots a worker started and nothing
-stored (the interrupted slot's proposal never comes). `faults_not_injected` names a fault whose moment passed before
-the kill. Everything runs on this machine's cores: about four minutes (`--quick`), more without.
+training and import jobs not finished when the run ends, and recommendation slots a worker started, no live worker
+holds and nothing stored (neither the slot's proposal nor its FAILED reason comes; beat's re-send check is given one
+slot to resolve them). `faults_not_injected` names a fault whose moment passed before the kill. Everything runs on
+this machine's cores: about four minutes (`--quick`), more without.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ import psycopg
 from plantsim.history import export_line
 from plantsim.plc import free_port
 from twinops.config.database_roles import APP_ROLE, embedded_url
+from twinops.core import locks
 
+RECOMMENDATION_LOCK = locks.RECOMMENDATION_ATTEMPT  # held by the worker making a slot (see jobs_lost)
 LINE = "heat-train"  # the line whose processes are killed (both lines' values are checked)
 # A twin that trains in well under a minute on a busy core: the platform's path, not the model, is under test.
 TINY_TWIN = {
@@ -315,7 +318,8 @@ def fault_worker_recommendation(demo: Demo, tries: int = 5) -> dict[str, Any]:
 
     Beat asks for it once a slot (TWINOPS_RECOMMEND_EVERY_S, short here); its attempt row (committed before the work)
     marks the moment. A slot whose recommendation was stored before the poll saw its attempt is tried again in the
-    next slot. Recovered: that very slot gets its recommendation (or its reason why none) all the same.
+    next slot. Recovered: that very slot gets its recommendation (or its reason why none) all the same; `stored`
+    says which.
     """
     made = (
         "SELECT count(*) FROM recommendations_recommendation r JOIN lines_line l ON l.id = r.line_id "
@@ -331,7 +335,9 @@ def fault_worker_recommendation(demo: Demo, tries: int = 5) -> dict[str, Any]:
     try:  # the slot's proposal (or its reason why none) comes, or the slot is lost
         has = lambda: int(demo.query(made, (LINE, slot))[0][0]) > 0  # noqa: E731
         wait_for("the slot's recommendation", has, 3 * every + 30, 1)
-        return {"recovery_s": time.monotonic() - killed, "hit": hit}
+        recovered = time.monotonic() - killed
+        status, reason = demo.query(made.replace("count(*)", "r.status, r.reason"), (LINE, slot))[0]
+        return {"recovery_s": recovered, "hit": hit, "stored": f"{status}" + (f" ({reason})" if reason else "")}
     except TimeoutError:
         return {"recovery_s": None, "hit": hit, "lost": f"slot {slot:%H:%M:%S}: no recommendation after the kill"}
 
@@ -466,11 +472,22 @@ def duplicates(demo: Demo) -> int:
 
 
 def jobs_lost(demo: Demo) -> dict[str, int]:
-    """Count training and import jobs not finished, and recommendation slots started and never stored."""
+    """Count training and import jobs not finished, and recommendation slots started, not in work and never stored.
+
+    A slot a live worker is making as the run ends (it holds its attempt's lock) is not lost; one whose worker died
+    is given one recommendation slot (and beat's re-send check) to be made or stored FAILED before it counts.
+    """
+    dead = (
+        "SELECT count(*) FROM recommendations_recommendationattempt a WHERE NOT EXISTS (SELECT 1 FROM pg_locks l "
+        "WHERE l.locktype = 'advisory' AND l.classid = %s::oid AND l.objid = a.id::oid AND l.objsubid = 2)"
+    )
+    every = float(DEMO_ENV["TWINOPS_RECOMMEND_EVERY_S"])
+    with contextlib.suppress(TimeoutError):
+        wait_for("dead workers' slots resolved", lambda: demo.query(dead, (RECOMMENDATION_LOCK,))[0][0] == 0, every, 1)
     rows = demo.query(
         "SELECT (SELECT count(*) FROM modeling_trainingjob WHERE status IN ('queued', 'running')),"
-        " (SELECT count(*) FROM telemetry_historyimportjob WHERE status IN ('queued', 'running')),"
-        " (SELECT count(*) FROM recommendations_recommendationattempt)"
+        f" (SELECT count(*) FROM telemetry_historyimportjob WHERE status IN ('queued', 'running')), ({dead})",
+        (RECOMMENDATION_LOCK,),
     )[0]
     return {"training": rows[0], "import": rows[1], "recommendation_slots": rows[2]}
 
@@ -494,6 +511,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         recovery["worker_mid_recommendation"] = rec["recovery_s"]
         if "lost" in rec:
             notes.append(f"worker killed mid-recommendation: {rec['lost']}")
+        else:
+            notes.append(f"worker killed mid-recommendation: its slot stored {rec['stored']}")
         if not rec["hit"]:
             notes.append("the recommendation was stored before the worker was killed: that fault was not injected")
             not_injected.append("worker_mid_recommendation")

@@ -184,6 +184,7 @@ CELERY_TASK_ROUTES = {
     "modeling.requeue_stale_jobs": {"queue": "default"},
     "recommendations.recommend_all": {"queue": "optimize"},  # optimize workers hold the cached controllers
     "recommendations.recommend_line": {"queue": "optimize"},
+    "recommendations.resend_dead_slots": {"queue": "default"},
     "recommendations.expire": {"queue": "optimize"},
     "recommendations.outcomes_record": {"queue": "optimize"},
     "audit.anchor": {"queue": "default"},
@@ -201,6 +202,10 @@ CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the qu
         "task": "recommendations.recommend_all",
         "schedule": TWINOPS_RECOMMEND_EVERY_S,
     },  # one slot per period
+    "recommendations.resend_dead_slots": {  # slots whose worker died: again within the slot, or FAILED with why
+        "task": "recommendations.resend_dead_slots",
+        "schedule": min(60.0, TWINOPS_RECOMMEND_EVERY_S / 4),
+    },
     "recommendations.expire": {"task": "recommendations.expire", "schedule": 60.0},  # pending past their TTL
     "recommendations.outcomes_record": {  # proposals whose horizon has passed: what the plant did
         "task": "recommendations.outcomes_record",

@@ -1,7 +1,7 @@
 """PostgreSQL advisory lock keys, all in one place so no two uses of a key collide.
 
-Keys are 7_240_xxx (the project's own range): 0xx for audit, 1xx for telemetry. A new lock takes the next free
-number of its app here, never a literal at the call site.
+Keys are 7_240_xxx (the project's own range): 0xx for audit, 1xx for telemetry, 2xx for recommendations. A new lock
+takes the next free number of its app here, never a literal at the call site.
 """
 
 from __future__ import annotations
@@ -9,3 +9,6 @@ from __future__ import annotations
 AUDIT_CHAIN = 7_240_001  # transaction lock: serialises appends to the audit hash chain
 TELEMETRY_PARTITIONS = 7_240_101  # transaction lock: serialises creating monthly sample partitions between processes
 TELEMETRY_IMPORT_JOB = 7_240_102  # session lock, first key of two (the second is the job id): one worker per import job
+# Session lock, first key of two (the second is the attempt row's id): the worker making a line's slot holds it while
+# it works; the session's end (a kill -9 too) releases it, which is how beat tells a dead worker's slot.
+RECOMMENDATION_ATTEMPT = 7_240_201

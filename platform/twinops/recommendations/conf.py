@@ -29,6 +29,11 @@ def max_attempts() -> int:
     return setting_positive_int("TWINOPS_RECOMMEND_MAX_ATTEMPTS", 3)
 
 
+def resend_after_s() -> float:
+    """Return how long a slot sent again after its worker died may wait for a worker before it is sent once more."""
+    return setting_positive("TWINOPS_RESEND_QUEUED_AFTER_S", 600.0)
+
+
 def max_ood() -> float:
     """Return the largest twin OOD score accepted (1.0 = the 99th percentile of the training data)."""
     return setting_positive("TWINOPS_RECOMMEND_MAX_OOD", 3.0)

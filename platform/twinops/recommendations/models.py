@@ -138,14 +138,17 @@ class Outcome(models.Model):
 class RecommendationAttempt(models.Model):
     """A worker started computing a line's slot: counted before the work, deleted with the recommendation it stored.
 
-    A row that outlives its worker is a death (an out-of-memory kill, a crash in a native solver); the task's
-    re-deliveries add one each, and past TWINOPS_RECOMMEND_MAX_ATTEMPTS the slot is stored FAILED instead.
+    The worker holds the row's advisory lock (core.locks.RECOMMENDATION_ATTEMPT) while it works, so a row nobody
+    holds outlived its worker: a death (kill -9, an out-of-memory kill, a crash in a native solver). Beat sends such a
+    slot again at once (the dead worker's message stays unacknowledged in Redis for hours); each start adds one, and
+    past TWINOPS_RECOMMEND_MAX_ATTEMPTS, or once the slot has ended, the slot is stored FAILED with the reason instead.
     """
 
     line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="+")
     slot = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()  # the latest attempt
+    sent_at = models.DateTimeField(null=True, blank=True)  # when beat last sent the slot again after a death
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["line", "slot"], name="one_attempt_counter_per_line_slot")]

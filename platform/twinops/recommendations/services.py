@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from optimizer import MpcResult, MpcSpec
 from twinops.audit.services import audit_record
+from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
 from twinops.core.attempts import worker_died_message
 from twinops.core.jsonable import json_plain
@@ -24,7 +26,7 @@ from twinops.core.roles import capability_require
 from twinops.lines.models import Line, SpecVersion
 from twinops.modeling.models import TwinVersion
 from twinops.modeling.selectors import twin_promoted
-from twinops.recommendations import conf, outcomes
+from twinops.recommendations import conf, outcomes, tasks
 from twinops.recommendations.integrity import integrity_check
 from twinops.recommendations.models import Outcome, Recommendation, RecommendationAttempt, Signature
 from twinops.recommendations.mpc_cache import controller_cached, twin_cached
@@ -75,38 +77,143 @@ def slot_of(now: datetime) -> datetime:
     return datetime.fromtimestamp(math.floor(now.timestamp() / every) * every, UTC)
 
 
-def recommendation_create(*, line: Line, actor: ActorLike, now: datetime | None = None) -> Recommendation:
-    """Make the line's recommendation for the current slot (or return the one already made): pending, withheld or failed."""
+def recommendation_create(
+    *, line: Line, actor: ActorLike, now: datetime | None = None, slot: datetime | None = None
+) -> Recommendation:
+    """Make the line's recommendation for the current slot, or return the one made: pending, withheld or failed.
+
+    `slot` is given for a slot sent again after its worker died (recommendation_attempts_resend). While another
+    live worker makes the slot, wait for it and return its recommendation (or take over if it dies meanwhile).
+    """
     now = now or timezone.now()
-    slot = slot_of(now)
-    existing = recommendation_in_slot(line=line, slot=slot)
-    if existing is not None:
-        return existing
-    attempts = _attempt_claim(line=line, slot=slot, now=now)
-    if attempts > conf.max_attempts():  # every earlier attempt's worker died before storing: do not run it again
-        draft = _Draft(status=Status.FAILED, reason=worker_died_message(attempts - 1))
-        return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
+    slot = slot or slot_of(now)
+    while True:
+        existing = recommendation_in_slot(line=line, slot=slot)
+        if existing is not None:
+            return existing
+        attempt_id, attempts, mine = _attempt_claim(line=line, slot=slot, now=now)
+        if mine:
+            break
+        _attempt_wait(attempt_id)
     try:
-        draft = _evaluate(line, now)
+        given_up = _given_up(deaths=attempts - 1, slot=slot, now=now)
+        if given_up:  # every earlier attempt's worker died before storing, or the slot is over: do not run it again
+            draft = _Draft(status=Status.FAILED, reason=given_up)
+            return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
+        try:
+            draft = _evaluate(line, now)
+        except ImproperlyConfigured:
+            raise  # not this slot's failure: handled below
+        except Exception as exc:  # a periodic job must leave a record of why there is no proposal
+            log.exception("recommendation for %s failed", line.key)
+            draft = _Draft(status=Status.FAILED, reason=f"internal error: {type(exc).__name__}: {exc}")
+        return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
     except ImproperlyConfigured:
-        raise  # a bad setting is the operator's to fix, loudly, not a property of this slot
-    except Exception as exc:  # a periodic job must leave a record of why there is no proposal
-        log.exception("recommendation for %s failed", line.key)
-        draft = _Draft(status=Status.FAILED, reason=f"internal error: {type(exc).__name__}: {exc}")
-    return _store(line=line, actor=Actor.of(actor), now=now, slot=slot, draft=draft)
+        # A bad setting is the operator's to fix, loudly, not a property of this slot: no worker died, and the
+        # slot is not sent again to fail the same way.
+        RecommendationAttempt.objects.filter(pk=attempt_id).delete()
+        raise
+    finally:
+        _attempt_release(attempt_id)
 
 
-def _attempt_claim(*, line: Line, slot: datetime, now: datetime) -> int:
-    """Count a worker starting the line's slot, committed before the work begins; return the count so far."""
+def _given_up(*, deaths: int, slot: datetime, now: datetime) -> str:
+    """Return why a slot whose worker died `deaths` times is not made again ('' when it is tried once more)."""
+    if deaths >= conf.max_attempts():
+        return worker_died_message(deaths)
+    if deaths and slot < slot_of(now):
+        return (
+            f"{worker_died_message(deaths)}; not made again because its slot had ended "
+            "(the next slot's recommendation takes its place)"
+        )
+    return ""
+
+
+def _attempt_claim(*, line: Line, slot: datetime, now: datetime) -> tuple[int, int, bool]:
+    """Count a worker starting the line's slot and take the attempt's lock, committed before the work begins.
+
+    Return the attempt's id, how many workers started the slot so far, and whether this one now holds the attempt.
+    The session lock stays held until _attempt_release (or the worker's death), and the row becomes visible to
+    others only with its lock taken. While another live worker holds it, nothing is counted (False).
+    """
     table = RecommendationAttempt._meta.db_table
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {table} (line_id, slot, attempts, started_at) VALUES (%s, %s, 1, %s) "
             f"ON CONFLICT (line_id, slot) DO UPDATE SET attempts = {table}.attempts + 1, "
-            "started_at = EXCLUDED.started_at RETURNING attempts",
+            "started_at = EXCLUDED.started_at RETURNING id, attempts",
             [line.pk, slot, now],
         )
-        return int(cur.fetchone()[0])
+        attempt_id, attempts = cur.fetchone()
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [locks.RECOMMENDATION_ATTEMPT, attempt_id])
+        mine = bool(cur.fetchone()[0])
+        if not mine:
+            transaction.set_rollback(True)  # not a new attempt: the live worker's own goes on
+    return int(attempt_id), int(attempts), mine
+
+
+def _attempt_wait(attempt_id: int) -> None:
+    """Wait until the worker holding the attempt has stored its recommendation or died."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s, %s)", [locks.RECOMMENDATION_ATTEMPT, attempt_id])
+        cur.execute("SELECT pg_advisory_unlock(%s, %s)", [locks.RECOMMENDATION_ATTEMPT, attempt_id])
+
+
+def _attempt_release(attempt_id: int) -> None:
+    """Release the attempt's lock (stored or not: a slot left without a recommendation is then sent again)."""
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s, %s)", [locks.RECOMMENDATION_ATTEMPT, attempt_id])
+    except DatabaseError:  # the connection is gone (PostgreSQL restarted), and the session's locks went with it
+        log.warning("could not release the lock of recommendation attempt %s: its session has ended", attempt_id)
+
+
+def recommendation_attempts_resend(*, now: datetime | None = None, actor: ActorLike = "system:beat") -> list[int]:
+    """Send again each slot whose worker died before storing it, or store it FAILED with the reason; return their ids.
+
+    Died: an attempt row that no session holds the lock of. A worker killed with -9 leaves its message unacknowledged
+    in Redis until the visibility timeout, hours later, and beat asks only for the next slot; so the slot is sent
+    again at once, with its slot time, unless its workers died TWINOPS_RECOMMEND_MAX_ATTEMPTS times or the slot has
+    ended (then FAILED, saying so). `sent_at` moves forward under a row lock, so two runs at once send a slot once;
+    one sent is sent again only after TWINOPS_RESEND_QUEUED_AFTER_S unclaimed (the broker lost that message too).
+    A duplicate delivery finds the recommendation stored, or waits for the live worker making it.
+    """
+    now = now or timezone.now()
+    waiting = Q(sent_at__gt=F("started_at"), sent_at__gte=now - timedelta(seconds=conf.resend_after_s()))
+    handled = []
+    with transaction.atomic():
+        rows = list(
+            RecommendationAttempt.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("line")
+            .exclude(waiting)
+            .order_by("pk")
+        )
+        held = set(_attempts_held())  # read after the row locks: a worker claims a row under its lock, so none joins
+        for attempt in rows:
+            if attempt.pk in held:
+                continue  # its worker is alive and making it
+            handled.append(attempt.pk)
+            given_up = _given_up(deaths=attempt.attempts, slot=attempt.slot, now=now)
+            if given_up:
+                draft = _Draft(status=Status.FAILED, reason=given_up)
+                _store(line=attempt.line, actor=Actor.of(actor), now=now, slot=attempt.slot, draft=draft)
+                continue
+            RecommendationAttempt.objects.filter(pk=attempt.pk).update(sent_at=now)
+            line_id, slot = attempt.line_id, attempt.slot
+            transaction.on_commit(lambda line_id=line_id, slot=slot: tasks.recommend_line_send(line_id, slot))
+    return handled
+
+
+def _attempts_held() -> list[int]:
+    """Return the ids of the attempts a live worker holds the lock of (in this database, any session)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
+            "AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = "
+            "current_database())",
+            [locks.RECOMMENDATION_ATTEMPT],
+        )
+        return [int(r[0]) for r in cur.fetchall()]
 
 
 def _evaluate(line: Line, now: datetime) -> _Draft:
