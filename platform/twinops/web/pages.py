@@ -298,6 +298,7 @@ def review_context(*, line: Line, rec_id: int, user: Any, now: datetime | None =
         "signatures": signatures,
         "needed": signatures_needed(rec, scale=scale) if rec.has_proposal else 1,
         "approved_scale": scale if approvals else None,
+        "approved_smaller": approved_smaller(rec),
         "freshness": [freshness[n] for n in sorted(names) if n in freshness],
         "stale": [f for n, f in freshness.items() if n in names and not f.fresh],
         "seconds_left": max(0.0, (rec.expires_at - now).total_seconds()),
@@ -328,14 +329,22 @@ def release_context(*, rec: Recommendation) -> dict[str, Any]:
     }
 
 
+def approved_smaller(rec: Recommendation) -> float | None:
+    """Return the share of the moves an approval signed when it is below 100 % (that plan is released), else None."""
+    scale = (rec.approved_plan or {}).get("scale")
+    return float(scale) if scale is not None and float(scale) < 1.0 else None
+
+
 def review_moves(rec: Recommendation, units: dict[str, str]) -> list[ReviewMove]:
-    """Return the review table's rows: one per MV of a proposal with a plan."""
+    """Return the review table's rows: one per MV of a proposal with a plan (of the approved plan when smaller)."""
     plan, limits = rec.plan, rec.inputs.get("limits", {})
     current = rec.inputs.get("current_mv", {})
-    dual = dual_approval_moves(rec, scale=1.0)
+    scale = approved_smaller(rec)
+    dual = dual_approval_moves(rec, scale=scale or 1.0)
     active = [str(a).split(":", 1) for a in plan.get("active_constraints", [])]
+    mv_plan = (rec.approved_plan or {}).get("mv_plan") if scale is not None else plan.get("mv_plan")
     rows = []
-    for name, steps in (plan.get("mv_plan") or {}).items():
+    for name, steps in (mv_plan or {}).items():
         lim = limits.get(name, {})
         now_value = current.get(name)
         rows.append(
@@ -343,7 +352,7 @@ def review_moves(rec: Recommendation, units: dict[str, str]) -> list[ReviewMove]
                 name=name,
                 unit=units.get(name, ""),
                 current=now_value,
-                proposed=float(plan["first_setpoint"][name]),
+                proposed=float(steps[0]) if scale is not None else float(plan["first_setpoint"][name]),
                 low=lim.get("low"),
                 high=lim.get("high"),
                 max_move=lim.get("max_move_per_step"),

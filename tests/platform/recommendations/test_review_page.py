@@ -75,6 +75,20 @@ def test_approving_in_the_form_signs_and_the_page_shows_the_signature(pending: R
     assert "approved for release</strong> by ada" in page and "your signature is recorded" in page
 
 
+def test_after_approving_smaller_moves_the_page_shows_the_plan_that_is_released(pending: Recommendation) -> None:
+    c, _ = client_for("ada", "engineer")
+    answer = c.post(url(pending, sign=True), {"decision": "approve", "password": PASSWORD, "scale_percent": "40"})
+    assert answer.status_code == 302
+    pending.refresh_from_db()
+    page = c.get(url(pending)).content.decode()
+    assert 'id="approved-smaller"' in page and "Approved with smaller moves (40 %)" in page
+    [(name, steps)] = [(n, v) for n, v in pending.approved_plan["mv_plan"].items() if n == "pump_flow_m3_h"]
+    full = pending.result["first_setpoint"][name]
+    assert steps[0] != pytest.approx(full)  # the released first step is not the proposal's
+    moves = page.split('id="moves-heading"', 1)[1].split("</table>", 1)[0]
+    assert f"<strong>{steps[0]:,.4f}</strong>" in moves and f"<strong>{full:,.4f}</strong>" not in moves
+
+
 def test_a_wrong_password_in_the_form_is_refused_with_a_clear_message(pending: Recommendation) -> None:
     c, _ = client_for("ada", "engineer")
     answer = c.post(url(pending, sign=True), {"decision": "approve", "password": "nope"}, follow=True)
