@@ -110,7 +110,7 @@ def prediction_of(
         mean = {k: _floats(v) for k, v in plan["cv_mean"].items()}
         mv = {k: _floats(v) for k, v in plan["mv_plan"].items()}
         scale = float((approved_plan or {}).get("scale", 1.0))
-        note = "released plan" + (f" scaled to {scale:g} of the proposed moves" if scale != 1.0 else "")
+        note = f"the plan as approved, with the moves scaled to {scale:.0%} of the proposal's" if scale != 1.0 else ""
         return Prediction(
             PLAN,
             start,
@@ -212,7 +212,7 @@ def outcome_compare(*, prediction: Prediction, measured: Measured, spec: dict[st
     )
     note = p.note
     if counted_all == 0:
-        note += "; no CV was measured over the horizon"
+        note = "; ".join(filter(None, [note, "no CV was measured over the horizon"]))
     return OutcomeDraft(
         compared_with=p.compared_with,
         start=p.start,
