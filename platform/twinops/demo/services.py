@@ -20,6 +20,7 @@ from twinops.lines.services import line_mode_set
 from twinops.modeling.selectors import training_jobs_active, twin_first_promotable, twin_latest
 from twinops.modeling.services import PromotionError, training_job_create, twin_promote
 from twinops.onboarding.services import line_onboard
+from twinops.recommendations import tasks as recommendation_tasks
 
 ACTOR = "system:demo"
 
@@ -122,6 +123,9 @@ def demo_twins_promote() -> list[tuple[str, int]]:
             )
         except PromotionError:
             continue  # promoted meanwhile (by a person or another demo), or its checkpoint is refused: the page says
+        # the first proposal now, not at beat's next period (up to 5 min): a new user came to see one (same slot
+        # rules: beat's run in this slot finds it made)
+        recommendation_tasks.recommend_line.delay(line.pk)
         done.append((line.key, version.version))
     return done
 
