@@ -13,6 +13,7 @@ exact twin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,8 @@ class Evaluation:
     safe: bool  # mean -/+ half within the safety limits (1e-6 CV std tolerance)
     half: np.ndarray  # (n_cv, N) safety half-width, smoothed (optimizer.bands), engineering units
     ood: np.ndarray | None = None  # (N,) the twin's OOD score along the plan, when limited and linearised
+    tail_mean: np.ndarray | None = None  # (n_cv, K) ensemble mean past the plan, its last setpoints held
+    tail_slack: np.ndarray | None = None  # (n_cv,) soft-limit slack the tail's last mean needs, CV stds
 
 
 class CostModel:
@@ -65,6 +68,10 @@ class CostModel:
         # the OOD score along the plan above max_plan_ood is penalised (quadratically), when the twin exports one
         self.ood = dyn.ood if settings.max_plan_ood is not None else None
         self.norm = (dyn.mv_mean, dyn.mv_std, dyn.dv_mean, dyn.dv_std)
+        # Terminal cost: the objective counts K steps past the plan, its last setpoints held, like the plan's own
+        # (a prediction horizon N + K over a control horizon N), and the soft limits at the tail's end as held over
+        # it, so what the final setpoints cost or earn after the horizon is paid for within it.
+        self.tail = settings.terminal_tail_steps
 
     # ---------------------------------------------------------------- the exact cost
 
@@ -77,8 +84,12 @@ class CostModel:
         weights: Weights,
         limits: CvLimits,
         lin: Linearisation | None = None,
+        y_tail: np.ndarray | None = None,
     ) -> Evaluation:
-        """Return the prediction statistics and the MPC cost of plan u with member CVs y_members (N, M, n_cv)."""
+        """Return the prediction statistics and the MPC cost of plan u with member CVs y_members (N, M, n_cv).
+
+        y_tail (K, M, n_cv): the members' CVs past the plan with its last setpoints held (the terminal tail).
+        """
         dyn, s, n = self.dyn, self.settings, self.n
         std = dyn.cv_std[:, None]
 
@@ -105,6 +116,15 @@ class CostModel:
             ood, _ = plan_ood(self.ood, self.norm, lin.z0, lin.z, u, d)
             excess = np.maximum(ood - float(s.max_plan_ood or 0.0), 0.0)
             cost += s.plan_ood_weight * float(np.sum(excess**2)) / n
+        tail_mean = tail_slack = None
+        if y_tail is not None and len(y_tail):
+            tail_mean = y_tail.mean(axis=1).T  # (n_cv, K)
+            u_t, d_t = self._held(u, d, tail_mean.shape[1])
+            cost -= s.economic_weight * float(np.sum(self.value(tail_mean, u_t, d_t, weights.price))) / n
+            for i, c in enumerate(self.targets):
+                cost += weights.target_weight[i] * float(np.sum((tail_mean[c] - weights.target[i]) ** 2)) / n
+            tail_slack = soft_slack(tail_mean[:, -1:], limits, dyn.cv_std)[:, 0]
+            cost += self.tail * float(weights.soft_weight @ (tail_slack + tail_slack**2)) / n  # as held over the tail
 
         # ============================================================ constraints (hard: safety on mean -/+ half)
         half, tol = self.safety.half(var_n, dyn.cv_std), 1e-6 * std
@@ -112,7 +132,18 @@ class CostModel:
             np.all(mean - half >= limits.safety_low[:, None] - tol)
             and np.all(mean + half <= limits.safety_high[:, None] + tol)
         )
-        return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe, half, ood)
+        return Evaluation(lin, u, y_members, mean, var_n, spread, slack, cost, safe, half, ood, tail_mean, tail_slack)
+
+    def soft_penalty(self, weights: Weights, slack: np.ndarray, tail_slack: np.ndarray | None) -> float:
+        """Return the soft-limit penalty of slacks (n_cv, N) and the tail's end (n_cv,), held over the tail."""
+        penalty = float(weights.soft_weight @ np.sum(slack + slack**2, axis=1))  # exact (L1) plus smoothing (L2)
+        if tail_slack is not None:
+            penalty += self.tail * float(weights.soft_weight @ (tail_slack + tail_slack**2))
+        return penalty / self.n
+
+    def _held(self, u: np.ndarray, d: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the plan's last setpoints (n_mv, steps) and forecast (n_dv, steps), held past the plan."""
+        return np.repeat(u[:, -1:], steps, axis=1), np.repeat(d[:, -1:], steps, axis=1)
 
     def value(self, y: np.ndarray, u: np.ndarray, d: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Return the economic value per step (N,), currency per hour, of CVs y (n_cv, N), plan u and forecast d."""
@@ -159,11 +190,30 @@ class CostModel:
             grad += w * r @ slope
             hess += w * slope[r > 0].T @ slope[r > 0]
         # economic terms: -w/N sum_k price * prod_i f_i[k]; factor gradients (N, nu)
-        rows = (ref.mean, ref.u, d)
-        ew = -s.economic_weight * weights.price / n
+        self._economics(grad, hess, (ref.mean, ref.u, d), lambda kind, i: self._factor_grad(kind, i, g_mean), weights)
+        if ref.tail_mean is not None and lin.g_tail is not None:  # the terminal tail, its last setpoints held
+            g_tail = lin.g_tail.mean(axis=1)  # (K, n_cv, nu)
+            for i, c in enumerate(self.targets):
+                w = 2 * weights.target_weight[i] / n
+                grad += w * (ref.tail_mean[c] - weights.target[i]) @ g_tail[:, c, :]
+                hess += w * g_tail[:, c, :].T @ g_tail[:, c, :]
+            u_t, d_t = self._held(ref.u, d, self.tail)
+            self._economics(
+                grad, hess, (ref.tail_mean, u_t, d_t), lambda kind, i: self._tail_grad(kind, i, g_tail), weights
+            )
+        return (
+            convexify(hess),
+            grad,
+            ref.cost - self.soft_penalty(weights, ref.slack, ref.tail_slack),
+        )
+
+    def _economics(self, grad: np.ndarray, hess: np.ndarray, rows: tuple, factor_grad: Any, weights: Weights) -> None:
+        """Add the economic terms' gradient and Hessian over the steps of rows (CVs, MVs, DVs), in place."""
+        n = rows[1].shape[1]
+        ew = -self.settings.economic_weight * weights.price / self.n
         for term, w in zip(self.terms, ew, strict=True):
             values = [rows[kind][i] for kind, i in term]
-            grads = [self._factor_grad(kind, i, g_mean) for kind, i in term]
+            grads = [factor_grad(kind, i) for kind, i in term]
             for a in range(len(term)):
                 others = np.prod([values[b] for b in range(len(term)) if b != a], axis=0) if len(term) > 1 else 1.0
                 if grads[a] is not None:
@@ -175,11 +225,6 @@ class CostModel:
                     rest = [values[c] for c in range(len(term)) if c not in (a, b)]
                     coef = np.prod(rest, axis=0) if rest else np.ones(n)
                     hess += w * (ga.T * coef) @ gb
-        return (
-            convexify(hess),
-            grad,
-            ref.cost - float(weights.soft_weight @ np.sum(ref.slack + ref.slack**2, axis=1)) / n,
-        )
 
     def _factor_grad(self, kind: int, i: int, g_mean: np.ndarray) -> np.ndarray | None:
         """Return d factor[k] / d vec(U) as (N, nu), or None for a DV (not decided)."""
@@ -188,6 +233,16 @@ class CostModel:
         if kind == 1:
             out = np.zeros((self.n, self.n * self.n_mv))
             out[np.arange(self.n), np.arange(self.n) * self.n_mv + i] = 1.0
+            return out
+        return None
+
+    def _tail_grad(self, kind: int, i: int, g_tail: np.ndarray) -> np.ndarray | None:
+        """Return d factor / d vec(U) over the tail (K, nu): a CV's sensitivity, or the held last setpoint's."""
+        if kind == 0:
+            return g_tail[:, i, :]
+        if kind == 1:
+            out = np.zeros((self.tail, self.n * self.n_mv))
+            out[:, (self.n - 1) * self.n_mv + i] = 1.0
             return out
         return None
 

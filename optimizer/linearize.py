@@ -43,6 +43,9 @@ class Linearisation:
     z0: np.ndarray | None = None  # (M, nz) the latents now (a twin's only; None for a CasADi model)
     z: np.ndarray | None = None  # (M, nz, N) each member's latent at the end of step k
     gz: np.ndarray | None = None  # (N, nz, N * n_mv) d (member-mean latent at the end of step k) / d vec(U)
+    # the prediction past the plan, its last setpoints (and forecast) held (the terminal tail; none when K = 0)
+    y_tail: np.ndarray | None = None  # (K, M, n_cv) each member's CVs at the end of tail step j
+    g_tail: np.ndarray | None = None  # (K, M, n_cv, N * n_mv) d y_tail[j] / d vec(U)
 
 
 class EnsembleMlp:
@@ -77,8 +80,8 @@ class EnsembleMlp:
 class NumpyTwin:
     """The twin's ensemble in numpy: rollouts and linearisations along a whole plan."""
 
-    def __init__(self, dyn: TwinDynamics) -> None:
-        self.dyn = dyn
+    def __init__(self, dyn: TwinDynamics, tail: int = 0) -> None:
+        self.dyn, self.tail = dyn, tail  # tail: steps predicted past a plan with its last setpoints held
         self.next = EnsembleMlp(dyn.next_layers, dyn.activation)
         self.readout = EnsembleMlp(dyn.readout_layers, dyn.activation)
         self.m, self.nz, self.n_mv, self.n_cv = dyn.members, dyn.nz, len(dyn.mv), len(dyn.cv)
@@ -99,47 +102,65 @@ class NumpyTwin:
         return self._cvs(np.asarray(z0, dtype=float).reshape(self.m, self.nz, 1))[0]
 
     def rollout(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """Return each member's CVs (N, M, n_cv) under plan u (n_mv, N) and forecast d (n_dv, N) from z0 (M*nz,)."""
-        return self._cvs(self.latents(z0, u, d))
+        """Return each member's CVs (N + tail, M, n_cv) under plan u (n_mv, N), forecast d (n_dv, N), from z0 (M*nz,).
 
-    def latents(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """Return each member's latents (M, nz, N) at the end of each step of plan u from z0 (M*nz,)."""
+        The last `tail` rows continue past the plan with its last setpoints and forecast held.
+        """
+        return self._cvs(self.latents(z0, u, d, tail=self.tail))
+
+    def latents(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray, tail: int = 0) -> np.ndarray:
+        """Return each member's latents (M, nz, N + tail) at the end of each step of plan u (then held) from z0."""
         x_ud = self._inputs(u, d)
         n = u.shape[1]
         z = np.asarray(z0, dtype=float).reshape(self.m, self.nz, 1)
-        zs = np.empty((self.m, self.nz, n))
-        for k in range(n):
-            ud = np.broadcast_to(x_ud[None, :, k : k + 1], (self.m, x_ud.shape[0], 1))
+        zs = np.empty((self.m, self.nz, n + tail))
+        for k in range(n + tail):
+            at = min(k, n - 1)  # past the plan its last setpoints are held
+            ud = np.broadcast_to(x_ud[None, :, at : at + 1], (self.m, x_ud.shape[0], 1))
             step, _ = self.next.forward(np.concatenate([z, ud], axis=1))
             z = z + step
             zs[:, :, k] = z[:, :, 0]
         return zs
 
     def linearise(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> Linearisation:
-        """Return the rollout along plan u and every member CV's sensitivity to the whole plan (condensed)."""
+        """Return the rollout along plan u and every member CV's sensitivity to the whole plan (condensed).
+
+        With a tail, the rollout continues `tail` steps past the plan with its last setpoints held: their
+        sensitivities to those held setpoints accumulate in the plan's last step.
+        """
         x_ud = self._inputs(u, d)
-        n, m, nz, n_mv = u.shape[1], self.m, self.nz, self.n_mv
+        n, m, nz, n_mv, tail = u.shape[1], self.m, self.nz, self.n_mv, self.tail
         z = np.asarray(z0, dtype=float).reshape(m, nz, 1)
-        zs = np.empty((m, nz, n))
+        zs = np.empty((m, nz, n + tail))
         sens = np.zeros((m, nz, n * n_mv))  # d z_k / d vec(U), carried forward
-        sens_all = np.empty((n, m, nz, n * n_mv))
+        sens_all = np.empty((n + tail, m, nz, n * n_mv))
         scale_u = 1.0 / self.dyn.mv_std  # inputs enter normalised
-        for k in range(n):
-            ud = np.broadcast_to(x_ud[None, :, k : k + 1], (m, x_ud.shape[0], 1))
+        for k in range(n + tail):
+            at = min(k, n - 1)  # past the plan its last setpoints are held
+            ud = np.broadcast_to(x_ud[None, :, at : at + 1], (m, x_ud.shape[0], 1))
             step, jac = self.next.forward(np.concatenate([z, ud], axis=1), jacobian=True)
             assert jac is not None
             j = jac[:, 0]  # (M, nz, nz + n_mv + n_dv)
             # z_{k+1} = z_k + step(z_k, u_k): d/dU = (I + J_z) d z_k/dU + J_u e_k
             if k:
                 sens = sens + j[:, :, :nz] @ sens
-            sens[:, :, k * n_mv : (k + 1) * n_mv] += j[:, :, nz : nz + n_mv] * scale_u
+            sens[:, :, at * n_mv : (at + 1) * n_mv] += j[:, :, nz : nz + n_mv] * scale_u
             z = z + step
             zs[:, :, k] = z[:, :, 0]
             sens_all[k] = sens
         y_n, c = self.readout.forward(zs, jacobian=True)
         assert c is not None
         c = np.swapaxes(c, 0, 1) * self.dyn.cv_std[:, None]  # (N, M, n_cv, nz) in engineering units
-        g = c @ sens_all  # (N, M, n_cv, N * n_mv)
+        g = c @ sens_all  # (N + tail, M, n_cv, N * n_mv)
         y = np.transpose(y_n, (2, 0, 1)) * self.dyn.cv_std + self.dyn.cv_mean
         z_now = np.asarray(z0, dtype=float).reshape(m, nz)
-        return Linearisation(u=np.array(u, dtype=float), y=y, g=g, z0=z_now, z=zs, gz=sens_all.mean(axis=1))
+        return Linearisation(
+            u=np.array(u, dtype=float),
+            y=y[:n],
+            g=g[:n],
+            z0=z_now,
+            z=zs[:, :, :n],
+            gz=sens_all[:n].mean(axis=1),
+            y_tail=y[n:] if tail else None,
+            g_tail=g[n:] if tail else None,
+        )

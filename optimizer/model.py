@@ -113,11 +113,14 @@ class CasadiModel:
 class CasadiPlan:
     """A CasADi model rolled out and differentiated along a whole plan: the condensed SQP's model interface."""
 
-    def __init__(self, model: CasadiModel, horizon: int) -> None:
+    def __init__(self, model: CasadiModel, horizon: int, tail: int = 0) -> None:
         n, n_mv = horizon, len(model.mv)
-        self.n_cv = len(model.cv)
+        self.n_cv, self.n, self.tail = len(model.cv), n, tail
         z0, u, d = ca.MX.sym("z0", model.nz), ca.MX.sym("U", n_mv, n), ca.MX.sym("D", len(model.dv), n)
-        y = model.readout.map(n)(model.step.mapaccum(n)(z0, u, d))  # (n_cv, N)
+        # past the plan (the terminal tail) its last setpoints and forecast are held
+        u_all = ca.horzcat(u, ca.repmat(u[:, n - 1], 1, tail))
+        d_all = ca.horzcat(d, ca.repmat(d[:, n - 1], 1, tail)) if len(model.dv) else ca.MX(0, n + tail)
+        y = model.readout.map(n + tail)(model.step.mapaccum(n + tail)(z0, u_all, d_all))  # (n_cv, N + tail)
         rollout = ca.Function("model_rollout", [z0, u, d], [y])
         plan = ca.Function("model_plan", [z0, u, d], [y, ca.jacobian(ca.vec(y), ca.vec(u))])
         try:  # scalar (SX) code runs faster for small models; keep MX where the model cannot be expanded
@@ -131,15 +134,18 @@ class CasadiPlan:
         return np.asarray(self._readout(np.asarray(z0, dtype=float).reshape(-1))).reshape(1, -1)
 
     def rollout(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """Return CVs (N, 1, n_cv) under plan u (n_mv, N) and forecast d (n_dv, N) from z0 (nx,)."""
+        """Return CVs (N + tail, 1, n_cv) under plan u (n_mv, N) (then held) and forecast d (n_dv, N) from z0 (nx,)."""
         return np.asarray(self._rollout(z0, u, d)).T[:, None, :]
 
     def linearise(self, z0: np.ndarray, u: np.ndarray, d: np.ndarray) -> Linearisation:
         """Return the rollout along plan u and its sensitivity to the whole plan, as one member."""
         y, jac = self._plan(z0, u, d)
-        n = u.shape[1]
-        g = np.asarray(jac).reshape(n, self.n_cv, -1)[:, None]  # rows of vec(Y) are step-major: (N, 1, n_cv, nu)
-        return Linearisation(u=np.array(u, dtype=float), y=np.asarray(y).T[:, None, :], g=g)
+        n = self.n
+        g = np.asarray(jac).reshape(-1, self.n_cv, n * u.shape[0])[:, None]  # vec(Y) step-major: (N+K, 1, n_cv, nu)
+        y = np.asarray(y).T[:, None, :]
+        if not self.tail:
+            return Linearisation(u=np.array(u, dtype=float), y=y, g=g)
+        return Linearisation(u=np.array(u, dtype=float), y=y[:n], g=g[:n], y_tail=y[n:], g_tail=g[n:])
 
 
 Dynamics = TwinDynamics | CasadiModel  # what a controller plans on

@@ -37,7 +37,7 @@ class SqpOutcome:
 class QpModel:
     """The QP of one reference plan: min 1/2 x'Hx + g'x + constant, row_low <= A x <= row_high, in x = (dU, S)."""
 
-    hessian: np.ndarray  # (nx, nx) positive definite; nx = n_mv * N + n_soft * N
+    hessian: np.ndarray  # (nx, nx) positive definite; nx = n_mv * N + n_soft * (N + 1 with a terminal tail)
     gradient: np.ndarray  # (nx,)
     constant: float  # the cost at the reference without the soft-limit penalty (the slacks carry it)
     rows: np.ndarray  # (n_rows, nx) A: move limits, soft CV limits, then safety limits
@@ -66,7 +66,8 @@ class CondensedSqp:
 
     def __init__(self, dyn: Dynamics, spec: MpcSpec, settings: MpcSettings) -> None:
         self.dyn, self.settings = dyn, settings
-        self.twin = NumpyTwin(dyn) if isinstance(dyn, TwinDynamics) else CasadiPlan(dyn, settings.horizon)
+        tail = settings.terminal_tail_steps  # steps predicted past the plan, its last setpoints held (terminal cost)
+        self.twin = NumpyTwin(dyn, tail) if isinstance(dyn, TwinDynamics) else CasadiPlan(dyn, settings.horizon, tail)
         self.costs = CostModel(dyn, spec, settings)
         self.qp = DenseQp(settings.qp_solver, qp_options(settings))
 
@@ -90,13 +91,14 @@ class CondensedSqp:
         cv_bias (n_cv,), if given, is added to every member's CVs at every step (a constant output disturbance):
         it shifts the means, not the spread or the sensitivities.
         """
+        bias = 0.0 if cv_bias is None else cv_bias
         if linearise:
             lin = self.twin.linearise(z_now, u, d)
-            y = lin.y if cv_bias is None else lin.y + cv_bias
-            return self.costs.evaluate(u, y, d, u_now, weights, limits, lin)
-        y = self.twin.rollout(z_now, u, d)
-        y = y if cv_bias is None else y + cv_bias
-        return self.costs.evaluate(u, y, d, u_now, weights, limits)
+            tail = None if lin.y_tail is None else lin.y_tail + bias
+            return self.costs.evaluate(u, lin.y + bias, d, u_now, weights, limits, lin, y_tail=tail)
+        y = self.twin.rollout(z_now, u, d) + bias  # (N + tail, M, n_cv)
+        n = u.shape[1]
+        return self.costs.evaluate(u, y[:n], d, u_now, weights, limits, y_tail=y[n:] if len(y) > n else None)
 
     def solve(
         self,
@@ -123,7 +125,7 @@ class CondensedSqp:
         for linearisations in range(1, settings.sqp_iterations + 1):  # noqa: B007 (reported after the loop)
             row_low, row_high = model.row_bounds(backoff)
             low, high = region.box(ref.u, mv.low, mv.high)
-            slack = len(model.soft) * n
+            slack = len(model.gradient) - nu  # the soft-limit slacks
             lbx = np.concatenate([(low - ref.u).T.reshape(-1), np.zeros(slack)])
             ubx = np.concatenate([(high - ref.u).T.reshape(-1), np.full(slack, np.inf)])
             x, objective, raw, its = self.qp.solve(
@@ -196,10 +198,13 @@ class CondensedSqp:
 
         # ============================================================ decision variables
         # x = (dU, S): dU = vec(U - U_ref) step-major (n_mv * N,); S the slack of each soft-limited CV at each
-        # step, in CV stds, ordered (soft CV, step) (n_soft * N,). Slacks not in a working-set row stay at 0.
+        # step (and the tail's end), in CV stds, ordered (soft CV, step). Slacks not in a working-set row stay at 0.
         nu = n * n_mv
         soft = np.flatnonzero(np.isfinite(limits.low) | np.isfinite(limits.high))
-        ns = len(soft) * n
+        # with a terminal tail, one more slack per soft CV: at the tail's end, weighted as held over the tail
+        g_tail = None if ref.lin is None else ref.lin.g_tail  # (K, M, n_cv, nu)
+        t = 0 if ref.tail_mean is None or g_tail is None else 1
+        ns = len(soft) * (n + t)
 
         # ============================================================ dynamics (the twin condensed onto the plan)
         # mean Y = Y_ref + G_mean dU and safety half-width = half_ref + G_half dU, exact in value and slope at U_ref
@@ -207,7 +212,8 @@ class CondensedSqp:
 
         # ============================================================ objective
         h_u, g_u, constant = costs.quadratic(ref, d, u_now, weights)  # economics, targets, moves, uncertainty
-        sw = np.repeat(weights.soft_weight[soft], n) / n  # soft penalty sw * (S + S^2), exact (L1) plus smoothing
+        per_step = np.concatenate([np.ones(n), np.full(t, float(costs.tail))]) / n
+        sw = np.outer(weights.soft_weight[soft], per_step).reshape(-1)  # sw * (S + S^2), L1 plus smoothing
         hessian = np.zeros((nu + ns, nu + ns))
         hessian[:nu, :nu] = h_u
         hessian[nu:, nu:] = np.diag(2 * sw)
@@ -223,17 +229,22 @@ class CondensedSqp:
             lows.append(-step_move[i] - ref_moves[i])
             highs.append(step_move[i] - ref_moves[i])
         # soft CV limits: low <= Y + S * std, Y - S * std <= high
+        g_end = g_tail[-1].mean(axis=0) if g_tail is not None and t else None  # (n_cv, nu) d (tail's end) / d vec(U)
         for j, c in enumerate(soft):
-            e = np.zeros((n, ns))
-            e[np.arange(n), j * n + np.arange(n)] = dyn.cv_std[c]
+            e = np.zeros((n + t, ns))
+            e[np.arange(n + t), j * (n + t) + np.arange(n + t)] = dyn.cv_std[c]
+            g_c, y_c = g_mean[c], ref.mean[c]
+            if t:
+                assert g_end is not None and ref.tail_mean is not None
+                g_c, y_c = np.vstack([g_c, g_end[c]]), np.append(y_c, ref.tail_mean[c, -1])
             if np.isfinite(limits.low[c]):
-                blocks.append(np.hstack([g_mean[c], e]))
-                lows.append(limits.low[c] - ref.mean[c])
-                highs.append(np.full(n, np.inf))
+                blocks.append(np.hstack([g_c, e]))
+                lows.append(limits.low[c] - y_c)
+                highs.append(np.full(n + t, np.inf))
             if np.isfinite(limits.high[c]):
-                blocks.append(np.hstack([g_mean[c], -e]))
-                lows.append(np.full(n, -np.inf))
-                highs.append(limits.high[c] - ref.mean[c])
+                blocks.append(np.hstack([g_c, -e]))
+                lows.append(np.full(n + t, -np.inf))
+                highs.append(limits.high[c] - y_c)
         # safety CV limits (hard): safety_low <= Y - half, Y + half <= safety_high
         safety_low = np.flatnonzero(np.isfinite(limits.safety_low))
         safety_high = np.flatnonzero(np.isfinite(limits.safety_high))
