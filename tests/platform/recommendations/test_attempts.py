@@ -54,5 +54,5 @@ def test_one_death_is_retried_and_the_slot_gets_its_proposal(ready: Any, monkeyp
         with pytest.raises(WorkerKilled):
             services.recommendation_create(line=line, actor="system:beat", now=now)
     rec = services.recommendation_create(line=line, actor="system:beat", now=now)
-    assert rec.status == "pending" and rec.has_proposal
+    assert rec.status == "pending" and rec.has_proposal, rec.reason
     assert not RecommendationAttempt.objects.exists()  # the counter goes with the stored recommendation
