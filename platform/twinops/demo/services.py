@@ -125,7 +125,7 @@ def demo_twins_promote() -> list[tuple[str, int]]:
             continue  # promoted meanwhile (by a person or another demo), or its checkpoint is refused: the page says
         # the first proposal now, not at beat's next period (up to 5 min): a new user came to see one (same slot
         # rules: beat's run in this slot finds it made)
-        recommendation_tasks.recommend_line.delay(line.pk)
+        recommendation_tasks.recommend_line.delay(line.pk, actor=ACTOR)
         done.append((line.key, version.version))
     return done
 

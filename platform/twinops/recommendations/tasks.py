@@ -26,8 +26,11 @@ def recommend_all() -> list[int]:
 
 
 @shared_task(name="recommendations.recommend_line", acks_late=True)
-def recommend_line(line_id: int, slot: str | None = None) -> str:
-    """Make the line's recommendation for the current slot, or for `slot` (ISO) when its worker died; once per slot."""
+def recommend_line(line_id: int, slot: str | None = None, actor: str = "system:beat") -> str:
+    """Make the line's recommendation for the current slot, or for `slot` (ISO) when its worker died; once per slot.
+
+    `actor`: who asked, as the audit log names it (beat's schedule, or e.g. the demo right after it promoted a twin).
+    """
     from twinops.recommendations import services  # in the body: the services import this module (see above)
 
     try:
@@ -35,7 +38,7 @@ def recommend_line(line_id: int, slot: str | None = None) -> str:
     except Line.DoesNotExist:
         return "no such line"
     at = datetime.fromisoformat(slot) if slot else None
-    return services.recommendation_create(line=line, actor="system:beat", slot=at).status
+    return services.recommendation_create(line=line, actor=actor, slot=at).status
 
 
 def recommend_line_send(line_id: int, slot: datetime) -> None:

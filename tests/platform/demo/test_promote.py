@@ -39,21 +39,23 @@ def test_the_demo_promotes_the_first_promotable_twin_once_as_its_own_audited_act
     trained: Any,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    asked: list[int] = []  # the line's first proposal is asked for at once, not at beat's next period
-    monkeypatch.setattr(demo.recommendation_tasks.recommend_line, "delay", lambda line_id: asked.append(line_id))
+    asked: list[tuple[int, str]] = []  # the line's first proposal is asked for at once, not at beat's next period
+    monkeypatch.setattr(
+        demo.recommendation_tasks.recommend_line, "delay", lambda line_id, actor: asked.append((line_id, actor))
+    )
     assert demo.demo_twins_promote() == []  # no twin yet: nothing to do
     _register(line, trained, promotable=False)
     assert demo.demo_twins_promote() == []  # v1 does not beat the baseline: it stays a candidate
     _register(line, trained, promotable=True)
     _register(line, trained, promotable=True)
     assert demo.demo_twins_promote() == [("tanks", 2)]
-    assert asked == [line.pk]
+    assert asked == [(line.pk, "system:demo")]
     assert _status(line) == {1: "candidate", 2: "promoted", 3: "candidate"}
     event = AuditEvent.objects.get(action="twin.promoted")
     assert event.actor_label == "system:demo" and event.reason.startswith("demo: the line's first promotable twin")
     assert demo.demo_twins_promote() == []  # already done: nothing twice
     assert AuditEvent.objects.filter(action="twin.promoted").count() == 1
-    assert asked == [line.pk]  # and asked once
+    assert asked == [(line.pk, "system:demo")]  # and asked once
 
 
 def test_the_demo_leaves_a_line_alone_once_a_person_has_chosen_its_twin(line: Any, trained: Any) -> None:  # noqa: F811
