@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from twinops.config.embedded import data_home
-from twinops.config.env import setting_raw
+from twinops.config.env import parse_int, setting_raw
 
 
 def _path(name: str, default: str) -> Path:
@@ -28,3 +29,14 @@ def signing_key_path() -> Path:
 def anchor_log_path() -> Path:
     """Return the JSON-lines file of signed chain heads (`TWINOPS_AUDIT_ANCHOR_LOG`)."""
     return _path("TWINOPS_AUDIT_ANCHOR_LOG", "audit-anchors.jsonl")
+
+
+def verify_read_ahead() -> int:
+    """Return how many batches a verification checks at once on connections of their own (0: none, one at a time).
+
+    `TWINOPS_AUDIT_VERIFY_READ_AHEAD`; by default one per core, at most 4 (the database does nearly all of the work).
+    """
+    default = min(4, os.cpu_count() or 1)
+    return parse_int(
+        "TWINOPS_AUDIT_VERIFY_READ_AHEAD", setting_raw("TWINOPS_AUDIT_VERIFY_READ_AHEAD", default), minimum=0
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,7 +64,14 @@ _CHECK_BATCH = 20_000  # rows per batch of the bulk check
 # Per event, in one pass in the database: every column against the stored canonical text (as jsonb: strings and
 # nesting exactly, numbers by exact value, occurred_at as Python's isoformat in UTC); the hashes are recomputed here.
 # Never more lenient than chain.events_check: a batch it does not pass is checked again there, which names the problem.
+# The batch's ids come first (the primary key, in order, LIMIT), then each of its rows is read and its canonical text
+# parsed once: selecting the parsed text with the range made PostgreSQL parse every row up to `to_id` and sort them all.
 _BULK_CHECK = """
+WITH e AS MATERIALIZED (
+    SELECT a.*, CASE WHEN a.scheme = 2 THEN a.canonical::jsonb END AS c
+    FROM (SELECT id FROM audit_auditevent WHERE id > %s AND id <= %s ORDER BY id LIMIT %s) AS k
+    JOIN audit_auditevent AS a USING (id)
+)
 SELECT id, prev_sha256, sha256, scheme, canonical, (
     scheme = 2
     AND c -> 'id' = to_jsonb(id)
@@ -81,10 +89,7 @@ SELECT id, prev_sha256, sha256, scheme, canonical, (
     AND coalesce(c -> 'before', 'null') = coalesce(before, 'null')
     AND coalesce(c -> 'after', 'null') = coalesce(after, 'null')
 ) IS TRUE
-FROM (
-    SELECT *, CASE WHEN scheme = 2 THEN canonical::jsonb END AS c FROM audit_auditevent
-    WHERE id > %s AND id <= %s ORDER BY id LIMIT %s
-) AS e
+FROM e
 ORDER BY id
 """
 _Row = tuple[int, str, str, int, str, bool]  # id, prev_sha256, sha256, scheme, canonical, columns match the text
@@ -100,6 +105,56 @@ def _bulk_checked(*, after: int, to_id: int) -> list[_Row] | None:
         return None
 
 
+def _bulk_checked_apart(after: int, to_id: int) -> list[_Row] | None:
+    """_bulk_checked on this thread's own connection, closed afterwards (a read-ahead thread of _ReadAhead)."""
+    try:
+        return _bulk_checked(after=after, to_id=to_id)
+    finally:
+        connection.close()
+
+
+class _ReadAhead:
+    """The bulk check's batches in id order, the next READ_AHEAD of them checked meanwhile on connections of their own.
+
+    The database's column check is nearly all of a verification's cost (hashing here is a few per cent), so on a
+    machine with cores to spare the batches after the one being hashed are checked at the same time. Only when the
+    caller says other connections see what this one does (`apart`: no uncommitted writes of its own, e.g. no test
+    transaction) and the range spans more than one batch; a batch
+    asked for off the read-ahead grid (a gap in the ids: the chain is damaged there) is checked here, on this
+    connection, and the read-ahead starts again from it.
+    """
+
+    def __init__(self, *, to_id: int, first_after: int, apart: bool) -> None:
+        spans = to_id - first_after > _CHECK_BATCH
+        self.ahead = conf.verify_read_ahead() if spans and apart else 0
+        self.to_id = to_id
+        self.pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="audit-verify") if self.ahead else None
+        self.pending: dict[int, Future[list[_Row] | None]] = {}
+
+    def batch(self, after: int) -> list[_Row] | None:
+        """Return the rows after `after` (at most _CHECK_BATCH, up to to_id) with their column check."""
+        if self.pool is None:
+            return _bulk_checked(after=after, to_id=self.to_id)
+        if after not in self.pending:
+            self._drop()
+        for k in range(self.ahead + 1):
+            start = after + k * _CHECK_BATCH
+            if start < self.to_id and start not in self.pending:
+                self.pending[start] = self.pool.submit(_bulk_checked_apart, start, self.to_id)
+        return self.pending.pop(after).result()
+
+    def _drop(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pending = {}
+
+    def close(self) -> None:
+        """Stop reading ahead; return once the threads (and their connections) are done."""
+        if self.pool is not None:
+            self._drop()
+            self.pool.shutdown(wait=True)
+
+
 def _batch_fine(rows: list[_Row], expected_id: int, prev: str) -> bool:
     sha256 = hashlib.sha256
     for eid, prev_sha256, stored, _, canonical, ok in rows:
@@ -111,16 +166,26 @@ def _batch_fine(rows: list[_Row], expected_id: int, prev: str) -> bool:
     return True
 
 
-def audit_chain_checked(*, from_id: int, to_id: int, prev_sha256: str) -> Iterator[Problem | ChainRun]:
+def audit_chain_checked(
+    *, from_id: int, to_id: int, prev_sha256: str, apart: bool = False
+) -> Iterator[Problem | ChainRun]:
     """Yield runs of events in [from_id, to_id] that check out (as chain.events_check), in order, or the first Problem.
 
     Batches are checked in bulk in the database; a batch with anything wrong (or scheme-1 events) is checked again
     event by event in Python, which names the first bad event exactly as `events_check` does. Stops early, without
     a Problem, when the rows run out.
     """
+    batches = _ReadAhead(to_id=to_id, first_after=from_id - 1, apart=apart)
+    try:
+        yield from _checked(batches, from_id=from_id, to_id=to_id, prev_sha256=prev_sha256)
+    finally:
+        batches.close()
+
+
+def _checked(batches: _ReadAhead, *, from_id: int, to_id: int, prev_sha256: str) -> Iterator[Problem | ChainRun]:
     expected, prev, seen_scheme2 = from_id, prev_sha256, False
     while expected <= to_id:
-        rows = _bulk_checked(after=expected - 1, to_id=to_id)
+        rows = batches.batch(expected - 1)
         if rows == []:
             return
         if rows is not None and _batch_fine(rows, expected, prev):

@@ -309,8 +309,9 @@ def _walk(*, from_id: int, to_id: int | None, anchors: list[Anchor]) -> ChainChe
             return ChainCheck(False, 0, from_id - 1, f"event {from_id - 1} is missing")
         prev = before.sha256
     checked, trusted_through, anchored_at = 0, from_id - 1, ""
+    apart = not connection.in_atomic_block  # nothing uncommitted here: other connections may check batches too
     with transaction.atomic():
-        for item in audit_chain_checked(from_id=from_id, to_id=walk_end, prev_sha256=prev):
+        for item in audit_chain_checked(from_id=from_id, to_id=walk_end, prev_sha256=prev, apart=apart):
             if isinstance(item, Problem):
                 return ChainCheck(False, checked, item.event_id, item.text)
             for event_id in sorted(e for e in by_id if item.first_id <= e <= item.last_id):

@@ -108,3 +108,28 @@ def test_untouched_events_with_awkward_values_pass_the_bulk_check_itself() -> No
     rows = selectors._bulk_checked(after=ids[0] - 1, to_id=ids[0] + 3)
     assert rows is not None and [r[0] for r in rows] == [*ids, ids[0] + 3]
     assert all(r[5] for r in rows)  # the column check passed in the database: no fallback to Python needed
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # outside a transaction: later batches are checked meanwhile on other connections
+def test_read_ahead_batches_verify_a_clean_chain_and_name_an_edit_and_a_gap(database_superuser, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(selectors, "_CHECK_BATCH", 4)
+    monkeypatch.setenv("TWINOPS_AUDIT_VERIFY_READ_AHEAD", "2")
+    apart: list[int] = []
+    checked_apart = selectors._bulk_checked_apart
+    monkeypatch.setattr(
+        selectors, "_bulk_checked_apart", lambda after, to_id: apart.append(after) or checked_apart(after, to_id)
+    )
+    _events(23)  # committed here: their ids come with the commit
+    ids = list(AuditEvent.objects.order_by("id").values_list("id", flat=True))
+    assert audit_chain_verify().checked == 23
+    assert len(apart) >= 6  # every batch was read ahead, on connections of their own
+    _tamper("UPDATE audit_auditevent SET reason = 'edited' WHERE id = %s", ids[14])
+    check = audit_chain_verify()
+    assert (check.ok, check.first_bad_id, check.checked) == (False, ids[14], 14)
+    assert "the stored reason differs" in check.problem
+    _tamper("UPDATE audit_auditevent SET reason = '' WHERE id = %s", ids[14])
+    _tamper("DELETE FROM audit_auditevent WHERE id = %s", ids[6])
+    check = audit_chain_verify()
+    assert (check.ok, check.first_bad_id, check.problem) == (False, ids[6], f"event {ids[6]} is missing")
