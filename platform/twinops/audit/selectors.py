@@ -64,14 +64,7 @@ _CHECK_BATCH = 20_000  # rows per batch of the bulk check
 # Per event, in one pass in the database: every column against the stored canonical text (as jsonb: strings and
 # nesting exactly, numbers by exact value, occurred_at as Python's isoformat in UTC); the hashes are recomputed here.
 # Never more lenient than chain.events_check: a batch it does not pass is checked again there, which names the problem.
-# The batch's ids come first (the primary key, in order, LIMIT), then each of its rows is read and its canonical text
-# parsed once: selecting the parsed text with the range made PostgreSQL parse every row up to `to_id` and sort them all.
 _BULK_CHECK = """
-WITH e AS MATERIALIZED (
-    SELECT a.*, CASE WHEN a.scheme = 2 THEN a.canonical::jsonb END AS c
-    FROM (SELECT id FROM audit_auditevent WHERE id > %s AND id <= %s ORDER BY id LIMIT %s) AS k
-    JOIN audit_auditevent AS a USING (id)
-)
 SELECT id, prev_sha256, sha256, scheme, canonical, (
     scheme = 2
     AND c -> 'id' = to_jsonb(id)
@@ -89,7 +82,10 @@ SELECT id, prev_sha256, sha256, scheme, canonical, (
     AND coalesce(c -> 'before', 'null') = coalesce(before, 'null')
     AND coalesce(c -> 'after', 'null') = coalesce(after, 'null')
 ) IS TRUE
-FROM e
+FROM (
+    SELECT *, CASE WHEN scheme = 2 THEN canonical::jsonb END AS c FROM audit_auditevent
+    WHERE id > %s AND id <= %s ORDER BY id LIMIT %s
+) AS e
 ORDER BY id
 """
 _Row = tuple[int, str, str, int, str, bool]  # id, prev_sha256, sha256, scheme, canonical, columns match the text
