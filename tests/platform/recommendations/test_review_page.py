@@ -89,6 +89,14 @@ def test_after_approving_smaller_moves_the_page_shows_the_plan_that_is_released(
     assert f"<strong>{steps[0]:,.4f}</strong>" in moves and f"<strong>{full:,.4f}</strong>" not in moves
 
 
+def test_a_gain_all_ensemble_members_agree_on_is_shown_without_a_spread_of_zero(pending: Recommendation) -> None:
+    plan = {**pending.result, "objective_gain_spread": 0.0}  # e.g. every priced term is a setpoint
+    Recommendation.objects.filter(pk=pending.pk).update(result=plan)
+    c, _ = client_for("ada", "engineer")
+    page = c.get(url(pending)).content.decode()
+    assert "± 0.00" not in page and "every member of the twin's ensemble predicts this gain" in page
+
+
 def test_a_wrong_password_in_the_form_is_refused_with_a_clear_message(pending: Recommendation) -> None:
     c, _ = client_for("ada", "engineer")
     answer = c.post(url(pending, sign=True), {"decision": "approve", "password": "nope"}, follow=True)
