@@ -18,7 +18,7 @@ What is compared with what:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,7 @@ class Prediction:
     value_per_h: float | None  # economic value of the compared prediction, currency per hour
     hold_value_per_h: float | None  # economic value of holding the setpoints, as predicted
     note: str = ""
+    mv_before: dict[str, float] = field(default_factory=dict)  # per MV: the setpoint in force before step 0
 
     @property
     def end(self) -> datetime:
@@ -123,6 +124,7 @@ def prediction_of(
             _value(mpc_spec, mean, mv, current_dv, horizon),
             hold_value,
             note,
+            current_mv,
         )
     # Shadow: not applied. The band keeps the plan's half-width (ensemble spread), centred on the hold prediction.
     half = {
@@ -142,6 +144,7 @@ def prediction_of(
         hold_value,
         f"shadow proposal, not applied: compared with the twin's prediction for holding the setpoints "
         f"(band: the plan's width, {band})",
+        current_mv,
     )
 
 
@@ -194,7 +197,11 @@ def outcome_compare(*, prediction: Prediction, measured: Measured, spec: dict[st
     for name, expected in p.mv_expected.items():
         u = _column(measured.values.get(name, [None] * (n + 1))[:n])  # MV k during step k
         rows[name] = u
-        gap = np.abs(u - np.asarray(expected, dtype=float))
+        now = np.asarray(expected, dtype=float)
+        # A step's setpoint is written at the step's start, so its bucket may also hold samples of the one before
+        # (its mean lies between the two): only a value outside both is a deviation from the plan.
+        before = np.concatenate([[p.mv_before.get(name, now[0])], now[:-1]]) if n else now
+        gap = np.maximum(np.minimum(before, now) - u, u - np.maximum(before, now)).clip(min=0.0)
         deviation[name] = float(np.nanmax(gap)) if np.isfinite(gap).any() else None
     for name, values in measured.values.items():
         rows.setdefault(name, _column(values[:n]))  # DVs, as measured during each step

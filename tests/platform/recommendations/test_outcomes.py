@@ -126,3 +126,23 @@ def test_an_outcome_with_no_measurement_says_so(shadow: Any) -> None:
     assert out.coverage is None and out.measured_share == 0.0
     assert "no CV was measured" in out.note
     assert all(e is None for e in out.error["upper_level_m"])
+
+
+def test_a_setpoint_written_inside_its_bucket_is_as_assumed_and_only_a_value_off_the_plan_is_a_deviation() -> None:
+    from datetime import UTC
+
+    from twinops.recommendations import outcomes
+
+    plan = [1.0, 1.2, 1.4, 1.4]  # from 0.8: each step written at its start, while its bucket still held the last one
+    prediction = outcomes.Prediction(
+        outcomes.PLAN, datetime(2026, 1, 1, tzinfo=UTC), 10.0, 4, {}, {}, {}, {"u": plan}, None, None,
+        mv_before={"u": 0.8},
+    )  # fmt: skip
+    followed = [0.9, 1.1, 1.3, 1.4, None]  # bucket means halfway: the plan, written on time
+    assert outcomes.outcome_compare(
+        prediction=prediction, measured=outcomes.Measured({"u": followed}), spec={}
+    ).mv_deviation == {"u": pytest.approx(0.0)}
+    moved = [0.9, 1.1, 1.7, 1.4, None]  # someone took it to 1.7 during step 2
+    assert outcomes.outcome_compare(
+        prediction=prediction, measured=outcomes.Measured({"u": moved}), spec={}
+    ).mv_deviation == {"u": pytest.approx(0.3)}
