@@ -11,8 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from django import template
-from django.utils import timezone
-from django.utils.dateformat import format as date_format
+from django.template.defaultfilters import date as date_filter
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -30,7 +29,7 @@ def _json_default(value: Any) -> str:
 
 
 def _moment(value: datetime) -> str:
-    return date_format(timezone.localtime(value) if timezone.is_aware(value) else value, MOMENT)
+    return str(date_filter(value, MOMENT))  # Django's `date` filter: the site's zone, as the templates show times
 
 
 @register.filter
