@@ -11,13 +11,15 @@ import pytest
 from bench import twin
 
 TINY = dataclasses.replace(twin.TANKS, **{**twin.QUICK, "epochs": 1, "steps_per_epoch": 5})
+TANKS_CSV = twin.shared_data() / "cascaded_tanks" / "dataBenchmark.csv"
 
 
+@pytest.mark.skipif(not TANKS_CSV.is_file(), reason=f"shared data set not found at {TANKS_CSV}")  # as the others
 def test_the_tanks_validation_score_never_reads_the_test_record(tmp_path, monkeypatch) -> None:
     honest = twin.cascaded_tanks_validation(TINY)
     honest.pop("train_seconds")
     # A copy of the record whose test columns (u_val, y_val) are garbage: the validation score must not move.
-    raw = np.genfromtxt(twin.shared_data() / "cascaded_tanks" / "dataBenchmark.csv", delimiter=",", skip_header=1)
+    raw = np.genfromtxt(TANKS_CSV, delimiter=",", skip_header=1)
     raw[:, [1, 3]] = np.random.default_rng(0).uniform(-50.0, 50.0, (len(raw), 2))
     (tmp_path / "cascaded_tanks").mkdir()
     np.savetxt(tmp_path / "cascaded_tanks" / "dataBenchmark.csv", raw, delimiter=",", header="uEst,uVal,yEst,yVal")
@@ -33,6 +35,7 @@ def test_tuning_seeds_that_are_also_reported_are_refused() -> None:
 
 
 @pytest.mark.slow  # trains 10 tiny twins in a process pool: about a minute on 2 cores
+@pytest.mark.skipif(not TANKS_CSV.is_file(), reason=f"shared data set not found at {TANKS_CSV}")
 def test_the_quick_benchmark_reports_each_seed_the_ablation_and_the_published_figures() -> None:
     out = twin.run(quick=True, faults=False, jobs=2)
     assert out["seeds"] == [1, 2]
