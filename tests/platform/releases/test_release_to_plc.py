@@ -349,7 +349,9 @@ def test_an_engineer_stops_a_running_release_and_the_setpoints_hold(
         await _in_thread(_approve_when_fresh(release_line, plc, engineer, plan=ramp_plan(start, steps=20)))
         await until(lambda: (r := _release(release_line)) is not None and r.steps_done >= 2)
         await _in_thread(lambda: release_stop(line=release_line, actor=engineer, reason="operator asked to hold"))
-        held = plc.simulator.setpoints["F_feed"]
+        # what the PLC must hold: the last write before the stop (the PLC applies it at its next scan, so its
+        # simulator may not show it yet at this instant)
+        held = await _in_thread(lambda: _release(release_line).writes.filter(tag="F_feed").order_by("-step")[0].value)
         await asyncio.sleep(1.5)  # three more periods: nothing more is written
         seen["held"], seen["now"] = held, plc.simulator.setpoints["F_feed"]
 
