@@ -43,6 +43,35 @@ def recommendation_last_approved(*, line: Line, before: Recommendation) -> Recom
     return rows.select_related("spec_version", "twin_version").defer("twin_version__checkpoint").first()
 
 
+@dataclass(frozen=True)
+class BiasEstimate:
+    """A stored proposal's filtered CV bias and when each CV's estimate last took a measurement."""
+
+    recommendation_id: int
+    value: dict[str, float]  # CV name -> filtered bias, engineering units
+    updated_at: dict[str, datetime]  # CV name -> time of the last sample in the estimate
+
+
+def cv_bias_last(*, line: Line, twin_version_id: int, before: datetime) -> BiasEstimate | None:
+    """Return the newest filtered CV bias stored with the line's proposals of this twin up to `before`, or None."""
+    row = (
+        Recommendation.objects.filter(
+            line=line, twin_version_id=twin_version_id, window_end__lte=before, inputs__has_key="cv_bias_filter"
+        )
+        .order_by("-window_end", "-id")
+        .values("pk", "inputs__cv_bias", "inputs__cv_bias_filter__updated_at")
+        .first()
+    )
+    if row is None:
+        return None
+    value, updated = row["inputs__cv_bias"] or {}, row["inputs__cv_bias_filter__updated_at"] or {}
+    return BiasEstimate(
+        recommendation_id=row["pk"],
+        value={n: float(v) for n, v in value.items() if n in updated},
+        updated_at={n: datetime.fromisoformat(t) for n, t in updated.items()},
+    )
+
+
 def recommendation_in_slot(*, line: Line, slot: datetime) -> Recommendation | None:
     """Return the recommendation already made for a line in a time slot, or None."""
     return Recommendation.objects.filter(line=line, slot=slot).first()

@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from optimizer import MpcResult, MpcSpec
+from optimizer.estimation import BIAS_ALPHA, MEMORY_SAMPLES, RESET_AFTER_PERIODS, BiasState, cv_bias_filter
 from twinops.audit.services import audit_record
 from twinops.core import locks
 from twinops.core.actors import Actor, ActorLike
@@ -33,6 +34,7 @@ from twinops.recommendations.mpc_cache import controller_cached, twin_cached
 from twinops.recommendations.selectors import (
     OUTCOME_STATUSES,
     band_words,
+    cv_bias_last,
     outcome_candidates,
     outcome_measurements,
     plan_scaled,
@@ -44,7 +46,7 @@ from twinops.recommendations.selectors import (
 )
 from twinops.telemetry import conf as telemetry_conf
 from twinops.telemetry.selectors import LatestSample, TagFreshness, freshness_limit_s, tag_freshness
-from twins import CheckpointError, Twin
+from twins import CheckpointError, Twin, TwinDataset
 
 log = logging.getLogger(__name__)
 Status: Any = Recommendation.Status
@@ -283,10 +285,12 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     if integrity.problem:
         return draft.stop(Status.WITHHELD, integrity.problem)
     # Offset-free MPC: the twin's error on the CVs now (measured minus estimated) is assumed to persist over the
-    # horizon, so a biased twin cannot lead the plan across a limit it thinks is still away.
+    # horizon, so a biased twin cannot lead the plan across a limit it thinks is still away. Filtered per sample as
+    # bench closedloop evaluated it; the raw error now is kept beside it, for the page and the audit.
     estimate = trust["current_cv_estimate"]
-    cv_bias = {n: float(latest[n].good_value) - estimate[n] for n in twin.cv_names}  # type: ignore[arg-type]
-    draft.inputs["cv_bias"] = cv_bias
+    raw = {n: float(latest[n].good_value) - estimate[n] for n in twin.cv_names}  # type: ignore[arg-type]
+    cv_bias, draft.inputs["cv_bias_filter"] = _cv_bias_filtered(line=line, twin=twin, version=version, end=end)
+    draft.inputs.update(cv_bias=cv_bias, cv_bias_raw=raw)
     # No DV forecast service yet: each DV is held at its current value over the horizon.
     result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=dv, spec=spec, cv_bias=cv_bias)
     draft.result = result
@@ -300,6 +304,62 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     if line.mode == Line.Mode.SHADOW:
         draft.status = Status.SHADOW  # commissioning: tracked against what the plant does, never released
     return draft
+
+
+def _cv_bias_filtered(
+    *, line: Line, twin: Twin, version: TwinVersion, end: datetime
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Return the CV bias filtered over the recent samples, continuing the last proposal's estimate, and its record.
+
+    Each of the last MEMORY_SAMPLES samples gives a raw bias (measured CV minus the twin's estimate at that sample);
+    cv_bias_filter runs over those newer than the stored estimate of the same twin, so a restarted worker continues
+    where the last proposal left off, and a gap in the data longer than RESET_AFTER_PERIODS restarts from the raw.
+    """
+    period = float(line.sample_period_s)
+    rows = MEMORY_SAMPLES
+    history = recent_window(line=line, twin=twin, last=end, rows=twin.config.window + rows - 1).dataset
+    idx = np.arange(len(history) - rows, len(history))  # (rows,) the samples filtered
+    estimate = np.stack([_cv_estimate(twin, history, int(r)) for r in idx])  # (rows, n_cv)
+    measured = np.where(history.cv_mask[idx], history.cv[idx], np.nan)
+    t_s = end.timestamp() - period * (len(history) - 1 - idx)  # (rows,) each sample's time
+    last = cv_bias_last(line=line, twin_version_id=version.pk, before=end)
+    previous = None
+    if last is not None:
+        names = twin.cv_names
+        previous = BiasState(
+            value=np.array([last.value.get(n, np.nan) for n in names]),
+            at_s=np.array([last.updated_at[n].timestamp() if n in last.updated_at else -np.inf for n in names]),
+            restarted=np.zeros(len(names), dtype=bool),
+        )
+    raw = measured - estimate
+    if previous is not None:
+        raw = np.where(t_s[:, None] > previous.at_s[None, :], raw, np.nan)  # already in the stored estimate
+    state = cv_bias_filter(raw, t_s, previous, period_s=period)
+    value = {n: float(state.value[i]) for i, n in enumerate(twin.cv_names)}
+    record = {
+        "alpha": BIAS_ALPHA,
+        "reset_after_periods": RESET_AFTER_PERIODS,
+        "continued_from": last.recommendation_id if last is not None else None,
+        "restarted": [n for i, n in enumerate(twin.cv_names) if state.restarted[i]],
+        "samples": int(np.isfinite(raw).sum()),
+        "updated_at": {
+            n: datetime.fromtimestamp(float(state.at_s[i]), UTC).isoformat()
+            for i, n in enumerate(twin.cv_names)
+            if np.isfinite(state.at_s[i])
+        },
+    }
+    return value, record
+
+
+def _cv_estimate(twin: Twin, data: TwinDataset, row: int) -> np.ndarray:
+    """Return the twin's ensemble-mean CVs (n_cv,) at a row, encoded from the window of rows ending there.
+
+    Each estimate sees exactly the rows the proposal's own state is encoded from (and bench closedloop's are).
+    """
+    part = slice(row - twin.config.window + 1, row + 1)
+    names = ("cv", "mv", "dv", "cv_mask", "mv_mask", "dv_mask")
+    window = dataclasses.replace(data, **{n: getattr(data, n)[part] for n in names})
+    return twin.readout(twin.encode(window, np.array([len(window) - 1]))).mean(axis=0)[0]
 
 
 def _limits(spec: MpcSpec) -> dict[str, Any]:

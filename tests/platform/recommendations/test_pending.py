@@ -38,8 +38,8 @@ def test_the_plan_is_corrected_by_the_twins_current_error_on_each_cv(ready: Any)
     line, now = ready
     rec = recommendation_create(line=line, actor="system:test", now=now)
     assert rec.status == "pending", rec.reason
-    bias, estimate, latest = rec.inputs["cv_bias"], rec.inputs["current_cv_estimate"], rec.inputs["latest"]
-    assert set(bias) == {"upper_level_m", "lower_level_m"}
-    for cv, offset in bias.items():
+    raw, estimate, latest = rec.inputs["cv_bias_raw"], rec.inputs["current_cv_estimate"], rec.inputs["latest"]
+    assert set(raw) == set(rec.inputs["cv_bias"]) == {"upper_level_m", "lower_level_m"}
+    for cv, offset in raw.items():
         assert offset == pytest.approx(latest[cv]["good_value"] - estimate[cv])
-    assert any(abs(offset) > 1e-9 for offset in bias.values())  # a learned twin is never exact
+    assert any(abs(offset) > 1e-9 for offset in rec.inputs["cv_bias"].values())  # a learned twin is never exact
