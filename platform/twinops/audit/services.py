@@ -111,23 +111,15 @@ def audit_deferred() -> Iterator[None]:
         _append(events)
 
 
-# The chain lock, then (a statement of its own, so its snapshot sees every event committed before the lock was
-# granted) the next id and previous hash read and the event inserted with its hash. The hash is the same as
-# canonical.event_sha256: sha256 of the UTF-8 bytes (the database's encoding) of previous hash + canonical text.
-_LOCK = "SELECT pg_advisory_xact_lock(%(lock)s)"
-_INSERT = """
-INSERT INTO audit_auditevent (id, occurred_at, actor_id, actor_label, action, object_type, object_id, reason, before,
-    after, prev_sha256, sha256, scheme, canonical, line_key)
-SELECT head.id + 1, %(occurred_at)s, %(actor_id)s, %(actor)s, %(action)s, %(object_type)s, %(object_id)s,
-    %(reason)s, %(before)s::jsonb, %(after)s::jsonb, head.sha256,
-    encode(sha256(convert_to(head.sha256 || %(prefix)s || (head.id + 1) || %(suffix)s, 'UTF8')), 'hex'),
-    %(scheme)s, %(prefix)s || (head.id + 1) || %(suffix)s, %(line)s
-FROM (
-    (SELECT id, sha256 FROM audit_auditevent ORDER BY id DESC LIMIT 1) UNION ALL (SELECT 0, %(genesis)s)
-    ORDER BY id DESC LIMIT 1
-) AS head
-RETURNING id, prev_sha256, sha256
-"""
+# The chain lock, the head read and the event inserted with its hash, in one call of the database function
+# audit_append (migration 0005: its plans are kept for the session, where this INSERT sent as text was planned for
+# every event). The hash is the same as canonical.event_sha256: sha256 of the UTF-8 bytes (the database's encoding)
+# of previous hash + canonical text.
+_APPEND = (
+    "SELECT event_id, event_prev_sha256, event_sha256 FROM audit_append(%(lock)s, %(genesis)s, %(occurred_at)s, "
+    "%(actor_id)s, %(actor)s, %(action)s, %(object_type)s, %(object_id)s, %(reason)s, %(before)s::jsonb, "
+    "%(after)s::jsonb, %(prefix)s, %(suffix)s, %(scheme)s::smallint, %(line)s)"
+)
 
 
 # Group commit: the lock is released when the commit returns, and waiting there for the disk would let one writer at
@@ -168,14 +160,13 @@ def _append(events: list[AuditEvent]) -> None:
     if commits_here and (rider is None or rider.savepoint_state == connection.savepoint_state):
         if rider is None:
             rider = _ChainRider(savepoint_state=connection.savepoint_state)
-            rider.before.append((_LOCK, {"lock": locks.AUDIT_CHAIN}))
             if connection.pg_version >= 170000:
-                rider.before.insert(0, (_ASYNC_COMMIT, {}))
+                rider.before.append((_ASYNC_COMMIT, {}))
                 rider.after = _WAL_FLUSH
             rider.done = functools.partial(_rode, rider)
             connection.commit_ride(rider)
         rider.events += events
-        rider.before += [(_INSERT, _params(event)) for event in events]
+        rider.before += [(_APPEND, _params(event)) for event in events]
         return
     if rider is not None:  # keep the order of recording: what this transaction held back goes first
         riders.remove(rider)  # type: ignore[union-attr]
@@ -194,15 +185,14 @@ def _rode(rider: _ChainRider, results: list[Any]) -> None:
 def _append_now(events: list[AuditEvent]) -> None:
     """Insert the events now, holding the chain lock until the transaction ends."""
     group_commit = connection.pg_version >= 170000
-    statements = [_ASYNC_COMMIT, _LOCK, _INSERT] if group_commit else [_LOCK, _INSERT]
-    sql = ";\n".join(statements)
+    sql = ";\n".join([_ASYNC_COMMIT, _APPEND] if group_commit else [_APPEND])
     if group_commit:
         transaction.on_commit(_wal_flush)
     with connection.cursor() as cur:
         for event in events:
             params = _params(event)
-            cur.execute(sql, {**params, "lock": locks.AUDIT_CHAIN})
-            while cur.nextset():  # on to the INSERT's RETURNING row, the last result
+            cur.execute(sql, params)
+            while cur.nextset():  # on to the append's row, the last result
                 pass
             event.id, event.prev_sha256, event.sha256 = cur.fetchone()
             _saved(event, params)
@@ -226,6 +216,7 @@ def _params(event: AuditEvent) -> dict[str, Any]:
         "scheme": SCHEME,
         "line": event.line_key,
         "genesis": GENESIS_SHA256,
+        "lock": locks.AUDIT_CHAIN,
     }
 
 

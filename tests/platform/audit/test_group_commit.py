@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
+from psycopg import pq
 
 from twinops.audit.models import AuditEvent
 from twinops.audit.services import audit_chain_verify, audit_record
@@ -109,3 +110,23 @@ def test_a_commit_that_fails_takes_the_change_and_its_events_back() -> None:
     with transaction.atomic():  # the connection goes on, holding nothing back from the failed transaction
         audit_record(actor="system:test", action="test.done", object_type="x", object_id="2")
     assert list(AuditEvent.objects.values_list("id", "action")) == [(1, "test.done")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_audit_only_transaction_commits_and_a_failed_one_leaves_the_connection_usable() -> None:
+    with transaction.atomic():
+        event = audit_record(actor="system:test", action="test.alone", object_type="x", object_id="1")
+        # nothing was sent yet: the BEGIN rides in the commit's message with the insert and the COMMIT
+        assert connection.connection.info.transaction_status == pq.TransactionStatus.IDLE
+    assert AuditEvent.objects.get(pk=event.id).action == "test.alone"
+    # the event cannot be stored (object_id is 64 characters at most): the database refuses it inside the message
+    with pytest.raises(DataError), transaction.atomic():
+        audit_record(actor="system:test", action="test.too_long", object_type="x", object_id="9" * 65)
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["test.alone"]
+    assert connection.get_autocommit()  # back to autocommit after the failed transaction, as Django expects
+    with transaction.atomic():  # and the next transaction works as any other
+        users = get_user_model()
+        users.objects.create_user("after", password="x" * 12)
+        audit_record(actor="system:test", action="test.after", object_type="x", object_id="2")
+    assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == ["test.alone", "test.after"]
+    assert audit_chain_verify().ok

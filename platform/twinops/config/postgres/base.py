@@ -4,6 +4,7 @@ A service whose statements must run at the very end of a transaction (the audit 
 from its first statement to the commit) registers a `CommitRider`; the outermost commit then sends its statements,
 the COMMIT and the riders' after-statements as one message, so no client round trip falls inside that lock. Riders
 are dropped on rollback; a failure inside the message rolls the whole transaction back as any failed commit does.
+A transaction that has sent nothing before its commit sends its BEGIN in that message too.
 """
 
 from __future__ import annotations
@@ -56,15 +57,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 params.update({prefix + k: v for k, v in values.items()})
         parts.append("COMMIT")
         parts += [rider.after for rider in riders if rider.after]
-        with debug_transaction(self, "COMMIT"), self.wrap_database_errors, self.connection.cursor() as cur:
-            cur.execute(";\n".join(parts), params)  # simple query protocol: one round trip for all of them
-            if self.connection.info.transaction_status != pq.TransactionStatus.IDLE:
-                raise DatabaseError("the commit message ran but its transaction is still open")
-            results: list[Rows] = []
-            while True:
-                results.append(cur.fetchall() if cur.description is not None else None)
-                if not cur.nextset():
-                    break
+        # A transaction that has sent nothing yet (one that only records an audit event) has not begun on the
+        # server: psycopg would send its BEGIN alone first, a round trip of its own. The message carries it instead.
+        unbegun = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
+        if unbegun:
+            parts.insert(0, "BEGIN")
+            self.connection.autocommit = True  # so psycopg sends no BEGIN of its own before the message
+        try:
+            with debug_transaction(self, "COMMIT"), self.wrap_database_errors, self.connection.cursor() as cur:
+                cur.execute(";\n".join(parts), params)  # simple query protocol: one round trip for all of them
+                if self.connection.info.transaction_status != pq.TransactionStatus.IDLE:
+                    raise DatabaseError("the commit message ran but its transaction is still open")
+                results: list[Rows] = []
+                while True:
+                    results.append(cur.fetchall() if cur.description is not None else None)
+                    if not cur.nextset():
+                        break
+        finally:
+            if unbegun and self.connection.info.transaction_status == pq.TransactionStatus.IDLE:
+                self.connection.autocommit = False  # as Django left it (a failed message: its rollback ends it)
+        results = results[1:] if unbegun else results  # the BEGIN's (no rows)
         for rider in riders:
             count = len(rider.before)
             if rider.done is not None:
