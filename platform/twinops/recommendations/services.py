@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from optimizer import MpcResult, MpcSpec
+from optimizer.disturbances import dv_forecast
 from optimizer.estimation import BIAS_ALPHA, MEMORY_SAMPLES, RESET_AFTER_PERIODS, BiasState, cv_bias_filter
 from twinops.audit.services import audit_record
 from twinops.core import locks
@@ -30,7 +31,7 @@ from twinops.modeling.selectors import twin_promoted
 from twinops.recommendations import conf, outcomes, tasks
 from twinops.recommendations.integrity import integrity_check
 from twinops.recommendations.models import Outcome, Recommendation, RecommendationAttempt, Signature
-from twinops.recommendations.mpc_cache import controller_cached, twin_cached
+from twinops.recommendations.mpc_cache import controller_cached, dv_model_cached, twin_cached
 from twinops.recommendations.selectors import (
     OUTCOME_STATUSES,
     band_words,
@@ -291,8 +292,10 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     raw = {n: float(latest[n].good_value) - estimate[n] for n in twin.cv_names}  # type: ignore[arg-type]
     cv_bias, draft.inputs["cv_bias_filter"] = _cv_bias_filtered(line=line, twin=twin, version=version, end=end)
     draft.inputs.update(cv_bias=cv_bias, cv_bias_raw=raw)
-    # No DV forecast service yet: each DV is held at its current value over the horizon.
-    result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=dv, spec=spec, cv_bias=cv_bias)
+    forecast, draft.inputs["dv_forecast"] = _dv_forecast(
+        line=line, version=version, twin=twin, dv=dv, steps=settings.horizon
+    )
+    result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=forecast, spec=spec, cv_bias=cv_bias)
     draft.result = result
     if not result.has_proposal:
         return draft.stop(Status.FAILED, f"optimizer {result.status.value}: {result.message}")
@@ -349,6 +352,27 @@ def _cv_bias_filtered(
         },
     }
     return value, record
+
+
+def _dv_forecast(
+    *, line: Line, version: TwinVersion, twin: Twin, dv: dict[str, float], steps: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Return each DV's forecast over the horizon and its record (method, mean, phi, why, values) for the proposal.
+
+    Each DV decays toward its mean where the twin's training history showed that this forecasts better than holding
+    (optimizer.disturbances); otherwise, or where the forecast is not finite, it is held at its last good value.
+    """
+    if not twin.dv_names:
+        return {}, {}
+    model = dv_model_cached(line=line, version=version, twin=twin, horizon=steps)
+    forecast = dv_forecast(model, dv, steps)
+    record = model.record()
+    for name, values in forecast.items():
+        if not all(math.isfinite(v) for v in values):
+            forecast[name] = [dv[name]] * steps
+            record[name] |= {"method": "hold", "why": "held at its last good value: the forecast was not finite"}
+        record[name]["values"] = forecast[name]
+    return forecast, record
 
 
 def _cv_estimate(twin: Twin, data: TwinDataset, row: int) -> np.ndarray:
@@ -753,13 +777,21 @@ def _plan_checked(rec: Recommendation, scale: float) -> dict[str, Any]:
         z0=z[:, 0, :],
         mv=rec.inputs["current_mv"],
         plan=plan_scaled(rec, scale=scale),
-        dv_forecast=rec.inputs.get("current_dv") or {},
+        dv_forecast=_dv_forecast_of(rec),
         spec=spec,
         cv_bias=rec.inputs.get("cv_bias"),
     )
     if not result.has_proposal:
         raise SigningError(f"The moves at {scale:.0%} cannot be signed: {result.message}.")
     return result.to_dict()
+
+
+def _dv_forecast_of(rec: Recommendation) -> dict[str, Any]:
+    """Return the DV forecast a proposal's plan was made with (older proposals held the current DVs)."""
+    stored = rec.inputs.get("dv_forecast")
+    if stored:
+        return {name: entry["values"] for name, entry in stored.items()}
+    return rec.inputs.get("current_dv") or {}
 
 
 def _signature_create(
