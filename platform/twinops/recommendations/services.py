@@ -309,23 +309,30 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     return draft
 
 
+BIAS_ROWS_MAX = 3 * MEMORY_SAMPLES  # samples filtered at most per proposal (default slots of 300 s hold 30 at 10 s)
+
+
 def _cv_bias_filtered(
     *, line: Line, twin: Twin, version: TwinVersion, end: datetime
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Return the CV bias filtered over the recent samples, continuing the last proposal's estimate, and its record.
 
-    Each of the last MEMORY_SAMPLES samples gives a raw bias (measured CV minus the twin's estimate at that sample);
-    cv_bias_filter runs over those newer than the stored estimate of the same twin, so a restarted worker continues
-    where the last proposal left off, and a gap in the data longer than RESET_AFTER_PERIODS restarts from the raw.
+    Each sample since the stored estimate of the same twin (at least the last MEMORY_SAMPLES, at most BIAS_ROWS_MAX)
+    gives a raw bias (measured CV minus the twin's estimate at that sample); cv_bias_filter runs over those newer than
+    the stored estimate, so a restarted worker continues where the last proposal left off, and a gap in the data
+    longer than RESET_AFTER_PERIODS restarts from the raw value.
     """
     period = float(line.sample_period_s)
+    last = cv_bias_last(line=line, twin_version_id=version.pk, before=end)
     rows = MEMORY_SAMPLES
+    if last is not None and last.updated_at:  # every sample since the stored estimate, up to a few memories
+        since = (end - min(last.updated_at.values())).total_seconds() / period
+        rows = int(min(max(rows, math.ceil(since - 1e-9)), BIAS_ROWS_MAX))
     history = recent_window(line=line, twin=twin, last=end, rows=twin.config.window + rows - 1).dataset
     idx = np.arange(len(history) - rows, len(history))  # (rows,) the samples filtered
     estimate = np.stack([_cv_estimate(twin, history, int(r)) for r in idx])  # (rows, n_cv)
     measured = np.where(history.cv_mask[idx], history.cv[idx], np.nan)
     t_s = end.timestamp() - period * (len(history) - 1 - idx)  # (rows,) each sample's time
-    last = cv_bias_last(line=line, twin_version_id=version.pk, before=end)
     previous = None
     if last is not None:
         names = twin.cv_names

@@ -63,3 +63,18 @@ def test_after_a_long_gap_in_a_cvs_readings_its_bias_restarts_from_the_raw_value
     assert record["continued_from"] == first.pk and record["restarted"] == ["lower_level_m"]
     assert rec.inputs["cv_bias"]["lower_level_m"] == pytest.approx(rec.inputs["cv_bias_raw"]["lower_level_m"])
     assert rec.inputs["cv_bias"]["upper_level_m"] != pytest.approx(rec.inputs["cv_bias_raw"]["upper_level_m"])
+
+
+def test_a_proposal_a_slot_later_continues_the_last_ones_estimate_over_every_sample_between(
+    line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
+    promote(line)  # default slots of 300 s: 30 samples of 10 s between proposals
+    data = two_tanks(ROWS + 30, seed=1)[-90:]
+    last = ingest(line, data[:60])
+    first = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
+    last = ingest(line, data[60:], start=last + timedelta(seconds=PERIOD_S))
+    rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))  # the next slot
+    assert first.status == "pending", first.reason
+    record = rec.inputs["cv_bias_filter"]  # stored whatever the later checks say (this plan's OOD withholds it)
+    assert record["continued_from"] == first.pk and record["restarted"] == []
+    assert record["samples"] == 30 * len(CVS)  # each sample since the first proposal, once
