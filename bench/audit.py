@@ -3,7 +3,9 @@
 Run: `twinops bench audit --json [--quick]` (Django set up by the CLI). Uses the scratch database `twinops_bench_audit`
 (see bench/ingest.py); its 1M events (a valid chain, written once with COPY and kept between runs) are loaded only
 when missing. The signing key and anchor log are temporary files. Figures, each beside its baseline:
-- append_events_per_s: 8 writer threads, one event per transaction (audit_record), vs ..._1_writer;
+- append_events_per_s: 8 writer threads, one event per transaction (audit_record), vs ..._1_writer and vs
+  ..._flush_only: 8 threads that only wait for the WAL on disk, as each append does after its commit (PostgreSQL
+  17+): the disk's ceiling, as each writer waits for a flush;
 - verify_events_per_s: audit_chain_verify (Python: hashes, links, columns) vs the SQL baseline (hashes and links
   only, in one window query);
 - export_seconds_per_100k_events: audit_export of 100k events (quick: 10k, scaled) vs a plain COPY of those rows,
@@ -109,6 +111,34 @@ def _append(writers: int, per_writer: int) -> float:
             connection.close()
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    return round(writers * per_writer / (time.perf_counter() - began), 1)
+
+
+def _flush_only(writers: int, per_writer: int) -> float:
+    """Return durable commits per second of `writers` threads that write nothing but wait for the WAL on disk.
+
+    The disk's ceiling for appends with that many writers (each waits for a flush): the append's own baseline.
+    """
+    from django.db import connection
+
+    start_gate = threading.Barrier(writers + 1)
+
+    def flush() -> None:
+        start_gate.wait()
+        try:
+            with connection.cursor() as cur:
+                for _ in range(per_writer):  # the flush audit.services sends after an append's commit
+                    cur.execute("SELECT pg_logical_emit_message(false, 'twinops.audit', '', true)")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=flush) for _ in range(writers)]
     for t in threads:
         t.start()
     start_gate.wait()
@@ -263,6 +293,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             out["load_seconds"] = round(time.perf_counter() - began, 1)
             out["append_events_per_s"] = _append(8, per_writer)
             out["append_events_per_s_1_writer"] = _append(1, per_writer)
+            out["append_events_per_s_flush_only"] = _flush_only(8, per_writer)
             began = time.perf_counter()
             check = audit_chain_verify()
             seconds = time.perf_counter() - began
