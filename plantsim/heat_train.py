@@ -109,10 +109,18 @@ class HeatTrainModel:
             "T_out": x[4],
         }
 
+    def line_temperatures(self, cells: int) -> list[float]:
+        """Return the temperature at the middle of each of `cells` equal volumes of the transfer line, inlet first."""
+        width = self.params.v_pipe / cells
+        return [self._line_temperature(self._cum_vol - (i + 0.5) * width) for i in range(cells)]
+
     def _line_outlet(self) -> float:
         """Temperature leaving the transfer line: plug flow from V_cum - V_pipe, cooled on its way."""
+        return self._line_temperature(self._cum_vol - self.params.v_pipe)
+
+    def _line_temperature(self, v_out: float) -> float:
+        """Temperature of the fluid at cumulative volume v_out in the line: as it entered, cooled since."""
         p = self.params
-        v_out = self._cum_vol - p.v_pipe
         i = bisect.bisect_right(self._vol, v_out)
         i = min(max(i, 1), len(self._vol) - 1)
         v0, v1 = self._vol[i - 1], self._vol[i]
