@@ -20,7 +20,7 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True)
     after = models.JSONField(null=True)
     prev_sha256 = models.CharField(max_length=64)
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64)
     # Hash scheme 2: `canonical` is the canonical JSON of the fields above (audit/canonical.py), and sha256 covers
     # exactly that text; the columns are its queryable copy and must match it. Scheme 1 (events written before it):
     # sha256 covers the columns as read back, and `canonical` is empty.
