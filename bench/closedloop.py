@@ -76,6 +76,7 @@ import torch
 
 from bench import _true_models
 from optimizer import CasadiModel, MpcController, MpcSettings, MpcSpec
+from optimizer.estimation import BiasState, cv_bias_filter
 from plantsim import heat_train, vdv_reactor
 from plantsim.history import generate_history
 from plantsim.realism import FaultRates, Realism
@@ -284,12 +285,19 @@ def _estimate(
     z0 = twin.initial_state(window)  # (M, nz)
     dv_now = {n: float(recent[-1, n_cv + n_mv + i]) for i, n in enumerate(dvs)}
     predicted = twin.readout(z0[:, None, :]).mean(axis=0)[0]  # (n_cv,) ensemble mean now
-    bias = dict(bias or {n: 0.0 for n in cvs})
-    for i, name in enumerate(cvs):
-        new = float(recent[-1, i]) - float(predicted[i])
-        if np.isfinite(new):  # a missing measurement keeps the last estimate
-            bias[name] += tuning.bias_alpha * (new - bias[name])
-    return z0, dv_now, bias
+    # the recommender's filter (optimizer.estimation), one sample on from the last estimate; the loop starts from a
+    # zero bias (the recommender's first proposal starts from the raw value instead: a sample's difference, no more)
+    raw = recent[-1, :n_cv] - predicted
+    last = np.array([(bias or {}).get(n, 0.0) for n in cvs])
+    period = line.sample_period_s
+    state = cv_bias_filter(
+        raw[None, :],
+        np.array([period]),
+        BiasState(last, np.zeros(n_cv), np.zeros(n_cv, dtype=bool)),
+        period_s=period,
+        alpha=tuning.bias_alpha,
+    )
+    return z0, dv_now, {n: float(state.value[i]) for i, n in enumerate(cvs)}
 
 
 # ---------------------------------------------------------------- one seed

@@ -78,3 +78,39 @@ def test_the_quick_run_reports_every_case_against_holding_and_the_true_model() -
     assert drifted["twin_train"] == nominal["twin_train"]
     assert drifted["model"]["economic_eur"] != nominal["model"]["economic_eur"]
     assert out["mismatch"] == {"k0_ab": closedloop.MISMATCH_K0_AB}
+
+
+class _Flat:
+    """A twin whose estimate of every CV is 0 whatever the window: the measured CV is the raw bias."""
+
+    def __init__(self, n_cv: int) -> None:
+        self.n_cv = n_cv
+
+    def initial_state(self, window: object) -> np.ndarray:
+        return np.zeros((2, 3))
+
+    def readout(self, z: np.ndarray) -> np.ndarray:
+        return np.zeros((z.shape[0], 1, self.n_cv))
+
+
+def test_the_bench_filters_the_cv_bias_with_the_recommenders_filter() -> None:
+    from optimizer.estimation import BIAS_ALPHA, BiasState, cv_bias_filter
+
+    line = build_simulator(vdv_reactor.LINE_ID, seed=0).line
+    cvs = line.names("CV")
+    n_tags = len(cvs) + len(line.names("MV")) + len(line.names("DV"))
+    n_cv = len(cvs)
+    bias: dict[str, float] | None = None
+    expected = BiasState(np.zeros(n_cv), np.zeros(n_cv), np.zeros(n_cv, dtype=bool))
+    t = 0.0
+    for first, second in ((1.0, 2.0), (1.0, 2.0), (np.nan, 4.0), (1.0, 4.0)):
+        recent = np.zeros((4, n_tags))
+        recent[-1, :2] = first, second  # the other CVs are measured equal to the estimate
+        twin = _Flat(n_cv)
+        _, _, bias = closedloop._estimate(twin, recent, line, bias, closedloop.TUNING)  # type: ignore[arg-type]
+        t += line.sample_period_s
+        raw = recent[-1:, :n_cv]
+        expected = cv_bias_filter(raw, np.array([t]), expected, period_s=line.sample_period_s)
+        assert [bias[n] for n in cvs] == pytest.approx(expected.value)
+    assert bias is not None and closedloop.TUNING.bias_alpha == BIAS_ALPHA  # the bench evaluates the recommender's gain
+    assert bias[cvs[0]] == pytest.approx(1 - (1 - BIAS_ALPHA) ** 3)  # a missing sample kept the estimate
