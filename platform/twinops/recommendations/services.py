@@ -191,7 +191,9 @@ def recommendation_attempts_resend(*, now: datetime | None = None, actor: ActorL
             .exclude(waiting)
             .order_by("pk")
         )
-        held = set(_attempts_held())  # read after the row locks: a worker claims a row under its lock, so none joins
+        held = locks.held_ids(
+            locks.RECOMMENDATION_ATTEMPT
+        )  # read after the row locks: a worker claims a row under its lock, so none joins
         for attempt in rows:
             if attempt.pk in held:
                 continue  # its worker is alive and making it
@@ -205,18 +207,6 @@ def recommendation_attempts_resend(*, now: datetime | None = None, actor: ActorL
             line_id, slot = attempt.line_id, attempt.slot
             transaction.on_commit(lambda line_id=line_id, slot=slot: tasks.recommend_line_send(line_id, slot))
     return handled
-
-
-def _attempts_held() -> list[int]:
-    """Return the ids of the attempts a live worker holds the lock of (in this database, any session)."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
-            "AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = "
-            "current_database())",
-            [locks.RECOMMENDATION_ATTEMPT],
-        )
-        return [int(r[0]) for r in cur.fetchall()]
 
 
 def _evaluate(line: Line, now: datetime) -> _Draft:

@@ -368,17 +368,10 @@ def history_import_jobs_resend(*, now: datetime | None = None) -> list[int]:
 def _import_jobs_orphaned() -> list[int]:
     """Return the running import jobs whose worker is gone: no session holds their advisory lock."""
     running = list(HistoryImportJob.objects.filter(status=HistoryImportJob.Status.RUNNING).values_list("pk", flat=True))
-    orphaned = []
-    if running:
-        with psycopg.connect(**store._side_params(), autocommit=True) as side:
-            for job_id in running:
-                got = side.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job_id]
-                ).fetchone()
-                if got and got[0]:
-                    side.execute("SELECT pg_advisory_unlock(%s, %s)", [locks.TELEMETRY_IMPORT_JOB, job_id])
-                    orphaned.append(job_id)
-    return orphaned
+    if not running:
+        return []
+    held = locks.held_ids(locks.TELEMETRY_IMPORT_JOB)
+    return [job_id for job_id in running if job_id not in held]
 
 
 def history_import_job_run(*, job_id: int) -> str:
