@@ -191,9 +191,8 @@ def recommendation_attempts_resend(*, now: datetime | None = None, actor: ActorL
             .exclude(waiting)
             .order_by("pk")
         )
-        held = locks.held_ids(
-            locks.RECOMMENDATION_ATTEMPT
-        )  # read after the row locks: a worker claims a row under its lock, so none joins
+        # read after the row locks: a worker claims a row under its lock, so none joins
+        held = locks.held_ids(locks.RECOMMENDATION_ATTEMPT)
         for attempt in rows:
             if attempt.pk in held:
                 continue  # its worker is alive and making it
