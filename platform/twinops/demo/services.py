@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
 from plantsim import available_lines
 from plantsim.history import export_line
@@ -124,8 +125,9 @@ def demo_twins_promote() -> list[tuple[str, int]]:
         except PromotionError:
             continue  # promoted meanwhile (by a person or another demo), or its checkpoint is refused: the page says
         # the first proposal now, not at beat's next period (up to 5 min): a new user came to see one (same slot
-        # rules: beat's run in this slot finds it made)
-        recommendation_tasks.recommend_line.delay(line.pk, actor=ACTOR)
+        # rules: beat's run in this slot finds it made); sent once the promotion is committed, also when a caller
+        # runs this inside a transaction of its own
+        transaction.on_commit(lambda pk=line.pk: recommendation_tasks.recommend_line.delay(pk, actor=ACTOR))
         done.append((line.key, version.version))
     return done
 

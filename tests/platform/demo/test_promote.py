@@ -38,6 +38,7 @@ def test_the_demo_promotes_the_first_promotable_twin_once_as_its_own_audited_act
     line: Any,
     trained: Any,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     asked: list[tuple[int, str]] = []  # the line's first proposal is asked for at once, not at beat's next period
     monkeypatch.setattr(
@@ -48,7 +49,11 @@ def test_the_demo_promotes_the_first_promotable_twin_once_as_its_own_audited_act
     assert demo.demo_twins_promote() == []  # v1 does not beat the baseline: it stays a candidate
     _register(line, trained, promotable=True)
     _register(line, trained, promotable=True)
-    assert demo.demo_twins_promote() == [("tanks", 2)]
+    with django_capture_on_commit_callbacks() as sent:
+        assert demo.demo_twins_promote() == [("tanks", 2)]
+    assert asked == []  # asked for only once the promotion commits
+    for callback in sent:
+        callback()
     assert asked == [(line.pk, "system:demo")]
     assert _status(line) == {1: "candidate", 2: "promoted", 3: "candidate"}
     event = AuditEvent.objects.get(action="twin.promoted")
