@@ -51,6 +51,12 @@ def _payload(twin: Twin) -> dict[str, Any]:
         "calibration": {
             **tensors({"floor": twin.calibration.floor, "scale": twin.calibration.scale}),
             "source": twin.calibration.source,
+            # optional: twins calibrated before the adaptive band have none
+            **(
+                {}
+                if twin.calibration.error_quantile is None
+                else tensors({"error_quantile": twin.calibration.error_quantile})
+            ),
         },
         "ood": {**tensors({"mean": twin.ood.mean, "inv_cov": twin.ood.inv_cov}), "q99": float(twin.ood.q99)},
         "latent": tensors({"z_mean": twin.z_mean, "z_std": twin.z_std}),
@@ -94,6 +100,14 @@ def _innovation(p: dict[str, Any] | None) -> InnovationLimits | None:
         per_cv=_arr(p["per_cv"]),
         source=str(p["source"]),
         samples=int(p["samples"]),
+    )
+
+
+def _calibration(p: dict[str, Any]) -> Calibration:
+    """Rebuild the interval calibration of a payload; without error_quantile for checkpoints from before it."""
+    quantile = p.get("error_quantile")
+    return Calibration(
+        _arr(p["floor"]), _arr(p["scale"]), str(p["source"]), None if quantile is None else _arr(quantile)
     )
 
 
@@ -159,9 +173,7 @@ def load_checkpoint(path: str | Path) -> Twin:
             mv_names=tuple(names["mv"]),
             dv_names=tuple(names["dv"]),
             sample_period_s=float(p["sample_period_s"]),
-            calibration=Calibration(
-                _arr(p["calibration"]["floor"]), _arr(p["calibration"]["scale"]), str(p["calibration"]["source"])
-            ),
+            calibration=_calibration(p["calibration"]),
             ood=OodStats(_arr(p["ood"]["mean"]), _arr(p["ood"]["inv_cov"]), float(p["ood"]["q99"])),
             z_mean=_arr(p["latent"]["z_mean"]),
             z_std=_arr(p["latent"]["z_std"]),

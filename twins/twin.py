@@ -20,6 +20,9 @@ class Calibration:
     floor: np.ndarray  # (n_cv,) noise floor added to the ensemble spread
     scale: np.ndarray  # (K, n_cv) multiplier for k = 0..K-1 steps ahead; beyond K - 1 the last row applies
     source: str  # "val" or "train": which split the scale was fitted on
+    # (K, n_cv) the nominal-coverage quantile of |k-step error| in band units on the same rows: what "recent errors as
+    # usual" means for the adaptive band (twins.adaptive); None for twins calibrated before it was stored
+    error_quantile: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

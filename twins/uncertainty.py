@@ -64,7 +64,14 @@ def calibrate_intervals(
         for c in range(score.shape[2]):
             s = score[:, k, c][mask[:, k, c]]
             scale[k, c] = np.quantile(s, level[k, c]) if s.size else 1.645
-    return Calibration(floor=floor, scale=scale, source=source)
+    # The same rows' errors in calibrated-band units: their nominal quantile is the adaptive band's reference.
+    banded = np.abs(score) / scale  # (N, K, n_cv), NaN where unmeasured
+    error_quantile = np.ones(scale.shape)
+    for k in range(score.shape[1]):
+        for c in range(score.shape[2]):
+            b = banded[:, k, c][mask[:, k, c]]
+            error_quantile[k, c] = np.quantile(b, cfg.interval) if b.size else 1.0
+    return Calibration(floor=floor, scale=scale, source=source, error_quantile=error_quantile)
 
 
 @torch.no_grad()

@@ -1,0 +1,93 @@
+"""Adaptive band: a twin whose recent errors grew draws and enforces wider bands; one whose errors did not, the same."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twins import TrainingOutcome, Twin, TwinDataset, load_checkpoint, save_checkpoint
+from twins.adaptive import band_scale, history_rows
+from twins.innovation import innovation_scores
+
+from .conftest import as_dataset, two_tanks
+
+
+def _recent(arrays: dict[str, np.ndarray], twin: Twin) -> TwinDataset:
+    """Keep the last rows band_scale reads (the test segment of the shared twin's record)."""
+    n = history_rows(twin)
+    return as_dataset({k: v[-n:] for k, v in arrays.items()})
+
+
+def _with_quantile(twin: Twin, quantile: np.ndarray | None) -> Twin:
+    out = Twin.__new__(Twin)
+    out.__dict__.update(twin.__dict__)
+    out.calibration = dataclasses.replace(twin.calibration, error_quantile=quantile)
+    return out
+
+
+def test_calibration_stores_the_band_unit_error_quantile_and_a_checkpoint_keeps_it(
+    trained: TrainingOutcome, tmp_path: Path
+) -> None:
+    cal = trained.twin.calibration
+    assert cal.error_quantile is not None and cal.error_quantile.shape == cal.scale.shape
+    assert np.all(cal.error_quantile[1:] <= 1.0 + 1e-9)  # conformal: the nominal share lies inside the band
+    save_checkpoint(trained.twin, tmp_path / "twin.pt")
+    np.testing.assert_allclose(load_checkpoint(tmp_path / "twin.pt").calibration.error_quantile, cal.error_quantile)
+
+
+def test_normal_recent_errors_leave_the_bands_as_calibrated(trained: TrainingOutcome) -> None:
+    scaled = band_scale(trained.twin, _recent(two_tanks(3000, seed=0), trained.twin))
+    assert scaled.reason == ""
+    assert np.median(scaled.scale) == 1.0 and np.all(scaled.per_cv() <= 1.1)
+
+
+def test_recent_errors_twice_as_large_draw_bands_twice_as_wide(trained: TrainingOutcome) -> None:
+    twin = trained.twin
+    data = _recent(two_tanks(3000, seed=0), twin)
+    quantile = twin.calibration.error_quantile
+    # The same recent errors against a reference 2x and 4x smaller: errors 2x and 4x the calibration's.
+    twice = band_scale(_with_quantile(twin, quantile / 2), data, ceiling=10.0).scale
+    four = band_scale(_with_quantile(twin, quantile / 4), data, ceiling=10.0).scale
+    assert np.median(twice[1:]) > 1.3 and np.all(twice >= band_scale(twin, data).scale)
+    widened = twice > 1.0
+    np.testing.assert_allclose(four[widened], 2 * twice[widened])  # the band grows in proportion to the errors
+
+
+def test_a_biased_transmitter_widens_its_own_band_more_than_the_others(trained: TrainingOutcome) -> None:
+    arrays = two_tanks(3000, seed=0)
+    arrays["cv"][-100:, 1] += 0.05  # lower-level transmitter reads 5 cm high for the last 100 samples
+    scaled = band_scale(trained.twin, _recent(arrays, trained.twin))
+    assert scaled.per_cv()[1] > 1.3 and np.median(scaled.scale[:, 1]) > np.median(scaled.scale[:, 0])
+
+
+def test_widening_the_band_leaves_the_innovation_score_that_withholds_in_calibrated_units(
+    trained: TrainingOutcome,
+) -> None:
+    twin = trained.twin
+    arrays = two_tanks(3000, seed=0)
+    arrays["cv"][-3:, 1] += 0.3  # lower-level transmitter steps 0.3 m high in the last 3 samples
+    data = _recent(arrays, twin)
+    wide = _with_quantile(twin, twin.calibration.error_quantile / 2)  # recent errors say: widen ~2x
+    assert np.median(band_scale(wide, data).scale) > 1.3
+    last = np.array([len(data) - 1])
+    score, score_wide = innovation_scores(twin, data, last), innovation_scores(wide, data, last)
+    # If the score were divided by the widened band, a fault would shrink its own alarm; it is not.
+    np.testing.assert_array_equal(score_wide.per_cv, score.per_cv)
+    assert score_wide.combined[0] > twin.innovation.combined  # the fault still withholds
+
+
+def test_a_twin_calibrated_before_the_adaptive_band_keeps_its_bands_and_says_why(trained: TrainingOutcome) -> None:
+    old = _with_quantile(trained.twin, None)
+    scaled = band_scale(old, _recent(two_tanks(3000, seed=0), old))
+    assert np.all(scaled.scale == 1.0)
+    assert "calibrated before" in scaled.reason
+
+
+@pytest.mark.parametrize("rows", [20, 60])
+def test_too_little_history_widens_only_what_it_measured(trained: TrainingOutcome, rows: int) -> None:
+    arrays = {k: v[-rows:] for k, v in two_tanks(3000, seed=0).items()}
+    scaled = band_scale(trained.twin, as_dataset(arrays))
+    assert np.all(scaled.scale >= 1.0) and "fewer than" in scaled.reason
