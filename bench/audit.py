@@ -26,7 +26,7 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,24 +94,20 @@ def _load(n: int) -> int:
     return n
 
 
-def _append(writers: int, per_writer: int) -> float:
-    """Return events appended per second by `writers` threads, each committing one audit_record per transaction."""
-    from django.db import connection, transaction
-
-    from twinops.audit.services import audit_record
+def _per_second(writers: int, per_writer: int, work: Callable[[int], None]) -> float:
+    """Return writers x per_writer / seconds for `work(writer)` run on that many threads, started together."""
+    from django.db import connection
 
     start_gate = threading.Barrier(writers + 1)
 
-    def write(w: int) -> None:
+    def run(w: int) -> None:
         start_gate.wait()
         try:
-            for i in range(per_writer):
-                with transaction.atomic():
-                    audit_record(actor=f"system:bench{w}", action="bench.append", object_type="x", object_id=str(i))
+            work(w)
         finally:
-            connection.close()
+            connection.close()  # each thread's own connection
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
     start_gate.wait()
@@ -119,6 +115,20 @@ def _append(writers: int, per_writer: int) -> float:
     for t in threads:
         t.join()
     return round(writers * per_writer / (time.perf_counter() - began), 1)
+
+
+def _append(writers: int, per_writer: int) -> float:
+    """Return events appended per second by `writers` threads, each committing one audit_record per transaction."""
+    from django.db import transaction
+
+    from twinops.audit.services import audit_record
+
+    def write(w: int) -> None:
+        for i in range(per_writer):
+            with transaction.atomic():
+                audit_record(actor=f"system:bench{w}", action="bench.append", object_type="x", object_id=str(i))
+
+    return _per_second(writers, per_writer, write)
 
 
 def _flush_only(writers: int, per_writer: int) -> float:
@@ -128,25 +138,12 @@ def _flush_only(writers: int, per_writer: int) -> float:
     """
     from django.db import connection
 
-    start_gate = threading.Barrier(writers + 1)
+    def flush(_: int) -> None:
+        with connection.cursor() as cur:
+            for _ in range(per_writer):  # the flush audit.services sends after an append's commit
+                cur.execute("SELECT pg_logical_emit_message(false, 'twinops.audit', '', true)")
 
-    def flush() -> None:
-        start_gate.wait()
-        try:
-            with connection.cursor() as cur:
-                for _ in range(per_writer):  # the flush audit.services sends after an append's commit
-                    cur.execute("SELECT pg_logical_emit_message(false, 'twinops.audit', '', true)")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=flush) for _ in range(writers)]
-    for t in threads:
-        t.start()
-    start_gate.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    return round(writers * per_writer / (time.perf_counter() - began), 1)
+    return _per_second(writers, per_writer, flush)
 
 
 def _loaded_head() -> int:
