@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -250,7 +251,14 @@ def trained(line_id: str, config: TwinConfig, days: float, cache: Path | None) -
 
 
 def run(*, quick: bool = False, cache: Path | None = None) -> dict[str, Any]:
-    """Train each demo line's twin once and report its test coverage with the current floor and the candidate."""
+    """Train each demo line's twin once and report its test coverage with the current floor and the candidate.
+
+    `cache` (default: env TWINOPS_BENCH_CALIBRATION_CACHE, a folder; none: train every run) keeps the trained twins,
+    so `twinops bench calibration` can be rerun without ~8 min of training per line.
+    """
+    if cache is None and os.environ.get("TWINOPS_BENCH_CALIBRATION_CACHE"):
+        cache = Path(os.environ["TWINOPS_BENCH_CALIBRATION_CACHE"])
+        cache.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(TwinConfig(), epochs=2, steps_per_epoch=10) if quick else TwinConfig()
     days = 1.0 if quick else DAYS
     out: dict[str, Any] = {
