@@ -173,6 +173,8 @@ def privileges_grant_sql(cur: Cursor, app_role: str) -> None:
     cur.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")  # CREATE: the samples table's new partitions
     cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
     cur.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    # e.g. audit_append, which runs with the caller's rights: explicit, should a DBA revoke EXECUTE from PUBLIC
+    cur.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}")
     for table in APPEND_ONLY_TABLES:
         if _exists(cur, table):
             cur.execute(f"REVOKE ALL ON {table} FROM {role}, PUBLIC")

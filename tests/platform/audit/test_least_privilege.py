@@ -17,6 +17,9 @@ from twinops.config.database_roles import APP_ROLE, OWNER_ROLE
 
 pytestmark = pytest.mark.django_db
 
+_APPEND_ARGS = (
+    "bigint, text, timestamptz, bigint, text, text, text, text, text, jsonb, jsonb, text, text, smallint, text"
+)
 TAMPERS = {
     "update": ("UPDATE audit_auditevent SET reason = 'rewritten'", "permission denied for table audit_auditevent"),
     "delete": ("DELETE FROM audit_auditevent", "permission denied for table audit_auditevent"),
@@ -25,6 +28,11 @@ TAMPERS = {
     "replica role": ("SET session_replication_role = replica", 'permission denied to set parameter "session_replica'),
     "drop trigger": ("DROP TRIGGER audit_event_no_update_delete ON audit_auditevent", "must be owner of relation"),
     "drop function": ("DROP FUNCTION audit_event_refuse_change() CASCADE", "must be owner of function"),
+    "make the append run as its owner": (
+        f"ALTER FUNCTION audit_append({_APPEND_ARGS}) SECURITY DEFINER",
+        "must be owner of function audit_append",
+    ),
+    "drop the append": (f"DROP FUNCTION audit_append({_APPEND_ARGS})", "must be owner of function audit_append"),
     "take ownership": (f"ALTER TABLE audit_auditevent OWNER TO {APP_ROLE}", "must be owner of table"),
     "drop table": ("DROP TABLE audit_auditevent CASCADE", "must be owner of table"),
 }
