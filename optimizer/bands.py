@@ -22,6 +22,15 @@ class Calibration:
     floor: np.ndarray  # (n_cv,) noise floor added to the ensemble spread, CV stds
     coverage: float  # nominal two-sided coverage the scales were fitted for, e.g. 0.9
 
+    def widened(self, by: np.ndarray) -> Calibration:
+        """Return this calibration with each (step ahead, CV) scale multiplied by `by` (K', n_cv), every value >= 1.
+
+        The adaptive band (twins.adaptive): recent errors larger than calibration's widen the interval the optimizer
+        enforces and the page draws. Rows past by's last use its last row, as plan_band does with scale's.
+        """
+        rows = np.minimum(np.arange(self.scale.shape[0]), by.shape[0] - 1)
+        return Calibration(self.scale * by[rows], self.floor, self.coverage)
+
 
 @dataclass(frozen=True)
 class Band:

@@ -22,6 +22,7 @@ class SolveInputs:
     u_now: np.ndarray  # (n_mv,) setpoints in force, engineering units
     d_plan: np.ndarray  # (n_dv, N) DV forecast
     bias: np.ndarray | None  # (n_cv,) constant CV output disturbance, None without one
+    band_scale: np.ndarray | None  # (K, n_cv) widening of the calibrated band per step ahead, None: as calibrated
     limits: SolveLimits
     weights: Weights
 
@@ -37,6 +38,7 @@ def prepare_solve(
     mv: Mapping[str, float],
     dv_forecast: Mapping[str, float | Sequence[float]],
     cv_bias: Mapping[str, float] | None,
+    band_scale: Mapping[str, float | Sequence[float]] | None = None,
 ) -> SolveInputs | MpcResult:
     """Return a solve's checked inputs, or the result without proposal that says why it cannot be solved.
 
@@ -64,10 +66,14 @@ def prepare_solve(
     bias = read_bias(dynamics, cv_bias)
     if isinstance(bias, str):
         return MpcResult(MpcStatus.BAD_INPUT, bias, n, period)
+    scale = read_band_scale(dynamics, band_scale)
+    if isinstance(scale, str):
+        return MpcResult(MpcStatus.BAD_INPUT, scale, n, period)
     limits = solve_limits(dynamics, spec, settings, u_now)
     if isinstance(limits, str):
         return MpcResult(MpcStatus.INCOMPATIBLE, limits, n, period)
-    return SolveInputs(spec, z_now, u_now, d_plan, bias, limits, solve_weights(dynamics, spec, settings))
+    weights = solve_weights(dynamics, spec, settings)
+    return SolveInputs(spec, z_now, u_now, d_plan, bias, scale, limits, weights)
 
 
 def check_compatible(dynamics: Dynamics | None, spec: MpcSpec, settings: MpcSettings) -> list[str]:
@@ -161,6 +167,34 @@ def read_bias(dyn: Dynamics, cv_bias: Mapping[str, float] | None) -> np.ndarray 
         bad = [name for name, v in zip(dyn.cv, bias, strict=True) if not np.isfinite(v)]
         return f"CV bias holds NaN or inf: {bad}"
     return bias
+
+
+def read_band_scale(dyn: Dynamics, band_scale: Mapping[str, float | Sequence[float]] | None) -> np.ndarray | None | str:
+    """Return the band's widening (K, n_cv) in the twin's CV order (1 where not named), None if none, or why not.
+
+    Each CV's value is one scale for every step ahead or one per step ahead (0 = now, as the twin's calibration);
+    shorter lists hold their last value. Every value must be finite and >= 1: the calibrated band is never narrowed.
+    A twin without a calibration has no calibrated band to widen: the scale is ignored (None).
+    """
+    if band_scale is None or dyn.calibration is None:
+        return None
+    unknown = sorted(set(band_scale) - set(dyn.cv))
+    if unknown:
+        return f"band scale names tags that are not CVs of the twin: {unknown}"
+    try:
+        given = {name: np.atleast_1d(np.asarray(v, dtype=float)) for name, v in band_scale.items()}
+    except (TypeError, ValueError):
+        return "band scale values must be numbers or lists of numbers"
+    bad = [name for name, v in given.items() if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v) & (v >= 1))]
+    if bad:
+        return f"band scale must be finite numbers >= 1 (a band is never narrowed), one or one per step ahead: {bad}"
+    steps = dyn.calibration.scale.shape[0]
+    out = np.ones((steps, len(dyn.cv)))
+    for i, name in enumerate(dyn.cv):
+        if name in given:
+            v = given[name]
+            out[:, i] = v[np.minimum(np.arange(steps), v.size - 1)]
+    return out
 
 
 def _names(what: str, given: Mapping[str, object], expected: tuple[str, ...]) -> str:

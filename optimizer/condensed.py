@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.bands import VAR_EPS, plan_band
+from optimizer.bands import VAR_EPS, Calibration, plan_band
 from optimizer.limits import CvLimits, Weights, soft_slack
 from optimizer.linearize import Linearisation
 from optimizer.model import Dynamics
@@ -64,7 +64,7 @@ class CostModel:
         w = np.tile(1.0 / dyn.mv_std**2, self.n)
         self.h_moves = 2 * settings.move_weight / self.n * self.delta.T @ (w[:, None] * self.delta)
         # safety limits hold for mean -/+ this band: the calibrated interval, or safety_spread_k raw spreads
-        self.safety = plan_band(dyn.calibration, self.m, self.n_cv, self.n, settings.safety_spread_k, smooth=True)
+        self.use_calibration(dyn.calibration)
         # the OOD score along the plan above max_plan_ood is penalised (quadratically), when the twin exports one
         self.ood = dyn.ood if settings.max_plan_ood is not None else None
         self.norm = (dyn.mv_mean, dyn.mv_std, dyn.dv_mean, dyn.dv_std)
@@ -72,6 +72,10 @@ class CostModel:
         # (a prediction horizon N + K over a control horizon N), and the soft limits at the tail's end as held over
         # it, so what the final setpoints cost or earn after the horizon is paid for within it.
         self.tail = settings.terminal_tail_steps
+
+    def use_calibration(self, calibration: Calibration | None) -> None:
+        """Hold safety limits on mean -/+ this calibration's band from now on (the adaptive band widens it per call)."""
+        self.safety = plan_band(calibration, self.m, self.n_cv, self.n, self.settings.safety_spread_k, smooth=True)
 
     # ---------------------------------------------------------------- the exact cost
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from optimizer.proposal import hard_violation, no_proposal, proposal
 from optimizer.recovery import recovery_note, recovery_problem
 from optimizer.result import MpcResult, MpcStatus
 from optimizer.spec import MpcSettings, MpcSpec
-from optimizer.sqp import CondensedSqp, project, shift_steps
+from optimizer.sqp import CondensedSqp, SqpOutcome, project, shift_steps
 
 
 class MpcController:
@@ -41,11 +42,14 @@ class MpcController:
         export_error: str | None = None,
     ) -> None:
         self.dynamics, self.spec = dynamics, spec
+        # self.dynamics is the export with the band of the call in progress (band_scale); this is the export itself
+        self._exported = dynamics
         self.settings = settings or MpcSettings()
         problems = [export_error] if export_error else check_compatible(dynamics, spec, self.settings)
         self.incompatibility: str | None = "; ".join(p for p in problems if p) or None
         self.sqp = None if self.incompatibility or dynamics is None else CondensedSqp(dynamics, spec, self.settings)
         self._warm_plan: np.ndarray | None = None  # the previous proposal's plan (n_mv, N)
+        self._lock = threading.Lock()  # one call at a time: the band and the warm start are per call
 
     @classmethod
     def from_export(
@@ -74,6 +78,7 @@ class MpcController:
         dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
         spec: MpcSpec | None = None,
         cv_bias: Mapping[str, float] | None = None,
+        band_scale: Mapping[str, float | Sequence[float]] | None = None,
     ) -> MpcResult:
         """Plan setpoints from latents z0 (M, nz), current setpoints by MV name and a DV forecast by DV name.
 
@@ -83,12 +88,17 @@ class MpcController:
         member's predicted CVs over the whole horizon (soft and safety limits, targets, economics, the reported
         predictions); usually measured CV minus the twin's readout of z0 now, filtered. CVs not named get 0; an
         unknown name or a NaN/inf value gives `bad_input`. None (the default) adds nothing.
+        `band_scale` (the adaptive band, twins.adaptive): per CV name, one multiplier >= 1 of the calibrated band, or
+        one per step ahead; the safety margins, the soft limits' back-off and the reported bands all widen by it.
         """
-        inputs = self._inputs(spec=spec, z0=z0, mv=mv, dv_forecast=dv_forecast, cv_bias=cv_bias)
-        if isinstance(inputs, MpcResult):
-            return inputs
-        with blas_threads(self.settings.blas_threads):
-            return self._plan(inputs)
+        with self._lock:
+            inputs = self._inputs(
+                spec=spec, z0=z0, mv=mv, dv_forecast=dv_forecast, cv_bias=cv_bias, band_scale=band_scale
+            )
+            if isinstance(inputs, MpcResult):
+                return inputs
+            with blas_threads(self.settings.blas_threads):
+                return self._plan(inputs)
 
     def _plan(self, inputs: SolveInputs) -> MpcResult:
         """Run the condensed SQP from the previous plan (shifted) or from holding, and assemble the result.
@@ -105,16 +115,27 @@ class MpcController:
         warm = self._warm_plan is not None
         start = hold_plan if self._warm_plan is None else shift_steps(self._warm_plan)
         held = self._held_limits(inputs)
-        out = sqp.solve(
-            z_now=inputs.z_now,
-            u_now=u_now,
-            d=d_plan,
-            u_start=project(start, u_now, mv.low, mv.high, mv.step_move),
-            mv=mv,
-            weights=weights,
-            limits=held,
-            cv_bias=bias,
-        )
+
+        def run(plan: np.ndarray) -> SqpOutcome:
+            return sqp.solve(
+                z_now=inputs.z_now,
+                u_now=u_now,
+                d=d_plan,
+                u_start=project(plan, u_now, mv.low, mv.high, mv.step_move),
+                mv=mv,
+                weights=weights,
+                limits=held,
+                cv_bias=bias,
+            )
+
+        out = run(start)
+        if warm and not out.accepted and not out.ref.safe:
+            # The last plan, shifted, breaks a hard limit now (a wider band, a tighter limit, another DV forecast)
+            # and the SQP could not leave it: start again from holding, as a first solve would.
+            first, out = out, run(hold_plan)
+            out = dataclasses.replace(
+                out, elapsed_s=first.elapsed_s + out.elapsed_s, iterations=first.iterations + out.iterations
+            )
         if out.status is MpcStatus.OPTIMAL and out.elapsed_s > settings.max_solver_time_s:
             out = dataclasses.replace(out, status=MpcStatus.TIMEOUT)
         violation = self._violation(inputs, out.ref)
@@ -234,15 +255,23 @@ class MpcController:
         dv_forecast: Mapping[str, float | Sequence[float]] | None = None,
         spec: MpcSpec | None = None,
         cv_bias: Mapping[str, float] | None = None,
+        band_scale: Mapping[str, float | Sequence[float]] | None = None,
     ) -> MpcResult:
         """Re-simulate a given MV plan (one setpoint per step, by MV name) on the twin and check every hard limit.
 
         Returns the plan's proposal (predictions, bands, gain against holding) as `solve` would, or, when the plan
         breaks a hard limit (MV, move, CV safety) or does not fit the horizon, a result without proposal saying which.
         """
-        inputs = self._inputs(spec=spec, z0=z0, mv=mv, dv_forecast=dv_forecast, cv_bias=cv_bias)
-        if isinstance(inputs, MpcResult):
-            return inputs
+        with self._lock:
+            inputs = self._inputs(
+                spec=spec, z0=z0, mv=mv, dv_forecast=dv_forecast, cv_bias=cv_bias, band_scale=band_scale
+            )
+            if isinstance(inputs, MpcResult):
+                return inputs
+            return self._evaluate_plan(inputs, plan)
+
+    def _evaluate_plan(self, inputs: SolveInputs, plan: Mapping[str, Sequence[float]]) -> MpcResult:
+        """Check the plan's shape, simulate it and return its proposal or the hard limit it breaks."""
         dyn, sqp, settings = self.dynamics, self.sqp, self.settings
         assert dyn is not None and sqp is not None
         shape = (len(dyn.mv), settings.horizon)
@@ -285,10 +314,14 @@ class MpcController:
         mv: Mapping[str, float],
         dv_forecast: Mapping[str, float | Sequence[float]] | None,
         cv_bias: Mapping[str, float] | None,
+        band_scale: Mapping[str, float | Sequence[float]] | None,
     ) -> SolveInputs | MpcResult:
-        """Check and shape one call's inputs (solve and evaluate_plan alike); a result says what is wrong with them."""
-        return prepare_solve(
-            self.dynamics,
+        """Check and shape one call's inputs (solve and evaluate_plan alike); a result says what is wrong with them.
+
+        With usable inputs, the call's dynamics (self.dynamics) and the SQP's safety band take the call's band.
+        """
+        inputs = prepare_solve(
+            self._exported,
             self.spec,
             self.settings,
             self.incompatibility,
@@ -297,7 +330,16 @@ class MpcController:
             mv=mv,
             dv_forecast=dv_forecast or {},
             cv_bias=cv_bias,
+            band_scale=band_scale,
         )
+        if isinstance(inputs, SolveInputs):
+            dyn = self._exported
+            if inputs.band_scale is not None and isinstance(dyn, TwinDynamics) and dyn.calibration is not None:
+                dyn = dataclasses.replace(dyn, calibration=dyn.calibration.widened(inputs.band_scale))
+            self.dynamics = dyn
+            if self.sqp is not None and dyn is not None:
+                self.sqp.costs.use_calibration(dyn.calibration)
+        return inputs
 
     def _violation(self, inputs: SolveInputs, ref: Evaluation) -> str:
         """Return which hard limit (MV, move, CV safety) plan `ref` breaks on the exact twin; '' when none."""
@@ -345,6 +387,7 @@ class MpcController:
             headline=headline,
             ood=self._plan_ood(inputs, ref),
             gain_spread=self._gain_spread(ref, hold, d_plan, weights.price),
+            band_scale=inputs.band_scale,
         )
 
     def _gain_spread(self, ref: Evaluation, hold: Evaluation, d_plan: np.ndarray, price: np.ndarray) -> float | None:

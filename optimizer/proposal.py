@@ -35,12 +35,14 @@ def proposal(
     headline: str = "",
     ood: np.ndarray | None = None,
     gain_spread: float | None = None,
+    band_scale: np.ndarray | None = None,
 ) -> MpcResult:
     """Return the proposal of plan u (n_mv, N): predictions with bands, gain versus hold, active constraints.
 
     held: the soft CV limits the plan was held inside (backed off), for the active constraints; fallback and
     headline: a proposal that is not a converged optimum (MpcResult.fallback) and what it is, in words; ood (N,)
-    the twin's OOD score along the plan, if it has OOD statistics.
+    the twin's OOD score along the plan, if it has OOD statistics; band_scale (K, n_cv) how much dyn's calibration
+    was widened by recent errors (already in it), for the result to say.
 
     y, var_n (n_cv, N): the plan's ensemble-mean CVs and sample variance over members in CV stds^2; y_hold (n_cv, N)
     the mean when holding the current setpoints; value and value_hold their economic value, currency per hour. The
@@ -72,6 +74,11 @@ def proposal(
     ]
     if d_out:
         message += "; DV forecast outside the twin's training range: " + ", ".join(d_out)
+    widened = _widened(dyn, band_scale, n)
+    if widened:
+        message += "; bands and safety margins widened by the twin's recent prediction errors: " + ", ".join(
+            f"{c} ×{s:.2f}" for c, s in widened.items()
+        )
     if dyn.calibration is None and dyn.members > 1:
         message += (
             f"; bands are ± {settings.band_k:g} and safety margins ± {settings.safety_spread_k:g} raw ensemble spreads:"
@@ -105,7 +112,17 @@ def proposal(
         plan_ood_max=None if ood is None else float(np.max(ood)),
         plan_ood_step=None if ood is None else int(np.argmax(ood)) + 1,
         band_coverage=dyn.calibration.coverage if dyn.calibration is not None else None,
+        band_scale=widened or None,
     )
+
+
+def _widened(dyn: Dynamics, band_scale: np.ndarray | None, n: int) -> dict[str, float]:
+    """Return each widened CV's largest scale over the plan's steps ahead (1..n), by name; empty when none is."""
+    if band_scale is None or dyn.calibration is None:
+        return {}
+    rows = np.minimum(np.arange(1, n + 1), band_scale.shape[0] - 1)
+    top = band_scale[rows].max(axis=0)
+    return {c: float(top[i]) for i, c in enumerate(dyn.cv) if top[i] > 1.0 + 1e-9}
 
 
 def _with_cv(limits: SolveLimits, cv: CvLimits) -> SolveLimits:

@@ -60,6 +60,9 @@ class MpcResult:
     plan_ood_max: float | None = None  # the largest of plan_ood
     plan_ood_step: int | None = None  # the step (1-based) where it is largest; its setpoints are mv_plan[...][step - 1]
     band_coverage: float | None = None  # nominal coverage of cv_lo..cv_hi (the twin's calibration); None: raw spreads
+    band_scale: Mapping[str, float] | None = None  # per CV, the largest widening of the calibrated band over the
+    # plan's steps by the twin's recent errors (the adaptive band; cv_lo..cv_hi and the safety margins include it);
+    # None: the band as calibrated
 
     @property
     def has_proposal(self) -> bool:
