@@ -72,6 +72,7 @@ def band_scale(
         q = np.nanquantile(np.where(count >= MIN_MEASURED, e, 1.0), twin.config.interval, axis=0)
         scale[k] = np.where(count >= MIN_MEASURED, np.clip(q / np.maximum(cal.error_quantile[k], 1e-9), 1, ceiling), 1)
     scale[0] = scale[1] if steps > 1 else 1.0  # step 0 is the start row: as wide as the first step
-    if last - window + 1 < 1:
-        return BandScale(scale, f"widened from {len(data)} samples of history, fewer than the {window} it reads")
+    measured = int(data.cv_mask[max(last - window + 1, 0) :].any(axis=1).sum())  # a window may hold empty rows
+    if measured < window:
+        return BandScale(scale, f"measured from {measured} samples of history, fewer than the {window} it reads")
     return BandScale(scale, "")

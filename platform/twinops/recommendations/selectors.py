@@ -211,6 +211,13 @@ def band_words(result: dict[str, Any], settings: dict[str, Any]) -> str:
     """Say what a proposal's CV band is: the twin's calibrated interval, or (older twins) a multiple of the spread."""
     coverage = result.get("band_coverage")
     if coverage is not None:
+        widened = result.get("band_scale") or {}
+        if widened:
+            return (
+                f"the twin's calibrated {float(coverage):.0%} interval, widened by its recent errors ("
+                + ", ".join(f"{cv} ×{float(s):.2f}" for cv, s in widened.items())
+                + ")"
+            )
         return f"the twin's calibrated {float(coverage):.0%} interval"
     return f"± {float(settings.get('mpc', {}).get('band_k', 2.0)):g}× ensemble spread"
 

@@ -48,6 +48,7 @@ from twinops.recommendations.selectors import (
 from twinops.telemetry import conf as telemetry_conf
 from twinops.telemetry.selectors import LatestSample, TagFreshness, freshness_limit_s, tag_freshness
 from twins import CheckpointError, Twin, TwinDataset
+from twins.adaptive import WINDOW, band_scale, history_rows
 
 log = logging.getLogger(__name__)
 Status: Any = Recommendation.Status
@@ -284,7 +285,17 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     forecast, draft.inputs["dv_forecast"] = _dv_forecast(
         line=line, version=version, twin=twin, dv=dv, steps=settings.horizon
     )
-    result = controller.solve(z0=z[:, 0, :], mv=mv, dv_forecast=forecast, spec=spec, cv_bias=cv_bias)
+    # The calibrated band, widened where the twin's recent errors are larger than its calibration's: the plan keeps
+    # that much more margin from safety limits, and the page draws the band it was held to.
+    draft.inputs["band_scale"] = _band_scale(line=line, twin=twin, end=end)
+    result = controller.solve(
+        z0=z[:, 0, :],
+        mv=mv,
+        dv_forecast=forecast,
+        spec=spec,
+        cv_bias=cv_bias,
+        band_scale=draft.inputs["band_scale"]["by_cv"],
+    )
     draft.result = result
     if not result.has_proposal:
         return draft.stop(Status.FAILED, f"optimizer {result.status.value}: {result.message}")
@@ -348,6 +359,32 @@ def _cv_bias_filtered(
         },
     }
     return value, record
+
+
+def _band_scale(*, line: Line, twin: Twin, end: datetime) -> dict[str, Any]:
+    """Return the adaptive band's record: per CV the widening at each step ahead, its largest, and why it is 1.
+
+    twins.adaptive measures it from the twin's k-step errors over the recent history ending at `end`.
+    """
+    history = recent_window(line=line, twin=twin, last=end, rows=history_rows(twin)).dataset
+    scale = band_scale(twin, history)
+    largest = scale.per_cv()
+    widened = [n for i, n in enumerate(twin.cv_names) if largest[i] > 1.0]
+    if widened:
+        summary = "widened where the twin's recent errors exceed its calibration's: " + ", ".join(
+            f"{n} ×{largest[i]:.2f}" for i, n in enumerate(twin.cv_names) if largest[i] > 1.0
+        )
+    else:
+        summary = f"as calibrated: the twin's errors over the last {WINDOW} samples are within its calibration's"
+    if scale.reason:  # an older twin (never widened), or a short history
+        summary = scale.reason if scale.reason.startswith("not widened") else f"{summary} ({scale.reason})"
+    return {
+        "by_cv": {n: [float(v) for v in scale.scale[:, i]] for i, n in enumerate(twin.cv_names)},
+        "largest": {n: float(largest[i]) for i, n in enumerate(twin.cv_names)},
+        "widened": widened,
+        "window": WINDOW,
+        "summary": summary,
+    }
 
 
 def _dv_forecast(
@@ -776,6 +813,7 @@ def _plan_checked(rec: Recommendation, scale: float) -> dict[str, Any]:
         dv_forecast=_dv_forecast_of(rec),
         spec=spec,
         cv_bias=rec.inputs.get("cv_bias"),
+        band_scale=(rec.inputs.get("band_scale") or {}).get("by_cv"),  # older proposals: the band as calibrated
     )
     if not result.has_proposal:
         raise SigningError(f"The moves at {scale:.0%} cannot be signed: {result.message}.")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from django.test import Client
 
@@ -18,6 +19,7 @@ from twinops.recommendations.services import recommendation_create
 from .conftest import ROWS, TINY, two_tanks
 
 BIAS_M = 2.0  # the lower-level transmitter reads 2 m high (its operating range is 0.2..9 m)
+NOISE_M = 0.4  # a noisy lower-level transmitter: errors well beyond the calibrated band (levels 0.2..9 m)
 
 
 @pytest.fixture
@@ -103,3 +105,43 @@ def test_a_twin_from_before_innovation_thresholds_says_its_errors_are_not_checke
     assert found["status"] == "unavailable"
     assert found["summary"].startswith("not checked: twin v1 was trained before innovation thresholds existed")
     assert "retrain it" in found["summary"]
+
+
+def test_recent_errors_larger_than_calibrated_widen_the_band_the_plan_is_held_to_and_the_page_says_so(
+    line: Any,
+    promote: Callable[..., Any],
+    ingest: Callable[..., datetime],
+    client: Client,
+    make_user: Callable[..., Any],
+) -> None:
+    promote(line)
+    data = two_tanks(ROWS, seed=1)[-300:]
+    rng = np.random.default_rng(3)
+    data[:-6, 1] += rng.normal(0.0, NOISE_M, size=len(data) - 6)  # a noisy transmitter, quiet again just now
+    last = ingest(line, data)
+    rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
+    assert rec.status == "pending", rec.reason
+    band = rec.inputs["band_scale"]
+    largest = band["largest"]
+    assert largest["lower_level_m"] > 1.5 and largest["lower_level_m"] > largest["upper_level_m"]
+    assert "lower_level_m" in band["widened"]
+    assert band["summary"].startswith("widened where the twin's recent errors exceed its calibration's: ")
+    # the plan was held to the widened band: the result names it, over the plan's steps ahead (1..N)
+    steps = len(rec.result["cv_mean"]["lower_level_m"])
+    assert rec.result["band_scale"]["lower_level_m"] == pytest.approx(
+        max(band["by_cv"]["lower_level_m"][1 : steps + 1])
+    )
+    assert "widened by the twin's recent prediction errors: " in rec.result["message"]
+    make_user("engineer", username="erin")
+    assert client.login(username="erin", password="correct-horse-battery")
+    page = client.get(f"/recommendations/{line.key}/?id={rec.pk}").content.decode()
+    assert "<dt>Band</dt><dd>widened where the twin&#x27;s recent errors exceed its calibration&#x27;s" in page
+
+
+def test_short_history_widens_from_what_there_is_and_says_so(ready: Any) -> None:
+    line, now = ready  # 60 samples stored: fewer than the adaptive band's window
+    rec = recommendation_create(line=line, actor="system:test", now=now)
+    assert rec.status == "pending", rec.reason
+    assert rec.inputs["band_scale"]["summary"].endswith(
+        "(measured from 60 samples of history, fewer than the 120 it reads)"
+    )
