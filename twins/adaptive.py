@@ -5,19 +5,25 @@ nothing: for each CV and step ahead k, the scale is the nominal-coverage quantil
 WINDOW measured samples (each error in calibrated half-widths) divided by the same quantile on the calibration rows
 (Calibration.error_quantile), clipped to [1, CEILING]. It only widens; it is causal (the forecast made at t - k is
 scored at t <= now). bench/calibration.py measured it on the demo twins' test segments (a drifted DV): reactor
-coverage at h1/h5/h20 from 0.69-0.89 to 0.86-0.91, bands 1.47x wider on average; W and the ceiling were chosen on
+coverage at h1/h5/h20 from 0.69-0.89 to 0.87-0.91, bands 1.46x wider on average; W and the ceiling were chosen on
 validation halves only. The innovation score (twins.innovation) stays in unscaled band units: widening its
 denominator would hide the very errors it is there to see.
+
+band_scale measures the scale at the last row of recent history (production); scale_series measures the same at every
+row of a segment at once (twins.evaluate's test coverage, which the promotion gate judges, and bench/calibration.py);
+tests/twins/test_adaptive.py holds the two equal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from twins.data import TwinDataset
-from twins.innovation import innovations
+from twins.innovation import CHUNK, innovations
 from twins.twin import Twin
 from twins.windows import LineTensors
 
@@ -76,3 +82,70 @@ def band_scale(
     if measured < window:
         return BandScale(scale, f"measured from {measured} samples of history, fewer than the {window} it reads")
     return BandScale(scale, "")
+
+
+def scale_series(
+    twin: Twin,
+    data: TwinDataset,
+    rows: np.ndarray,
+    lt: LineTensors | None = None,
+    *,
+    steps: int | None = None,
+    window: int = WINDOW,
+    ceiling: float = CEILING,
+) -> np.ndarray:
+    """Return the scale band_scale measures with each row as the last of its history: (N,) -> (N, steps + 1, n_cv).
+
+    Vectorised over rows (one forecast per start, not one per start and step ahead), for scoring the adaptive band
+    over a segment; steps (default: every step ahead the calibration has) may stop early, each k is independent.
+    """
+    cal = twin.calibration
+    steps = cal.scale.shape[0] - 1 if steps is None else steps
+    rows = np.asarray(rows, dtype=int)
+    out = np.ones((rows.size, steps + 1, len(twin.cv_names)))
+    if cal.error_quantile is None or rows.size == 0 or steps < 1:
+        return out
+    if steps >= cal.scale.shape[0]:
+        raise ValueError(f"the twin's calibration covers {cal.scale.shape[0] - 1} steps ahead, not {steps}")
+    lt = lt or twin.tensors(data)
+    lo = max(int(rows.min()) - window + 1, 0)
+    errors = _step_errors(twin, lt, rows, steps, window, lo)  # (rows.max() - lo + 1, steps + 1, n_cv)
+    pad = np.full((window - 1, *errors.shape[1:]), np.nan)
+    recent = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, np.abs(errors)]), window, axis=0)
+    for k in range(1, steps + 1):
+        win = recent[rows - lo, k]  # (N, n_cv, W): the k-step errors scored at rows t - W + 1 .. t
+        count = np.isfinite(win).sum(2)
+        enough = count >= MIN_MEASURED
+        q = np.nanquantile(np.where(enough[..., None], win, 1.0), twin.config.interval, axis=2)
+        out[:, k] = np.where(enough, np.clip(q / np.maximum(cal.error_quantile[k], 1e-9), 1, ceiling), 1)
+    out[:, 0] = out[:, 1]  # step 0 is the start row: as wide as the first step, as band_scale draws it
+    return out
+
+
+def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, window: int, lo: int) -> np.ndarray:
+    """Return k-step errors in band units for rows lo..max(rows): row t, column k is the forecast made at t - k.
+
+    Only the forecasts the windows ending at `rows` read are made; every other entry (and t < k, unmeasured) is NaN.
+    """
+    hi = int(rows.max())
+    wanted = np.zeros(hi + 1, dtype=bool)  # forecast starts: t - k for t in a window, k = 1..steps
+    for r in np.unique(rows):
+        wanted[max(r - window + 1 - steps, 0) : r] = True
+    starts = np.flatnonzero(wanted)
+    # The inputs past the record's end only feed steps whose target lies past it, which are dropped: pad to roll.
+    ext = dataclasses.replace(
+        lt, u=torch.cat([lt.u, lt.u[-1:].expand(steps, -1)]), d=torch.cat([lt.d, lt.d[-1:].expand(steps, -1)])
+    )
+    y = lt.y.double().cpu().numpy()
+    seen = lt.y_mask.cpu().numpy() > 0.5
+    out = np.full((hi - lo + 1, steps + 1, len(twin.cv_names)), np.nan)
+    for i in range(0, starts.size, CHUNK):
+        s = starts[i : i + CHUNK]
+        yn = twin.forecast_normalised(ext, s, steps).double().cpu().numpy()  # (M, n, steps + 1, n_cv)
+        mean, half = yn.mean(0), twin.half_width(yn.std(0))
+        for k in range(1, steps + 1):
+            keep = (s + k >= lo) & (s + k <= hi)
+            t = s[keep] + k
+            err = (y[t] - mean[keep, k]) / np.maximum(half[keep, k], 1e-9)
+            out[t - lo, k] = np.where(seen[t], err, np.nan)
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from twins import TrainingOutcome, Twin, TwinDataset, load_checkpoint, save_checkpoint
-from twins.adaptive import band_scale, history_rows
+from twins.adaptive import CEILING, band_scale, history_rows, scale_series
 from twins.innovation import innovation_scores
 
 from .conftest import as_dataset, two_tanks
@@ -91,3 +91,33 @@ def test_too_little_history_widens_only_what_it_measured(trained: TrainingOutcom
     arrays = {k: v[-rows:] for k, v in two_tanks(3000, seed=0).items()}
     scaled = band_scale(trained.twin, as_dataset(arrays))
     assert np.all(scaled.scale >= 1.0) and "fewer than" in scaled.reason
+
+
+def test_the_scale_over_a_segment_is_band_scale_at_each_row(trained: TrainingOutcome) -> None:
+    arrays = two_tanks(3000, seed=0)
+    arrays["cv"][-150:, 1] += 0.05  # a biased transmitter, so that some scales are above 1
+    data, twin = as_dataset(arrays), _with_quantile(trained.twin, trained.twin.calibration.error_quantile / 1.5)
+    rows = np.array([40, 2000, 2900, len(data) - 1])  # short history, normal, drifting, the last row
+    series = scale_series(twin, data, rows)
+    assert series.shape == (4, *twin.calibration.scale.shape) and np.any(series[-1] > 1.0)
+    for i, r in enumerate(rows):  # band_scale on the history that ends at the row: what production would draw there
+        history = as_dataset({k: v[max(r + 1 - history_rows(twin), 0) : r + 1] for k, v in arrays.items()})
+        np.testing.assert_allclose(series[i], band_scale(twin, history).scale, rtol=1e-6)
+    np.testing.assert_allclose(scale_series(twin, data, rows, steps=5), series[:, :6])  # fewer steps: the same
+    older = scale_series(_with_quantile(twin, None), data, rows)
+    assert np.all(older == 1.0)  # a twin calibrated before the adaptive band is never widened
+
+
+def test_the_scale_over_a_segment_widens_only_after_the_errors_grew_and_only_up_to_its_ceiling(
+    trained: TrainingOutcome,
+) -> None:
+    arrays = two_tanks(3000, seed=0)
+    clean = as_dataset(arrays)
+    arrays["cv"][2500:, 1] += 0.3  # the lower-level transmitter reads 0.3 m high from row 2500 on
+    biased = as_dataset(arrays)
+    rows = np.array([2499, 2505, 2600, 2999])
+    before, after = scale_series(trained.twin, clean, rows), scale_series(trained.twin, biased, rows)
+    np.testing.assert_array_equal(after[0], before[0])  # causal: row 2499 sees nothing of the bias yet
+    assert np.all(after >= 1.0) and np.all(after <= CEILING)
+    # The encoder sees the offset, so the errors grow with the step ahead; the longest widen to the ceiling, no more.
+    assert np.all(after[2:, -1, 1] == CEILING) and np.all(after[2:, :, 1].mean(1) > before[2:, :, 1].mean(1))
