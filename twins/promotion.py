@@ -8,9 +8,11 @@ from twins.gains import GainSign, MvExcitation
 
 COVERAGE_HORIZONS = ("h1", "h5", "h20")  # steps ahead whose calibrated interval coverage is checked
 COVERAGE_TOLERANCE = 0.10  # coverage of every CV must lie within nominal +- this share at each of those horizons
-# Coverage warns, it does not block, until the optimizer's bands are calibrated per step ahead (issue 12 item 1): on
-# the demo's own lines today's intervals cover 0.66-0.78 at some horizon, and a gate on it would promote no twin.
-COVERAGE_BLOCKS = False
+# Coverage blocks promotion. It is judged on the adaptive band (twins.adaptive), the band production draws and the
+# optimizer enforces: on the demo's first twins' test segments (default settings, seed 0) it covers reactor 0.865-0.911
+# (mean 0.891) and heat train 0.882-0.965 (mean 0.929) at h1/h5/h20, where the plain calibrated band covers 0.685-0.891
+# and 0.725-0.939, a gate on which would promote neither (why coverage only warned before the adaptive band).
+COVERAGE_BLOCKS = True
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,12 @@ def check_gain_signs(gains: list[GainSign]) -> Check:
     return Check("gain_signs", True, f"all {len(shown)} gain signs the data's isolated MV steps show agree")
 
 
-def check_coverage(coverage: dict[str, dict[str, float]], nominal: float) -> Check:
-    """Pass when each CV's test coverage at h1, h5 and h20 lies within nominal +- COVERAGE_TOLERANCE."""
+def check_coverage(coverage: dict[str, dict[str, float]], nominal: float, *, widened: bool = True) -> Check:
+    """Pass when each CV's test coverage at h1, h5 and h20 lies within nominal +- COVERAGE_TOLERANCE.
+
+    `coverage` is of the band production draws: the adaptive one (widened=True), or the calibrated band of a twin
+    calibrated before the adaptive band existed, which is never widened (widened=False; the detail says so).
+    """
     off = [
         f"{cv} {key} {share:.2f}"
         for key in COVERAGE_HORIZONS
@@ -59,9 +65,14 @@ def check_coverage(coverage: dict[str, dict[str, float]], nominal: float) -> Che
         if abs(share - nominal) > COVERAGE_TOLERANCE
     ]
     band = f"{nominal - COVERAGE_TOLERANCE:.2f}-{min(nominal + COVERAGE_TOLERANCE, 1.0):.2f}"
+    what = (
+        "adaptive band coverage"
+        if widened
+        else "calibrated band coverage (judged unwidened: the twin was calibrated before the adaptive band existed)"
+    )
     if off:
-        return Check("coverage", False, f"interval coverage outside {band} at {', '.join(off)}", COVERAGE_BLOCKS)
-    return Check("coverage", True, f"interval coverage of every CV within {band} at 1, 5 and 20 steps")
+        return Check("coverage", False, f"{what} outside {band} at {', '.join(off)}", COVERAGE_BLOCKS)
+    return Check("coverage", True, f"{what} of every CV within {band} at 1, 5 and 20 steps")
 
 
 def verdict(checks: list[Check]) -> tuple[bool, str]:

@@ -54,11 +54,6 @@ def test_the_heat_trains_default_twin_beats_the_linear_baseline_and_its_gain_sig
     assert sum(1 for g in heat_train.gain_signs if g.data_sign) >= 10  # the step tests show gain signs: checked
 
 
-@pytest.mark.long
-@pytest.mark.xfail(
-    reason="interval coverage of T_oil_ret at 1 step is 0.78 on the test segment (0.80-1.00): a warning now, but its "
-    "advice stays until the calibration of issue 12 item 1 lands",
-    strict=False,
-)
+@pytest.mark.long  # coverage is judged on the adaptive band: 0.882-0.965 at h1/h5/h20 (plain band 0.725-0.939)
 def test_the_heat_trains_default_twin_is_promotable(heat_train: EvaluationReport) -> None:
     assert heat_train.promotable and heat_train.advice == [], heat_train.reason

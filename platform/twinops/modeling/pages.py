@@ -18,7 +18,7 @@ COVERAGE_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("h1_
 CHECK_LABELS = {
     "free_run": "free run beats the linear ARX baseline",
     "gain_signs": "gain signs agree with the data's step responses",
-    "coverage": "calibrated interval coverage within tolerance at 1, 5 and 20 steps",
+    "coverage": "interval coverage (adaptive band) within tolerance at 1, 5 and 20 steps",
 }
 
 
@@ -63,10 +63,21 @@ def evaluation_rows(report: dict[str, Any]) -> list[ScoreRow]:
     return rows
 
 
-def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[float | None]]]:
-    """Return (CV, share of test samples inside the twin's interval per horizon)."""
-    cov = report.get("coverage", {})
-    return [(cv, [cov.get(key, {}).get(cv) for key, _ in COVERAGE_KEYS]) for cv in report["cv_names"]]
+@dataclass(frozen=True)
+class CoverageCell:
+    """One CV's share of test samples inside the twin's band at one horizon: plain calibrated and adaptive."""
+
+    plain: float | None
+    adaptive: float | None  # the band production draws and the promotion gate judges; None in older reports
+
+
+def coverage_rows(report: dict[str, Any]) -> list[tuple[str, list[CoverageCell]]]:
+    """Return (CV, share of test samples inside the twin's plain and adaptive interval per horizon)."""
+    plain, adaptive = report.get("coverage", {}), report.get("adaptive_coverage") or {}
+    return [
+        (cv, [CoverageCell(plain.get(key, {}).get(cv), adaptive.get(key, {}).get(cv)) for key, _ in COVERAGE_KEYS])
+        for cv in report["cv_names"]
+    ]
 
 
 def check_rows(report: dict[str, Any]) -> list[CheckRow]:

@@ -108,7 +108,7 @@ def test_the_twin_page_lists_which_promotion_checks_failed_and_what_would_help(
             False,
             "1 of 2 gain signs the data shows disagree: lower_level_m/pump_flow_m3_h data +, twin -",
         ),
-        Check("coverage", True, "interval coverage of every CV within 0.80-1.00 at 1, 5 and 20 steps"),
+        Check("coverage", True, "adaptive band coverage of every CV within 0.80-1.00 at 1, 5 and 20 steps"),
     ]
     help_text = "The record's steps of pump_flow_m3_h move lower_level_m up and the twin moves it the other way"
     report = dataclasses.replace(outcome.report, promotable=False, checks=checks, advice=[help_text], reason="failed")
@@ -124,3 +124,27 @@ def test_the_twin_page_lists_which_promotion_checks_failed_and_what_would_help(
     assert failed.split("</li>")[0].count("gain signs agree with the data") == 1 and "twin -" in failed
     assert "What would help" in html and escape(help_text) in html
     assert 'action="/twins/tanks/v1/promote/"' not in html  # not promotable: no promote button
+
+
+def test_the_coverage_table_shows_the_adaptive_band_beside_the_calibrated_one(
+    client, make_user, line, register, trained
+) -> None:
+    from django.template.defaultfilters import floatformat
+
+    version = register(line, promotable=True)
+    _login(client, make_user)
+    html = client.get("/twins/tanks/").content.decode()
+    table = html[html.index('<table class="coverage">') : html.index("</table>", html.index('class="coverage"'))]
+    report = version.report
+    for key in ("h1", "h5", "h20"):
+        plain, adaptive = report["coverage"][key]["lower_level_m"], report["adaptive_coverage"][key]["lower_level_m"]
+        assert f"{floatformat(plain, 3)} / <strong>{floatformat(adaptive, 3)}</strong>" in table
+    assert "the promotion check judges the adaptive one" in html
+    record, outcome = trained  # a report from before the adaptive band: the calibrated figure alone
+    older = dataclasses.replace(outcome.report, adaptive_coverage=None)
+    job = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    job = services.training_job_claim(job_id=job.pk)
+    services.twin_version_register(job=job, record=record, outcome=dataclasses.replace(outcome, report=older))
+    html = client.get("/twins/tanks/?v=2").content.decode()
+    table = html[html.index('<table class="coverage">') : html.index("</table>", html.index('class="coverage"'))]
+    assert "<strong>" not in table and floatformat(report["coverage"]["h1"]["lower_level_m"], 3) in table
