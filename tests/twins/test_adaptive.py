@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from twins import TrainingOutcome, Twin, TwinDataset, load_checkpoint, save_checkpoint
-from twins.adaptive import CEILING, band_scale, history_rows, scale_series
-from twins.innovation import innovation_scores
+from twins.adaptive import CEILING, MIN_MEASURED, WINDOW, band_scale, history_rows, scale_series
+from twins.innovation import innovation_scores, innovations
 
 from .conftest import as_dataset, two_tanks
 
@@ -93,6 +93,23 @@ def test_too_little_history_widens_only_what_it_measured(trained: TrainingOutcom
     assert np.all(scaled.scale >= 1.0) and "fewer than" in scaled.reason
 
 
+def _by_definition(twin: Twin, data: TwinDataset) -> np.ndarray:
+    """The scale at the last row computed as defined, one forecast per step ahead k (slow, plain): (K, n_cv)."""
+    cal, lt, last = twin.calibration, twin.tensors(data), len(data) - 1
+    scale = np.ones(cal.scale.shape)
+    for k in range(1, cal.scale.shape[0]):
+        rows = np.arange(max(last - WINDOW + 1, k), last + 1)  # rows scored by the k-step forecast made at t - k
+        if rows.size < MIN_MEASURED:
+            break
+        err, mask = innovations(twin, lt, rows, k)  # (N, k, n_cv)
+        e = np.where(mask[:, -1], np.abs(err[:, -1]), np.nan)
+        enough = mask[:, -1].sum(0) >= MIN_MEASURED
+        q = np.nanquantile(np.where(enough, e, 1.0), twin.config.interval, axis=0)
+        scale[k] = np.where(enough, np.clip(q / np.maximum(cal.error_quantile[k], 1e-9), 1, CEILING), 1)
+    scale[0] = scale[1]
+    return scale
+
+
 def test_the_scale_over_a_segment_is_band_scale_at_each_row(trained: TrainingOutcome) -> None:
     arrays = two_tanks(3000, seed=0)
     arrays["cv"][-150:, 1] += 0.05  # a biased transmitter, so that some scales are above 1
@@ -103,6 +120,7 @@ def test_the_scale_over_a_segment_is_band_scale_at_each_row(trained: TrainingOut
     for i, r in enumerate(rows):  # band_scale on the history that ends at the row: what production would draw there
         history = as_dataset({k: v[max(r + 1 - history_rows(twin), 0) : r + 1] for k, v in arrays.items()})
         np.testing.assert_allclose(series[i], band_scale(twin, history).scale, rtol=1e-6)
+        np.testing.assert_allclose(series[i], _by_definition(twin, history), rtol=1e-6)
     np.testing.assert_allclose(scale_series(twin, data, rows, steps=5), series[:, :6])  # fewer steps: the same
     older = scale_series(_with_quantile(twin, None), data, rows)
     assert np.all(older == 1.0)  # a twin calibrated before the adaptive band is never widened
