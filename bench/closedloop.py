@@ -47,11 +47,13 @@ Figures per case (one object each; `per_seed` holds each seed's detail):
   hard_violations                       (c)'s samples with a true CV beyond a safety limit, total over seeds
   soft_violation_minutes                (c)'s minutes with a true CV beyond an operating limit, total over seeds
   no_proposal_share                     share of (c)'s slots without a proposal (all seeds pooled)
-  coverage                              share of measured CV samples inside the twin's calibrated band (nominal
+  coverage                              share of measured CV samples inside the twin's band (calibrated, widened by
+                                        its recent errors as the recommender widens it, twins.adaptive; nominal
                                         `coverage_nominal`) as (c) predicted it 1, 5 and 20 steps earlier, on this
                                         optimizer-driven data (all CVs, slots with a proposal, seeds pooled);
                                         `coverage_by_h` per step ahead. Beyond one step the plant followed later
-                                        re-plans, not the plan the band was drawn for.
+                                        re-plans, not the plan the band was drawn for. `band_widened_share`: share
+                                        of (c)'s solves whose band was widened somewhere.
   solve_p95_ms                          95th percentile of (c)'s solve times, all seeds pooled
   seeds                                 the seeds reported
 """
@@ -83,12 +85,15 @@ from plantsim.realism import FaultRates, Realism
 from plantsim.simulator import LineSimulator, build_simulator, make_line
 from plantsim.spec import line_spec
 from twins import Twin, TwinConfig, TwinDataset, export_arrays, split_by_time, train_twin
+from twins.adaptive import band_scale, history_rows
 
 CASES = ("vdv-reactor", "heat-train", "vdv-reactor-mismatch")
 SEEDS = (31, 32, 33, 34, 35)  # reported
 TUNING_SEEDS = (5, 11, 21)  # where TUNING may be chosen; never reported
 HISTORY_SEED_OFFSET = 1000  # a seed's history is simulated with its own drift and noise, not the closed loop's
 MISMATCH_K0_AB = 0.85  # the mismatch case's plant: A -> B rate constant x 0.85 after training
+BAND_EVERY = 10  # samples between measurements of the adaptive band (over 120 samples it moves slowly; the
+# recommender measures it once per proposal, every 300 s by default: 17 reactor or 30 heat-train samples)
 COVERAGE_STEPS = (1, 5, 20)  # steps ahead the band is checked at (as the promotion gate's h1/h5/h20)
 PLAN_OOD = 0.9 * 3.0  # the platform's default plan limit: 0.9 x the recommender's max OOD score
 QUICK_TWIN: dict[str, Any] = {"epochs": 2, "steps_per_epoch": 10, "eval_starts": 200, "val_windows": 64}
@@ -202,14 +207,19 @@ def closed_loop(
     checks: dict[int, list[tuple[int, str, float, float]]] = {}  # sample index -> (h, CV, low, high) due then
     inside = {h: [0, 0] for h in COVERAGE_STEPS}  # h -> [inside, checked]
     bias: dict[str, float] | None = None
+    band: dict[str, list[float]] | None = None  # the adaptive band, remeasured every BAND_EVERY samples
+    widened = 0  # solves whose band was wider than calibrated somewhere
     for k in range(steps):
         if controller is not None:
             if twin is not None:
                 z0, dv_now, bias = _estimate(twin, np.asarray(rows[-twin.config.window :]), line, bias, tuning)
+                if k % BAND_EVERY == 0:
+                    band = _band(twin, rows, line)
+                widened += int(band is not None and max(max(v) for v in band.values()) > 1.0)
             else:
                 assert state is not None
                 z0, dv_now = state(), {n: sim.last.true[n] for n in dvs}
-            result = controller.solve(z0=z0, mv=sim.setpoints, dv_forecast=dv_now, cv_bias=bias)
+            result = controller.solve(z0=z0, mv=sim.setpoints, dv_forecast=dv_now, cv_bias=bias, band_scale=band)
             solve_ms.append((result.solve_time_s or 0.0) * 1e3)
             if result.has_proposal and result.first_setpoint is not None:
                 for name, value in result.first_setpoint.items():
@@ -263,17 +273,19 @@ def closed_loop(
             "solve_p95_ms": float(np.percentile(solve_ms, 95)),
         }
     if twin is not None:
-        out |= {"final_cv_bias": bias, "coverage_counts": {str(h): c for h, c in inside.items()}}
+        out |= {
+            "final_cv_bias": bias,
+            "coverage_counts": {str(h): c for h, c in inside.items()},
+            "band_widened_share": widened / steps,
+        }
     return out
 
 
-def _estimate(
-    twin: Twin, recent: np.ndarray, line: Any, bias: dict[str, float] | None, tuning: Tuning
-) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
-    """Encode the latent from the recent window (W, n_tags); return it, the DVs now and the filtered CV bias."""
+def _dataset(recent: np.ndarray, line: Any) -> TwinDataset:
+    """Return recent rows (T, n_tags: CVs, MVs, DVs in the line's order) as the twin's dataset."""
     cvs, mvs, dvs = line.names("CV"), line.names("MV"), line.names("DV")
     n_cv, n_mv = len(cvs), len(mvs)
-    window = TwinDataset.from_arrays(
+    return TwinDataset.from_arrays(
         cv=recent[:, :n_cv],
         mv=recent[:, n_cv : n_cv + n_mv],
         dv=recent[:, n_cv + n_mv :],
@@ -282,7 +294,21 @@ def _estimate(
         dv_names=dvs,
         sample_period_s=line.sample_period_s,
     )
-    z0 = twin.initial_state(window)  # (M, nz)
+
+
+def _band(twin: Twin, rows: list[list[float]], line: Any) -> dict[str, list[float]]:
+    """Return the adaptive band (by CV, per step ahead) from the recent rows, as the recommender measures it."""
+    scale = band_scale(twin, _dataset(np.asarray(rows[-history_rows(twin) :]), line))
+    return {n: [float(v) for v in scale.scale[:, i]] for i, n in enumerate(twin.cv_names)}
+
+
+def _estimate(
+    twin: Twin, recent: np.ndarray, line: Any, bias: dict[str, float] | None, tuning: Tuning
+) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
+    """Encode the latent from the recent window (W, n_tags); return it, the DVs now and the filtered CV bias."""
+    cvs, mvs, dvs = line.names("CV"), line.names("MV"), line.names("DV")
+    n_cv, n_mv = len(cvs), len(mvs)
+    z0 = twin.initial_state(_dataset(recent, line))  # (M, nz)
     dv_now = {n: float(recent[-1, n_cv + n_mv + i]) for i, n in enumerate(dvs)}
     predicted = twin.readout(z0[:, None, :]).mean(axis=0)[0]  # (n_cv,) ensemble mean now
     # the recommender's filter (optimizer.estimation), one sample on from the last estimate; the loop starts from a
@@ -377,6 +403,7 @@ def summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "coverage": sum(int(c[0]) for c in counts.values()) / checked if checked else None,
         "coverage_by_h": {h: int(c[0]) / int(c[1]) if c[1] else None for h, c in counts.items()},
         "coverage_nominal": next(iter(per_seed.values()))["coverage_nominal"],
+        "band_widened_share": sum(r["band_widened_share"] * r["steps"] for r in runs) / slots,
         "solve_p95_ms": float(np.percentile(solve_ms, 95)),
         "model_hard_violations": sum(d["model"]["hard_violations"] for d in per_seed.values()),
         "seeds": list(per_seed),

@@ -71,6 +71,7 @@ def test_the_quick_run_reports_every_case_against_holding_and_the_true_model() -
         assert 0.0 <= figures["no_proposal_share"] <= 1.0
         assert 0.0 <= figures["coverage"] <= 1.0 and figures["coverage_nominal"] == 0.9
         assert set(figures["coverage_by_h"]) == {"1", "5", "20"}
+        assert 0.0 <= figures["band_widened_share"] <= 1.0
         assert figures["model_hard_violations"] == 0, case
     # the mismatch case runs the reactor's twin on a drifted plant; the reference knows the drift
     nominal = out["vdv-reactor"]["per_seed"]["31"]
