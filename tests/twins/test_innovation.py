@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from twins import TrainingOutcome, TwinDataset, load_checkpoint, save_checkpoint
-from twins.innovation import conformal_quantile, innovation_scores
+from twins.innovation import conformal_quantile, innovation_scores, period_bound, student_t_quantile
 
 from .conftest import as_dataset, two_tanks
 
@@ -90,3 +90,33 @@ def test_the_conformal_threshold_is_exceeded_by_at_most_the_rate_of_its_own_samp
     scores = np.random.default_rng(0).exponential(size=999)
     assert np.mean(scores > conformal_quantile(scores, 0.01)) <= 0.01
     assert conformal_quantile(np.array([np.nan]), 0.01) == float("inf")
+
+
+def _drifting_scores(periods: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Return normal scores whose level moves between periods (operating point, disturbances) around band units."""
+    level = rng.normal(0.0, 0.15, periods)  # log error level of each period
+    return np.exp(np.repeat(level, rows) + rng.normal(0.0, 0.1, periods * rows))
+
+
+def test_thresholds_fitted_on_a_few_periods_hold_their_rate_on_later_periods() -> None:
+    rng = np.random.default_rng(0)
+    later = _drifting_scores(500, 50, rng)  # normal operation over many later periods
+    fitted = [_drifting_scores(6, 50, rng) for _ in range(40)]  # validation blocks of 6 periods each
+    bound = np.mean([np.mean(later > period_bound(v, 0.01)) for v in fitted])
+    assert bound <= 0.01
+    # A quantile of the validation block alone saw too few periods: about three times the stated rate.
+    assert np.mean([np.mean(later > conformal_quantile(v, 0.01)) for v in fitted]) > 0.02
+
+
+def test_without_drift_between_periods_the_threshold_still_catches_a_raised_error_level() -> None:
+    rng = np.random.default_rng(1)
+    normal = np.exp(rng.normal(0.0, 0.1, 400))
+    limit = period_bound(normal, 0.01)
+    later = np.exp(rng.normal(0.0, 0.1, 20_000))
+    assert 0.0005 <= np.mean(later > limit) <= 0.01
+    assert np.mean(1.5 * later > limit) > 0.9  # errors half as large again are flagged
+
+
+def test_the_student_t_quantile_matches_the_tables() -> None:
+    for p, dof, table in [(0.99, 7, 2.998), (0.995, 7, 3.499), (0.95, 3, 2.353), (0.99, 30, 2.457)]:
+        assert student_t_quantile(p, dof) == pytest.approx(table, rel=0.02)

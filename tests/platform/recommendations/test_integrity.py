@@ -18,7 +18,10 @@ from twinops.recommendations.services import recommendation_create
 
 from .conftest import ROWS, TINY, two_tanks
 
-BIAS_M = 2.0  # the lower-level transmitter reads 2 m high (its operating range is 0.2..9 m)
+# The lower-level transmitter reads 4 m high (its operating range is 0.2..9 m). The tests' tiny twin's normal scores
+# rise from 0.3 to 1.0 band units across its validation periods and its threshold (about 2.6) covers later periods,
+# so a 2 m bias (score about 1.3) is within what its normal errors reach.
+BIAS_M = 4.0
 NOISE_M = 0.4  # a noisy lower-level transmitter: errors well beyond the calibrated band (levels 0.2..9 m)
 
 
