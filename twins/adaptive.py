@@ -117,7 +117,10 @@ def scale_series(
 def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, window: int, lo: int) -> np.ndarray:
     """Return k-step errors in band units for rows lo..max(rows): row t, column k is the forecast made at t - k.
 
-    Only the forecasts the windows ending at `rows` read are made; every other entry (and t < k, unmeasured) is NaN.
+    Only the forecasts the windows ending at `rows` read are made; every other entry (and t < k, unmeasured) is NaN,
+    as is every forecast whose encoder window or path spans a gap (a row with no CV measured): across a collector
+    outage or a restart the error measures the data's discontinuity, not the twin (in `twinops demo` the live plant
+    starts where the history's last step test did not leave it, and every forecast across that widened the band x3).
     """
     hi = int(rows.max())
     wanted = np.zeros(hi + 1, dtype=bool)  # forecast starts: t - k for t in a window, k = 1..steps
@@ -130,13 +133,15 @@ def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, wind
     )
     y = lt.y.double().cpu().numpy()
     seen = lt.y_mask.cpu().numpy() > 0.5
+    gaps = np.concatenate([[0], np.cumsum(~seen.any(axis=1))])  # gaps[b] - gaps[a]: gap rows in a..b-1
     out = np.full((hi - lo + 1, steps + 1, len(twin.cv_names)), np.nan)
     for i in range(0, starts.size, CHUNK):
         s = starts[i : i + CHUNK]
         yn = twin.forecast_normalised(ext, s, steps).double().cpu().numpy()  # (M, n, steps + 1, n_cv)
         mean, half = yn.mean(0), twin.half_width(yn.std(0))
         for k in range(1, steps + 1):
-            keep = (s + k >= lo) & (s + k <= hi)
+            first = np.maximum(s - twin.config.window + 1, 0)  # the encoder window's first row
+            keep = (s + k >= lo) & (s + k <= hi) & (gaps[np.minimum(s + k + 1, len(seen))] == gaps[first])
             t = s[keep] + k
             err = (y[t] - mean[keep, k]) / np.maximum(half[keep, k], 1e-9)
             out[t - lo, k] = np.where(seen[t], err, np.nan)

@@ -102,8 +102,11 @@ def _by_definition(twin: Twin, data: TwinDataset) -> np.ndarray:
         if rows.size < MIN_MEASURED:
             break
         err, mask = innovations(twin, lt, rows, k)  # (N, k, n_cv)
-        e = np.where(mask[:, -1], np.abs(err[:, -1]), np.nan)
-        enough = mask[:, -1].sum(0) >= MIN_MEASURED
+        gap = ~data.cv_mask.any(axis=1)  # no forecast across a row with no CV measured, from its encoder window on
+        clean = np.array([not gap[max(t - k - twin.config.window + 1, 0) : t + 1].any() for t in rows])
+        measured = mask[:, -1] & clean[:, None]
+        e = np.where(measured, np.abs(err[:, -1]), np.nan)
+        enough = measured.sum(0) >= MIN_MEASURED
         q = np.nanquantile(np.where(enough, e, 1.0), twin.config.interval, axis=0)
         scale[k] = np.where(enough, np.clip(q / np.maximum(cal.error_quantile[k], 1e-9), 1, CEILING), 1)
     scale[0] = scale[1]
@@ -139,3 +142,18 @@ def test_the_scale_over_a_segment_widens_only_after_the_errors_grew_and_only_up_
     assert np.all(after >= 1.0) and np.all(after <= CEILING)
     # The encoder sees the offset, so the errors grow with the step ahead; the longest widen to the ceiling, no more.
     assert np.all(after[2:, -1, 1] == CEILING) and np.all(after[2:, :, 1].mean(1) > before[2:, :, 1].mean(1))
+
+
+def test_forecasts_across_a_gap_do_not_widen_the_band(trained: TrainingOutcome) -> None:
+    # The history ends in one state and, three missing samples later, the line comes back in another (a restart, as
+    # `twinops demo`'s live plant does after its history): errors across the seam are the data's, not the twin's.
+    before, after = two_tanks(3000, seed=0), two_tanks(3000, seed=1)
+    seam = {k: np.concatenate([before[k][:-100], after[k][-100:]]) for k in before}
+    gap = {k: v.copy() for k, v in seam.items()}
+    gap["cv"][-103:-100] = np.nan
+    twin = trained.twin
+    across = band_scale(twin, _recent(seam, twin)).scale  # no gap: the jump is in the data the twin predicted
+    apart = band_scale(twin, _recent(gap, twin))
+    assert across.max() > 1.5
+    assert np.median(apart.scale) == 1.0 and apart.scale.max() < across.max()
+    assert apart.reason == "measured from 117 samples of history, fewer than the 120 it reads"
