@@ -212,11 +212,10 @@ def band_words(result: dict[str, Any], settings: dict[str, Any]) -> str:
     coverage = result.get("band_coverage")
     if coverage is not None:
         widened = result.get("band_scale") or {}
-        if widened:
+        if widened:  # which CVs and by how much: the page's "Band" line; a chart title has room for the largest only
+            most = max(float(s) for s in widened.values())
             return (
-                f"the twin's calibrated {float(coverage):.0%} interval, widened by its recent errors ("
-                + ", ".join(f"{cv} ×{float(s):.2f}" for cv, s in widened.items())
-                + ")"
+                f"the twin's calibrated {float(coverage):.0%} interval, widened up to ×{most:.2f} by its recent errors"
             )
         return f"the twin's calibrated {float(coverage):.0%} interval"
     return f"± {float(settings.get('mpc', {}).get('band_k', 2.0)):g}× ensemble spread"

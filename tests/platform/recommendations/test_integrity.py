@@ -139,6 +139,8 @@ def test_recent_errors_larger_than_calibrated_widen_the_band_the_plan_is_held_to
     assert client.login(username="erin", password="correct-horse-battery")
     page = client.get(f"/recommendations/{line.key}/?id={rec.pk}").content.decode()
     assert "<dt>Band</dt><dd>widened where the twin&#x27;s recent errors exceed its calibration&#x27;s" in page
+    most = max(rec.result["band_scale"].values())
+    assert f"calibrated 90% interval, widened up to \\u00d7{most:.2f} by its recent errors" in page  # chart title
 
 
 def test_short_history_widens_from_what_there_is_and_says_so(ready: Any) -> None:
