@@ -9,6 +9,7 @@ Typical use by the platform::
     save_checkpoint(outcome.twin, path); twin = load_checkpoint(path)   # CheckpointError subclasses on failure
     meta, arrays = export_arrays(twin)                             # docs/twin-export.md
     z0 = twin.initial_state(recent_history)                        # (M, nz) for the optimizer
+    z0 = estimate_state(twin, recent_history)                      # the same, fitted to the CVs measured since
 
 Refusals raise InsufficientDataError with a message naming what is missing.
 """
@@ -23,6 +24,7 @@ from twins.checkpoint import (
 )
 from twins.config import TwinConfig
 from twins.data import DataSplit, InsufficientDataError, Normalisation, TwinDataset, check_trainable, split_by_time
+from twins.estimation import MheSettings, estimate_latent, estimate_state
 from twins.evaluate import EvaluationReport, Scores, evaluate
 from twins.export import export_arrays, save_export
 from twins.innovation import InnovationScore, fit_innovation_limits, innovation_scores
@@ -41,6 +43,7 @@ __all__ = [
     "InnovationScore",
     "InsufficientDataError",
     "LinearARX",
+    "MheSettings",
     "Normalisation",
     "Persistence",
     "Record",
@@ -50,6 +53,8 @@ __all__ = [
     "TwinConfig",
     "TwinDataset",
     "check_trainable",
+    "estimate_latent",
+    "estimate_state",
     "evaluate",
     "export_arrays",
     "fit_innovation_limits",

@@ -1,0 +1,89 @@
+"""Moving-horizon latent estimate: forecasts from it follow the measured CVs better than the encoder's latent."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from twins import TrainingOutcome, Twin, TwinDataset
+from twins.estimation import MheSettings, estimate_latent, estimate_state, forecast_from
+from twins.uncertainty import spaced
+
+from .conftest import as_dataset, two_tanks
+
+ENCODER = MheSettings(horizon=0)
+
+
+TEST_START = 2550  # the shared twin's test segment: 3000 rows split 70/15/15
+
+
+def _errors(twin: Twin, data: TwinDataset, truth: np.ndarray, settings: MheSettings) -> np.ndarray:
+    """RMS error of the member-mean forecast at 1 and 5 steps over the test segment, normalised: (2,)."""
+    rows = spaced(np.arange(TEST_START, len(data) - 5), 200)
+    lt = twin.tensors(data)
+    pred = forecast_from(twin, lt, rows, estimate_latent(twin, data, rows, lt, settings), 5).mean(0)
+    truth_n = (truth - twin.norm.cv_mean) / twin.norm.cv_std
+    return np.array([np.sqrt(np.mean((pred[:, h] - truth_n[rows + h]) ** 2)) for h in (1, 5)])
+
+
+def test_forecasts_from_the_estimate_follow_the_next_five_samples_closer_than_the_encoders(
+    trained: TrainingOutcome,
+) -> None:
+    data, twin = trained.split.dataset, trained.twin
+    assert trained.split.val_stop == TEST_START
+    encoder = _errors(twin, data, data.cv, ENCODER)
+    estimated = _errors(twin, data, data.cv, MheSettings())
+    assert (estimated < 0.8 * encoder).all(), (estimated, encoder)
+
+
+def test_with_noisier_sensors_than_in_training_the_estimate_still_forecasts_the_true_levels_better(
+    trained: TrainingOutcome,
+) -> None:
+    clean = two_tanks(3000, 0)  # the shared twin's record
+    noisy = dict(clean, cv=clean["cv"] + np.random.default_rng(1).normal(0.0, 0.05, clean["cv"].shape))  # 5x
+    data = as_dataset(noisy)
+    encoder = _errors(trained.twin, data, clean["cv"], ENCODER)
+    estimated = _errors(trained.twin, data, clean["cv"], MheSettings())
+    assert (estimated < encoder).all(), (estimated, encoder)
+
+
+def test_a_twin_whose_dynamics_return_nan_gives_the_encoders_latent_never_nan(trained: TrainingOutcome) -> None:
+    broken = copy.deepcopy(trained.twin)
+    with torch.no_grad():
+        broken.net.predictor.linears()[0].weight[:, 0, 0] = float("nan")
+    data, rows = trained.split.dataset, np.array([2600, 2700])
+    z = estimate_latent(broken, data, rows)
+    assert np.isfinite(z).all()
+    np.testing.assert_array_equal(z, broken.encode(data, rows))
+
+
+def test_cvs_missing_over_the_whole_horizon_leave_the_encoders_earlier_latent_rolled_forward(
+    trained: TrainingOutcome,
+) -> None:
+    arrays = two_tanks(3000, 0)
+    cv_mask = np.ones(arrays["cv"].shape, bool)
+    cv_mask[2600 - 16 : 2601] = False  # an outage of every CV sensor over the estimate's horizon
+    data, twin = as_dataset(arrays, cv_mask=cv_mask), trained.twin
+    z = estimate_latent(twin, data, np.array([2600]))
+    lt = twin.tensors(data)
+    prior = twin.encode(data, np.array([2600 - 16]), lt)  # nothing measured: the fit keeps the prior
+    rolled = forecast_from(twin, lt, np.array([2600 - 16]), prior, 16)[:, :, -1]  # its CVs 16 samples on
+    assert np.isfinite(z).all()
+    np.testing.assert_allclose(twin.readout(z), rolled * twin.norm.cv_std + twin.norm.cv_mean, atol=1e-4)
+
+
+def test_a_history_shorter_than_the_horizon_is_estimated_over_the_rows_there_are(trained: TrainingOutcome) -> None:
+    twin, full = trained.twin, trained.split.dataset
+    short = as_dataset({k: v[2600:2610] for k, v in two_tanks(3000, 0).items()})  # 10 rows, horizon 16
+    z = estimate_state(twin, short)
+    assert z.shape == (twin.config.members, twin.config.nz) and np.isfinite(z).all()
+    np.testing.assert_array_equal(estimate_state(twin, full, ENCODER), twin.initial_state(full))
+
+
+@pytest.mark.parametrize("bad", [{"horizon": -1}, {"iterations": -1}, {"prior_scale": 0.0}])
+def test_settings_that_make_no_sense_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        MheSettings(**bad)  # type: ignore[arg-type]
