@@ -104,6 +104,13 @@ def terminal_hold_steps(settings: MpcSettings) -> int:
     return settings.terminal_hold_steps
 
 
+def terminal_tail_steps(settings: MpcSettings) -> int:
+    """Return how many steps past a plan its terminal cost predicts (settings, or as many as the horizon)."""
+    if settings.terminal_tail_steps is None:
+        return settings.horizon
+    return settings.terminal_tail_steps
+
+
 def solve_weights(dyn: Dynamics, spec: MpcSpec, settings: MpcSettings) -> Weights:
     """Return the prices, targets and soft-limit weights of a solve (soft weights by each CV's rank)."""
     ranks = {c.name: c.rank for c in spec.cvs}

@@ -176,12 +176,17 @@ class MpcSettings:
     sqp_cost_tolerance: float = 1e-5  # ... or when the linearised twin promises less relative cost decrease than this
     terminal_hold_steps: int | None = None  # the plan holds its setpoints over its last steps (terminal constraint,
     # so plans do not unwind at the horizon's end); None: a sixth of the horizon, 0: none
-    terminal_tail_steps: int = 0  # terminal cost: the twin predicts this many steps past the plan with its last
-    # setpoints held, and the objective counts them as plan steps (economics, targets; soft limits at the tail's end,
-    # as held over it), so a plan pays within the horizon for what its final setpoints cost after it instead of
-    # unwinding its moves (a prediction horizon N + tail over a control horizon N); 0: none. Off by default: on the
-    # heat train (tuning seed 21, 40 min, twin MPC) a tail of 30 steps kept the first plan's moves (m_steam held at
-    # 950 instead of back to 600) but tripled the solve p95 (108 -> 364 ms). The IPOPT reference has no tail.
+    terminal_tail_steps: int | None = None  # terminal cost: the twin predicts this many steps past the plan with
+    # its last setpoints held, and the objective counts them as plan steps (economics, targets; soft limits at the
+    # tail's end, as held over it), so a plan pays within the horizon for what its final setpoints cost after it
+    # instead of unwinding its moves (a prediction horizon N + tail over a control horizon N). The tail is linearised
+    # once per solve (optimizer.condensed.Terminal). None: as many steps as the horizon; 0: none. Without it the heat
+    # train's plans cut steam, fuel and hot oil over their second half (paid at once; T_out falls only after the
+    # horizon): with the last setpoints held, T_out fell 29 degC in the 60 steps past each plan. Twin MPC closed
+    # loops of 40 min, demo twins, tuning seeds 21/5/11: that fall 29 -> 4-5 degC, gain over hold +11/+10/+9 %,
+    # CPU p95 per solve x1.2/x1.4 (91 -> 109, 53 -> 75 ms); reactor seeds 11/5/21: gain -1.3/+0.4/0 %, fewer
+    # linearisations (~3 -> 2). The tail re-linearised at every SQP step (the first version) kept the same plans but
+    # needed 5.3 linearisations per solve against 2.8 (seed 21): wall p95 x2. The IPOPT reference has no tail.
     max_plan_ood: float | None = None  # keep the twin's OOD score along the plan (1.0 = its training p99) at most
     # this: the excess is penalised by plan_ood_weight per squared unit and step; None: no limit (twins exported
     # without OOD statistics have none either)
@@ -214,8 +219,8 @@ class MpcSettings:
             raise ValueError("max_plan_ood must be > 0 or None")
         if self.terminal_hold_steps is not None and self.terminal_hold_steps < 0:
             raise ValueError("terminal_hold_steps must be >= 0 or None")
-        if self.terminal_tail_steps < 0:
-            raise ValueError("terminal_tail_steps must be >= 0")
+        if self.terminal_tail_steps is not None and self.terminal_tail_steps < 0:
+            raise ValueError("terminal_tail_steps must be >= 0 or None")
         names = ("move_weight", "uncertainty_weight", "safety_spread_k", "band_k", "tolerance", "plan_ood_weight")
         for name in (*names, "cv_backoff"):
             if getattr(self, name) < 0:

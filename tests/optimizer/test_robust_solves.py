@@ -131,7 +131,9 @@ def test_plans_hold_their_setpoints_at_the_horizons_end_instead_of_unwinding() -
     meta, arrays = first_order_export(rate=0.3)
     plans = {}
     for hold in (0, 4):
-        settings = MpcSettings(horizon=12, sqp_iterations=30, uncertainty_weight=0.0, terminal_hold_steps=hold)
+        settings = MpcSettings(
+            horizon=12, sqp_iterations=30, uncertainty_weight=0.0, terminal_hold_steps=hold, terminal_tail_steps=0
+        )  # the hold alone (the terminal cost would keep F at 5 without it)
         result = MpcController.from_export(meta, arrays, lagging_spec(), settings).solve(
             z0=np.full((2, 1), 5.0), mv={"F": 5.0}
         )
