@@ -49,11 +49,12 @@ Figures per case (one object each; `per_seed` holds each seed's detail):
   no_proposal_share                     share of (c)'s slots without a proposal (all seeds pooled)
   coverage                              share of measured CV samples inside the twin's band (calibrated, widened by
                                         its recent errors as the recommender widens it, twins.adaptive; nominal
-                                        `coverage_nominal`) as (c) predicted it 1, 5 and 20 steps earlier, on this
-                                        optimizer-driven data (all CVs, slots with a proposal, seeds pooled);
-                                        `coverage_by_h` per step ahead. Beyond one step the plant followed later
-                                        re-plans, not the plan the band was drawn for. `band_widened_share`: share
-                                        of (c)'s solves whose band was widened somewhere.
+                                        `coverage_nominal`) 1, 5 and 20 steps after a solve of (c), on this
+                                        optimizer-driven data (all CVs, solves with a proposal, seeds pooled):
+                                        the twin's forecast from that solve's state over the setpoints applied since
+                                        (later re-plans changed the plan) and the DVs measured, plus the CV bias
+                                        and band the solve planned with; `coverage_by_h` per step ahead.
+                                        `band_widened_share`: share of (c)'s solves whose band was widened.
   solve_p95_ms                          95th percentile of (c)'s solve times, all seeds pooled
   seeds                                 the seeds reported
 """
@@ -204,7 +205,8 @@ def closed_loop(
     reasons: dict[str, int] = {}
     fallbacks: dict[str, int] = {}
     by_cv = {name: {"minutes": 0.0, "max_excess": 0.0} for name in cvs}  # soft-limit excursions per CV
-    checks: dict[int, list[tuple[int, str, float, float]]] = {}  # sample index -> (h, CV, low, high) due then
+    # row index of each solve with a proposal (its state's last row) -> the CV bias and band it planned with
+    planned: dict[int, tuple[dict[str, float] | None, dict[str, list[float]] | None]] = {}
     inside = {h: [0, 0] for h in COVERAGE_STEPS}  # h -> [inside, checked]
     bias: dict[str, float] | None = None
     band: dict[str, list[float]] | None = None  # the adaptive band, remeasured every BAND_EVERY samples
@@ -226,20 +228,15 @@ def closed_loop(
                     sim.write_setpoint(name, value)
                 if result.fallback:
                     fallbacks[result.fallback] = fallbacks.get(result.fallback, 0) + 1
-                if twin is not None and result.cv_lo is not None and result.cv_hi is not None:
-                    for h in COVERAGE_STEPS:
-                        due = checks.setdefault(k + h - 1, [])
-                        due.extend((h, n, result.cv_lo[n][h - 1], result.cv_hi[n][h - 1]) for n in cvs)
+                if twin is not None:
+                    planned[len(rows) - 1] = (bias, band)
             else:
                 no_proposal += 1
                 reasons[result.status.value] = reasons.get(result.status.value, 0) + 1
         sample = sim.step(dt)
         rows.append([sample.values[n] for n in (*cvs, *mvs, *dvs)])
-        for h, name, band_lo, band_hi in checks.pop(k, []):
-            measured = sample.values[name]
-            if np.isfinite(measured):
-                inside[h][0] += int(band_lo <= measured <= band_hi)
-                inside[h][1] += 1
+        if twin is not None:
+            _cover(twin, rows, line, planned, inside)
         true = {**sample.true, **sample.actuators}
         value_eur += sum(t.price * float(np.prod([true[n] for n in t.tags])) for t in line.objective_terms) * dt / 3600
         outside = False
@@ -279,6 +276,38 @@ def closed_loop(
             "band_widened_share": widened / steps,
         }
     return out
+
+
+def _cover(
+    twin: Twin,
+    rows: list[list[float]],
+    line: Any,
+    planned: dict[int, tuple[dict[str, float] | None, dict[str, list[float]] | None]],
+    inside: dict[int, list[int]],
+) -> None:
+    """Score the band of the solve max(COVERAGE_STEPS) samples ago against what was measured since.
+
+    The forecast is the twin's from that solve's state over the setpoints actually applied since and the DVs measured
+    (later re-plans changed the plan the solve drew), plus the CV bias it planned with; the band is the calibrated
+    interval widened by the adaptive band it planned with: what the optimizer held the plan to, on the inputs that
+    happened.
+    """
+    steps, window = max(COVERAGE_STEPS), twin.config.window
+    start = len(rows) - 1 - steps
+    if start not in planned or start < window - 1:
+        return
+    bias, band = planned.pop(start)
+    fc = twin.predict(_dataset(np.asarray(rows[start - window + 1 :]), line), np.array([window - 1]), steps)
+    for i, name in enumerate(twin.cv_names):
+        for h in COVERAGE_STEPS:
+            measured = rows[start + h][i]
+            if not np.isfinite(measured):
+                continue
+            scale = band[name][min(h, len(band[name]) - 1)] if band else 1.0
+            half = (fc.upper[0, h, i] - fc.lower[0, h, i]) / 2 * scale
+            mean = fc.mean[0, h, i] + (bias or {}).get(name, 0.0)
+            inside[h][0] += int(abs(measured - mean) <= half)
+            inside[h][1] += 1
 
 
 def _dataset(recent: np.ndarray, line: Any) -> TwinDataset:
