@@ -216,7 +216,7 @@ def closed_loop(
             if twin is not None:
                 z0, dv_now, bias = _estimate(twin, np.asarray(rows[-twin.config.window :]), line, bias, tuning)
                 if k % BAND_EVERY == 0:
-                    band = _band(twin, rows, line)
+                    band = _band(twin, rows, line, max(controller.settings.horizon, *COVERAGE_STEPS))
                 widened += int(band is not None and max(max(v) for v in band.values()) > 1.0)
             else:
                 assert state is not None
@@ -325,9 +325,10 @@ def _dataset(recent: np.ndarray, line: Any) -> TwinDataset:
     )
 
 
-def _band(twin: Twin, rows: list[list[float]], line: Any) -> dict[str, list[float]]:
-    """Return the adaptive band (by CV, per step ahead) from the recent rows, as the recommender measures it."""
-    scale = band_scale(twin, _dataset(np.asarray(rows[-history_rows(twin) :]), line))
+def _band(twin: Twin, rows: list[list[float]], line: Any, steps: int) -> dict[str, list[float]]:
+    """Return the adaptive band (by CV, 0..steps ahead) from the recent rows, as the recommender measures it."""
+    recent = np.asarray(rows[-history_rows(twin, steps=steps) :])
+    scale = band_scale(twin, _dataset(recent, line), steps=steps)
     return {n: [float(v) for v in scale.scale[:, i]] for i, n in enumerate(twin.cv_names)}
 
 

@@ -44,9 +44,9 @@ class BandScale:
         return self.scale.max(0)
 
 
-def history_rows(twin: Twin, window: int = WINDOW) -> int:
+def history_rows(twin: Twin, window: int = WINDOW, steps: int | None = None) -> int:
     """Return the samples of recent history band_scale needs: encoder window, longest step ahead and the window."""
-    return twin.config.window + twin.calibration.scale.shape[0] + window
+    return twin.config.window + (twin.calibration.scale.shape[0] - 1 if steps is None else steps) + 1 + window
 
 
 def band_scale(
@@ -56,20 +56,24 @@ def band_scale(
     *,
     window: int = WINDOW,
     ceiling: float = CEILING,
+    steps: int | None = None,
 ) -> BandScale:
     """Measure the adaptive scale at the last row of a recent-history record (history_rows(twin) rows or fewer).
+
+    `steps`: the steps ahead a caller uses (an optimizer's horizon), 0..steps measured; None: every one calibrated.
 
     scale_series does the work (one forecast per start row, about 0.4 s for a demo twin's 120 steps ahead; the
     forecast per step ahead it replaced took 40-80 s); tests/twins/test_adaptive.py holds it equal to that definition.
     """
     cal = twin.calibration
+    steps = cal.scale.shape[0] - 1 if steps is None else min(steps, cal.scale.shape[0] - 1)
     if cal.error_quantile is None:
         return BandScale(
-            np.ones((cal.scale.shape[0], len(twin.cv_names))),
+            np.ones((steps + 1, len(twin.cv_names))),
             "not widened: the twin was calibrated before recent errors could widen its band",
         )
     last = len(data) - 1
-    scale = scale_series(twin, data, np.array([last]), lt, window=window, ceiling=ceiling)[0]
+    scale = scale_series(twin, data, np.array([last]), lt, steps=steps, window=window, ceiling=ceiling)[0]
     measured = int(data.cv_mask[max(last - window + 1, 0) :].any(axis=1).sum())  # a window may hold empty rows
     if measured < window:
         return BandScale(scale, f"measured from {measured} samples of history, fewer than the {window} it reads")

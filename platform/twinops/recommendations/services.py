@@ -287,7 +287,7 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     )
     # The calibrated band, widened where the twin's recent errors are larger than its calibration's: the plan keeps
     # that much more margin from safety limits, and the page draws the band it was held to.
-    draft.inputs["band_scale"] = _band_scale(line=line, twin=twin, end=end)
+    draft.inputs["band_scale"] = _band_scale(line=line, twin=twin, end=end, steps=settings.horizon)
     result = controller.solve(
         z0=z[:, 0, :],
         mv=mv,
@@ -361,18 +361,19 @@ def _cv_bias_filtered(
     return value, record
 
 
-def _band_scale(*, line: Line, twin: Twin, end: datetime) -> dict[str, Any]:
+def _band_scale(*, line: Line, twin: Twin, end: datetime, steps: int) -> dict[str, Any]:
     """Return the adaptive band's record: per CV the widening at each step ahead, its largest, and why it is 1.
 
-    twins.adaptive measures it from the twin's k-step errors over the recent history ending at `end`.
+    twins.adaptive measures it from the twin's k-step errors over the recent history ending at `end`, for the
+    `steps` ahead the plan spans (so the largest here is the one the optimizer's result reports).
     """
-    history = recent_window(line=line, twin=twin, last=end, rows=history_rows(twin)).dataset
-    scale = band_scale(twin, history)
-    largest = scale.per_cv()
-    widened = [n for i, n in enumerate(twin.cv_names) if largest[i] > 1.0]
+    history = recent_window(line=line, twin=twin, last=end, rows=history_rows(twin, steps=steps)).dataset
+    scale = band_scale(twin, history, steps=steps)
+    largest = dict(zip(twin.cv_names, map(float, scale.per_cv()), strict=True))
+    widened = [n for n, s in largest.items() if s > 1.0]
     if widened:
         summary = "widened where the twin's recent errors exceed its calibration's: " + ", ".join(
-            f"{n} ×{largest[i]:.2f}" for i, n in enumerate(twin.cv_names) if largest[i] > 1.0
+            f"{n} ×{largest[n]:.2f}" for n in widened
         )
     else:
         summary = f"as calibrated: the twin's errors over the last {WINDOW} samples are within its calibration's"
@@ -380,7 +381,7 @@ def _band_scale(*, line: Line, twin: Twin, end: datetime) -> dict[str, Any]:
         summary = scale.reason if scale.reason.startswith("not widened") else f"{summary} ({scale.reason})"
     return {
         "by_cv": {n: [float(v) for v in scale.scale[:, i]] for i, n in enumerate(twin.cv_names)},
-        "largest": {n: float(largest[i]) for i, n in enumerate(twin.cv_names)},
+        "largest": largest,
         "widened": widened,
         "window": WINDOW,
         "summary": summary,
