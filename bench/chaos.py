@@ -13,8 +13,9 @@ recommendation stored; PostgreSQL: a new value stored and /health/ answering; Re
 restart done). Settings shortened for the run (DEMO_ENV): a silent training job is taken over after 20 s (default
 300 s), recommendation slots of 20 s (default 300 s).
 
-Afterwards, figures for the whole run: `values_published`, each CV/DV value the PLCs published (their own log) while
-the line's collector was up, that is outside [kill, first value stored after it] for each collector kill;
+Afterwards, figures for the whole run: `values_published`, each CV/DV value the PLCs published (their own log) from
+the collectors' first subscription on, those published while a collector was dead included (the one started again
+takes the dead one's OPC UA subscription over, with the values queued for it);
 `values_stored`, those of them stored (matched by tag and source timestamp to the millisecond); `values_lost`, the
 difference; `duplicates`, rows stored twice for one tag and time (the primary key forbids it; counted anyway) plus
 twin versions of one training job beyond the first and proposals of one line and slot beyond the first; `jobs_lost`,
@@ -39,7 +40,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,6 @@ class Demo:
     url: str
     env: dict[str, str]
     log: Path
-    collector_gaps: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # (line, killed, back)
 
     def child(self, needle: str) -> int:
         """Return the pid of the supervisor's child whose command line contains `needle`."""
@@ -220,11 +220,8 @@ def fault_web(demo: Demo) -> float:
 def fault_collector(demo: Demo) -> float:
     """Kill the line's collector; return the seconds until a value of the line is stored again."""
     before = newest_sample(demo, LINE)
-    killed = datetime.now(UTC)
     kill(demo.child(f"collect {LINE}"))
-    took = wait_new_sample(demo, LINE, before)
-    demo.collector_gaps.append((LINE, killed, datetime.now(UTC)))
-    return took
+    return wait_new_sample(demo, LINE, before)
 
 
 def fault_beat(demo: Demo) -> float:
@@ -432,9 +429,14 @@ def _children(pid: int) -> list[int]:
 
 
 # --- the verdict ----------------------------------------------------------------------------------------------------
+def _now() -> str:
+    return f"{datetime.now(UTC):%H:%M:%S.%f}"
+
+
 def values_check(demo: Demo, until: datetime) -> dict[str, int]:
-    """Compare each line's published log with the stored samples: published while its collector was up, stored."""
+    """Compare each line's published log with the stored samples: every value published since the first is stored."""
     published = stored = 0
+    missing: list[str] = []
     for path in sorted((demo.home / "published").glob("*.tsv")):
         line = path.stem
         rows = [r.split("\t") for r in path.read_text().splitlines()]
@@ -443,13 +445,14 @@ def values_check(demo: Demo, until: datetime) -> dict[str, int]:
             "ON l.id = t.line_id WHERE l.key = %s AND t.role <> 'MV' AND s.ts >= %s",
             (line, datetime.fromisoformat(rows[0][1])),
         )[0][0]
-        gaps = [(a, b) for key, a, b in demo.collector_gaps if key == line]
-        wanted = set()
+        wanted, walls = set(), {}
         for tag, ts, _, wall in rows:
             at, when = datetime.fromisoformat(wall), datetime.fromisoformat(ts)
-            if first is None or when < first or at > until or any(a <= at <= b for a, b in gaps):
-                continue  # before the collector's first subscription, after the end, or while it was down
-            wanted.add((tag, round(when.timestamp() * 1000)))
+            if first is None or when < first or at > until:
+                continue  # before the collector's first subscription or after the end
+            key = (tag, round(when.timestamp() * 1000))
+            wanted.add(key)
+            walls[key] = at
         have = demo.query(
             "SELECT t.name, s.ts FROM telemetry_sample s JOIN lines_tag t ON t.id = s.tag_id JOIN lines_line l "
             "ON l.id = t.line_id WHERE l.key = %s AND s.ts >= %s",
@@ -458,7 +461,13 @@ def values_check(demo: Demo, until: datetime) -> dict[str, int]:
         got = {(tag, round(ts.timestamp() * 1000)) for tag, ts in have}
         published += len(wanted)
         stored += len(wanted & got)
-    return {"values_published": published, "values_stored": stored, "values_lost": published - stored}
+        missing += [f"{line} {tag} published {walls[(tag, ms)]:%H:%M:%S.%f}" for tag, ms in sorted(wanted - got)]
+    return {
+        "values_published": published,
+        "values_stored": stored,
+        "values_lost": published - stored,
+        "values_lost_examples": sorted(missing, key=lambda m: m.rsplit(" ", 1)[1])[:20],
+    }
 
 
 def duplicates(demo: Demo) -> int:
@@ -497,16 +506,23 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     days, import_days, down_s = (0.1, 3.0, 2.0) if quick else (0.5, 8.0, 5.0)
     started = time.monotonic()
     recovery: dict[str, Any] = {}
+    began: dict[str, str] = {}  # when each fault's step began (UTC), to place a lost value
     notes: list[str] = []
     not_injected: list[str] = []  # faults whose moment passed before the kill
     with demo_running(days) as demo:
         wait_new_sample(demo, LINE, None, timeout_s=120)
+        began["web"] = _now()
         recovery["web"] = fault_web(demo)
+        began["collector"] = _now()
         recovery["collector"] = fault_collector(demo)
+        began["beat"] = _now()
         recovery["beat"] = fault_beat(demo)
+        began["worker_mid_training"] = _now()
         training_recovered = fault_worker_training(demo)
+        began["worker_mid_import"] = _now()
         recovery["worker_mid_import"] = fault_worker_import(demo, import_days)
         recovery["worker_mid_training"] = training_recovered()
+        began["worker_mid_recommendation"] = _now()
         rec = fault_worker_recommendation(demo)
         recovery["worker_mid_recommendation"] = rec["recovery_s"]
         if "lost" in rec:
@@ -516,7 +532,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         if not rec["hit"]:
             notes.append("the recommendation was stored before the worker was killed: that fault was not injected")
             not_injected.append("worker_mid_recommendation")
+        began["postgres"] = _now()
         recovery["postgres"] = fault_postgres(demo, down_s)
+        began["redis"] = _now()
         recovery["redis"] = fault_redis(demo, down_s, import_days)
         time.sleep(3)  # the collectors' last flush
         until = datetime.now(UTC) - timedelta(seconds=2)
@@ -529,6 +547,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             "jobs_lost_by_kind": lost,
             "recovery_s": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in recovery.items()},
             "restarts_logged": demo.log.read_text().count(" restarted (pid "),
+            "faults_began": began,
         }
     result["notes"] = notes
     result["faults_not_injected"] = not_injected

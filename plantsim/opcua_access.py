@@ -227,3 +227,25 @@ class GuardedAttributeService(AttributeService):
                 continue
             results.extend(await super().write(ua.WriteParameters(NodesToWrite=[item]), user=user))
         return results
+
+
+def transfer_rebinding(server: Any) -> None:
+    """Make TransferSubscriptions hand a subscription's publishing to the new session, requests as well as responses.
+
+    asyncua 2.1.0's server points a transferred subscription's responses at the new connection but keeps taking the
+    publish requests to answer from the old one (dead, for a client that was killed), so after the first response
+    nothing is published again. OPC UA (Part 4, 5.13.7) moves the subscription whole; this makes it so.
+    """
+    service = server.iserver.subscription_service
+    transfer = service.transfer_subscriptions
+
+    async def transfer_whole(params: ua.TransferSubscriptionsParameters, session_id: Any, callback: Any) -> Any:
+        results = await transfer(params, session_id, callback)
+        processor = getattr(callback, "__self__", None)  # the new connection's UaProcessor
+        for sub_id, result in zip(params.SubscriptionIds, results, strict=True):
+            sub = service.subscriptions.get(int(sub_id))
+            if sub is not None and result.StatusCode.is_good() and processor is not None:
+                sub.pub_request_callback = processor.get_publish_request
+        return results
+
+    service.transfer_subscriptions = transfer_whole

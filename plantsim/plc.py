@@ -32,6 +32,7 @@ from plantsim.opcua_access import (
     LoginThrottle,
     OperatorUserManager,
     PlcRuleset,
+    transfer_rebinding,
 )
 from plantsim.realism import Realism
 from plantsim.simulator import LineSimulator, build_simulator
@@ -176,6 +177,7 @@ class PlcServer:
         )
         server = _PlcOpcServer(iserver=iserver, discovery_only_none=not cfg.allow_insecure)
         await server.init()
+        transfer_rebinding(server)  # a collector started again takes its subscription over: nothing published is lost
         server.set_endpoint(self.endpoint_url)
         server.set_server_name(f"TwinOps plantsim PLC {self.line.id}")
         app_uri = f"urn:twinops:plantsim:{self.line.id}"

@@ -15,6 +15,15 @@ A collector killed with `kill -9` (or out of memory) loses nothing it had receiv
 appended to it as it arrives (one JSON line; a write to the OS survives the process) and the spool is set aside at
 each flush and deleted once stored; a collector starting finds what a dead one left and stores it first (storing a
 value twice stores it once).
+
+Nor does it lose what the server had not yet sent it. OPC UA keeps a subscription alive after its client's connection
+drops (until the session times out), queueing the values that change meanwhile (`queue_size` per tag) and keeping
+the publish responses not acknowledged. A client acknowledges a response only after its values are spooled. So the
+collector remembers its subscription (beside the spool, or in memory across a reconnection) and, on connecting,
+first takes it over (TransferSubscriptions) and asks again for each response not acknowledged (Republish): the values
+published while it was dead, and those in flight when it died, arrive as if nothing had happened. A subscription the
+server no longer has (restarted, timed out, or a server without the service) is replaced by a new one: then what
+changed in between is lost, as OPC UA reports only current values to a new subscription.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +71,7 @@ class CollectorConfig:
     reconnect_max_s: float = 30.0  # back-off ceiling between reconnection attempts
     max_buffer: int = 1_000_000  # values kept while the database is unreachable; the oldest go beyond this
     timeout_s: float = 10.0
+    keepalive_s: float = 5.0  # a quiet subscription still answers this often; silent 3x as long, it is dead
     max_interval_s: float | None = None  # store each tag at least this often (default: the line's sample period)
     spool: Path | None = None  # values received and not yet stored, kept here too (None: in memory only)
 
@@ -76,6 +87,11 @@ class _Batches(Subscription):
         super().__init__(client.uaclient.session, params, None)
         self.collector = collector
         self.names: dict[int, str] = {}  # client handle of a monitored item -> tag name (filled on first sight)
+        self.last_publish_at = time.monotonic()  # a data change or keep-alive: the subscription is alive
+
+    def handles(self) -> dict[int, str]:
+        """Return every monitored item's client handle and tag name (to take the subscription over later)."""
+        return {h: n for h in self._monitored_items if (n := self.tag_of(h)) is not None}
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
         """Buffer every data change of one publish response; a status change means the subscription is lost."""
@@ -123,6 +139,12 @@ class Collector:
         self.last: dict[str, tuple[float | str, datetime, float]] = {}
         self._spool: TextIO | None = None
         self._spooled = 0  # spool files set aside for flushes not yet stored
+        self._held: _Held | None = None  # the server-side subscription to take over after a lost connection
+        self._sub: _Batches | None = None  # the subscription now publishing to us
+        self._silence_s = 60.0  # longer without a response (data or keep-alive) and the subscription is dead
+        self._held_file = config.spool.with_name(config.spool.stem + ".subscription.json") if config.spool else None
+        if self._held_file is not None:
+            self._held = _Held.read(self._held_file)  # a dead collector's subscription
         if config.spool is not None:
             self.buffer = _spool_recover(config.spool)  # what a collector killed before us had not stored
             suffixes = [p.suffix[1:] for p in config.spool.parent.glob(config.spool.name + ".*")]
@@ -210,6 +232,7 @@ class Collector:
             await flusher
             await repeater
             await self.flush()
+            self._hold(None)  # stopped: the session closed with its subscription (or it times out on the server)
             await asyncio.get_running_loop().run_in_executor(self._db, _close_connections)
             self._db.shutdown(wait=True)
             if self._spool is not None:
@@ -239,17 +262,69 @@ class Collector:
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=c.publishing_ms,
             RequestedLifetimeCount=10000,
-            RequestedMaxKeepAliveCount=client.get_keepalive_count(c.publishing_ms),
+            RequestedMaxKeepAliveCount=max(1, math.ceil(c.keepalive_s * 1000 / c.publishing_ms)),
             MaxNotificationsPerPublish=0,  # no limit: a publish response carries all values since the last one
             PublishingEnabled=True,
         )
-        sub = _Batches(client, params, self)
-        revised = client.get_subscription_revised_params(params, await sub.init())
+        self._silence_s = 3 * params.RequestedMaxKeepAliveCount * c.publishing_ms / 1000 + c.timeout_s
+        self._sub = await self._take_over(client, params)
+        if self._sub is not None:
+            return
+        self._sub = sub = _Batches(client, params, self)
+        created = await sub.init()
+        revised = client.get_subscription_revised_params(params, created)
         if revised:
             await sub.update(revised)
+        keepalive_ms = created.RevisedMaxKeepAliveCount * created.RevisedPublishingInterval
+        self._silence_s = max(self._silence_s, 3 * keepalive_ms / 1000 + c.timeout_s)
         nodes = [client.get_node(n) for n in self.names]
         await sub.subscribe_data_change(nodes, queuesize=c.queue_size)
+        self._hold(_Held(url=c.url, subscription_id=int(sub.subscription_id), names=sub.handles()))
         log.info("collecting %d tags of %s from %s", len(self.names), self.line.key, self.config.url)
+
+    async def _take_over(self, client: Client, params: ua.CreateSubscriptionParameters) -> _Batches | None:
+        """Take over the subscription a dead collector or a lost connection left on the server; None if gone."""
+        held = self._held
+        if held is None or held.url != self.config.url or set(held.names.values()) != set(self.names.values()):
+            return None
+        session = client.uaclient.session
+        try:
+            transfer = ua.TransferSubscriptionsParameters(SubscriptionIds=[held.subscription_id])
+            result = (await session.transfer_subscriptions(transfer))[0]  # SendInitialValues False: queued ones come
+        except (ua.UaError, IndexError) as e:
+            log.info("taking over subscription %d failed (%s); subscribing anew", held.subscription_id, e)
+            self._hold(None)
+            return None
+        if not result.StatusCode.is_good():
+            log.info("subscription %d is gone (%s); subscribing anew", held.subscription_id, result.StatusCode.name)
+            self._hold(None)
+            return None
+        sub = _Batches(client, params, self)
+        sub.subscription_id, sub.names = held.subscription_id, dict(held.names)
+        session._subscription_callbacks[held.subscription_id] = sub.publish_callback  # asyncua has no public way
+        session.ensure_publish_loop()
+        for number in result.AvailableSequenceNumbers or []:  # sent to the dead client, never acknowledged
+            message = await session.republish(held.subscription_id, number)
+            await sub.publish_callback(
+                ua.PublishResult(SubscriptionId=held.subscription_id, NotificationMessage=message)
+            )
+        log.info(
+            "took over subscription %d of %s from %s (%d responses sent again)",
+            held.subscription_id, self.line.key, self.config.url, len(result.AvailableSequenceNumbers or []),
+        )  # fmt: skip
+        return sub
+
+    def _hold(self, held: _Held | None) -> None:
+        """Remember the subscription to take over (in memory, and beside the spool for the next process)."""
+        self._held = held
+        if self._held_file is None:
+            return
+        if held is None:
+            self._held_file.unlink(missing_ok=True)
+        else:
+            tmp = self._held_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"url": held.url, "subscription_id": held.subscription_id, "names": held.names}))
+            tmp.replace(self._held_file)
 
     async def _watch(self, client: Client, stop: asyncio.Event) -> None:
         while not stop.is_set() and not self.lost.is_set():
@@ -257,6 +332,11 @@ class Collector:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:
                 await client.check_connection()
+                silent = time.monotonic() - self._sub.last_publish_at if self._sub is not None else 0.0
+                if silent > self._silence_s:  # not even a keep-alive: the server no longer publishes it
+                    log.warning("subscription silent for %.0f s; subscribing anew", silent)
+                    self._hold(None)
+                    return
 
     async def _repeat_loop(self, halt: asyncio.Event) -> None:
         while not halt.is_set():
@@ -319,6 +399,26 @@ class Collector:
         return samples_ingest(
             line=self.line, batch=RawBatch.from_records(records), source="opcua", actor="system:opcua-collector"
         )
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A subscription on the server: where, its id, and each monitored item's client handle -> tag name."""
+
+    url: str
+    subscription_id: int
+    names: dict[int, str]
+
+    @staticmethod
+    def read(path: Path) -> _Held | None:
+        """Return the subscription a collector left in `path`; None if there is none or it cannot be read."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return _Held(
+                str(data["url"]), int(data["subscription_id"]), {int(h): str(n) for h, n in data["names"].items()}
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
 
 
 def _close_connections() -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from asyncua import Server, ua
 
+from plantsim.opcua_access import transfer_rebinding
 from twinops.telemetry.collector import Collector, CollectorConfig
 
 from .conftest import line_make
@@ -28,6 +29,7 @@ def _free_port() -> int:
 async def _server(port: int) -> tuple[Server, dict[str, object]]:
     server = Server()
     await server.init()
+    transfer_rebinding(server)  # as the demo's PLCs: a subscription taken over keeps publishing (asyncua 2.1.0 bug)
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/twinops-test/")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     idx = await server.register_namespace("urn:twinops:test")
