@@ -26,10 +26,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _server(port: int) -> tuple[Server, dict[str, object]]:
+async def _server(port: int, *, rebind: bool = True) -> tuple[Server, dict[str, object]]:
     server = Server()
     await server.init()
-    transfer_rebinding(server)  # as the demo's PLCs: a subscription taken over keeps publishing (asyncua 2.1.0 bug)
+    if rebind:  # as the demo's PLCs: a subscription taken over keeps publishing (asyncua 2.1.0 bug otherwise)
+        transfer_rebinding(server)
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/twinops-test/")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     idx = await server.register_namespace("urn:twinops:test")

@@ -45,6 +45,22 @@ def _stored_t() -> list[float]:
 def test_a_killed_collector_started_again_stores_every_value_published_in_flight_and_while_it_was_dead(
     tmp_path,
 ) -> None:
+    written, logs = _kill_and_restart(tmp_path, rebind=True)
+    stored = _stored_t()
+    assert stored == written[written.index(stored[0]) :]  # every value from the first stored on, once, in order
+    assert len(stored) > 60
+    assert "took over subscription" in logs[1].read_text()
+
+
+def test_a_subscription_taken_over_that_never_publishes_is_replaced_and_collecting_goes_on(tmp_path) -> None:
+    written, logs = _kill_and_restart(tmp_path, rebind=False)  # asyncua's own server: the take-over stays silent
+    log = logs[1].read_text()
+    assert "took over subscription" in log and "subscribing anew" in log
+    assert written[-1] in _stored_t()  # collecting went on: the last value written was stored
+
+
+def _kill_and_restart(tmp_path, *, rebind: bool) -> tuple[list[float], list]:
+    """Collect in a process, kill it -9 mid-stream, start another 2 s later; return the values written and the logs."""
     line_make("reactor", {"T": ("CV", 0, 1e6), "F": ("MV", 0, 50)}, opcua=NODES)
     port = _free_port()
     url = f"opc.tcp://127.0.0.1:{port}/twinops-test/"
@@ -69,7 +85,7 @@ def test_a_killed_collector_started_again_stores_every_value_published_in_flight
             await asyncio.sleep(0.2)
 
     async def scenario() -> None:
-        server, nodes = await _server(port)
+        server, nodes = await _server(port, rebind=rebind)
         writing = asyncio.Event()
         writing.set()
 
@@ -104,7 +120,4 @@ def test_a_killed_collector_started_again_stores_every_value_published_in_flight
             await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=120))
-    stored = _stored_t()
-    assert stored == written[written.index(stored[0]) :]  # every value from the first stored on, once, in order
-    assert len(stored) > 60
-    assert "took over subscription" in logs[1].read_text()
+    return written, logs
