@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -279,7 +279,8 @@ class Collector:
         self._silence_s = max(self._silence_s, 3 * keepalive_ms / 1000 + c.timeout_s)
         nodes = [client.get_node(n) for n in self.names]
         await sub.subscribe_data_change(nodes, queuesize=c.queue_size)
-        self._hold(_Held(url=c.url, subscription_id=int(sub.subscription_id), names=sub.handles()))
+        started = await _server_started(client)
+        self._hold(_Held(url=c.url, started=started, subscription_id=int(sub.subscription_id), names=sub.handles()))
         log.info("collecting %d tags of %s from %s", len(self.names), self.line.key, self.config.url)
 
     async def _take_over(self, client: Client, params: ua.CreateSubscriptionParameters) -> _Batches | None:
@@ -289,6 +290,8 @@ class Collector:
             return None
         session = client.uaclient.session
         try:
+            if await _server_started(client) != held.started:  # a restarted server: the id may be another's now
+                raise ua.UaError(f"the server restarted since (started {held.started})")
             transfer = ua.TransferSubscriptionsParameters(SubscriptionIds=[held.subscription_id])
             result = (await session.transfer_subscriptions(transfer))[0]  # SendInitialValues False: queued ones come
         except (ua.UaError, IndexError) as e:
@@ -323,7 +326,7 @@ class Collector:
             self._held_file.unlink(missing_ok=True)
         else:
             tmp = self._held_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"url": held.url, "subscription_id": held.subscription_id, "names": held.names}))
+            tmp.write_text(json.dumps(asdict(held)))
             tmp.replace(self._held_file)
 
     async def _watch(self, client: Client, stop: asyncio.Event) -> None:
@@ -406,6 +409,7 @@ class _Held:
     """A subscription on the server: where, its id, and each monitored item's client handle -> tag name."""
 
     url: str
+    started: str  # the server's start time: a restarted server has none of the old subscriptions
     subscription_id: int
     names: dict[int, str]
 
@@ -414,11 +418,16 @@ class _Held:
         """Return the subscription a collector left in `path`; None if there is none or it cannot be read."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return _Held(
-                str(data["url"]), int(data["subscription_id"]), {int(h): str(n) for h, n in data["names"].items()}
-            )
+            names = {int(h): str(n) for h, n in data["names"].items()}
+            return _Held(str(data["url"]), str(data["started"]), int(data["subscription_id"]), names)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+async def _server_started(client: Client) -> str:
+    """Return when the server started (ServerStatus.StartTime), as text."""
+    node = client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime))
+    return str(await node.read_value())
 
 
 def _close_connections() -> None:

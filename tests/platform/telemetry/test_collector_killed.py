@@ -16,7 +16,7 @@ from asyncua import ua
 from django.db import connection
 
 from .conftest import line_make
-from .test_collector import NODES, _free_port, _server
+from .test_collector import NODES, _free_port, _server, _stored_closing, _until
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the collector processes store on their own connections
 
@@ -121,3 +121,47 @@ def _kill_and_restart(tmp_path, *, rebind: bool) -> tuple[list[float], list]:
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     return written, logs
+
+
+def test_after_a_server_restart_the_collector_leaves_another_clients_subscription_of_the_same_id_alone() -> None:
+    from asyncua import Client
+
+    from twinops.telemetry.collector import Collector, CollectorConfig
+
+    line = line_make("reactor", {"T": ("CV", 0, 200), "F": ("MV", 0, 50)}, opcua=NODES)
+    port = _free_port()
+    url = f"opc.tcp://127.0.0.1:{port}/twinops-test/"
+    config = CollectorConfig(url=url, insecure=True, flush_ms=200, publishing_ms=50, reconnect_max_s=1.0)
+    collector = Collector(line=line, config=config)
+    theirs: list[float] = []
+
+    class Handler:
+        def datachange_notification(self, node, val, data) -> None:
+            theirs.append(val)
+
+    async def scenario() -> None:
+        server, nodes = await _server(port)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        other = Client(url)
+        try:
+            await _until(lambda: collector.stored >= 2)
+            ours = collector._sub.subscription_id
+            await server.stop()  # the PLC restarts; another client subscribes first and gets our old id
+            server, nodes = await _server(port)
+            await other.connect()
+            sub = await other.create_subscription(50, Handler())
+            assert sub.subscription_id == ours  # asyncua numbers subscriptions the same way after each start
+            await sub.subscribe_data_change([other.get_node(NODES["T"])])
+            await _until(lambda: collector._sub is not None and collector._sub.subscription_id != ours, 30)
+            await nodes["T"].write_value(42.0)
+            await _until(lambda: 42.0 in theirs)  # the other client still gets its values
+            while not any(r[:2] == ("T", 42.0) for r in await asyncio.to_thread(_stored_closing, line)):
+                await asyncio.sleep(0.2)  # and so does the collector, on a subscription of its own
+        finally:
+            stop.set()
+            await task
+            await other.disconnect()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=60))
