@@ -21,8 +21,9 @@ difference; `duplicates`, rows stored twice for one tag and time (the primary ke
 twin versions of one training job beyond the first and proposals of one line and slot beyond the first; `jobs_lost`,
 training and import jobs not finished when the run ends, and recommendation slots a worker started, no live worker
 holds and nothing stored (neither the slot's proposal nor its FAILED reason comes; beat's re-send check is given one
-slot to resolve them). `faults_not_injected` names a fault whose moment passed before the kill. Everything runs on
-this machine's cores: about four minutes (`--quick`), more without.
+slot to resolve them). `faults_not_injected` names a fault whose moment passed before the kill; `values_lost_examples`
+(up to 20: line, tag, when published) and `faults_began` (when each fault's step began) place a lost value.
+Everything runs on this machine's cores: about four minutes (`--quick`), more without.
 """
 
 from __future__ import annotations
