@@ -267,7 +267,8 @@ class Collector:
             PublishingEnabled=True,
         )
         self._silence_s = 3 * params.RequestedMaxKeepAliveCount * c.publishing_ms / 1000 + c.timeout_s
-        self._sub = await self._take_over(client, params)
+        started = await _server_started(client)
+        self._sub = await self._take_over(client, params, started)
         if self._sub is not None:
             return
         self._sub = sub = _Batches(client, params, self)
@@ -279,18 +280,19 @@ class Collector:
         self._silence_s = max(self._silence_s, 3 * keepalive_ms / 1000 + c.timeout_s)
         nodes = [client.get_node(n) for n in self.names]
         await sub.subscribe_data_change(nodes, queuesize=c.queue_size)
-        started = await _server_started(client)
         self._hold(_Held(url=c.url, started=started, subscription_id=int(sub.subscription_id), names=sub.handles()))
         log.info("collecting %d tags of %s from %s", len(self.names), self.line.key, self.config.url)
 
-    async def _take_over(self, client: Client, params: ua.CreateSubscriptionParameters) -> _Batches | None:
+    async def _take_over(
+        self, client: Client, params: ua.CreateSubscriptionParameters, started: str
+    ) -> _Batches | None:
         """Take over the subscription a dead collector or a lost connection left on the server; None if gone."""
         held = self._held
         if held is None or held.url != self.config.url or set(held.names.values()) != set(self.names.values()):
             return None
         session = client.uaclient.session
         try:
-            if await _server_started(client) != held.started:  # a restarted server: the id may be another's now
+            if started != held.started:  # a restarted server: the id may be another's now
                 raise ua.UaError(f"the server restarted since (started {held.started})")
             transfer = ua.TransferSubscriptionsParameters(SubscriptionIds=[held.subscription_id])
             result = (await session.transfer_subscriptions(transfer))[0]  # SendInitialValues False: queued ones come
