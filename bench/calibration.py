@@ -85,7 +85,7 @@ def recalibrated(twin: Twin, split: DataSplit, floor_share: float) -> Twin:
     """Return a copy of the twin with intervals calibrated on the split's validation rows with this floor."""
     out = copy.copy(twin)
     out.calibration = calibrate_intervals(
-        twin.net, twin.config, split, twin.tensors(split.dataset), floor_share=floor_share
+        twin.forecast_normalised, twin.config, split, twin.tensors(split.dataset), floor_share=floor_share
     )
     return out
 

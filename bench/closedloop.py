@@ -33,7 +33,8 @@ Per case and seed three controllers run over the same disturbances (`hours` afte
       a plug flow with a flow-dependent dead time, taken as 18 mixed cells in series: open loop, after steps of
       F_feed, its T_E2_in is up to 3.6 degC off during a transient (0.4 mean), T_out 0.3 at worst;
   (c) twin: MPC on the twin as the platform runs it (horizon min(30, the twin's), plan OOD kept under 2.7), its
-      latent encoded from the measured window every sample, offset-free with a CV bias (measured minus the twin's
+      latent estimated every sample from the measured rows as the twin's training chose (Twin.encode: the
+      moving-horizon fit where it won on validation, else the encoder), offset-free with a CV bias (measured minus the twin's
       ensemble-mean readout now) filtered as bias <- bias + alpha (new - bias). The platform's withholding checks
       (OOD now, innovations) are not applied here: every slot asks the optimizer.
 (b) and (c) share the objective, horizon and limits; every sample is a slot and its proposal is applied at once.
@@ -214,7 +215,7 @@ def closed_loop(
     for k in range(steps):
         if controller is not None:
             if twin is not None:
-                z0, dv_now, bias = _estimate(twin, np.asarray(rows[-twin.config.window :]), line, bias, tuning)
+                z0, dv_now, bias = _estimate(twin, np.asarray(rows[-twin.state_rows :]), line, bias, tuning)
                 if k % BAND_EVERY == 0:
                     band = _band(twin, rows, line, max(controller.settings.horizon, *COVERAGE_STEPS))
                 widened += int(band is not None and max(max(v) for v in band.values()) > 1.0)
@@ -292,7 +293,7 @@ def _cover(
     interval widened by the adaptive band it planned with: what the optimizer held the plan to, on the inputs that
     happened.
     """
-    steps, window = max(COVERAGE_STEPS), twin.config.window
+    steps, window = max(COVERAGE_STEPS), twin.state_rows
     start = len(rows) - 1 - steps
     if start not in planned or start < window - 1:
         return

@@ -2,12 +2,13 @@
 
 Each line's first demo twin (trained as `twinops demo` trains it; bench/calibration.py's `trained`, same cache:
 env TWINOPS_BENCH_CALIBRATION_CACHE) forecasts from up to 1000 evenly spaced starts of a segment over the recorded
-inputs, from three latents: the encoder's (`encoder`, what Twin.initial_state gives today), the encoder's latent of
+inputs, from three latents: the encoder's (`encoder`; a twin whose training did not keep the fit uses it), the encoder's latent of
 `horizon` samples earlier rolled forward without fitting (`rolled`, the share of the gain that is only the
 dynamics'), and twins.estimation's moving-horizon estimate (`mhe`). NRMSE mean over CVs at h1/h5/h20, as
 twins.evaluate scores them. The settings grid is scored on the validation segment only (`val_grid`; `chosen` is the
 best summed h5 + h20 ratio over the lines, h1 not worse); the test segment is scored with the library's defaults.
-`ms_per_estimate`: one estimate (one row, all members), on this machine, beside the encoder's.
+`ms_per_estimate`: one estimate (one row, all members), on this machine, beside the encoder's. Training keeps the
+fit per twin where it is no worse at h1, h5 and h20 on validation (twins.estimation.choose_estimator).
 """
 
 from __future__ import annotations

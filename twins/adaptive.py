@@ -46,7 +46,7 @@ class BandScale:
 
 def history_rows(twin: Twin, window: int = WINDOW, steps: int | None = None) -> int:
     """Return the samples of recent history band_scale needs: encoder window, longest step ahead and the window."""
-    return twin.config.window + (twin.calibration.scale.shape[0] - 1 if steps is None else steps) + 1 + window
+    return twin.state_rows + (twin.calibration.scale.shape[0] - 1 if steps is None else steps) + 1 + window
 
 
 def band_scale(
@@ -144,7 +144,7 @@ def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, wind
         yn = twin.forecast_normalised(ext, s, steps).double().cpu().numpy()  # (M, n, steps + 1, n_cv)
         mean, half = yn.mean(0), twin.half_width(yn.std(0))
         for k in range(1, steps + 1):
-            first = np.maximum(s - twin.config.window + 1, 0)  # the encoder window's first row
+            first = np.maximum(s - twin.state_rows + 1, 0)  # the first row the state reads
             keep = (s + k >= lo) & (s + k <= hi) & (gaps[np.minimum(s + k + 1, len(seen))] == gaps[first])
             t = s[keep] + k
             err = (y[t] - mean[keep, k]) / np.maximum(half[keep, k], 1e-9)

@@ -14,6 +14,7 @@ import torch
 
 from twins.config import TwinConfig
 from twins.data import Normalisation
+from twins.estimation import MheSettings
 from twins.model import TwinNet
 from twins.twin import Calibration, InnovationLimits, OodStats, TrainingInfo, Twin
 
@@ -70,6 +71,9 @@ def _payload(twin: Twin) -> dict[str, Any]:
         },
         "state_dict": {k: v.detach().cpu() for k, v in twin.net.state_dict().items()},
         **_innovation_payload(twin.innovation),
+        # optional: twins trained before the state estimator was chosen have none (and use the encoder)
+        **({} if twin.estimator_choice is None else {"estimator_choice": json.dumps(twin.estimator_choice)}),
+        **({} if twin.estimator is None else {"estimator": twin.estimator.to_dict()}),
     }
 
 
@@ -186,6 +190,8 @@ def load_checkpoint(path: str | Path) -> Twin:
                 list(info["history"]),
             ),
             innovation=_innovation(p.get("innovation")),
+            estimator=None if p.get("estimator") is None else MheSettings.from_dict(p["estimator"]),
+            estimator_choice=None if p.get("estimator_choice") is None else json.loads(p["estimator_choice"]),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise IncompatibleCheckpointError(f"{path}: contents do not fit this version of twins ({exc})") from exc

@@ -59,6 +59,8 @@ class EvaluationReport:
     gain_signs: list[GainSign]  # per (MV, CV): the sign the data's isolated steps show and the twin's
     excitation: list[MvExcitation]  # per MV: moves and isolated steps in the record
     advice: list[str]  # for each failed check: what data would help and who can act
+    # how the twin estimates its latent state, chosen on validation (Twin.estimator_choice); None for older twins
+    state_estimate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as a JSON-able dict."""
@@ -157,4 +159,5 @@ def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Recor
         gain_signs=gains,
         excitation=moves,
         advice=advice(checks, gains, moves, twin.config.horizon),
+        state_estimate=twin.estimator_choice,
     )

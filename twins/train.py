@@ -13,10 +13,11 @@ import torch
 
 from twins.config import TwinConfig
 from twins.data import DataSplit, Normalisation, check_trainable, usable_starts
+from twins.estimation import MheSettings, choose_estimator
 from twins.innovation import fit_innovation_limits
 from twins.model import EnsembleMLP, TwinNet
 from twins.twin import TrainingInfo, Twin
-from twins.uncertainty import calibrate_intervals, fit_ood, input_range, spaced
+from twins.uncertainty import calibrate_intervals, calibration_rows, fit_ood, input_range, net_forecast, spaced
 from twins.windows import LineTensors, line_tensors
 
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
@@ -152,7 +153,7 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
     net = net.float().eval()
 
     # The statistics of the trained net, all fitted before the twin is built.
-    calibration = calibrate_intervals(net, config, split, lt)
+    calibration = calibrate_intervals(net_forecast(net), config, split, lt)
     ood, z_mean, z_std = fit_ood(net, split, lt)
     seconds = time.perf_counter() - clock
     twin = Twin(
@@ -170,5 +171,23 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
         input_range=input_range(split),
         info=TrainingInfo(seconds, dev, data.sha256(0, split.train_stop), split.train_stop, history),
     )
+    _choose_estimator(twin, split, lt)
     twin.innovation = fit_innovation_limits(twin, split, lt)  # needs the calibrated twin: fitted last
     return twin
+
+
+def _choose_estimator(twin: Twin, split: DataSplit, lt: LineTensors) -> None:
+    """Keep the moving-horizon latent estimate if it forecasts better on validation; then refit what it changes.
+
+    The calibration and the OOD statistics were fitted on the encoder's latents: with the estimate kept, the states
+    the platform scores are the estimate's, so both are refitted on it (the estimate's measurement weights stay the
+    encoder calibration's 1-step errors it was chosen with; its prior stays the encoder's latent spread).
+    """
+    config = twin.config
+    rows = spaced(calibration_rows(split, config)[0], config.eval_starts)
+    settings = MheSettings(noise=tuple(float(v) for v in twin.calibration.floor))
+    twin.estimator, twin.estimator_choice = choose_estimator(twin, lt, rows, settings)
+    if twin.estimator is None:
+        return
+    twin.calibration = calibrate_intervals(twin.forecast_normalised, config, split, lt)
+    twin.ood = fit_ood(twin.net, split, lt, lambda lt_, r: twin.encode(split.dataset, r, lt_))[0]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from twins.config import TwinConfig
 from twins.data import Normalisation, TwinDataset
+from twins.estimation import MheSettings, estimate_latent, forecast_from
 from twins.model import TwinNet
 from twins.windows import LineTensors, line_tensors
 
@@ -71,6 +73,10 @@ class Forecast:
 class Twin:
     """A trained latent world model of one line with its statistics; numpy in, numpy out, engineering units."""
 
+    # Defaults for twins pickled before the state estimator existed (bench caches): they use the encoder.
+    estimator: MheSettings | None = None
+    estimator_choice: dict[str, Any] | None = None
+
     def __init__(
         self,
         *,
@@ -88,6 +94,8 @@ class Twin:
         input_range: dict[str, np.ndarray],
         info: TrainingInfo,
         innovation: InnovationLimits | None = None,
+        estimator: MheSettings | None = None,
+        estimator_choice: dict[str, Any] | None = None,
     ) -> None:
         self.net = net.eval()
         self.config = config
@@ -100,6 +108,12 @@ class Twin:
         self.input_range = input_range  # mv_min, mv_max, dv_min, dv_max, engineering units
         self.info = info
         self.innovation = innovation  # None: trained before innovation thresholds existed (older checkpoints)
+        # How the latent state is estimated: None = the encoder's latent from the last `window` rows; settings = the
+        # moving-horizon fit of twins.estimation, kept at training where it forecast better on validation. Every
+        # state the twin gives (encode, forecasts, intervals, scores) comes from it; estimator_choice is that
+        # comparison (None for twins trained before the choice existed, which use the encoder).
+        self.estimator = estimator
+        self.estimator_choice = estimator_choice
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -116,10 +130,21 @@ class Twin:
         """Normalise a record with the twin's training statistics."""
         return line_tensors(data, self.norm, self.config.window, device=str(self._device), dtype=self._dtype)
 
+    @property
+    def state_rows(self) -> int:
+        """Return the rows of history a state estimate reads: fit horizon, encoder window, and the row before it."""
+        # The window's first row holds the inputs of the row before it (twins.windows), as every training window did.
+        return (self.estimator.horizon if self.estimator is not None else 0) + self.config.window + 1
+
     @torch.no_grad()
     def encode(self, data: TwinDataset, rows: np.ndarray, lt: LineTensors | None = None) -> np.ndarray:
-        """Infer each member's latent at rows from history up to and including them: (N,) -> (M, N, nz)."""
+        """Estimate each member's latent at rows from history up to and including them: (N,) -> (M, N, nz).
+
+        With the twin's estimator, the encoder's latent `horizon` rows earlier fitted to the CVs measured since.
+        """
         lt = lt or self.tensors(data)
+        if self.estimator is not None:
+            return estimate_latent(self, data, np.asarray(rows), lt, self.estimator)
         return self.net.encode_at(lt, torch.as_tensor(np.asarray(rows), device=self._device)).cpu().numpy()
 
     def initial_state(self, data: TwinDataset) -> np.ndarray:
@@ -143,6 +168,9 @@ class Twin:
     @torch.no_grad()
     def forecast_normalised(self, lt: LineTensors, rows: np.ndarray, steps: int) -> torch.Tensor:
         """Roll every member from rows with the recorded inputs: (N,) -> (M, N, steps + 1, n_cv) normalised."""
+        if self.estimator is not None:
+            z = estimate_latent(self, None, np.asarray(rows), lt, self.estimator)
+            return torch.as_tensor(forecast_from(self, lt, np.asarray(rows), z, steps))
         return self.net.forecast(lt, torch.as_tensor(np.asarray(rows), device=self._device), steps)
 
     def half_width(self, spread: np.ndarray) -> np.ndarray:

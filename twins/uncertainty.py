@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -26,31 +28,50 @@ def spaced(rows: np.ndarray, most: int) -> np.ndarray:
     return rows[np.linspace(0, rows.size - 1, most).round().astype(int)]
 
 
+# Forecasts of every member from rows over the recorded inputs: (lt, rows (N,), steps) -> (M, N, steps + 1, n_cv)
+# normalised; Twin.forecast_normalised, or net_forecast(net) before the twin is built.
+Forecaster = Callable[[LineTensors, np.ndarray, int], torch.Tensor]
+
+
+def net_forecast(net: TwinNet) -> Forecaster:
+    """Return the forecaster of a trained net from its encoder's latents."""
+    return lambda lt, rows, steps: net.forecast(lt, torch.as_tensor(np.asarray(rows), device=lt.y.device), steps)
+
+
 @torch.no_grad()
-def forecast_errors(net: TwinNet, lt: LineTensors, rows: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
-    """Return normalised (mean, spread, truth, mask) of the net's forecasts from rows, each (N, steps + 1, n_cv)."""
-    t = torch.as_tensor(np.asarray(rows), device=lt.y.device)
-    yn = net.forecast(lt, t, steps).double().cpu().numpy()  # (M, N, K, n_cv)
+def forecast_errors(forecast: Forecaster, lt: LineTensors, rows: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
+    """Return normalised (mean, spread, truth, mask) of forecasts from rows, each (N, steps + 1, n_cv)."""
+    yn = forecast(lt, np.asarray(rows), steps).double().cpu().numpy()  # (M, N, K, n_cv)
     idx = torch.as_tensor(rows).unsqueeze(-1) + torch.arange(steps + 1)
     truth = lt.y[idx].double().cpu().numpy()
     mask = lt.y_mask[idx].cpu().numpy() > 0.5
     return yn.mean(0), yn.std(0), truth, mask
 
 
-def calibrate_intervals(
-    net: TwinNet, cfg: TwinConfig, split: DataSplit, lt: LineTensors, *, floor_share: float = FLOOR_SHARE
-) -> Calibration:
-    """Fit interval scales of the trained net on the validation split (or training if too short) for the coverage."""
-    steps = max(cfg.horizon, 20)
-    good = split.dataset.row_good()
+def calibration_steps(cfg: TwinConfig) -> int:
+    """Return the steps ahead the calibration scores: the training horizon, at least 20."""
+    return max(cfg.horizon, 20)
+
+
+def calibration_rows(split: DataSplit, cfg: TwinConfig) -> tuple[np.ndarray, str]:
+    """Return the good rows intervals are calibrated from (validation; training if fewer than 30) and which split."""
+    steps, good = calibration_steps(cfg), split.dataset.row_good()
     val = np.arange(split.train_stop, split.val_stop - steps)
     val = val[good[val]]
-    source = "val"
-    if val.size < 30:
-        val = np.arange(0, split.train_stop - steps)
-        val, source = val[good[val]], "train"
+    if val.size >= 30:
+        return val, "val"
+    train = np.arange(0, split.train_stop - steps)
+    return train[good[train]], "train"
+
+
+def calibrate_intervals(
+    forecast: Forecaster, cfg: TwinConfig, split: DataSplit, lt: LineTensors, *, floor_share: float = FLOOR_SHARE
+) -> Calibration:
+    """Fit interval scales of the forecasts on the validation split (or training if too short) for the coverage."""
+    steps = calibration_steps(cfg)
+    val, source = calibration_rows(split, cfg)
     rows = spaced(val, cfg.eval_starts)
-    mean, spread, truth, mask = forecast_errors(net, lt, rows, steps)
+    mean, spread, truth, mask = forecast_errors(forecast, lt, rows, steps)
     resid = np.abs(truth - mean)  # (N, K, n_cv)
     one = np.where(mask[:, min(1, steps)], resid[:, min(1, steps)] ** 2, np.nan)
     rms_one = np.sqrt(np.nan_to_num(np.nanmean(one, axis=0), nan=1e-3))  # (n_cv,) 1-step RMS error
@@ -74,12 +95,21 @@ def calibrate_intervals(
     return Calibration(floor=floor, scale=scale, source=source, error_quantile=error_quantile)
 
 
+# Latent states of every member at rows: (lt, rows (N,)) -> (M, N, nz); Twin.encode, or the net's encoder.
+StateEstimator = Callable[[LineTensors, np.ndarray], np.ndarray]
+
+
 @torch.no_grad()
-def fit_ood(net: TwinNet, split: DataSplit, lt: LineTensors) -> tuple[OodStats, np.ndarray, np.ndarray]:
-    """Fit the OOD distance of the trained net on training rows; also return per-member latent mean and std (M, nz)."""
+def fit_ood(
+    net: TwinNet, split: DataSplit, lt: LineTensors, state: StateEstimator | None = None, *, most: int = 5000
+) -> tuple[OodStats, np.ndarray, np.ndarray]:
+    """Fit the OOD distance on training rows' states (default: encoder's); also return their mean and std (M, nz)."""
     good = split.dataset.row_good()[: split.train_stop]
-    rows = spaced(np.flatnonzero(good), 5000)
-    z = net.encode_at(lt, torch.as_tensor(rows, device=lt.y.device)).cpu().numpy()  # (M, N, nz)
+    rows = spaced(np.flatnonzero(good), most)
+    if state is None:
+        z = net.encode_at(lt, torch.as_tensor(rows, device=lt.y.device)).cpu().numpy()  # (M, N, nz)
+    else:
+        z = state(lt, rows)
     r = torch.as_tensor(rows)
     un, dn = lt.u[r].double().cpu().numpy(), lt.d[r].double().cpu().numpy()
     x = np.concatenate([z.mean(0), un, dn], axis=1)  # (N, p)

@@ -41,17 +41,17 @@ def test_the_plans_ood_scores_are_the_twins_own_on_the_rolled_out_latents() -> N
 def test_a_plan_that_leaves_the_training_data_scores_higher_and_names_where() -> None:
     twin, data = tiny_twin()
     meta, arrays = export_arrays(twin)
-    wide = MpcSpec(cvs=SPEC.cvs, mvs=(MvSpec("feed_m3_h", Limits(0.0, 3.0)),))  # the line allows more than trained
-    controller = MpcController.from_export(meta, arrays, wide, MpcSettings(horizon=8, trust_region_margin=2.0))
+    wide = MpcSpec(cvs=SPEC.cvs, mvs=(MvSpec("feed_m3_h", Limits(0.0, 6.0)),))  # the line allows more than trained
+    controller = MpcController.from_export(meta, arrays, wide, MpcSettings(horizon=8, trust_region_margin=5.0))
     z0 = twin.initial_state(data)
     inside = controller.evaluate_plan(z0=z0, mv={"feed_m3_h": 1.0}, plan={"feed_m3_h": [1.0] * 8})
     outside = controller.evaluate_plan(
-        z0=z0, mv={"feed_m3_h": 1.0}, plan={"feed_m3_h": [1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0]}
+        z0=z0, mv={"feed_m3_h": 1.0}, plan={"feed_m3_h": [1.0, 1.0, 1.0, 1.0, 6.0, 6.0, 6.0, 6.0]}
     )
     assert inside.status is MpcStatus.OPTIMAL and outside.status is MpcStatus.OPTIMAL, outside.message
     assert outside.plan_ood_max > 3 * inside.plan_ood_max
     assert outside.plan_ood_step >= 5  # where the feed jumps outside anything seen in training
-    assert outside.mv_plan["feed_m3_h"][outside.plan_ood_step - 1] == 3.0
+    assert outside.mv_plan["feed_m3_h"][outside.plan_ood_step - 1] == 6.0
 
 
 def test_an_export_without_ood_statistics_reports_no_plan_ood() -> None:
@@ -65,17 +65,17 @@ def test_a_limit_on_the_plans_ood_keeps_an_economic_plan_where_the_twin_has_seen
     meta, arrays = export_arrays(twin)
     spec = MpcSpec(
         cvs=(CvSpec("level_m"),),
-        mvs=(MvSpec("feed_m3_h", Limits(0.0, 3.0), max_move_per_step=0.2),),  # the line allows twice what was trained
-        objective_terms=(ObjectiveTerm(("feed_m3_h",), 1.0, "throughput"),),  # economics want the feed at 3
+        mvs=(MvSpec("feed_m3_h", Limits(0.0, 6.0), max_move_per_step=0.4),),  # 4x the trained range's top
+        objective_terms=(ObjectiveTerm(("feed_m3_h",), 1.0, "throughput"),),  # economics want the feed at 6
     )
     z0 = twin.initial_state(data)
     results = {}
     for limit in (None, 1.5):
-        settings = MpcSettings(horizon=8, trust_region_margin=2.0, sqp_iterations=30, max_plan_ood=limit)
+        settings = MpcSettings(horizon=8, trust_region_margin=5.0, sqp_iterations=30, max_plan_ood=limit)
         result = MpcController.from_export(meta, arrays, spec, settings).solve(z0=z0, mv={"feed_m3_h": 1.0})
         assert result.has_proposal, result.message
         results[limit] = result
-    assert results[None].plan_ood_max > 2.5  # unlimited, the plan runs far outside the training data
+    assert results[None].plan_ood_max > 1.8  # unlimited, the plan runs far outside the training data
     assert results[1.5].plan_ood_max <= 1.5 + 0.02  # limited, it stays (up to the penalty's give) within the limit
     assert max(results[1.5].mv_plan["feed_m3_h"]) < max(results[None].mv_plan["feed_m3_h"])
     assert results[1.5].objective_gain > 0  # and still pays

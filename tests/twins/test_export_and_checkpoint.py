@@ -13,6 +13,7 @@ import pytest
 from twins import (
     CorruptCheckpointError,
     IncompatibleCheckpointError,
+    MheSettings,
     TrainingOutcome,
     TwinConfig,
     export_arrays,
@@ -153,3 +154,16 @@ def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_refused(trained: Tr
     save_checkpoint(twin, tmp_path / "twin.ckpt")
     with pytest.raises(IncompatibleCheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "twin.ckpt")
+
+
+def test_a_twin_that_keeps_the_latent_estimate_keeps_it_through_a_checkpoint(
+    trained: TrainingOutcome, tmp_path: Path
+) -> None:
+    twin = copy.copy(trained.twin)
+    twin.estimator = MheSettings(horizon=6, noise=tuple(float(v) for v in twin.calibration.floor))
+    save_checkpoint(twin, tmp_path / "twin.ckpt")
+    loaded = load_checkpoint(tmp_path / "twin.ckpt")
+    assert loaded.estimator == twin.estimator and loaded.estimator_choice == twin.estimator_choice
+    data, rows = trained.split.dataset, np.array([2600, 2700])
+    np.testing.assert_array_equal(loaded.predict(data, rows, 10).mean, twin.predict(data, rows, 10).mean)
+    assert not np.allclose(loaded.predict(data, rows, 10).mean, trained.twin.predict(data, rows, 10).mean)

@@ -102,7 +102,7 @@ def _data_window(rec: Recommendation, twin: Twin | None) -> Link:
         return Link("data_window", title, False, "No data window was recorded for this proposal.", facts)
     if twin is None:
         return Link("data_window", title, False, "The window cannot be re-read: its twin cannot be loaded.", facts)
-    window = recent_window(line=rec.line, twin=twin, last=rec.window_end, rows=twin.config.window)
+    window = recent_window(line=rec.line, twin=twin, last=rec.window_end, rows=twin.state_rows)
     again = window.dataset.sha256()
     if again != rec.inputs_sha256:
         text = f"The stored telemetry of this window now hashes to {again}, not to the recorded SHA-256."

@@ -37,7 +37,7 @@ def integrity_check(*, line: Line, twin: Twin, version: int, last: datetime) -> 
             "wrong now is unknown; retrain it to check its recent prediction errors"
         )
         return IntegrityCheck({"status": "unavailable", "summary": summary})
-    window = recent_window(line=line, twin=twin, last=last, rows=twin.config.window + limits.lookback)
+    window = recent_window(line=line, twin=twin, last=last, rows=twin.state_rows + limits.lookback)
     data = window.dataset
     if len(data) <= limits.lookback:
         summary = f"not checked: fewer than {limits.lookback + 1} samples in the recent window"

@@ -255,7 +255,7 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
         return draft.stop(Status.WITHHELD, problem)
     end = max(s.ts for n, s in latest.items() if n in names and s.ts is not None)
     try:
-        window = recent_window(line=line, twin=twin, last=end, rows=twin.config.window)
+        window = recent_window(line=line, twin=twin, last=end, rows=twin.state_rows)
     except (KeyError, ValueError) as exc:
         return draft.stop(Status.FAILED, f"twin v{version.version} does not fit the line's telemetry: {exc.args[0]}")
     draft.window_start, draft.window_end = window.start, window.end
@@ -328,9 +328,9 @@ def _cv_bias_filtered(
     if last is not None and last.updated_at:  # every sample since the stored estimate, up to a few memories
         since = (end - min(last.updated_at.values())).total_seconds() / period
         rows = int(min(max(rows, math.ceil(since - 1e-9)), BIAS_ROWS_MAX))
-    history = recent_window(line=line, twin=twin, last=end, rows=twin.config.window + rows - 1).dataset
+    history = recent_window(line=line, twin=twin, last=end, rows=twin.state_rows + rows - 1).dataset
     idx = np.arange(len(history) - rows, len(history))  # (rows,) the samples filtered
-    estimate = np.stack([_cv_estimate(twin, history, int(r)) for r in idx])  # (rows, n_cv)
+    estimate = _cv_estimates(twin, history, idx)  # (rows, n_cv)
     measured = np.where(history.cv_mask[idx], history.cv[idx], np.nan)
     t_s = end.timestamp() - period * (len(history) - 1 - idx)  # (rows,) each sample's time
     previous = None
@@ -409,15 +409,13 @@ def _dv_forecast(
     return forecast, record
 
 
-def _cv_estimate(twin: Twin, data: TwinDataset, row: int) -> np.ndarray:
-    """Return the twin's ensemble-mean CVs (n_cv,) at a row, encoded from the window of rows ending there.
+def _cv_estimates(twin: Twin, data: TwinDataset, rows: np.ndarray) -> np.ndarray:
+    """Return the twin's ensemble-mean CVs (N, n_cv) at rows, each estimated from the state_rows rows ending there.
 
-    Each estimate sees exactly the rows the proposal's own state is encoded from (and bench closedloop's are).
+    With state_rows - 1 rows before each row in `data`, its estimate reads exactly the rows the proposal's own state
+    is estimated from (and bench closedloop's are); all rows in one batch.
     """
-    part = slice(row - twin.config.window + 1, row + 1)
-    names = ("cv", "mv", "dv", "cv_mask", "mv_mask", "dv_mask")
-    window = dataclasses.replace(data, **{n: getattr(data, n)[part] for n in names})
-    return twin.readout(twin.encode(window, np.array([len(window) - 1]))).mean(axis=0)[0]
+    return twin.readout(twin.encode(data, rows)).mean(axis=0)
 
 
 def _limits(spec: MpcSpec) -> dict[str, Any]:
@@ -805,7 +803,7 @@ def _plan_checked(rec: Recommendation, scale: float) -> dict[str, Any]:
     spec = MpcSpec.from_line_spec(rec.spec_version.document)
     settings = conf.mpc_settings(twin_horizon=twin.config.horizon)
     controller = controller_cached(version=version, twin=twin, spec=spec, settings=settings)
-    window = recent_window(line=rec.line, twin=twin, last=rec.window_end, rows=twin.config.window)
+    window = recent_window(line=rec.line, twin=twin, last=rec.window_end, rows=twin.state_rows)
     z = twin.encode(window.dataset, np.array([len(window.dataset) - 1]))
     result = controller.evaluate_plan(
         z0=z[:, 0, :],

@@ -175,7 +175,7 @@ def _data_problem(line: Line, targets: dict[str, float], *, now: datetime) -> st
     if stale:
         return "data are not fresh: " + "; ".join(stale)
     end = max(fresh[n].sample.good_ts or now for n in names)  # every tag is fresh: each has a good sample
-    window = recent_window(line=line, twin=twin, last=end, rows=twin.config.window)
+    window = recent_window(line=line, twin=twin, last=end, rows=twin.state_rows)
     if len(window.dataset) == 0:
         return "no samples in the twin's window"
     z = twin.encode(window.dataset, np.array([len(window.dataset) - 1]))  # (M, 1, nz)

@@ -11,11 +11,13 @@ from twinops.recommendations.services import recommendation_create
 
 from .conftest import ROWS, SPEC, two_tanks
 
-# The line lets the pump run up to 5 m3/h, the twin saw 0.5..1.5 and may plan up to three training widths beyond.
+# The line lets the pump run up to 10 m3/h, the twin saw 0.5..1.5 and may plan up to eight training widths beyond;
+# pumping earns (a price on the MV itself), so every plan pushes the pump as far as it may.
 WIDE = SPEC.replace(
-    "limits: {low: 0.6, high: 1.4},\n     max_move_per_step: 0.05",
-    "limits: {low: 0.0, high: 5.0},\n     max_move_per_step: 0.2",
-)
+    "physical_range: [0, 5], limits: {low: 0.6, high: 1.4},\n     max_move_per_step: 0.05",
+    "physical_range: [0, 20], limits: {low: 0.0, high: 10.0},\n     max_move_per_step: 1.0",
+).replace("price: -1.0, description: pumping cost", "price: 1.0, description: pumping paid for")
+MARGIN = 8.0
 
 
 def test_it_withholds_a_plan_whose_ood_score_exceeds_the_limit_naming_the_step_and_setpoints(
@@ -23,7 +25,7 @@ def test_it_withholds_a_plan_whose_ood_score_exceeds_the_limit_naming_the_step_a
 ) -> None:
     assert WIDE != SPEC
     # the optimizer's own limit on the plan's OOD score switched off: the recommender's check is the last guard
-    settings.TWINOPS_MPC_SETTINGS = {"trust_region_margin": 3.0, "max_plan_ood": None}
+    settings.TWINOPS_MPC_SETTINGS = {"trust_region_margin": MARGIN, "max_plan_ood": None}
     line = onboard(WIDE)
     promote(line)
     last = ingest(line, two_tanks(ROWS, seed=1)[-60:])
@@ -52,7 +54,7 @@ def test_a_plan_inside_the_training_data_is_proposed_with_its_ood_along_the_plan
 def test_by_default_the_optimizer_keeps_such_a_plan_inside_the_twins_data_and_proposes_it(
     onboard: Callable[..., Any], promote: Callable[..., Any], ingest: Callable[..., datetime], settings: Any
 ) -> None:
-    settings.TWINOPS_MPC_SETTINGS = {"trust_region_margin": 3.0}
+    settings.TWINOPS_MPC_SETTINGS = {"trust_region_margin": MARGIN}
     line = onboard(WIDE)
     promote(line)
     last = ingest(line, two_tanks(ROWS, seed=1)[-60:])
