@@ -20,8 +20,9 @@ segments once (`twinops bench estimation`; NRMSE mean over CVs, 1000 starts; enc
   heat train: h1 0.145 -> 0.084, h5 0.148 -> 0.100, h20 0.131 -> 0.110
 Rolling the encoder's latent of 16 samples earlier forward without the fit gets a quarter to a half of the h5 gain.
 The fit trusts the twin's dynamics: on a weak twin (the tests' tiny two-tank twin, 8 epochs) it still halves the h1
-and h5 errors but its h20 error grows (0.037 -> 0.050), so a caller should keep it per twin only where it wins on that
-twin's validation segment. Cost: ~60-120 ms per estimate of all five members on one busy CPU core (encoder < 1 ms).
+and h5 errors but its h20 error grows (0.037 -> 0.050), so training keeps it per twin only where it wins on that
+twin's validation segment (choose_estimator; Twin.estimator). Cost: ~60-120 ms per estimate of all five members on
+one busy CPU core (encoder < 1 ms); a batch of 1000 rows ~5-6 s.
 """
 
 from __future__ import annotations
@@ -97,10 +98,8 @@ def estimate_latent(
     lt: LineTensors | None = None,
     settings: MheSettings | None = None,
 ) -> np.ndarray:
-    """Estimate each member's latent at rows from the encoder and the CVs measured before: (N,) -> (M, N, nz).
-
-    A row with fewer than `horizon` rows before it (the start of a short record) is fitted over the rows there are.
-    """
+    """Estimate each member's latent at rows from the encoder and the CVs measured before: (N,) -> (M, N, nz)."""
+    # A row with fewer than `horizon` rows before it (the start of a short record) is fitted over the rows there are.
     settings = settings or MheSettings()
     if lt is None:
         assert data is not None, "estimate_latent needs the record or its tensors"
@@ -167,12 +166,10 @@ CHOICE_STEPS = (1, 5, 20)  # steps ahead the estimate must forecast no worse tha
 def choose_estimator(
     twin: Twin, lt: LineTensors, rows: np.ndarray, settings: MheSettings
 ) -> tuple[MheSettings | None, dict[str, Any]]:
-    """Return settings if the estimate beats the encoder's latent on rows (validation), else None; and the comparison.
-
-    The estimate is kept only where its forecasts are no worse than the encoder's at every one of CHOICE_STEPS
-    (member-mean RMS error, normalised units, over every CV measured): it trusts the twin's dynamics, and on a weak
-    twin it can sharpen the first steps but lose further out (the tests' tiny two-tank twin: h20 0.037 -> 0.050).
-    """
+    """Return settings if the estimate beats the encoder's latent on rows (validation), else None; and the comparison."""
+    # Kept only where its forecasts are no worse than the encoder's at every one of CHOICE_STEPS (member-mean RMS
+    # error, normalised units, over every CV measured): it trusts the twin's dynamics, and on a weak twin it can
+    # sharpen the first steps but lose further out (the tests' tiny two-tank twin: h20 0.038 -> 0.056).
     steps = max(CHOICE_STEPS)
     rows = np.asarray(rows, dtype=int)
     rows = rows[rows + steps < lt.y.shape[0]]

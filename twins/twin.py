@@ -138,10 +138,8 @@ class Twin:
 
     @torch.no_grad()
     def encode(self, data: TwinDataset, rows: np.ndarray, lt: LineTensors | None = None) -> np.ndarray:
-        """Estimate each member's latent at rows from history up to and including them: (N,) -> (M, N, nz).
-
-        With the twin's estimator, the encoder's latent `horizon` rows earlier fitted to the CVs measured since.
-        """
+        """Estimate each member's latent at rows from history up to and including them: (N,) -> (M, N, nz)."""
+        # With an estimator: the encoder's latent `horizon` rows earlier, fitted to the CVs measured since.
         lt = lt or self.tensors(data)
         if self.estimator is not None:
             return estimate_latent(self, data, np.asarray(rows), lt, self.estimator)
