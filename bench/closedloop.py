@@ -298,7 +298,8 @@ def _cover(
     if start not in planned or start < window - 1:
         return
     bias, band = planned.pop(start)
-    fc = twin.predict(_dataset(np.asarray(rows[start - window + 1 :]), line), np.array([window - 1]), steps)
+    recent = _dataset(np.asarray(rows[start - window + 1 :]), line)
+    fc = twin.predict(recent, np.array([window - 1]), steps, offset=False)  # the plan adds its bias instead
     for i, name in enumerate(twin.cv_names):
         for h in COVERAGE_STEPS:
             measured = rows[start + h][i]

@@ -55,7 +55,9 @@ def innovations(twin: Twin, lt: LineTensors, rows: np.ndarray, lookback: int) ->
     errs, masks = [], []
     for i in range(0, rows.size, CHUNK):
         s = starts[i : i + CHUNK]
-        yn = twin.forecast_normalised(lt, s, lookback).double().cpu().numpy()  # (M, n, L + 1, n_cv)
+        # without the fitted CV offset: a sensor or plant that left the twin shows in full, not only until the
+        # offset has caught up with it
+        yn = twin.forecast_normalised(lt, s, lookback, offset=False).double().cpu().numpy()  # (M, n, L + 1, n_cv)
         half = twin.half_width(yn.std(0))[:, 1:]  # (n, L, n_cv) normalised
         idx = torch.as_tensor(s[:, None] + np.arange(1, lookback + 1))
         truth = lt.y[idx].double().cpu().numpy()

@@ -13,7 +13,7 @@ import torch
 
 from twins.config import TwinConfig
 from twins.data import DataSplit, Normalisation, check_trainable, usable_starts
-from twins.estimation import MheSettings, choose_estimator
+from twins.estimation import OFFSET_HORIZON, OFFSET_SCALE, MheSettings, choose_estimator
 from twins.innovation import fit_innovation_limits
 from twins.model import EnsembleMLP, TwinNet
 from twins.twin import TrainingInfo, Twin
@@ -177,7 +177,10 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
 
 
 def _choose_estimator(twin: Twin, split: DataSplit, lt: LineTensors) -> None:
-    """Keep the moving-horizon latent estimate if it forecasts better on validation; then refit what it changes.
+    """Keep a moving-horizon latent estimate if it forecasts better on validation; then refit what it changes.
+
+    The offset-free fit (a constant CV offset beside the latent, over OFFSET_HORIZON samples) is tried first, the plain
+    fit next (twins.estimation).
 
     The calibration and the OOD statistics were fitted on the encoder's latents: with the estimate kept, the states
     the platform scores are the estimate's, so both are refitted on it (the estimate's measurement weights stay the
@@ -185,8 +188,12 @@ def _choose_estimator(twin: Twin, split: DataSplit, lt: LineTensors) -> None:
     """
     config = twin.config
     rows = spaced(calibration_rows(split, config)[0], config.eval_starts)
-    settings = MheSettings(noise=tuple(float(v) for v in twin.calibration.floor))
-    twin.estimator, twin.estimator_choice = choose_estimator(twin, lt, rows, settings)
+    noise = tuple(float(v) for v in twin.calibration.floor)
+    candidates = [  # offset-free first: a plant drifts after training, and validation cannot show that
+        MheSettings(horizon=OFFSET_HORIZON, noise=noise, offset_scale=OFFSET_SCALE),
+        MheSettings(noise=noise),
+    ]
+    twin.estimator, twin.estimator_choice = choose_estimator(twin, lt, rows, candidates)
     if twin.estimator is None:
         return
     twin.calibration = calibrate_intervals(twin.forecast_normalised, config, split, lt)

@@ -10,7 +10,7 @@ import torch
 
 from twins.config import TwinConfig
 from twins.data import Normalisation, TwinDataset
-from twins.estimation import MheSettings, estimate_latent, forecast_from
+from twins.estimation import MheSettings, estimate_latent, estimate_with_offset, forecast_from
 from twins.model import TwinNet
 from twins.windows import LineTensors, line_tensors
 
@@ -164,11 +164,16 @@ class Twin:
         return y * self.norm.cv_std + self.norm.cv_mean
 
     @torch.no_grad()
-    def forecast_normalised(self, lt: LineTensors, rows: np.ndarray, steps: int) -> torch.Tensor:
-        """Roll every member from rows with the recorded inputs: (N,) -> (M, N, steps + 1, n_cv) normalised."""
+    def forecast_normalised(self, lt: LineTensors, rows: np.ndarray, steps: int, offset: bool = True) -> torch.Tensor:
+        """Roll every member from rows with the recorded inputs: (N,) -> (M, N, steps + 1, n_cv) normalised.
+
+        An estimator with an offset adds the CV offset fitted at each row to its forecast (offset=False: the
+        latent's alone, as the plan reads it before adding its CV bias, and as the innovations judge the twin).
+        """
         if self.estimator is not None:
-            z = estimate_latent(self, None, np.asarray(rows), lt, self.estimator)
-            return torch.as_tensor(forecast_from(self, lt, np.asarray(rows), z, steps))
+            z, b = estimate_with_offset(self, None, np.asarray(rows), lt, self.estimator)
+            y = forecast_from(self, lt, np.asarray(rows), z, steps)
+            return torch.as_tensor(y + b[:, :, None, :] if offset else y)
         return self.net.forecast(lt, torch.as_tensor(np.asarray(rows), device=self._device), steps)
 
     def half_width(self, spread: np.ndarray) -> np.ndarray:
@@ -176,10 +181,12 @@ class Twin:
         k = np.minimum(np.arange(spread.shape[-2]), self.calibration.scale.shape[0] - 1)
         return self.calibration.scale[k] * np.sqrt(spread**2 + self.calibration.floor**2)
 
-    def predict(self, data: TwinDataset, rows: np.ndarray, steps: int, lt: LineTensors | None = None) -> Forecast:
-        """Forecast CVs from rows over the recorded inputs, with calibrated intervals."""
+    def predict(
+        self, data: TwinDataset, rows: np.ndarray, steps: int, lt: LineTensors | None = None, offset: bool = True
+    ) -> Forecast:
+        """Forecast CVs from rows over the recorded inputs, with calibrated intervals (offset: forecast_normalised)."""
         lt = lt or self.tensors(data)
-        yn = self.forecast_normalised(lt, rows, steps).double().cpu().numpy()
+        yn = self.forecast_normalised(lt, rows, steps, offset).double().cpu().numpy()
         mean_n, std_n = yn.mean(0), yn.std(0)
         half = self.half_width(std_n) * self.norm.cv_std
         mean = mean_n * self.norm.cv_std + self.norm.cv_mean

@@ -27,8 +27,10 @@ TINY = TwinConfig(
 )
 
 
-def two_tanks(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Simulate two cascaded tanks (square-root outflows) fed by a pump MV with a leak DV; returns arrays."""
+def two_tanks(rows: int, seed: int = 0, outflow: float = 0.5) -> dict[str, np.ndarray]:
+    """Simulate two cascaded tanks (square-root outflows) fed by a pump MV with a leak DV; returns arrays.
+
+    outflow is the lower tank's outflow coefficient (0.5 in every record the shared twins are trained on)."""
     rng = np.random.default_rng(seed)
     pump = np.repeat(rng.uniform(0.5, 1.5, rows // 20 + 1), 20)[:rows]
     leak = np.zeros(rows)  # stationary AR(1) disturbance, so test data resemble training data
@@ -39,7 +41,7 @@ def two_tanks(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     for t in range(rows - 1):
         out1 = 0.6 * np.sqrt(max(x[t, 0], 0.0))
         x[t + 1, 0] = x[t, 0] + 0.1 * (pump[t] - out1 + leak[t])
-        x[t + 1, 1] = x[t, 1] + 0.1 * (out1 - 0.5 * np.sqrt(max(x[t, 1], 0.0)))
+        x[t + 1, 1] = x[t, 1] + 0.1 * (out1 - outflow * np.sqrt(max(x[t, 1], 0.0)))
     level = x + rng.normal(0.0, 0.01, x.shape)
     return {"cv": level, "mv": pump[:, None], "dv": leak[:, None]}
 

@@ -160,10 +160,12 @@ def test_a_twin_that_keeps_the_latent_estimate_keeps_it_through_a_checkpoint(
     trained: TrainingOutcome, tmp_path: Path
 ) -> None:
     twin = copy.copy(trained.twin)
-    twin.estimator = MheSettings(horizon=6, noise=tuple(float(v) for v in twin.calibration.floor))
+    twin.estimator = MheSettings(horizon=6, noise=tuple(float(v) for v in twin.calibration.floor), offset_scale=3.0)
     save_checkpoint(twin, tmp_path / "twin.ckpt")
     loaded = load_checkpoint(tmp_path / "twin.ckpt")
     assert loaded.estimator == twin.estimator and loaded.estimator_choice == twin.estimator_choice
     data, rows = trained.split.dataset, np.array([2600, 2700])
     np.testing.assert_array_equal(loaded.predict(data, rows, 10).mean, twin.predict(data, rows, 10).mean)
     assert not np.allclose(loaded.predict(data, rows, 10).mean, trained.twin.predict(data, rows, 10).mean)
+    # the forecast carries the fitted CV offset; the plan's reading (offset=False) does not
+    assert not np.allclose(loaded.predict(data, rows, 10).mean, loaded.predict(data, rows, 10, offset=False).mean)

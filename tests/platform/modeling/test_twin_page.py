@@ -41,11 +41,12 @@ def test_the_twin_page_shows_the_evaluation_table_and_charts_of_a_trained_versio
     assert {t.get("name") for t in traces} >= {"actual", "twin", "twin interval", "linear ARX"}
     assert f'id="{figures[0][0]}"' in html
     assert 'action="/twins/tanks/v1/promote/"' in html  # a data user may promote
-    # How the state is estimated, and the validation errors it was chosen on (this tiny twin keeps its encoder).
+    # How the state is estimated, and the validation errors it was chosen on (this tiny twin keeps the offset-free fit).
     estimate = html[html.index('class="state-estimate"') :]
     estimate = estimate[: estimate.index("</p>")]
     choice = line.twin_versions.get(version=1).report["state_estimate"]
-    assert choice["chosen"] == "encoder" and "<strong>Encoder</strong>" in estimate
+    assert choice["chosen"] == "moving_horizon" and "<strong>Moving horizon</strong>" in estimate
+    assert choice["settings"]["offset_scale"] and "a constant offset per CV fitted beside it" in estimate
     for kind in ("moving_horizon", "encoder"):
         errors = " / ".join(f"{choice['rms_error'][kind][h]:.3f}" for h in ("h1", "h5", "h20"))
         assert errors in estimate
