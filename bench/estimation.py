@@ -9,6 +9,16 @@ twins.evaluate scores them. The settings grid is scored on the validation segmen
 best summed h5 + h20 ratio over the lines, h1 not worse); the test segment is scored with the library's defaults.
 `ms_per_estimate`: one estimate (one row, all members), on this machine, beside the encoder's. Training keeps the
 fit per twin where it is no worse at h1, h5 and h20 on validation (twins.estimation.choose_estimator).
+
+`drifted` (the reactor): what training's validation cannot show, a plant that drifted after training. The reactor's
+twin, trained on the nominal plant, forecasts MISMATCH_DAYS of fresh step tests (`plantsim`'s, as the demo history's)
+run on `bench closedloop`'s mismatch plant (A -> B rate constant x 0.85) and, beside it, on the nominal plant (other
+noise and DV seeds than training's), from three states: the encoder's, the plain fit (`mhe`, 16 samples) and the
+offset fit (`mhe_offset`, a constant CV offset beside the latent, 48 samples, the first candidate training tries);
+each forecast adds the CV bias the recommender would add (optimizer.estimation's filter over the MEMORY_SAMPLES
+samples before the start, the raw bias measured minus the twin's reading of its state there). RMS error in training
+CV sds at h1/h5/h20 (`rms`) and the mean signed error at h20 (`mean_h20`; a steady error is what makes a plan drift
+over a limit).
 """
 
 from __future__ import annotations
@@ -24,8 +34,12 @@ import numpy as np
 import torch
 
 from bench.calibration import DAYS, LINES, trained
+from bench.closedloop import plant
+from optimizer.estimation import MEMORY_SAMPLES, cv_bias_filter
+from plantsim.history import StepTestPlan, step_schedule
 from twins import DataSplit, Record, Twin, TwinConfig
-from twins.estimation import MheSettings, estimate_latent, forecast_from
+from twins.data import TwinDataset
+from twins.estimation import OFFSET_HORIZON, OFFSET_SCALE, MheSettings, estimate_with_offset, forecast_from
 from twins.evaluate import HORIZONS, _nrmse
 from twins.uncertainty import spaced
 from twins.windows import LineTensors
@@ -35,6 +49,9 @@ GRID = [
     MheSettings(horizon=h, prior_scale=p, iterations=i)
     for h, p, i in itertools.product((2, 4, 8, 16), (0.1, 0.3, 1.0), (1, 2))
 ]
+MISMATCH_DAYS = 0.4  # of fresh step tests on the drifted plant (and on the nominal one beside it)
+DRIFT_STARTS = 300  # forecast starts on each; each start also estimates the MEMORY_SAMPLES states before it
+DRIFT_SEED = 41  # the plants' noise and DV seed and the step tests': not the demo history's (0)
 ROLLED = 1e-4  # a prior scale so tight that the fit cannot move the latent: the encoder's latent rolled forward
 
 
@@ -57,11 +74,11 @@ def _score(twin: Twin, lt: LineTensors, rec: Record, rows: np.ndarray, z: np.nda
 def _estimate_ms(twin: Twin, split: DataSplit, lt: LineTensors, row: int, settings: MheSettings, reps: int) -> float:
     """Milliseconds of one estimate at one row (all members), median of reps after a warm-up."""
     one = np.array([row])
-    estimate_latent(twin, split.dataset, one, lt, settings)
+    estimate_with_offset(twin, split.dataset, one, lt, settings)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        estimate_latent(twin, split.dataset, one, lt, settings)
+        estimate_with_offset(twin, split.dataset, one, lt, settings)
         times.append(time.perf_counter() - t0)
     return round(float(np.median(times)) * 1e3, 2)
 
@@ -76,7 +93,7 @@ def _line(twin: Twin, split: DataSplit, grid: list[MheSettings], reps: int) -> d
     rolled = dataclasses.replace(default, prior_scale=ROLLED)
 
     def scores(rows: np.ndarray, settings: MheSettings) -> dict[str, float]:
-        return _score(twin, lt, rec, rows, estimate_latent(twin, data, rows, lt, settings))
+        return _score(twin, lt, rec, rows, estimate_with_offset(twin, data, rows, lt, settings)[0])
 
     encoder = MheSettings(horizon=0)
     return {
@@ -91,6 +108,70 @@ def _line(twin: Twin, split: DataSplit, grid: list[MheSettings], reps: int) -> d
         },
         "test_starts": int(test.size),
     }
+
+
+def _step_tests(case: str, twin: Twin, days: float) -> TwinDataset:
+    """Run plantsim's step tests on a closed-loop bench plant for `days`: the record the twin forecasts."""
+    sim = plant(case, DRIFT_SEED)
+    line, dt = sim.line, sim.line.sample_period_s
+    n = int(days * 86400 / dt)
+    pending = {
+        mv: list(reversed(moves))
+        for mv, moves in step_schedule(line, n * dt, np.random.default_rng(DRIFT_SEED), StepTestPlan()).items()
+    }
+    names = (*twin.cv_names, *twin.mv_names, *twin.dv_names)
+    rows = []
+    for k in range(n):
+        for mv, moves in pending.items():
+            while moves and moves[-1][0] < (k + 1) * dt:
+                sim.write_setpoint(mv, moves.pop()[1])
+        values = sim.step(dt).values
+        rows.append([values[c] for c in names])
+    a, nc, nm = np.asarray(rows), len(twin.cv_names), len(twin.mv_names)
+    return TwinDataset.from_arrays(
+        cv=a[:, :nc],
+        mv=a[:, nc : nc + nm],
+        dv=a[:, nc + nm :],
+        cv_names=twin.cv_names,
+        mv_names=twin.mv_names,
+        dv_names=twin.dv_names,
+        sample_period_s=dt,
+    )
+
+
+def _drifted(twin: Twin, days: float, starts: int) -> dict[str, Any]:
+    """Forecast errors with the recommender's CV bias from each state, on the drifted and the nominal plant."""
+    steps, floor = max(HORIZONS), tuple(float(v) for v in twin.calibration.floor)
+    states = {
+        "encoder": MheSettings(horizon=0),
+        "mhe": MheSettings(noise=floor),
+        "mhe_offset": MheSettings(horizon=OFFSET_HORIZON, noise=floor, offset_scale=OFFSET_SCALE),
+    }
+    out: dict[str, Any] = {}
+    for case in ("vdv-reactor-mismatch", "vdv-reactor"):
+        data = _step_tests(case, twin, days)
+        lt = twin.tensors(data)
+        rows = spaced(np.arange(OFFSET_HORIZON + MEMORY_SAMPLES, len(data) - steps), starts)
+        before = rows[:, None] - np.arange(MEMORY_SAMPLES)[::-1]  # (N, MEMORY_SAMPLES): the bias filter's samples
+        idx = rows[:, None] + np.arange(steps + 1)
+        truth, seen = lt.y[idx].double().numpy(), lt.y_mask[idx].numpy() > 0.5
+        scores = {}
+        for name, settings in states.items():
+            z = estimate_with_offset(twin, None, before.reshape(-1), lt, settings)[0]  # (M, N * MEMORY, nz)
+            with torch.no_grad():
+                reading = twin.net.readout(torch.as_tensor(z)).mean(0).double().numpy()  # (N * MEMORY, n_cv)
+            raw = (lt.y[before.reshape(-1)].double().numpy() - reading).reshape(*before.shape, -1)
+            raw[~(lt.y_mask[before.reshape(-1)].numpy() > 0.5).reshape(raw.shape)] = np.nan
+            times = np.arange(MEMORY_SAMPLES, dtype=float)
+            bias = np.stack([cv_bias_filter(r, times, None, period_s=1.0).value for r in raw])  # (N, n_cv)
+            err = forecast_from(twin, lt, rows, z.reshape(z.shape[0], *before.shape, -1)[:, :, -1], steps).mean(0)
+            err = err + np.nan_to_num(bias)[:, None, :] - truth  # (N, steps + 1, n_cv)
+            scores[name] = {
+                "rms": {f"h{h}": round(float(np.sqrt(np.mean(err[:, h][seen[:, h]] ** 2))), 4) for h in HORIZONS},
+                "mean_h20": round(float(np.mean(err[:, 20][seen[:, 20]])), 4),
+            }
+        out["drifted_plant" if case.endswith("mismatch") else "nominal_plant"] = scores | {"starts": int(rows.size)}
+    return out
 
 
 def _chosen(lines: dict[str, dict[str, Any]]) -> str | None:
@@ -120,10 +201,9 @@ def run(*, quick: bool = False, cache: Path | None = None) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # ms per estimate as one core of the recommender's worker gives it
     try:
-        lines = {
-            line: _line(*trained(line, config, days, cache), grid, 3 if quick else 20)
-            for line in (LINES[:1] if quick else LINES)
-        }
+        twins = {line: trained(line, config, days, cache) for line in (LINES[:1] if quick else LINES)}
+        lines = {line: _line(*twin_split, grid, 3 if quick else 20) for line, twin_split in twins.items()}
+        drifted = _drifted(twins[LINES[0]][0], 0.1 if quick else MISMATCH_DAYS, 60 if quick else DRIFT_STARTS)
     finally:
         torch.set_num_threads(threads)
     default = MheSettings()
@@ -132,4 +212,5 @@ def run(*, quick: bool = False, cache: Path | None = None) -> dict[str, Any]:
         "default": f"{default.horizon}/{default.prior_scale:g}/{default.iterations}",
         "chosen": _chosen(lines),
         **lines,
+        "drifted": drifted,
     }

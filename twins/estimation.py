@@ -201,64 +201,41 @@ def _fit_chunk(
     def cv_of(z0: torch.Tensor) -> torch.Tensor:
         return _rollout_cv(twin, z0, u, d)[0]  # (M, N, L + 1, n_cv)
 
-    # ---- objective as a residual vector per member and row: measured CV errors, the latent's prior, and (with
-    # offset_scale) the offset's prior 0. Unknowns: the horizon-start latent z0 and the offset b
-    b_sd = settings.offset_scale or 1.0
-
+    # ---- objective as a residual vector per member and row: measured CV errors, then the latent's prior. Unknowns:
+    # the horizon-start latent z0 and, with offset_scale, the offset b (its prior 0: _shared_offset_gauss_newton)
     def residuals(z0: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fit = ((cv_of(z0) + b.unsqueeze(2) - y) * w).flatten(2)
-        return torch.cat([fit, (z0 - prior) / sd, b / b_sd], dim=-1)  # (M, N, R)
+        return torch.cat([fit, (z0 - prior) / sd], dim=-1)  # (M, N, R)
 
     # The Jacobian: d fit / d z0 by forward-mode AD (nz columns in one batched pass); the rest is constant
     eye_z = torch.eye(nz, dtype=y.dtype, device=y.device)
     eye_b = torch.eye(n_cv, dtype=y.dtype, device=y.device)
     top_b = (w.unsqueeze(-1) * eye_b).flatten(1, 2).expand(m, -1, -1, -1)
     n = prior.shape[1]
-    jac_prior_z = torch.cat([torch.diag_embed(1 / sd.expand_as(prior)), prior.new_zeros(m, n, nz, n_cv)], -1)
-    jac_prior_b = torch.cat([prior.new_zeros(m, n, n_cv, nz), (eye_b / b_sd).expand(m, n, n_cv, n_cv)], -1)
 
-    def jacobian(z0: torch.Tensor, with_b: bool) -> torch.Tensor:
+    def jacobian(z0: torch.Tensor) -> torch.Tensor:
         tangents = eye_z[:, None, None, :].expand(nz, *z0.shape)
         cols = vmap(lambda v: jvp(cv_of, (z0,), (v,))[1])(tangents)  # (nz, M, N, L + 1, n_cv)
         top_z = (cols * w).flatten(3).permute(1, 2, 3, 0)  # (M, N, (L + 1) n_cv, nz)
-        if not with_b:
-            return torch.cat([top_z, torch.diag_embed(1 / sd.expand_as(z0))], dim=-2)
-        return torch.cat([torch.cat([top_z, top_b], -1), jac_prior_z, jac_prior_b], dim=-2)
+        return torch.cat([top_z, torch.diag_embed(1 / sd.expand_as(z0))], dim=-2)  # fit rows, then the prior's
 
     b = no_offset
     if settings.offset_scale is None:
-        z0 = _gauss_newton(
-            lambda z: residuals(z, b)[..., :-n_cv], lambda z: jacobian(z, False), prior, settings.iterations
-        )
+        z0 = _gauss_newton(lambda z: residuals(z, b), jacobian, prior, settings.iterations)
     else:
-        # Each member fits its own offset with its latent; the members then share their mean offset and take one
-        # Gauss-Newton step of their latents toward it (linearised where their own fit ended), so they differ in
-        # state, not in offset (the ensemble's spread of readings stays the state's).
-        x0 = torch.cat([prior, no_offset], dim=-1)
-        x, jac = _gauss_newton(
-            lambda x_: residuals(x_[..., :nz], x_[..., nz:]),
-            lambda x_: jacobian(x_[..., :nz], True),
-            x0,
+        # One offset for all members (it is the plant's, not a member's), each member its own latent: the joint
+        # Gauss-Newton step eliminates the members' latents first (Schur complement), so it costs what a member's
+        # own fit costs. The members then differ in state, not in offset: the ensemble's spread stays the state's.
+        jac_b = torch.cat([top_b, top_b.new_zeros(m, n, nz, n_cv)], dim=-2)  # fit rows, then the latent prior's
+        z0, shared = _shared_offset_gauss_newton(
+            lambda z, b_: residuals(z, b_.expand(m, -1, -1)),
+            jacobian,
+            jac_b,
+            prior,
+            settings.offset_scale,
             settings.iterations,
-            keep_jacobian=True,
         )
-        z0, own = x[..., :nz], x[..., nz:]
-        b = torch.where(torch.isfinite(own), own, torch.nan).nanmean(0, keepdim=True).expand_as(own)
-        if jac is not None:
-            res = residuals(z0, own)
-            lin = (res + (jac[..., nz:] @ (b - own).unsqueeze(-1)).squeeze(-1))[..., :-n_cv]  # b's prior: constant
-            jz = jac[..., :-n_cv, :nz].double()
-            step = (
-                torch.linalg.solve(
-                    jz.transpose(-1, -2) @ jz + DAMPING * eye_z.double(),
-                    jz.transpose(-1, -2) @ lin.double().unsqueeze(-1),
-                )
-                .squeeze(-1)
-                .to(z0.dtype)
-            )
-            stay, moved = residuals(z0, b), residuals(z0 - step, b)
-            better = (moved.square().sum(-1) < stay.square().sum(-1)).unsqueeze(-1)
-            z0 = torch.where(better, z0 - step, z0)
+        b = shared.expand(m, -1, -1)
     _, z_row = _rollout_cv(twin, z0, u, d)
     ok = torch.isfinite(z_row).all(-1, keepdim=True) & torch.isfinite(b).all(-1, keepdim=True)
     return torch.where(ok, z_row, encoded).cpu().numpy(), torch.where(ok, b, 0.0).cpu().numpy()
@@ -269,13 +246,8 @@ def _gauss_newton(
     jacobian: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     iterations: int,
-    keep_jacobian: bool = False,
-) -> Any:
-    """Minimise |residuals(x)|^2 per member and row from x (M, N, nx); each step kept only where it lowers it.
-
-    With keep_jacobian, also return the last Jacobian computed (at the point the last step was taken from; None
-    without iterations).
-    """
+) -> torch.Tensor:
+    """Minimise |residuals(x)|^2 per member and row from x (M, N, nx); each step kept only where it lowers it."""
     eye = torch.eye(x.shape[-1], dtype=torch.float64, device=x.device)
     res, jac = residuals(x), None
     for _ in range(iterations):
@@ -287,7 +259,51 @@ def _gauss_newton(
         trial_res = residuals(trial)
         better = (trial_res.square().sum(-1) < res.square().sum(-1)).unsqueeze(-1)  # NaN compares False
         x, res = torch.where(better, trial, x), torch.where(better, trial_res, res)
-    return (x, jac) if keep_jacobian else x
+    return x
+
+
+def _shared_offset_gauss_newton(
+    residuals: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    jacobian: Callable[[torch.Tensor], torch.Tensor],
+    jac_b: torch.Tensor,
+    z: torch.Tensor,
+    b_sd: float,
+    iterations: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise sum_m |residuals(z_m, b)|^2 + |b / b_sd|^2 per row over the members' latents z (M, N, nz) and one
+    offset b (1, N, n_cv) from b = 0; jac_b (M, N, R, n_cv) is d residuals / d b (constant). Returns z and b.
+
+    Each step solves the joint normal equations by eliminating every member's latent (Schur complement on b); it
+    is kept only for the rows where it lowers the whole objective.
+    """
+    m, n, nz = z.shape
+    b = z.new_zeros(1, n, jac_b.shape[-1])
+    eye_z = torch.eye(nz, dtype=torch.float64, device=z.device)
+    eye_b = torch.eye(b.shape[-1], dtype=torch.float64, device=z.device)
+    jb = jac_b.double()
+
+    def objective(res: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:
+        return res.double().square().sum((0, -1)) + (b_.double() / b_sd).square().sum((0, -1))  # (N,)
+
+    res = residuals(z, b)
+    for _ in range(iterations):
+        jz, r = jacobian(z).double(), res.double().unsqueeze(-1)  # (M, N, R, nz), (M, N, R, 1)
+        jzt = jz.transpose(-1, -2)
+        a = jzt @ jz + DAMPING * eye_z  # (M, N, nz, nz)
+        a_inv_bg = torch.linalg.solve(a, torch.cat([jzt @ jb, jzt @ r], dim=-1))  # A^-1 [B, g]
+        bt = jb.transpose(-1, -2) @ jz  # B^T (M, N, n_cv, nz)
+        c = (jb.transpose(-1, -2) @ jb).sum(0) + (1 / b_sd**2 + DAMPING) * eye_b  # (N, n_cv, n_cv)
+        h = (jb.transpose(-1, -2) @ r).sum(0) + b.double()[0].unsqueeze(-1) / b_sd**2  # (N, n_cv, 1)
+        schur = c - (bt @ a_inv_bg[..., :-1]).sum(0)
+        db = torch.linalg.solve(schur, h - (bt @ a_inv_bg[..., -1:]).sum(0))  # (N, n_cv, 1)
+        dz = (a_inv_bg[..., -1:] - a_inv_bg[..., :-1] @ db.unsqueeze(0)).squeeze(-1)  # (M, N, nz)
+        trial_z, trial_b = z - dz.to(z.dtype), b - db.squeeze(-1).unsqueeze(0).to(b.dtype)
+        trial_res = residuals(trial_z, trial_b)
+        better = objective(trial_res, trial_b) < objective(res, b)  # (N,); NaN compares False
+        z = torch.where(better[None, :, None], trial_z, z)
+        b = torch.where(better[None, :, None], trial_b, b)
+        res = torch.where(better[None, :, None], trial_res, res)
+    return z, b
 
 
 CHOICE_STEPS = (1, 5, 20)  # steps ahead the estimate must forecast no worse than the encoder at to be kept

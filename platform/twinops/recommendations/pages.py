@@ -186,9 +186,9 @@ def slot_category(rec: Recommendation) -> str:
     for needle, label in (
         ("line is off", "withheld: line off"),
         ("no promoted twin", "withheld: no promoted twin"),
+        ("the twin is wrong now", "withheld: twin wrong now"),  # named first where the state is distrusted too
         ("ood score", "withheld: twin not trusted here"),
         ("ensemble spread", "withheld: twin not trusted here"),
-        ("the twin is wrong now", "withheld: twin wrong now"),
         ("stale", "withheld: data stale or bad"),
         ("quality", "withheld: data stale or bad"),
         ("no sample", "withheld: data stale or bad"),

@@ -267,14 +267,14 @@ def _evaluate(line: Line, now: datetime) -> _Draft:
     z = twin.encode(window.dataset, np.array([len(window.dataset) - 1]))  # (M, 1, nz)
     trust = _trust(twin, z, mv, dv)
     draft.inputs.update(current_mv=mv, current_dv=dv, **trust)
-    distrust = _distrust(trust)
-    if distrust:
-        return draft.stop(Status.WITHHELD, distrust)
-    # Near training data is not enough: a twin whose recent predictions the measured CVs left is wrong now.
+    # Near training data is not enough: a twin whose recent predictions the measured CVs left is wrong now. Checked
+    # even where the state is not trusted, and named first: a sensor that left the twin also pulls the members'
+    # estimates apart, and the engineer should read the specific cause (which CV, how far) before the symptom.
     integrity = integrity_check(line=line, twin=twin, version=version.version, last=end)
     draft.inputs["innovation"] = integrity.record
-    if integrity.problem:
-        return draft.stop(Status.WITHHELD, integrity.problem)
+    problems = "; ".join(p for p in (integrity.problem, _distrust(trust)) if p)
+    if problems:
+        return draft.stop(Status.WITHHELD, problems)
     # Offset-free MPC: the twin's error on the CVs now (measured minus estimated) is assumed to persist over the
     # horizon, so a biased twin cannot lead the plan across a limit it thinks is still away. Filtered per sample as
     # bench closedloop evaluated it; the raw error now is kept beside it, for the page and the audit.
