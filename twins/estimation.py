@@ -21,9 +21,12 @@ nominal plant 0.047/0.053/0.075 -> 0.048/0.055/0.082. Over 16 samples b also tak
 explain, so training tries b over OFFSET_HORIZON samples first, then the plain fit over 16, and keeps the first that
 wins on validation (choose_estimator). Each member's latent is estimated on its own: members do not share a latent
 space, so the ensemble cannot supply a latent-readout covariance as an ensemble Kalman filter would. The offset is the
-plant's, not a member's: each member fits its own, then all refit their latents to the members' mean offset (with
-offsets of their own, the members' readings spread by their offsets' differences, and the platform's spread check
-withheld every proposal of the tests' tiny twin).
+plant's, not a member's: one b for all members, fitted jointly with every member's latent (the objective above summed
+over members; _shared_offset_gauss_newton). With offsets of their own, the members' readings spread by their
+offsets' differences, and the platform's spread check withheld every proposal of the tests' tiny twin. On the demo
+twins' test segments the members' spread of readings now (CV sds, 400 rows) stays small: reactor p95 0.06-0.13 per
+CV, never above the recommender's 0.5 (encoder p95 0.15-0.27, 1.3 % of rows above 0.5; plain fit 0.04-0.06, 1.3 %);
+heat train p95 0.05-0.08 (plain 0.03-0.05, encoder 0.25-0.35).
 
 The plain fit's settings were chosen on the validation segments of both demo lines only (horizon 2/4/8/16 x
 prior_scale 0.1/0.3/1 x 1-2 steps; the best h5 + h20 ratio to the encoder summed over both lines, h1 not worse), then scored on the test
@@ -35,12 +38,13 @@ The fit trusts the twin's dynamics: on a weak twin (the tests' tiny two-tank twi
 and h5 errors but its h20 error grows (0.037 -> 0.050), so training keeps it per twin only where it wins on that
 twin's validation segment (choose_estimator; Twin.estimator).
 
-Cost, the demo reactor's twin, all five members, one idle CPU core (encoder < 1 ms): the plain fit over 16 samples
-94 ms for one row, 0.23 s for 20, 7.5 s for 1000; the offset fit over 48 samples 0.33 s, 0.51 s, 17.7 s (peak memory
-1.0 GB at 1000 rows, fitted CHUNK rows at a time). The offset's Jacobian columns are written down (they are
-constant), the shared-offset refit is one Gauss-Newton step on the last Jacobian: 2x faster than two exact steps
-with the offset as an AD unknown, same validation scores (reactor 0.103/0.096/0.1166, heat train
-0.053/0.110/0.116).
+Cost, the demo reactor's twin, all five members, one CPU core (encoder < 1 ms): the plain fit over 16 samples
+59-94 ms for one row, 0.15-0.23 s for 20, 7.5 s for 1000; the offset fit over 48 samples 0.17 s, 0.54 s, 20 s (peak
+memory 1.0 GB at 1000 rows, fitted CHUNK rows at a time; all rows at once took 6.8 GB, and the tests' larger batches
+were killed at 24 GB). The offset's Jacobian columns are written down (they are constant) and the members' latents are
+eliminated from each step: the first build, with the offset an AD unknown and own offsets refitted to their mean,
+took 0.41 s, 1.2 s and 37 s. Validation h1/h5/h20 (encoder's in brackets): reactor 0.103/0.095/0.116
+(0.123/0.107/0.117), heat train 0.053/0.109/0.115 (0.121/0.141/0.131): both keep it.
 """
 
 from __future__ import annotations

@@ -161,6 +161,9 @@ def test_on_a_plant_drifted_since_training_the_fitted_offset_forecasts_closer_th
 
     # Measured: h5 0.026 against 0.031, h20 0.064 against 0.104; the offset fitted on the lower level +0.42.
     assert (rms(with_offset) < rms(with_bias)).all(), (rms(with_offset), rms(with_bias))
+    # the offset is the plant's: every member has the same one, and the members differ in state only
+    np.testing.assert_array_equal(b, np.broadcast_to(b[:1], b.shape))
+    assert np.ptp(z_b, axis=0).max() > 0
 
 
 def test_settings_stored_before_the_offset_existed_load_as_the_plain_fit_they_were() -> None:
