@@ -96,7 +96,13 @@ def log_dir() -> Path:
 
 
 def stop_on_signals() -> None:
-    """Make SIGTERM and SIGHUP stop the supervisor like Ctrl-C does (KeyboardInterrupt, once)."""
+    """Make SIGTERM and SIGHUP stop the supervisor like Ctrl-C does (KeyboardInterrupt, once), and Ctrl-C stop it.
+
+    SIGINT is handled explicitly: a process inherits an ignored SIGINT from a shell script that started it in the
+    background (`twinops demo &`), and Python then installs no KeyboardInterrupt for it; a SIGINT sent to such a
+    supervisor did nothing, and a test run started that way left a whole demo running.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP):  # a second one must not interrupt the orderly stop
