@@ -36,7 +36,7 @@ import torch
 from bench.calibration import DAYS, LINES, trained
 from bench.closedloop import plant
 from optimizer.estimation import MEMORY_SAMPLES, cv_bias_filter
-from plantsim.history import StepTestPlan, step_schedule
+from plantsim.history import StepTestPlan, run_step_tests
 from twins import DataSplit, Record, Twin, TwinConfig
 from twins.data import TwinDataset
 from twins.estimation import OFFSET_HORIZON, OFFSET_SCALE, MheSettings, estimate_with_offset, forecast_from
@@ -113,20 +113,9 @@ def _line(twin: Twin, split: DataSplit, grid: list[MheSettings], reps: int) -> d
 def _step_tests(case: str, twin: Twin, days: float) -> TwinDataset:
     """Run plantsim's step tests on a closed-loop bench plant for `days`: the record the twin forecasts."""
     sim = plant(case, DRIFT_SEED)
-    line, dt = sim.line, sim.line.sample_period_s
-    n = int(days * 86400 / dt)
-    pending = {
-        mv: list(reversed(moves))
-        for mv, moves in step_schedule(line, n * dt, np.random.default_rng(DRIFT_SEED), StepTestPlan()).items()
-    }
     names = (*twin.cv_names, *twin.mv_names, *twin.dv_names)
-    rows = []
-    for k in range(n):
-        for mv, moves in pending.items():
-            while moves and moves[-1][0] < (k + 1) * dt:
-                sim.write_setpoint(mv, moves.pop()[1])
-        values = sim.step(dt).values
-        rows.append([values[c] for c in names])
+    n, dt = int(days * 86400 / sim.line.sample_period_s), sim.line.sample_period_s
+    rows, _ = run_step_tests(sim, n, names, np.random.default_rng(DRIFT_SEED), StepTestPlan())
     a, nc, nm = np.asarray(rows), len(twin.cv_names), len(twin.mv_names)
     return TwinDataset.from_arrays(
         cv=a[:, :nc],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +13,7 @@ import numpy as np
 
 from plantsim.line import Line
 from plantsim.realism import Realism
-from plantsim.simulator import build_simulator
+from plantsim.simulator import LineSimulator, build_simulator
 from plantsim.spec import write_spec_yaml
 
 ProgressCallback = Callable[[int, int], None]
@@ -80,12 +80,31 @@ def generate_history(
         raise ValueError("start must be timezone-aware (UTC)")
     plan = plan or StepTestPlan()
     sim = build_simulator(line_id, seed=seed, realism=realism)
-    line = sim.line
-    dt = line.sample_period_s
-    n = int(round(days * 86400.0 / dt))
-    schedule = step_schedule(line, n * dt, np.random.default_rng(np.random.SeedSequence([seed, 1])), plan)
+    n = int(round(days * 86400.0 / sim.line.sample_period_s))
+    columns = [t.name for t in sim.line.tags]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    values, move_counts = run_step_tests(sim, n, columns, rng, plan, on_progress)
+    dt = sim.line.sample_period_s
+    start_utc = start.astimezone(UTC)
+    stamps = [start_utc + timedelta(seconds=(k + 1) * dt) for k in range(n)]
+    return History(line=sim.line, timestamps=stamps, columns=columns, values=values, setpoint_moves=move_counts)
+
+
+def run_step_tests(
+    sim: LineSimulator,
+    n: int,
+    columns: Sequence[str],
+    rng: np.random.Generator,
+    plan: StepTestPlan,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Run `sim` for n sample periods through a step-test campaign drawn from rng.
+
+    Returns the columns' samples (n, len(columns)), one row at the end of each period, and the moves per MV.
+    """
+    dt = sim.line.sample_period_s
+    schedule = step_schedule(sim.line, n * dt, rng, plan)
     pending = {mv: list(reversed(moves)) for mv, moves in schedule.items()}  # pop() gives the next move
-    columns = [t.name for t in line.tags]
     values = np.empty((n, len(columns)))
     report_every = max(1, n // 200)
     for k in range(n):
@@ -97,10 +116,7 @@ def generate_history(
         values[k] = [sample.values[c] for c in columns]
         if on_progress is not None and ((k + 1) % report_every == 0 or k + 1 == n):
             on_progress(k + 1, n)
-    start_utc = start.astimezone(UTC)
-    stamps = [start_utc + timedelta(seconds=(k + 1) * dt) for k in range(n)]
-    move_counts = {mv: len(m) for mv, m in schedule.items()}
-    return History(line=line, timestamps=stamps, columns=columns, values=values, setpoint_moves=move_counts)
+    return values, {mv: len(m) for mv, m in schedule.items()}
 
 
 def write_history_csv(history: History, path: Path, *, bad_token: str = "") -> Path:
