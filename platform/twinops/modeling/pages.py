@@ -9,7 +9,7 @@ from twinops.lines.models import Line
 from twinops.lines.selectors import tag_units
 from twinops.modeling import selectors
 from twinops.modeling.forms import ReasonForm, TrainForm
-from twinops.modeling.models import TwinVersion
+from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import version_figures
 
 HORIZON_KEYS = (("h1", "1 step"), ("h5", "5 steps"), ("h20", "20 steps"), ("free_run", "free run"))
@@ -101,6 +101,8 @@ def chart_list(*, preview: dict[str, Any], units: dict[str, str]) -> list[dict[s
 def jobs_context(*, line: Line) -> dict[str, Any]:
     """Return the line's recent training jobs, and whether the page should keep polling them."""
     jobs = selectors.training_jobs(line=line, limit=5)
+    for job in jobs:  # a queued job says what it waits behind (another line's training, on one train worker)
+        job.ahead = selectors.training_jobs_ahead(job=job) if job.status == TrainingJob.Status.QUEUED else []
     return {"line": line, "jobs": jobs, "polling": any(j.active for j in jobs)}
 
 

@@ -6,7 +6,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from twinops.lines.models import Line
 from twinops.modeling.models import TrainingJob, TwinVersion
@@ -96,6 +96,18 @@ def training_jobs(*, line: Line, limit: int = 10) -> list[TrainingJob]:
     """Return a line's most recent training jobs, newest first."""
     return list(
         TrainingJob.objects.filter(line=line).select_related("version").order_by("-requested_at", "-id")[:limit]
+    )
+
+
+def training_jobs_ahead(*, job: TrainingJob) -> list[TrainingJob]:
+    """Return the unfinished training jobs of every line requested before `job`, oldest first.
+
+    The train queue serves them first (its workers take one job at a time, in the order they were sent).
+    """
+    active = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
+    earlier = Q(requested_at__lt=job.requested_at) | Q(requested_at=job.requested_at, id__lt=job.id)
+    return list(
+        TrainingJob.objects.filter(earlier, status__in=active).select_related("line").order_by("requested_at", "id")
     )
 
 

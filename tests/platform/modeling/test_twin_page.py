@@ -157,3 +157,23 @@ def test_the_coverage_table_shows_the_adaptive_band_beside_the_calibrated_one(
     html = client.get("/twins/tanks/?v=2").content.decode()
     table = html[html.index('<table class="coverage">') : html.index("</table>", html.index('class="coverage"'))]
     assert "<strong>" not in table and floatformat(report["coverage"]["h1"]["lower_level_m"], 3) in table
+
+
+def test_a_queued_job_says_which_other_lines_training_it_waits_behind(client, make_user, line) -> None:
+    from twinops.lines.models import Line
+
+    other = Line.objects.create(key="boiler", name="Boiler", sample_period_s=10.0, created_at=line.created_at)
+    first = services.training_job_create(line=other, actor="system:test", enqueue=False)
+    first = services.training_job_claim(job_id=first.pk)
+    services.training_job_progress(job=first, epoch=8, total=30, losses={"loss": 0.5})
+    mine = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    _login(client, make_user)
+    html = client.get("/twins/tanks/").content.decode()
+    row = html[html.index(f"<td>#{mine.pk}</td>") :]
+    row = row[: row.index("</tr>")]
+    assert "waiting for a worker on the train queue" in row
+    assert f'<a href="/twins/boiler/">#{first.pk} Boiler</a> (running, epoch 8 / 30)' in row
+    TrainingJob.objects.filter(pk=first.pk).update(status=TrainingJob.Status.FAILED)  # the worker is free again
+    html = client.get("/twins/tanks/").content.decode()
+    row = html[html.index(f"<td>#{mine.pk}</td>") :]
+    assert "Boiler" not in row[: row.index("</tr>")]  # nothing left ahead of it
