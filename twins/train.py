@@ -21,6 +21,12 @@ from twins.uncertainty import calibrate_intervals, calibration_rows, fit_ood, in
 from twins.windows import LineTensors, line_tensors
 
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
+PhaseCallback = Callable[[str], None]  # told the name of each step after the epochs, as it begins (<= 32 characters)
+CALIBRATING, ESTIMATOR, FAULT_THRESHOLDS = (
+    "calibrating the intervals",
+    "choosing the state estimate",
+    "fitting fault thresholds",
+)
 
 
 def rollout_losses(
@@ -72,19 +78,30 @@ def train_twin(
     on_progress: ProgressCallback | None = None,
     device: str | None = None,
     cpu_threads: int | None = 1,
+    on_phase: PhaseCallback | None = None,
 ) -> Twin:
-    """Train an ensemble twin on the training split, select weights on validation, calibrate, and return it."""
+    """Train an ensemble twin on the training split, select weights on validation, calibrate, and return it.
+
+    on_progress is called after each epoch; on_phase as each step after the epochs begins (together they take about
+    as long as the epochs on the demo lines, most of it choosing the state estimate).
+    """
     # The batched matmuls are small: one thread is about as fast as two and avoids OpenMP stalls on a busy host.
     previous = torch.get_num_threads()
     if cpu_threads is not None:
         torch.set_num_threads(cpu_threads)
     try:
-        return _train(split, config or TwinConfig(), on_progress, device)
+        return _train(split, config or TwinConfig(), on_progress, device, on_phase or (lambda _: None))
     finally:
         torch.set_num_threads(previous)
 
 
-def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback | None, device: str | None) -> Twin:
+def _train(
+    split: DataSplit,
+    config: TwinConfig,
+    on_progress: ProgressCallback | None,
+    device: str | None,
+    on_phase: PhaseCallback,
+) -> Twin:
     starts = check_trainable(split, config)
     clock = time.perf_counter()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,6 +170,7 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
     net = net.float().eval()
 
     # The statistics of the trained net, all fitted before the twin is built.
+    on_phase(CALIBRATING)
     calibration = calibrate_intervals(net_forecast(net), config, split, lt)
     ood, z_mean, z_std = fit_ood(net, split, lt)
     seconds = time.perf_counter() - clock
@@ -171,7 +189,9 @@ def _train(split: DataSplit, config: TwinConfig, on_progress: ProgressCallback |
         input_range=input_range(split),
         info=TrainingInfo(seconds, dev, data.sha256(0, split.train_stop), split.train_stop, history),
     )
+    on_phase(ESTIMATOR)
     _choose_estimator(twin, split, lt)
+    on_phase(FAULT_THRESHOLDS)
     twin.innovation = fit_innovation_limits(twin, split, lt)  # needs the calibrated twin: fitted last
     return twin
 

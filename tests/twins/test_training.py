@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from twins import TrainingOutcome, TwinConfig, split_by_time, train_twin
+from twins import TrainingOutcome, TwinConfig, split_by_time, train_and_evaluate, train_twin
 
 
 def test_training_lowers_the_loss_and_the_twin_beats_persistence(trained: TrainingOutcome) -> None:
@@ -33,6 +33,25 @@ def test_progress_is_reported_once_per_epoch_with_losses(tanks, quick: TwinConfi
     train_twin(split_by_time(tanks(1500, 1)), quick, on_progress=lambda e, n, losses: seen.append((e, n, losses)))
     assert [(e, n) for e, n, _ in seen] == [(1, 2), (2, 2)]
     assert {"loss", "cv", "latent", "var", "cov", "val_cv"} <= set(seen[-1][2])
+
+
+def test_each_step_after_the_epochs_is_announced_as_it_begins(tanks, quick: TwinConfig) -> None:
+    seen: list[str] = []
+    train_and_evaluate(
+        split_by_time(tanks(1500, 1)),
+        quick,
+        on_progress=lambda e, n, losses: seen.append(f"epoch {e}"),
+        on_phase=seen.append,
+    )
+    assert seen == [
+        "epoch 1",
+        "epoch 2",
+        "calibrating the intervals",
+        "choosing the state estimate",
+        "fitting fault thresholds",
+        "evaluating against the baselines",
+    ]
+    assert max(len(step) for step in seen) <= 32  # the training job's phase column
 
 
 def test_training_on_cpu_is_deterministic_for_a_seed(tanks, quick: TwinConfig) -> None:

@@ -34,7 +34,7 @@ class TrainingJob(models.Model):
     epoch = models.PositiveIntegerField(default=0)
     total_epochs = models.PositiveIntegerField(default=0)
     last_losses = models.JSONField(default=dict, blank=True)  # the latest epoch's losses (loss, cv, latent, …)
-    phase = models.CharField(max_length=32, blank=True)  # loading, training, evaluating, registering
+    phase = models.CharField(max_length=32, blank=True)  # loading, training, the steps after it, registering
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

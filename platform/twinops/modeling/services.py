@@ -205,11 +205,21 @@ def training_job_run(
             if on_progress is not None:
                 on_progress(job)
 
-        _owned_update(job, phase="training")
+        def phase(name: str) -> None:  # the steps after the epochs take minutes too: say which one runs
+            _owned_update(job, phase=name, heartbeat_at=timezone.now())
+            job.phase = name
+            if on_progress is not None:
+                on_progress(job)
+
+        phase("training")
         outcome = train_and_evaluate(
-            record.dataset, twin_config(job.config_overrides), on_progress=progress, device=device
+            record.dataset,
+            twin_config(job.config_overrides),
+            on_progress=progress,
+            device=device,
+            on_phase=phase,
         )
-        _owned_update(job, phase="registering")
+        phase("registering")
         twin_version_register(job=job, record=record, outcome=outcome)
     except InsufficientDataError as exc:
         _finish(job, Status.REFUSED, refusal_message(exc))

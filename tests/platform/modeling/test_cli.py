@@ -75,6 +75,7 @@ def test_twin_train_wait_trains_here_on_the_chosen_window_with_progress_on_stder
     )
     assert "registered tanks twin v1" in out.getvalue()
     assert "epoch 2/2" in err.getvalue() and "] epoch" in err.getvalue()
+    assert "epoch 2/2 " in err.getvalue() and "· choosing the state estimate…" in err.getvalue()  # after the epochs
     version = TwinVersion.objects.get(line=line)
     assert (version.data_start, version.data_rows) == (start, 1300)  # [start, end): the window asked for
     assert version.job.requested_by_label == "system:cli"

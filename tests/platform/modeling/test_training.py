@@ -19,12 +19,23 @@ def _train(line, tiny) -> TrainingJob:
 
 def test_training_registers_one_version_with_its_report_and_checkpoint(line, ingest, tanks, tiny) -> None:
     data = ingest(line, tanks(1200))
-    seen: list[int] = []
+    seen: list[tuple[int, str]] = []
     job = services.training_job_create(line=line, actor="system:test", config_overrides=tiny, enqueue=False)
-    services.training_job_run(job_id=job.pk, on_progress=lambda j: seen.append(j.epoch))
+    services.training_job_run(job_id=job.pk, on_progress=lambda j: seen.append((j.epoch, j.phase)))
     job.refresh_from_db()
     assert (job.status, job.attempts, job.epoch, job.total_epochs) == ("done", 1, 2, 2)
-    assert seen == [1, 2] and {"loss", "cv", "val_cv"} <= set(job.last_losses)
+    assert {"loss", "cv", "val_cv"} <= set(job.last_losses)
+    # Each epoch, then each step after them: minutes on a real line, so the page says which one runs.
+    assert seen == [
+        (0, "training"),
+        (1, "training"),
+        (2, "training"),
+        (2, "calibrating the intervals"),
+        (2, "choosing the state estimate"),
+        (2, "fitting fault thresholds"),
+        (2, "evaluating against the baselines"),
+        (2, "registering"),
+    ]
     version = TwinVersion.objects.get(line=line)
     assert (version.version, version.job, version.status) == (1, job, "candidate")
     assert set(version.report["twin"]["nrmse"]) == {"h1", "h5", "h20", "free_run"}

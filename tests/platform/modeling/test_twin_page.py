@@ -78,6 +78,18 @@ def test_training_progress_is_polled_while_a_job_runs(client, make_user, line) -
     assert '<progress max="100" value="30"' in html and "epoch 3 / 10" in html and "loss 0.2500" in html
 
 
+def test_after_the_epochs_the_page_says_which_step_runs_instead_of_a_full_bar(client, make_user, line) -> None:
+    job = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    job = services.training_job_claim(job_id=job.pk)
+    services.training_job_progress(job=job, epoch=10, total=10, losses={"loss": 0.25})
+    TrainingJob.objects.filter(pk=job.pk).update(phase="choosing the state estimate")
+    _login(client, make_user)
+    html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    assert '<progress aria-label="choosing the state estimate"></progress>' in html  # indeterminate: not "100 %"
+    assert 'value="100"' not in html
+    assert "epoch 10 / 10" in html and "· choosing the state estimate…" in html
+
+
 def test_the_train_button_queues_one_job_after_commit_and_refuses_a_second(
     client, make_user, line, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:

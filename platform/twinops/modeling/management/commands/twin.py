@@ -18,6 +18,7 @@ from twinops.modeling import selectors, services
 from twinops.modeling.models import TrainingJob, TwinVersion
 
 BAR_WIDTH = 30
+PROGRESS_WIDTH = 120  # characters of the progress line (the longest: losses and the step after training)
 
 
 def _when(raw: str | None) -> datetime | None:
@@ -33,7 +34,9 @@ def progress_line(job: TrainingJob) -> str:
     """Render a one-line progress bar for a job: epoch, bar, latest losses."""
     done = int(BAR_WIDTH * job.epoch / job.total_epochs) if job.total_epochs else 0
     losses = " ".join(f"{k} {v:.4f}" for k, v in job.last_losses.items() if k in {"loss", "cv", "val_cv"})
-    return f"\r[{'#' * done}{'.' * (BAR_WIDTH - done)}] epoch {job.epoch}/{job.total_epochs or '?'} {losses}"
+    step = f" · {job.phase}…" if job.phase and job.phase != "training" else ""
+    line = f"[{'#' * done}{'.' * (BAR_WIDTH - done)}] epoch {job.epoch}/{job.total_epochs or '?'} {losses}{step}"
+    return f"\r{line:<{PROGRESS_WIDTH}}"  # padded: a shorter line overwrites all of the longer one before it
 
 
 class Command(BaseCommand):
