@@ -19,6 +19,8 @@ class TrainingJob(models.Model):
         FAILED = "failed", "failed"
         REFUSED = "refused", "refused (not enough usable data)"
 
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)  # a worker has it or will take it; one per line at a time
+
     line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="training_jobs")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     requested_by_label = models.CharField(max_length=150)  # username or "system:cli", kept if the user goes
@@ -49,7 +51,7 @@ class TrainingJob(models.Model):
 
     @property
     def active(self) -> bool:
-        return self.status in {self.Status.QUEUED, self.Status.RUNNING}
+        return self.status in self.UNFINISHED
 
     @property
     def percent(self) -> int:

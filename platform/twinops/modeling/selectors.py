@@ -104,14 +104,14 @@ def training_jobs_ahead(*, job: TrainingJob) -> list[TrainingJob]:
 
     The train queue serves them first (its workers take one job at a time, in the order they were sent).
     """
-    active = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
     earlier = Q(requested_at__lt=job.requested_at) | Q(requested_at=job.requested_at, id__lt=job.id)
     return list(
-        TrainingJob.objects.filter(earlier, status__in=active).select_related("line").order_by("requested_at", "id")
+        TrainingJob.objects.filter(earlier, status__in=TrainingJob.UNFINISHED)
+        .select_related("line")
+        .order_by("requested_at", "id")
     )
 
 
 def training_jobs_active(*, line: Line) -> list[TrainingJob]:
     """Return a line's queued and running training jobs, oldest first."""
-    active = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
-    return list(TrainingJob.objects.filter(line=line, status__in=active).order_by("requested_at", "id"))
+    return list(TrainingJob.objects.filter(line=line, status__in=TrainingJob.UNFINISHED).order_by("requested_at", "id"))

@@ -77,7 +77,7 @@ def training_job_create(
     who = Actor.of(actor)
     with transaction.atomic():
         line_lock(line_id=line.pk)  # one active job per line, even on a double click
-        busy = TrainingJob.objects.filter(line=line, status__in=(Status.QUEUED, Status.RUNNING)).first()
+        busy = TrainingJob.objects.filter(line=line, status__in=TrainingJob.UNFINISHED).first()
         if busy is not None:
             raise ValueError(f"training job {busy.pk} of {line.key} is already {busy.status}; wait for it to finish")
         job = TrainingJob.objects.create(

@@ -98,6 +98,8 @@ class HistoryImportJob(models.Model):
         DONE = "done", "done"
         FAILED = "failed", "failed"
 
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)  # the ingest worker has it or will take it
+
     line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="history_import_jobs")
     path = models.CharField(max_length=1000)  # the uploaded file on the server
     filename = models.CharField(max_length=300)  # as uploaded, for reports

@@ -471,9 +471,8 @@ def import_job_get(*, job_id: int) -> HistoryImportJob:
 
 def import_jobs_ahead(*, job: HistoryImportJob) -> int:
     """Return how many unfinished imports the ingest worker takes before this one (queued or running, older)."""
-    unfinished = (HistoryImportJob.Status.QUEUED, HistoryImportJob.Status.RUNNING)
     older = models.Q(created_at__lt=job.created_at) | models.Q(created_at=job.created_at, pk__lt=job.pk)
-    return HistoryImportJob.objects.filter(older, status__in=unfinished).count()
+    return HistoryImportJob.objects.filter(older, status__in=HistoryImportJob.UNFINISHED).count()
 
 
 def import_job_rejections(*, job: HistoryImportJob) -> list[Rejection]:
@@ -484,5 +483,4 @@ def import_job_rejections(*, job: HistoryImportJob) -> list[Rejection]:
 
 def import_job_paths_unfinished() -> set[str]:
     """Return the files of import jobs still queued or running: the worker will read them."""
-    unfinished = (HistoryImportJob.Status.QUEUED, HistoryImportJob.Status.RUNNING)
-    return set(HistoryImportJob.objects.filter(status__in=unfinished).values_list("path", flat=True))
+    return set(HistoryImportJob.objects.filter(status__in=HistoryImportJob.UNFINISHED).values_list("path", flat=True))
