@@ -86,7 +86,7 @@ from plantsim.history import generate_history
 from plantsim.realism import FaultRates, Realism
 from plantsim.simulator import LineSimulator, build_simulator, make_line
 from plantsim.spec import line_spec
-from twins import Twin, TwinConfig, TwinDataset, export_arrays, split_by_time, train_twin
+from twins import DataSplit, Twin, TwinConfig, TwinDataset, export_arrays, split_by_time, train_twin
 from twins.adaptive import band_scale, history_rows
 
 CASES = ("vdv-reactor", "heat-train", "vdv-reactor-mismatch")
@@ -159,26 +159,40 @@ def reference(sim: LineSimulator, scales: dict[str, np.ndarray]) -> tuple[Casadi
     )
 
 
-def train(line_id: str, seed: int, scenario: Scenario, config: TwinConfig) -> tuple[Twin, dict[str, Any]]:
-    """Simulate the demo's kind of step-test history for this seed and train a twin on it, on CPU."""
+def train(
+    line_id: str, seed: int, scenario: Scenario, config: TwinConfig, loop_records: Sequence[np.ndarray] = ()
+) -> tuple[Twin, dict[str, Any]]:
+    """Simulate the demo's kind of step-test history for this seed and train a twin on it, on CPU.
+
+    `loop_records` (bench learning): closed-loop records (T, n_tags: CVs, MVs, DVs in the line's order, as
+    closed_loop's `record` keeps them) that join the training block, each followed by a row with nothing measured;
+    validation and test stay the history's last 30 %, so twins retrained on more records are checked on the same rows.
+    """
     clock = time.perf_counter()
     history = generate_history(line_id, days=scenario.history_days, start=START, seed=HISTORY_SEED_OFFSET + seed)
     line, cols = history.line, {c: i for i, c in enumerate(history.columns)}
-
-    def part(role: Any) -> np.ndarray:
-        return history.values[:, [cols[n] for n in line.names(role)]]
-
-    data = TwinDataset.from_arrays(
-        cv=part("CV"),
-        mv=part("MV"),
-        dv=part("DV"),
-        cv_names=line.names("CV"),
-        mv_names=line.names("MV"),
-        dv_names=line.names("DV"),
-        sample_period_s=line.sample_period_s,
-    )
-    twin = train_twin(split_by_time(data), dataclasses.replace(config, seed=seed), device="cpu", cpu_threads=1)
+    names = (*line.names("CV"), *line.names("MV"), *line.names("DV"))
+    values = history.values[:, [cols[n] for n in names]]
+    split = with_records(split_by_time(_dataset(values, line)), values, loop_records, line)
+    twin = train_twin(split, dataclasses.replace(config, seed=seed), device="cpu", cpu_threads=1)
     return twin, {"train_s": time.perf_counter() - clock, "setpoint_moves": history.setpoint_moves}
+
+
+def with_records(split: DataSplit, values: np.ndarray, records: Sequence[np.ndarray], line: Any) -> DataSplit:
+    """Return `split` (of `values`, T x n_tags) with each record added to its training block, then a gap row.
+
+    The gap row holds the record's last inputs with no CV measured: the record and what follows are not one run.
+    """
+    if not records:
+        return split
+    n_cv, extra = len(line.names("CV")), []
+    for record in records:
+        gap = np.array(record[-1:], dtype=float)
+        gap[:, :n_cv] = np.nan
+        extra += [np.asarray(record, dtype=float), gap]
+    added = np.concatenate(extra)
+    values = np.concatenate([values[: split.train_stop], added, values[split.train_stop :]])
+    return DataSplit(_dataset(values, line), split.train_stop + len(added), split.val_stop + len(added))
 
 
 # ---------------------------------------------------------------- the loop
@@ -192,8 +206,13 @@ def closed_loop(
     twin: Twin | None = None,
     state: Callable[[], np.ndarray] | None = None,
     tuning: Tuning = TUNING,
+    record: list[list[float]] | None = None,
 ) -> dict[str, Any]:
-    """Run one controller on sim: economics, limit excursions, proposals, coverage and solve times."""
+    """Run one controller on sim: economics, limit excursions, proposals, coverage and solve times.
+
+    `record`: a list that receives every measured row (CVs, MV setpoints, DVs), warm-up included: what the plant's
+    historian would hold of this run.
+    """
     line, dt = sim.line, sim.line.sample_period_s
     cvs, mvs, dvs = line.names("CV"), line.names("MV"), line.names("DV")
     tags = {t.name: t for t in line.tags}
@@ -260,6 +279,8 @@ def closed_loop(
         "steps": steps,
         "final_setpoints": sim.setpoints,
     }
+    if record is not None:
+        record.extend(rows)
     if controller is not None:
         out |= {
             "no_proposal": no_proposal,
@@ -313,7 +334,7 @@ def _cover(
 
 
 def _dataset(recent: np.ndarray, line: Any) -> TwinDataset:
-    """Return recent rows (T, n_tags: CVs, MVs, DVs in the line's order) as the twin's dataset."""
+    """Return rows (T, n_tags: CVs, MVs, DVs in the line's order) as the twin's dataset."""
     cvs, mvs, dvs = line.names("CV"), line.names("MV"), line.names("DV")
     n_cv, n_mv = len(cvs), len(mvs)
     return TwinDataset.from_arrays(
@@ -372,28 +393,8 @@ def line_seed(line_id: str, seed: int, quick: bool, tuning: Tuning = TUNING) -> 
     spec = MpcSpec.from_line_spec(line_spec(make_line(line_id)))
     for case in cases:
         horizon = min(30, twin.config.horizon)
-        limits = {
-            "cv_std": arrays["norm/cv_std"],
-            "mv_std": arrays["norm/mv_std"],
-            "mv_min": np.array([m.limits.low for m in spec.mvs]),
-            "mv_max": np.array([m.limits.high for m in spec.mvs]),
-        }
-        trained_range = {**limits, "mv_min": arrays["train/mv_min"], "mv_max": arrays["train/mv_max"]}
-        hold = closed_loop(plant(case, seed), scenario)
-        runs = {}
-        for name, scales in (("model", limits), ("model_within_training_range", trained_range)):
-            sim = plant(case, seed)
-            model, state = reference(sim, scales)
-            # Far moves from a cold start need more linearisations than the twin's budget.
-            controller = MpcController(model, spec, MpcSettings(horizon=horizon, sqp_iterations=60))
-            runs[name] = closed_loop(sim, scenario, controller, state=state)
-        settings = MpcSettings(
-            horizon=horizon,
-            max_plan_ood=PLAN_OOD,
-            sqp_iterations=tuning.sqp_iterations,
-            cv_backoff=tuning.cv_backoff,
-        )
-        controller = MpcController.from_export(meta, arrays, spec, settings)
+        hold, runs = references(case, seed, scenario, spec, horizon, arrays)
+        controller = MpcController.from_export(meta, arrays, spec, twin_settings(horizon, tuning))
         learned = closed_loop(plant(case, seed), scenario, controller, twin=twin, tuning=tuning)
         gain = {name: run["economic_eur"] - hold["economic_eur"] for name, run in (*runs.items(), ("twin", learned))}
         out[case] = {
@@ -412,6 +413,41 @@ def line_seed(line_id: str, seed: int, quick: bool, tuning: Tuning = TUNING) -> 
             "coverage_nominal": twin.config.interval,
         }
     return out
+
+
+def references(
+    case: str, seed: int, scenario: Scenario, spec: MpcSpec, horizon: int, arrays: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Run the references on this case's plant: holding the nominal setpoints, and MPC on the plant's own equations
+    within the line's MV limits (`model`) and within the MV range the twin (its export `arrays`) was trained on."""
+    limits = {
+        "cv_std": arrays["norm/cv_std"],
+        "mv_std": arrays["norm/mv_std"],
+        "mv_min": np.array([m.limits.low for m in spec.mvs]),
+        "mv_max": np.array([m.limits.high for m in spec.mvs]),
+    }
+    trained_range = {**limits, "mv_min": arrays["train/mv_min"], "mv_max": arrays["train/mv_max"]}
+    hold = closed_loop(plant(case, seed), scenario)
+    runs = {}
+    for name, scales in (("model", limits), ("model_within_training_range", trained_range)):
+        sim = plant(case, seed)
+        model, state = reference(sim, scales)
+        # Far moves from a cold start need more linearisations than the twin's budget.
+        controller = MpcController(model, spec, MpcSettings(horizon=horizon, sqp_iterations=60))
+        runs[name] = closed_loop(sim, scenario, controller, state=state)
+    return hold, runs
+
+
+def twin_settings(horizon: int, tuning: Tuning = TUNING, trust_margin: float = 0.0) -> MpcSettings:
+    """Return the twin MPC's settings: the platform's plan OOD limit, the tuning, MVs within the trained range
+    widened by `trust_margin` of its width (0: the platform's default)."""
+    return MpcSettings(
+        horizon=horizon,
+        max_plan_ood=PLAN_OOD,
+        sqp_iterations=tuning.sqp_iterations,
+        cv_backoff=tuning.cv_backoff,
+        trust_region_margin=trust_margin,
+    )
 
 
 def summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
