@@ -182,6 +182,7 @@ CELERY_TASK_ROUTES = {
     "telemetry.resend_queued_imports": {"queue": "default"},
     "modeling.train_twin": {"queue": "train"},  # the only queue that wants a GPU
     "modeling.requeue_stale_jobs": {"queue": "default"},
+    "modeling.retrain_due": {"queue": "default"},
     "recommendations.recommend_all": {"queue": "optimize"},  # optimize workers hold the cached controllers
     "recommendations.recommend_line": {"queue": "optimize"},
     "recommendations.resend_dead_slots": {"queue": "default"},
@@ -194,6 +195,7 @@ CELERY_TIMEZONE = "UTC"
 TWINOPS_RECOMMEND_EVERY_S = env_positive("TWINOPS_RECOMMEND_EVERY_S", 300.0)
 CELERY_BEAT_SCHEDULE = {  # schedules in seconds; the routes above choose the queue
     "modeling.requeue_stale_jobs": {"task": "modeling.requeue_stale_jobs", "schedule": 60.0},  # dead or lost jobs
+    "modeling.retrain_due": {"task": "modeling.retrain_due", "schedule": 600.0},  # TWINOPS_RETRAIN_EVERY_H
     "telemetry.resend_queued_imports": {  # imports whose message was lost
         "task": "telemetry.resend_queued_imports",
         "schedule": 60.0,

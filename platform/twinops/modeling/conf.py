@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twinops.config.env import setting_positive, setting_positive_int
+from twinops.config.env import parse_int, setting_positive, setting_positive_int, setting_raw
 
 
 def stale_after_s() -> float:
@@ -23,3 +23,9 @@ def max_attempts() -> int:
 def resend_queued_after_s() -> float:
     """Return how long a job may stay queued before its message is presumed lost and sent again, seconds."""
     return setting_positive("TWINOPS_RESEND_QUEUED_AFTER_S", 600.0)
+
+
+def retrain_every_h() -> int:
+    """Return the retrain period in hours: a line whose promoted twin is this old and that has collected this much new
+    data since gets a training job (new versions wait for promotion); 0 turns scheduled retraining off."""
+    return parse_int("TWINOPS_RETRAIN_EVERY_H", setting_raw("TWINOPS_RETRAIN_EVERY_H", 24), minimum=0)

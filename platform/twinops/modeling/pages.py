@@ -7,7 +7,7 @@ from typing import Any
 
 from twinops.lines.models import Line
 from twinops.lines.selectors import tag_units
-from twinops.modeling import selectors
+from twinops.modeling import conf, selectors
 from twinops.modeling.forms import ReasonForm, TrainForm
 from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import version_figures
@@ -103,7 +103,12 @@ def jobs_context(*, line: Line) -> dict[str, Any]:
     jobs = selectors.training_jobs(line=line, limit=5)
     for job in jobs:  # a queued job says what it waits behind (another line's training, on one train worker)
         job.ahead = selectors.training_jobs_ahead(job=job) if job.status == TrainingJob.Status.QUEUED else []
-    return {"line": line, "jobs": jobs, "polling": any(j.active for j in jobs)}
+    return {
+        "line": line,
+        "jobs": jobs,
+        "polling": any(j.active for j in jobs),
+        "retrain_every_h": conf.retrain_every_h(),
+    }
 
 
 def twin_context(*, line: Line, shown: TwinVersion | None, can_train: bool) -> dict[str, Any]:

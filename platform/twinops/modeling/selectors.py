@@ -30,6 +30,12 @@ def twin_promoted(*, line: Line) -> TwinVersion | None:
     return TwinVersion.objects.filter(line=line, status=TwinVersion.Status.PROMOTED).first()
 
 
+def twins_promoted() -> QuerySet[TwinVersion]:
+    """Return every line's promoted twin version with its line and job, checkpoints left out."""
+    promoted = TwinVersion.objects.filter(status=TwinVersion.Status.PROMOTED)
+    return promoted.defer(*HEAVY_FIELDS).select_related("line", "job").order_by("line_id")
+
+
 def twin_latest(*, line: Line) -> TwinVersion | None:
     """Return the newest twin version of a line, promoted or not, or None."""
     return TwinVersion.objects.filter(line=line).order_by("-version").first()

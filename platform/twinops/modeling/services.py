@@ -26,7 +26,8 @@ from twinops.modeling import conf, tasks
 from twinops.modeling.datasets import LineRecord, line_record_load
 from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import forecast_preview
-from twinops.modeling.selectors import checkpoint_bytes, twin_load
+from twinops.modeling.selectors import checkpoint_bytes, twin_latest, twin_load, twins_promoted
+from twinops.telemetry.selectors import data_end
 from twins import CheckpointError, InsufficientDataError, TrainingOutcome, TwinConfig, train_and_evaluate
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def training_job_create(
     end: datetime | None = None,
     config_overrides: dict[str, Any] | None = None,
     enqueue: bool = True,
+    reason: str = "",
 ) -> TrainingJob:
     """Queue a training job for a line; the train queue's worker picks it up once this transaction commits."""
     twin_config(config_overrides)  # refuse a bad config now, not in the worker
@@ -94,6 +96,7 @@ def training_job_create(
             actor=who,
             action="twin.training_requested",
             obj=job,
+            reason=reason,
             after={"line": line.key, "start": start, "end": end, "config_overrides": job.config_overrides},
         )
         if enqueue:
@@ -234,6 +237,52 @@ def training_job_run(
         beat.join()
     job.refresh_from_db()
     return job
+
+
+RETRAIN_ACTOR = "system:retrain"  # who asks for scheduled retrains, on the jobs list and in the audit log
+
+
+def training_jobs_schedule(*, now: datetime | None = None) -> list[TrainingJob]:
+    """Queue a retrain of every line in production that is due, and return the jobs queued.
+
+    A line is due when it has a promoted twin, no job queued or running, none requested in the last
+    TWINOPS_RETRAIN_EVERY_H hours, and at least that many hours of new data since its newest version's window
+    ends. The job repeats the promoted version's recipe (window start, config) on the data up to now; the version
+    it registers is a candidate like any other: the data team promotes it, or not, on its verdict.
+    """
+    every_h = conf.retrain_every_h()
+    if not every_h:
+        return []
+    now = now or timezone.now()
+    every = timedelta(hours=every_h)
+    queued = []
+    for promoted in twins_promoted():
+        line = promoted.line
+        latest = twin_latest(line=line)
+        newest = data_end(line=line)
+        seen = latest.data_end if latest is not None else promoted.data_end
+        if newest is None or newest - seen < every:
+            continue
+        with transaction.atomic():
+            line_lock(line_id=line.pk)  # a second beat delivery waits here, then finds the job just queued
+            jobs = TrainingJob.objects.filter(line=line)
+            if jobs.filter(Q(status__in=TrainingJob.UNFINISHED) | Q(requested_at__gt=now - every)).exists():
+                continue
+            recipe = promoted.job
+            queued.append(
+                training_job_create(
+                    line=line,
+                    actor=RETRAIN_ACTOR,
+                    start=recipe.window_start if recipe else None,
+                    config_overrides=recipe.config_overrides if recipe else None,
+                    reason=(
+                        f"scheduled retrain: {(newest - seen) / timedelta(hours=1):.0f} h of new data since "
+                        f"v{latest.version if latest else promoted.version}'s window "
+                        f"(every {every_h} h, TWINOPS_RETRAIN_EVERY_H); the version it registers waits for promotion"
+                    ),
+                )
+            )
+    return queued
 
 
 def training_jobs_requeue_stale() -> list[int]:

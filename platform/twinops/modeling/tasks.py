@@ -26,3 +26,11 @@ def requeue_stale_jobs() -> list[int]:
     from twinops.modeling import services  # in the body: the services import this module (see above)
 
     return services.training_jobs_requeue_stale()
+
+
+@shared_task(name="modeling.retrain_due")
+def retrain_due() -> list[int]:
+    """Queue a retrain of every line whose promoted twin has a period's worth of new data (TWINOPS_RETRAIN_EVERY_H)."""
+    from twinops.modeling import services  # in the body: the services import this module (see above)
+
+    return [job.pk for job in services.training_jobs_schedule()]

@@ -154,6 +154,11 @@ def training_window(
     )
 
 
+def data_end(*, line: Line) -> datetime | None:
+    """Return the time of the line's newest sample on any active tag, or None when it has none."""
+    return _data_span([t.id for t in _tags(line, None)])[1]
+
+
 def _tags(line: Line, names: Sequence[str] | None) -> list[Tag]:
     if names is None:
         order = {"CV": 0, "MV": 1, "DV": 2}

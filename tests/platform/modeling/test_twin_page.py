@@ -189,3 +189,13 @@ def test_a_queued_job_says_which_other_lines_training_it_waits_behind(client, ma
     html = client.get("/twins/tanks/").content.decode()
     row = html[html.index(f"<td>#{mine.pk}</td>") :]
     assert "Boiler" not in row[: row.index("</tr>")]  # nothing left ahead of it
+
+
+def test_the_jobs_list_says_when_the_line_is_retrained_on_its_own(client, make_user, line, settings) -> None:
+    _login(client, make_user)
+    settings.TWINOPS_RETRAIN_EVERY_H = 12
+    html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    assert "retrained every 12 h when that much new data has arrived" in html
+    settings.TWINOPS_RETRAIN_EVERY_H = 0
+    html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Scheduled retraining is off" in html and "retrained every" not in html
