@@ -114,10 +114,17 @@ def jobs_context(*, line: Line) -> dict[str, Any]:
 def twin_context(*, line: Line, shown: TwinVersion | None, can_train: bool) -> dict[str, Any]:
     """Return the twin page: versions, jobs, and one version's evaluation and charts (default the one shown)."""
     shown = shown or selectors.twin_shown(line=line)
+    versions = list(selectors.twin_versions(line=line))
+    promoted = next((v for v in versions if v.status == TwinVersion.Status.PROMOTED), None)
+    newest = versions[0] if versions else None
     context = {
         **jobs_context(line=line),
-        "versions": list(selectors.twin_versions(line=line)),
-        "promoted": selectors.twin_promoted(line=line),
+        "versions": versions,
+        "promoted": promoted,
+        # a version trained after the promoted one (a scheduled retrain, or the data team's) and not yet decided on
+        "newer": newest
+        if promoted and newest.version > promoted.version and newest.status == TwinVersion.Status.CANDIDATE
+        else None,
         "shown": shown,
         "can_train": can_train,
         "reason_form": ReasonForm(),

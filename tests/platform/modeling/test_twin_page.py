@@ -199,3 +199,17 @@ def test_the_jobs_list_says_when_the_line_is_retrained_on_its_own(client, make_u
     settings.TWINOPS_RETRAIN_EVERY_H = 0
     html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
     assert "Scheduled retraining is off" in html and "retrained every" not in html
+
+
+def test_a_newer_version_than_the_promoted_one_is_announced_with_its_verdict(client, make_user, line, register) -> None:
+    first = register(line, promotable=True)
+    services.twin_promote(version=first, actor="system:test", reason="beats linear")
+    _login(client, make_user, "engineer")
+    assert "newer than the promoted" not in client.get("/twins/tanks/").content.decode()
+    register(line, promotable=True)
+    html = client.get("/twins/tanks/").content.decode()
+    assert "is newer than the promoted v1" in html and "passes every promotion check" in html
+    assert "until a data-team or admin user promotes it" in html  # an engineer cannot: who can is named
+    register(line, promotable=False)
+    html = client.get("/twins/tanks/").content.decode()
+    assert "v3</a>, trained by" in html and "does not pass the promotion checks" in html
