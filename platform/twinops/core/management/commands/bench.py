@@ -1,8 +1,9 @@
-"""`twinops bench NAME [--json] [--quick]`: run a benchmark from bench/ and print its figures."""
+"""`twinops bench NAME [--json] [--quick] [--seeds 31,32]`: run a benchmark from bench/ and print its figures."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pkgutil
 from typing import Any
@@ -24,13 +25,27 @@ class Command(BaseCommand):
         parser.add_argument("name", help="benchmark name: " + ", ".join(available()))
         parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
         parser.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
+        parser.add_argument(
+            "--seeds",
+            help="comma-separated reported seeds, for the benches that run over seeds (e.g. closedloop, learning): "
+            "only these, to split a run of hours across machines or days",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         name = opts["name"]
         if name not in available():
             raise CommandError(f"no benchmark {name!r}; available: {', '.join(available())}")
         module = importlib.import_module(f"bench.{name}")
-        result = module.run(quick=opts["quick"])
+        if opts["seeds"] is None:
+            result = module.run(quick=opts["quick"])
+        else:
+            if "seeds" not in inspect.signature(module.run).parameters:
+                raise CommandError(f"bench {name} does not run over seeds: leave out --seeds")
+            try:
+                seeds = tuple(int(s) for s in opts["seeds"].split(","))
+                result = module.run(quick=opts["quick"], seeds=seeds)
+            except ValueError as exc:  # a seed that is not a number, or a tuning seed the bench refuses to report
+                raise CommandError(f"--seeds {opts['seeds']}: {exc}") from None
         if opts["json"]:
             self.stdout.write(json.dumps(result, sort_keys=True))
             return
