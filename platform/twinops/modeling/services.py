@@ -26,7 +26,7 @@ from twinops.modeling import conf, tasks
 from twinops.modeling.datasets import LineRecord, line_record_load
 from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import forecast_preview
-from twinops.modeling.selectors import checkpoint_bytes, twin_latest, twin_load, twins_promoted
+from twinops.modeling.selectors import checkpoint_bytes, twin_load, twin_versions, twins_promoted
 from twinops.telemetry.selectors import data_end
 from twins import CheckpointError, InsufficientDataError, TrainingOutcome, TwinConfig, train_and_evaluate
 
@@ -258,7 +258,7 @@ def training_jobs_schedule(*, now: datetime | None = None) -> list[TrainingJob]:
     queued = []
     for promoted in twins_promoted():
         line = promoted.line
-        latest = twin_latest(line=line)
+        latest = twin_versions(line=line).first()  # without its checkpoint: this runs every 10 minutes
         newest = data_end(line=line)
         seen = latest.data_end if latest is not None else promoted.data_end
         if newest is None or newest - seen < every:
