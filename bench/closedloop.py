@@ -406,20 +406,32 @@ def line_seed(line_id: str, seed: int, quick: bool, tuning: Tuning = TUNING) -> 
             **runs,
             "twin": learned,
             "twin_train": trained | {"last_val_cv": twin.info.history[-1].get("val_cv")},
-            "mv_range": {
-                n: [float(lo), float(hi)]
-                for n, lo, hi in zip(meta["mv"], arrays["train/mv_min"], arrays["train/mv_max"], strict=True)
-            },
+            "mv_range": mv_range(meta, arrays),
             "coverage_nominal": twin.config.interval,
         }
     return out
 
 
+def mv_range(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Return each MV's [low, high] over the data a twin (its export `meta`, `arrays`) was trained on."""
+    return {
+        n: [float(lo), float(hi)]
+        for n, lo, hi in zip(meta["mv"], arrays["train/mv_min"], arrays["train/mv_max"], strict=True)
+    }
+
+
 def references(
-    case: str, seed: int, scenario: Scenario, spec: MpcSpec, horizon: int, arrays: dict[str, np.ndarray]
+    case: str,
+    seed: int,
+    scenario: Scenario,
+    spec: MpcSpec,
+    horizon: int,
+    arrays: dict[str, np.ndarray],
+    within_training_range: bool = True,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Run the references on this case's plant: holding the nominal setpoints, and MPC on the plant's own equations
-    within the line's MV limits (`model`) and within the MV range the twin (its export `arrays`) was trained on."""
+    within the line's MV limits (`model`) and, unless `within_training_range` is False, within the MV range the twin
+    (its export `arrays`) was trained on (`model_within_training_range`)."""
     limits = {
         "cv_std": arrays["norm/cv_std"],
         "mv_std": arrays["norm/mv_std"],
@@ -429,7 +441,8 @@ def references(
     trained_range = {**limits, "mv_min": arrays["train/mv_min"], "mv_max": arrays["train/mv_max"]}
     hold = closed_loop(plant(case, seed), scenario)
     runs = {}
-    for name, scales in (("model", limits), ("model_within_training_range", trained_range)):
+    cases = (("model", limits), ("model_within_training_range", trained_range))
+    for name, scales in cases if within_training_range else cases[:1]:
         sim = plant(case, seed)
         model, state = reference(sim, scales)
         # Far moves from a cold start need more linearisations than the twin's budget.
@@ -450,25 +463,33 @@ def twin_settings(horizon: int, tuning: Tuning = TUNING, trust_margin: float = 0
     )
 
 
+def pooled(ratios: list[float | None], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the figures every closed-loop bench reports over seeds: the gain ratios' median and worst (None if any
+    seed has none), and the twin loops' (`runs`) violations, share of slots without a proposal and pooled coverage."""
+    finite = [r for r in ratios if r is not None and np.isfinite(r)]
+    counts = [c for r in runs for c in r["coverage_counts"].values()]
+    checked = sum(int(c[1]) for c in counts)
+    return {
+        "gain_ratio_median": float(np.median(finite)) if len(finite) == len(ratios) else None,
+        "gain_ratio_worst": float(min(finite)) if len(finite) == len(ratios) else None,
+        "hard_violations": sum(r["hard_violations"] for r in runs),
+        "soft_violation_minutes": sum(r["soft_violation_minutes"] for r in runs),
+        "no_proposal_share": sum(r["no_proposal"] for r in runs) / sum(r["steps"] for r in runs),
+        "coverage": sum(int(c[0]) for c in counts) / checked if checked else None,
+    }
+
+
 def summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Return a case's figures over its seeds, each seed's detail under `per_seed`."""
-    ratios = [d["gain_ratio"] for d in per_seed.values()]
-    finite = [r for r in ratios if r is not None and np.isfinite(r)]
     runs = [d["twin"] for d in per_seed.values()]
     counts = {h: np.sum([r["coverage_counts"][h] for r in runs], axis=0) for h in map(str, COVERAGE_STEPS)}
-    checked = sum(int(c[1]) for c in counts.values())
     solve_ms = np.concatenate([r.pop("solve_ms") for r in runs])
     for d in per_seed.values():
         for name in ("model", "model_within_training_range"):
             d[name].pop("solve_ms")
     slots = sum(r["steps"] for r in runs)
     return {
-        "gain_ratio_median": float(np.median(finite)) if len(finite) == len(ratios) else None,
-        "gain_ratio_worst": float(min(finite)) if len(finite) == len(ratios) else None,
-        "hard_violations": sum(r["hard_violations"] for r in runs),
-        "soft_violation_minutes": sum(r["soft_violation_minutes"] for r in runs),
-        "no_proposal_share": sum(r["no_proposal"] for r in runs) / slots,
-        "coverage": sum(int(c[0]) for c in counts.values()) / checked if checked else None,
+        **pooled([d["gain_ratio"] for d in per_seed.values()], runs),
         "coverage_by_h": {h: int(c[0]) / int(c[1]) if c[1] else None for h, c in counts.items()},
         "coverage_nominal": next(iter(per_seed.values()))["coverage_nominal"],
         "band_widened_share": sum(r["band_widened_share"] * r["steps"] for r in runs) / slots,

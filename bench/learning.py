@@ -59,7 +59,7 @@ def seed_run(seed: int, quick: bool = False, rounds: int = ROUNDS) -> dict[str, 
     twin, trained = closedloop.train(LINE, seed, scenario, config)
     meta, arrays = export_arrays(twin)
     horizon = min(30, twin.config.horizon)
-    hold, refs = closedloop.references(LINE, seed, scenario, spec, horizon, arrays)
+    hold, refs = closedloop.references(LINE, seed, scenario, spec, horizon, arrays, within_training_range=False)
     gain_model = refs["model"]["economic_eur"] - hold["economic_eur"]
 
     n_cv, mvs = len(spec.cvs), [m.name for m in spec.mvs]
@@ -75,10 +75,7 @@ def seed_run(seed: int, quick: bool = False, rounds: int = ROUNDS) -> dict[str, 
         return run | {
             "gain_ratio": gain / gain_model if gain_model > 0 else None,
             "mv_used": {n: [float(setpoints[:, i].min()), float(setpoints[:, i].max())] for i, n in enumerate(mvs)},
-            "trained_mv_range": {
-                n: [float(lo), float(hi)]
-                for n, lo, hi in zip(meta["mv"], arrays["train/mv_min"], arrays["train/mv_max"], strict=True)
-            },
+            "trained_mv_range": closedloop.mv_range(meta, arrays),
         }
 
     out: dict[str, Any] = {"baseline": loop(twin, 0.0, []), "rounds": [], "train_s": [trained["train_s"]]}
@@ -101,18 +98,8 @@ def seed_run(seed: int, quick: bool = False, rounds: int = ROUNDS) -> dict[str, 
 
 def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Return one round's figures over seeds (runs: that round's run per seed)."""
-    ratios = [r["gain_ratio"] for r in runs]
-    finite = [x for x in ratios if x is not None and np.isfinite(x)]
-    counts = [c for r in runs for c in r["coverage_counts"].values()]
-    checked = sum(int(c[1]) for c in counts)
-    slots = sum(r["steps"] for r in runs)
     return {
-        "gain_ratio_median": float(np.median(finite)) if len(finite) == len(ratios) else None,
-        "gain_ratio_worst": float(min(finite)) if len(finite) == len(ratios) else None,
-        "hard_violations": sum(r["hard_violations"] for r in runs),
-        "soft_violation_minutes": sum(r["soft_violation_minutes"] for r in runs),
-        "no_proposal_share": sum(r["no_proposal"] for r in runs) / slots,
-        "coverage": sum(int(c[0]) for c in counts) / checked if checked else None,
+        **closedloop.pooled([r["gain_ratio"] for r in runs], runs),
         "per_seed": [
             {k: r[k] for k in ("gain_ratio", "trained_mv_range", "mv_used", "final_setpoints", "hard_violations")}
             for r in runs
