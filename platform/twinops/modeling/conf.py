@@ -26,6 +26,6 @@ def resend_queued_after_s() -> float:
 
 
 def retrain_every_h() -> int:
-    """Return the retrain period in hours: a line whose promoted twin is this old and that has collected this much new
-    data since gets a training job (new versions wait for promotion); 0 turns scheduled retraining off."""
+    """Return the retrain period in hours: a line with a promoted twin, no job requested for this long and this much
+    new data since its newest version's window gets a training job (services.training_jobs_schedule); 0: off."""
     return parse_int("TWINOPS_RETRAIN_EVERY_H", setting_raw("TWINOPS_RETRAIN_EVERY_H", 24), minimum=0)

@@ -258,10 +258,10 @@ def training_jobs_schedule(*, now: datetime | None = None) -> list[TrainingJob]:
     queued = []
     for promoted in twins_promoted():
         line = promoted.line
-        latest = twin_versions(line=line).first()  # without its checkpoint: this runs every 10 minutes
+        # the newest version (the promoted one or a later candidate), without its checkpoint: this runs every 10 min
+        latest = twin_versions(line=line).first() or promoted
         newest = data_end(line=line)
-        seen = latest.data_end if latest is not None else promoted.data_end
-        if newest is None or newest - seen < every:
+        if newest is None or newest - latest.data_end < every:
             continue
         with transaction.atomic():
             line_lock(line_id=line.pk)  # a second beat delivery waits here, then finds the job just queued
@@ -276,8 +276,8 @@ def training_jobs_schedule(*, now: datetime | None = None) -> list[TrainingJob]:
                     start=recipe.window_start if recipe else None,
                     config_overrides=recipe.config_overrides if recipe else None,
                     reason=(
-                        f"scheduled retrain: {(newest - seen) / timedelta(hours=1):.0f} h of new data since "
-                        f"v{latest.version if latest else promoted.version}'s window "
+                        f"scheduled retrain: {(newest - latest.data_end) / timedelta(hours=1):.0f} h of new data "
+                        f"since v{latest.version}'s window "
                         f"(every {every_h} h, TWINOPS_RETRAIN_EVERY_H); the version it registers waits for promotion"
                     ),
                 )

@@ -149,3 +149,13 @@ def ingest() -> Callable[..., dict[str, Any]]:
         return data
 
     return store
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the training jobs sent to the train queue instead of sending them to the shared broker."""
+    from twinops.modeling import tasks
+
+    jobs: list[int] = []
+    monkeypatch.setattr(tasks.train_twin, "delay", jobs.append)
+    return jobs

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from twinops.modeling import services, tasks
 from twinops.modeling.models import TrainingJob, TwinVersion
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the training jobs sent to the train queue instead of sending them to the shared broker."""
-    jobs: list[int] = []
-    monkeypatch.setattr(tasks.train_twin, "delay", jobs.append)
-    return jobs
 
 
 def _lost(line, tiny, *, age_s: float) -> TrainingJob:

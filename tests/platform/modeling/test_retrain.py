@@ -10,19 +10,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from twinops.audit.models import AuditEvent
-from twinops.modeling import selectors, services, tasks
+from twinops.modeling import selectors, services
 from twinops.modeling.models import TwinVersion
 
 ROWS_TRAINED = 1200  # the shared twin's record (conftest `trained`): 3.3 h at 10 s
 HOUR_ROWS = 360
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the training jobs sent to the train queue instead of sending them to the shared broker."""
-    jobs: list[int] = []
-    monkeypatch.setattr(tasks.train_twin, "delay", jobs.append)
-    return jobs
 
 
 @pytest.fixture
