@@ -21,8 +21,11 @@ bench closedloop's (`references`): holding the nominal setpoints, and MPC on the
 Figures: `baseline` (round 0's twin with no margin: bench closedloop's vdv-reactor twin case) and `rounds` (one per
 round), each with gain_ratio_median, gain_ratio_worst, hard_violations (total), soft_violation_minutes (total),
 no_proposal_share, coverage (pooled over seeds, as bench closedloop's) and, per seed, the trained MV range, the MV
-setpoints' range over the loop (`mv_used`) and where they ended. Honest by construction: TRUST_MARGIN was fixed before any run and never tuned; a retrain sees only
-what the plant measured under the twin's own proposals; seeds are bench closedloop's reported ones.
+setpoints' range over the loop (`mv_used`) and where they ended. Honest by construction: TRUST_MARGIN was chosen on
+tuning seeds only (bench closedloop's TUNING_SEEDS, never reported) and then fixed before any reported run: on reactor
+seed 5, a margin of 0.25 reached gain ratios 0.34, 0.49, 0.68 in three rounds, 0.5 reached 0.46, 0.82, 0.97 with no hard
+limit crossed (0.25 was the first, a priori choice; the issue's note has both studies). A retrain sees only what the
+plant measured under the twin's own proposals; seeds are bench closedloop's reported ones.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from twins import Twin, TwinConfig, export_arrays
 
 LINE = vdv_reactor.LINE_ID
 ROUNDS = 3  # loops run; the twin is retrained between them (ROUNDS - 1 retrains)
-TRUST_MARGIN = 0.25  # fixed a priori: a quarter of the trained range's width per round, beyond which nothing is planned
+TRUST_MARGIN = 0.5  # half the trained range's width per round, beyond which nothing is planned (tuning seeds only)
 
 
 def seed_run(seed: int, quick: bool = False, rounds: int = ROUNDS) -> dict[str, Any]:
