@@ -47,11 +47,11 @@ def test_a_tuning_seed_is_never_reported() -> None:
 @pytest.mark.long
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_the_twin_plans_within_its_trusted_range_and_the_retrain_learns_where_the_loop_went() -> None:
-    out = learning.run(quick=True, rounds=2, jobs=1)
-    assert out["seeds"] == [closedloop.SEEDS[0]] and len(out["rounds"]) == 2
-    baseline = out["baseline"]["per_seed"][0]
-    first, second = (r["per_seed"][0] for r in out["rounds"])
-    margin = out["trust_margin"]
+    out = learning.run(quick=True, lines=(vdv_reactor.LINE_ID,), rounds=2, jobs=1)
+    assert out["seeds"] == [closedloop.SEEDS[0]] and len(out[vdv_reactor.LINE_ID]["rounds"]) == 2
+    reactor, margin = out[vdv_reactor.LINE_ID], out["trust_margin"]
+    baseline = reactor["baseline"]["per_seed"][0]
+    first, second = (r["per_seed"][0] for r in reactor["rounds"])
     for name, (lo, hi) in baseline["mv_used"].items():  # no margin: inside the trained range
         t_lo, t_hi = baseline["trained_mv_range"][name]
         tol = 1e-4 * (t_hi - t_lo)  # the export's float32
@@ -66,5 +66,5 @@ def test_the_twin_plans_within_its_trusted_range_and_the_retrain_learns_where_th
         used, trained = first["mv_used"][name], first["trained_mv_range"][name]
         tol = 1e-4 * (hi - lo)
         assert lo <= min(used[0], trained[0]) + tol and hi >= max(used[1], trained[1]) - tol, name
-    for figures in (out["baseline"], *out["rounds"]):
+    for figures in (reactor["baseline"], *reactor["rounds"]):
         assert math.isfinite(figures["gain_ratio_median"]) and 0.0 <= figures["no_proposal_share"] <= 1.0

@@ -1,4 +1,4 @@
-"""`twinops bench NAME [--json] [--quick] [--seeds 31,32]`: run a benchmark from bench/ and print its figures."""
+"""`twinops bench NAME [--json] [--quick] [--seeds 31,32] [--lines heat-train]`: run a benchmark from bench/ and print its figures."""
 
 from __future__ import annotations
 
@@ -30,22 +30,33 @@ class Command(BaseCommand):
             help="comma-separated reported seeds, for the benches that run over seeds (e.g. closedloop, learning): "
             "only these, to split a run of hours across machines or days",
         )
+        parser.add_argument(
+            "--lines",
+            help="comma-separated simulated lines, for the benches that run over lines (e.g. learning): only these",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         name = opts["name"]
         if name not in available():
             raise CommandError(f"no benchmark {name!r}; available: {', '.join(available())}")
         module = importlib.import_module(f"bench.{name}")
-        if opts["seeds"] is None:
-            result = module.run(quick=opts["quick"])
-        else:
-            if "seeds" not in inspect.signature(module.run).parameters:
-                raise CommandError(f"bench {name} does not run over seeds: leave out --seeds")
+        kwargs: dict[str, Any] = {"quick": opts["quick"]}
+        for option in ("seeds", "lines"):
+            if opts[option] is None:
+                continue
+            if option not in inspect.signature(module.run).parameters:
+                raise CommandError(f"bench {name} does not run over {option}: leave out --{option}")
             try:
-                seeds = tuple(int(s) for s in opts["seeds"].split(","))
-                result = module.run(quick=opts["quick"], seeds=seeds)
-            except ValueError as exc:  # a seed that is not a number, or a tuning seed the bench refuses to report
-                raise CommandError(f"--seeds {opts['seeds']}: {exc}") from None
+                kwargs[option] = tuple(int(s) if option == "seeds" else s for s in opts[option].split(","))
+            except ValueError as exc:  # a seed that is not a number
+                raise CommandError(f"--{option} {opts[option]}: {exc}") from None
+        asked = " ".join(f"--{o} {opts[o]}" for o in ("seeds", "lines") if opts[o] is not None)
+        try:
+            result = module.run(**kwargs)
+        except ValueError as exc:
+            if not asked:
+                raise
+            raise CommandError(f"{asked}: {exc}") from None  # a tuning seed never reported, a line it does not have
         if opts["json"]:
             self.stdout.write(json.dumps(result, sort_keys=True))
             return
