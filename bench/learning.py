@@ -2,10 +2,10 @@
 
 Run: `twinops bench learning --json` (`--quick`: one seed, a tiny twin, short loops; `--seeds 31` and `--lines
 heat-train` split a run of many hours). Issue 12 item 8: trained on the demo's generic step tests, the twin is
-trusted only inside the MV range they covered, and on the reactor the optimum lies far beyond it (F about 45 1/h against a
-tested 10-25): bench closedloop's twin earns about 0.23 of the true model's gain, the tested range's cap about 0.26;
-on the heat train the optimum sits on the MV upper limits, beyond the tested range too. No twin should be trusted
-that far outside its data. This bench measures the honest route on both of bench closedloop's simulated lines
+trusted only inside the MV range they covered, and on the reactor the optimum lies far beyond it (F about 45 1/h
+against a tested 10-25): bench closedloop's twin earns about 0.23 of the true model's gain, the tested range's cap
+about 0.26; on the heat train the optimum sits on the MV upper limits, beyond the tested range too. No twin should be
+trusted that far outside its data. This bench measures the honest route on both of bench closedloop's simulated lines
 (LINES), data there, gathered a margin at a time:
 
 - round 0 trains the twin exactly as bench closedloop does (its `train`: same history, config and seed);
