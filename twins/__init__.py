@@ -25,7 +25,7 @@ from twins.checkpoint import (
 from twins.config import TwinConfig
 from twins.data import DataSplit, InsufficientDataError, Normalisation, TwinDataset, check_trainable, split_by_time
 from twins.estimation import MheSettings, estimate_latent, estimate_state
-from twins.evaluate import EvaluationReport, Scores, evaluate
+from twins.evaluate import EvaluationReport, Incumbent, Scores, evaluate
 from twins.export import export_arrays, save_export
 from twins.innovation import InnovationScore, fit_innovation_limits, innovation_scores
 from twins.pipeline import TrainingOutcome, train_and_evaluate
@@ -39,6 +39,7 @@ __all__ = [
     "EvaluationReport",
     "Forecast",
     "IncompatibleCheckpointError",
+    "Incumbent",
     "InnovationLimits",
     "InnovationScore",
     "InsufficientDataError",

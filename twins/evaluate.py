@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -9,9 +10,17 @@ import numpy as np
 
 from twins.adaptive import scale_series
 from twins.baselines import Record
-from twins.data import DataSplit
+from twins.data import DataSplit, Normalisation, TwinDataset
 from twins.gains import GainSign, MvExcitation, excitation, gain_signs
-from twins.promotion import Check, advice, check_coverage, check_free_run, check_gain_signs, verdict
+from twins.promotion import (
+    Check,
+    advice,
+    check_coverage,
+    check_free_run,
+    check_gain_signs,
+    check_versus_promoted,
+    verdict,
+)
 from twins.twin import Twin
 from twins.uncertainty import spaced
 
@@ -25,6 +34,57 @@ class Baseline(Protocol):
     def name(self) -> str: ...
 
     def forecast(self, rec: Record, rows: np.ndarray, steps: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The twin the optimizer uses now (the line's promoted version), to score a new version against.
+
+    `twin` is None when it cannot be scored on this record; `problem` says why (an unreadable checkpoint, other
+    columns).
+    """
+
+    label: str  # how the report and the page name it, e.g. "promoted v4"
+    twin: Twin | None
+    problem: str = ""
+
+    def comparable(self, data: TwinDataset) -> str:
+        """Return why the twin cannot forecast this record ('' when it can; the columns' order may differ)."""
+        if self.twin is None:
+            return self.problem or "it could not be loaded"
+        for kind in ("cv", "mv", "dv"):
+            mine, theirs = tuple(getattr(data, f"{kind}_names")), tuple(getattr(self.twin, f"{kind}_names"))
+            if sorted(mine) != sorted(theirs):
+                return f"it reads {kind.upper()}s {', '.join(theirs) or 'none'}, this record has {', '.join(mine) or 'none'}"
+        return ""
+
+
+def _columns(names: tuple[str, ...], order: tuple[str, ...]) -> list[int]:
+    return [names.index(n) for n in order]
+
+
+@dataclass(frozen=True)
+class TwinBaseline:
+    """Another twin scored like a baseline: its ensemble mean, in the evaluated twin's normalised units and CV order."""
+
+    name: str
+    twin: Twin
+    data: TwinDataset  # the evaluated record, its columns in any order of the same names
+    norm: Normalisation  # the evaluated twin's statistics, which the Record and every score use
+
+    def forecast(self, rec: Record, rows: np.ndarray, steps: int) -> np.ndarray:
+        """Forecast normalised CVs from rows with the recorded inputs: (N,) -> (N, steps + 1, n_cv)."""
+        twin, data = self.twin, self.data
+        cols = {k: _columns(getattr(data, f"{k}_names"), getattr(twin, f"{k}_names")) for k in ("cv", "mv", "dv")}
+        # the record in the twin's column order, as production reads it (by tag name)
+        arrays: dict[str, Any] = {
+            f"{k}{part}": getattr(data, f"{k}{part}")[:, c] for k, c in cols.items() for part in ("", "_mask")
+        }
+        names: dict[str, Any] = {f"{k}_names": tuple(getattr(twin, f"{k}_names")) for k in cols}
+        theirs = dataclasses.replace(data, **arrays, **names)
+        yn = twin.forecast_normalised(twin.tensors(theirs), rows, steps).double().cpu().numpy().mean(0)
+        y = (yn * twin.norm.cv_std + twin.norm.cv_mean)[..., _columns(twin.cv_names, data.cv_names)]
+        return (y - self.norm.cv_mean) / self.norm.cv_std
 
 
 @dataclass(frozen=True)
@@ -97,9 +157,18 @@ def _coverage(names: list[str], inside: np.ndarray, mask: np.ndarray) -> dict[st
     return out
 
 
-def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Record) -> EvaluationReport:
-    """Score the twin and baselines on the test segment; history before it is used only as encoder input."""
+def evaluate(
+    twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Record, incumbent: Incumbent | None = None
+) -> EvaluationReport:
+    """Score the twin and baselines on the test segment; history before it is used only as encoder input.
+
+    With an incumbent (the promoted twin), it is scored beside them on the same segment, under its label, and the
+    verdict warns when the new twin's free run is worse than its own (twins.promotion.check_versus_promoted).
+    """
     data, steps = split.dataset, max(HORIZONS)
+    problem = incumbent.comparable(data) if incumbent is not None else ""
+    if incumbent is not None and incumbent.twin is not None and not problem:
+        baselines = [*baselines, TwinBaseline(incumbent.label, incumbent.twin, data, twin.norm)]
     names = list(data.cv_names)
     good = data.row_good()
     test = np.arange(split.val_stop, len(data) - steps)
@@ -139,6 +208,13 @@ def evaluate(twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Recor
         check_gain_signs(gains),
         check_coverage(adaptive or coverage, twin.config.interval, widened=widened),
     ]
+    if incumbent is not None:
+        theirs = base_scores.get(incumbent.label)
+        checks.append(
+            check_versus_promoted(
+                twin_scores.mean["free_run"], theirs.mean["free_run"] if theirs else None, incumbent.label, problem
+            )
+        )
     promotable, reason = verdict(checks)
     return EvaluationReport(
         cv_names=names,

@@ -19,7 +19,7 @@ COVERAGE_BLOCKS = True
 class Check:
     """One promotion check: its name, whether it passed, and the figures behind it in one sentence."""
 
-    name: str  # "free_run", "gain_signs" or "coverage"
+    name: str  # "free_run", "gain_signs", "coverage" or "versus_promoted"
     passed: bool
     detail: str
     blocking: bool = True  # a failed check that does not block promotion is shown as a warning
@@ -75,6 +75,25 @@ def check_coverage(coverage: dict[str, dict[str, float]], nominal: float, *, wid
     return Check("coverage", True, f"{what} of every CV within {band} at 1, 5 and 20 steps")
 
 
+def check_versus_promoted(twin_free: float, promoted_free: float | None, label: str, problem: str = "") -> Check:
+    """Warn when the twin's free run is worse than the promoted twin's on the same test segment.
+
+    The test segment is this version's newest data, after the promoted twin's training block (a retrain repeats its
+    window's start on data up to now), so neither twin was trained on it. The optimizer keeps the promoted twin
+    until someone promotes another, so this check warns and does not block: the data team weighs it.
+    """
+    if promoted_free is None:
+        return Check("versus_promoted", False, f"not compared with {label}: {problem}", blocking=False)
+    passed = bool(twin_free <= promoted_free)
+    verb = "is no worse than" if passed else "is worse than"
+    return Check(
+        "versus_promoted",
+        passed,
+        f"on this version's test segment its free-run NRMSE {twin_free:.4f} {verb} {label}'s {promoted_free:.4f}",
+        blocking=False,
+    )
+
+
 def verdict(checks: list[Check]) -> tuple[bool, str]:
     """Return (promotable, one sentence listing which checks passed and which failed)."""
     failed = [c for c in checks if not c.passed and c.blocking]
@@ -114,6 +133,12 @@ def advice(checks: list[Check], gains: list[GainSign], moves: list[MvExcitation]
                 f"wrong gain sign would steer {g.cv} the wrong way. More isolated steps of {g.mv} (engineers) and a "
                 f"retrain (the data team) would help; do not promote this version."
             )
+    if "versus_promoted" in failed and "not compared" not in failed["versus_promoted"].detail:
+        out.append(
+            f"This version forecasts the newest data worse than the twin the optimizer uses now "
+            f"({failed['versus_promoted'].detail}): the data team can keep the promoted twin (promote nothing) and "
+            f"let the next scheduled retrain, on more data, try again."
+        )
     if "coverage" in failed:
         out.append(
             "The prediction intervals, calibrated on the validation segment, do not hold on the test segment "

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from twins import Persistence, Record, TrainingOutcome, TwinDataset, evaluate, fit_linear, train_and_evaluate
+from twins import (
+    Incumbent,
+    Persistence,
+    Record,
+    TrainingOutcome,
+    TwinDataset,
+    evaluate,
+    fit_linear,
+    train_and_evaluate,
+)
+from twins.evaluate import TwinBaseline
 from twins.gains import step_events
+from twins.promotion import check_free_run, check_versus_promoted, verdict
 from twins.twin import Twin
 
 from .conftest import TINY
@@ -135,3 +146,83 @@ def test_a_twin_calibrated_before_the_adaptive_band_is_judged_on_its_plain_band_
     assert (
         not report["promotable"] and "failed: coverage (calibrated band coverage (judged unwidened" in report["reason"]
     )
+
+
+def _flipped(twin: Twin) -> Twin:
+    """Return a copy of the twin whose fuel input enters the predictor with its sign flipped: heating now cools."""
+    net = Twin.__new__(Twin)
+    net.__dict__.update(twin.__dict__)
+    net.net = type(twin.net)(twin.config, 2, 1, 0)
+    net.net.load_state_dict(twin.net.state_dict())
+    net.net.eval()
+    with torch.no_grad():
+        net.net.predictor.layers[0].weight[:, :, twin.config.nz] *= -1.0
+    return net
+
+
+def _versus(outcome: TrainingOutcome, twin: Twin, incumbent: Incumbent) -> dict:
+    rec = Record.build(outcome.split, twin.norm)
+    return evaluate(twin, outcome.split, [Persistence(), fit_linear(rec, outcome.split)], rec, incumbent).to_dict()
+
+
+def test_a_new_version_is_scored_beside_the_promoted_twin_and_warned_when_it_forecasts_worse(
+    heater: TrainingOutcome,
+) -> None:
+    good, bad = heater.twin, _flipped(heater.twin)
+    # The good twin as the new version, the wrong-signed one promoted: scored on the same segment, under its label.
+    report = _versus(heater, good, Incumbent("promoted v3", bad))
+    theirs, mine = report["baselines"]["promoted v3"]["mean"]["free_run"], report["twin"]["mean"]["free_run"]
+    assert mine < theirs
+    assert _checks(report)["versus_promoted"] is True and report["promotable"]
+    assert f"its free-run NRMSE {mine:.4f} is no worse than promoted v3's {theirs:.4f}" in report["reason"]
+    # The other way round the verdict warns and names both figures; the advice says to keep the promoted twin.
+    report = _versus(heater, bad, Incumbent("promoted v3", good))
+    check = next(c for c in report["checks"] if c["name"] == "versus_promoted")
+    assert not check["passed"] and not check["blocking"]
+    assert "is worse than promoted v3's" in check["detail"] and "warning: versus_promoted" in report["reason"]
+    assert any("keep the promoted twin (promote nothing)" in a for a in report["advice"])
+    # The same twin on both sides scores alike, within float rounding.
+    report = _versus(heater, good, Incumbent("promoted v3", good))
+    assert report["baselines"]["promoted v3"]["mean"]["free_run"] == pytest.approx(report["twin"]["mean"]["free_run"])
+
+
+def test_a_promoted_twin_that_cannot_be_scored_is_named_in_the_verdict_and_blocks_nothing(
+    heater: TrainingOutcome,
+) -> None:
+    other = Twin.__new__(Twin)
+    other.__dict__.update(heater.twin.__dict__)
+    other.mv_names = ("gas_kw",)
+    report = _versus(heater, heater.twin, Incumbent("promoted v2", other))
+    assert "promoted v2" not in report["baselines"] and report["promotable"]
+    assert (
+        "warning: versus_promoted (not compared with promoted v2: it reads MVs gas_kw, this record has fuel_kw)"
+        in report["reason"]
+    )
+    report = _versus(heater, heater.twin, Incumbent("promoted v2", None, "its checkpoint is refused (damaged)"))
+    assert report["promotable"] and "not compared with promoted v2: its checkpoint is refused" in report["reason"]
+    assert not any("keep the promoted twin" in a for a in report["advice"])
+
+
+def test_a_worse_free_run_than_the_promoted_twins_warns_without_blocking_promotion() -> None:
+    checks = [
+        check_free_run(0.20, 0.30),
+        check_versus_promoted(0.20, 0.15, "promoted v4"),
+    ]
+    promotable, reason = verdict(checks)
+    assert promotable
+    assert reason == (
+        "warning: versus_promoted (on this version's test segment its free-run NRMSE 0.2000 is worse than "
+        "promoted v4's 0.1500). passed: free_run (twin free-run NRMSE 0.2000 beats the linear baseline's 0.3000)"
+    )
+
+
+def test_the_promoted_twin_reads_the_record_by_tag_name_whatever_its_column_order(heater: TrainingOutcome) -> None:
+    twin, data = heater.twin, heater.split.dataset
+    flip = {"cv": data.cv[:, ::-1], "cv_mask": data.cv_mask[:, ::-1], "cv_names": data.cv_names[::-1]}
+    swapped = dataclasses.replace(data, **flip)  # stack O2 first, as another line record might order it
+    norm = dataclasses.replace(twin.norm, cv_mean=twin.norm.cv_mean[::-1], cv_std=twin.norm.cv_std[::-1])
+    rows, rec = np.array([2000, 2300]), Record.build(heater.split, twin.norm)
+    plain = TwinBaseline("promoted v1", twin, data, twin.norm).forecast(rec, rows, 20)
+    reordered = TwinBaseline("promoted v1", twin, swapped, norm).forecast(rec, rows, 20)
+    np.testing.assert_allclose(reordered, plain[..., ::-1], rtol=1e-9, atol=1e-9)
+    assert np.ptp(plain[..., 0]) > 0.1  # a forecast that moves, not a constant the flip would leave alike

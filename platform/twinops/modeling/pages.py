@@ -19,6 +19,7 @@ CHECK_LABELS = {
     "free_run": "free run beats the linear ARX baseline",
     "gain_signs": "gain signs agree with the data's step responses",
     "coverage": "interval coverage (adaptive band) within tolerance at 1, 5 and 20 steps",
+    "versus_promoted": "free run no worse than the promoted twin's on the same test data",
 }
 
 
@@ -117,14 +118,19 @@ def twin_context(*, line: Line, shown: TwinVersion | None, can_train: bool) -> d
     versions = list(selectors.twin_versions(line=line))
     promoted = next((v for v in versions if v.status == TwinVersion.Status.PROMOTED), None)
     newest = versions[0] if versions else None
+    # a version trained after the promoted one (a scheduled retrain, or the data team's) and not yet decided on
+    newer = (
+        newest
+        if promoted and newest and newest.version > promoted.version and newest.status == TwinVersion.Status.CANDIDATE
+        else None
+    )
     context = {
         **jobs_context(line=line),
         "versions": versions,
         "promoted": promoted,
-        # a version trained after the promoted one (a scheduled retrain, or the data team's) and not yet decided on
-        "newer": newest
-        if promoted and newest.version > promoted.version and newest.status == TwinVersion.Status.CANDIDATE
-        else None,
+        "newer": newer,
+        # what the newer version's verdict warns of (e.g. forecasting the newest data worse than the promoted twin)
+        "newer_warnings": [c for c in check_rows(newer.report) if not c.passed and not c.blocking] if newer else [],
         "shown": shown,
         "can_train": can_train,
         "reason_form": ReasonForm(),

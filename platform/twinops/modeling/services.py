@@ -28,7 +28,7 @@ from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import forecast_preview
 from twinops.modeling.selectors import checkpoint_bytes, twin_load, twin_versions, twins_promoted
 from twinops.telemetry.selectors import data_end
-from twins import CheckpointError, InsufficientDataError, TrainingOutcome, TwinConfig, train_and_evaluate
+from twins import CheckpointError, Incumbent, InsufficientDataError, TrainingOutcome, TwinConfig, train_and_evaluate
 
 log = logging.getLogger(__name__)
 Status = TrainingJob.Status
@@ -191,6 +191,18 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
+def _incumbent(*, line: Line) -> Incumbent | None:
+    """Return the line's promoted twin, for a new version to be scored against, or None when it has none."""
+    promoted = twins_promoted().filter(line=line).first()
+    if promoted is None:
+        return None
+    label = f"promoted v{promoted.version}"
+    try:
+        return Incumbent(label, twin_load(version=promoted))
+    except CheckpointError as exc:  # the new version is still trained and judged; its verdict says why not compared
+        return Incumbent(label, None, str(exc))
+
+
 def training_job_run(
     *, job_id: int, device: str | None = None, on_progress: ProgressHook | None = None
 ) -> TrainingJob | None:
@@ -221,6 +233,7 @@ def training_job_run(
             on_progress=progress,
             device=device,
             on_phase=phase,
+            incumbent=_incumbent(line=job.line),
         )
         phase("registering")
         twin_version_register(job=job, record=record, outcome=outcome)

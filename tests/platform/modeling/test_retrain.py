@@ -12,6 +12,7 @@ from django.utils import timezone
 from twinops.audit.models import AuditEvent
 from twinops.modeling import selectors, services
 from twinops.modeling.models import TwinVersion
+from twinops.modeling.pages import evaluation_rows
 
 ROWS_TRAINED = 1200  # the shared twin's record (conftest `trained`): 3.3 h at 10 s
 HOUR_ROWS = 360
@@ -49,8 +50,30 @@ def test_a_line_with_a_period_of_new_data_is_retrained_and_the_new_version_waits
     assert v2.version == 2 and v2.status == TwinVersion.Status.CANDIDATE
     assert v2.data_end - v1.data_end >= timedelta(hours=1.9)  # it learned from the new data
     assert selectors.twin_promoted(line=line).pk == v1.pk  # the optimizer keeps v1 until someone promotes v2
+    # v2 was scored beside v1 on v2's test segment (new data v1 never trained on): the page's table has v1's row,
+    # and the verdict says which forecasts that data better, as a warning the data team weighs, never a block.
+    check = next(c for c in v2.report["checks"] if c["name"] == "versus_promoted")
+    assert "promoted v1" in v2.report["baselines"] and not check["blocking"]
+    mine, v1s = v2.report["twin"]["mean"]["free_run"], v2.report["baselines"]["promoted v1"]["mean"]["free_run"]
+    assert check["passed"] == (mine <= v1s) and f"promoted v1's {v1s:.4f}" in check["detail"]
+    assert "promoted v1" in {row.model for row in evaluation_rows(v2.report)}
     # v2's window now ends at the newest sample: no new data, nothing more to retrain on
     assert services.training_jobs_schedule(now=timezone.now() + timedelta(hours=4)) == []
+
+
+def test_a_retrain_whose_promoted_twin_cannot_be_read_is_still_judged_and_its_verdict_says_not_compared(
+    line, in_production, sent, tiny
+) -> None:
+    v1 = in_production(new_h=2)
+    TwinVersion.objects.filter(pk=v1.pk).update(checkpoint=b"not a checkpoint")  # damaged in storage
+    (job,) = services.training_jobs_schedule(now=timezone.now() + timedelta(hours=2))
+    services.training_job_run(job_id=job.pk)
+    v2 = selectors.twin_latest(line=line)
+    assert v2.version == 2 and "promoted v1" not in v2.report["baselines"]
+    check = next(c for c in v2.report["checks"] if c["name"] == "versus_promoted")
+    assert not check["passed"] and check["detail"].startswith("not compared with promoted v1: ")
+    assert check["detail"].endswith("is not a TwinOps twin checkpoint: the magic header line is missing")
+    assert "warning: versus_promoted (not compared with promoted v1" in v2.report["reason"]  # a warning, no block
 
 
 @pytest.mark.parametrize(

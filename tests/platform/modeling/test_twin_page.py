@@ -213,3 +213,34 @@ def test_a_newer_version_than_the_promoted_one_is_announced_with_its_verdict(cli
     register(line, promotable=False)
     html = client.get("/twins/tanks/").content.decode()
     assert "v3</a>, trained by" in html and "does not pass the promotion checks" in html
+
+
+def test_a_newer_version_that_forecasts_the_newest_data_worse_than_the_promoted_one_is_announced_with_the_warning(
+    client, make_user, line, register, trained
+) -> None:
+    from twins.promotion import Check, check_versus_promoted, verdict
+
+    first = register(line, promotable=True)
+    services.twin_promote(version=first, actor="system:test", reason="beats linear")
+    record, outcome = trained
+    mine = outcome.report.twin.mean["free_run"]
+    checks = [
+        Check("free_run", True, f"twin free-run NRMSE {mine:.4f} beats the linear baseline's 0.9000"),
+        Check("coverage", True, "adaptive band coverage of every CV within 0.80-1.00 at 1, 5 and 20 steps"),
+        check_versus_promoted(mine, mine / 2, "promoted v1"),
+    ]
+    promotable, reason = verdict(checks)
+    report = dataclasses.replace(outcome.report, checks=checks, promotable=promotable, reason=reason)
+    job = services.training_job_claim(
+        job_id=services.training_job_create(line=line, actor="system:test", enqueue=False).pk
+    )
+    services.twin_version_register(job=job, record=record, outcome=dataclasses.replace(outcome, report=report))
+    _login(client, make_user)
+    html = client.get("/twins/tanks/").content.decode()
+    banner = html[html.index("newer-version") : html.index("</p>", html.index("newer-version"))]
+    assert "It passes every promotion check, with a warning: on this version&#x27;s test segment" in banner
+    assert f"is worse than promoted v1&#x27;s {mine / 2:.4f}" in banner and "you promote v2 below" in banner
+    html = client.get("/twins/tanks/?v=2").content.decode()  # its evaluation lists the check as a warning
+    listed = html[html.index('<ul class="promotion-checks">') : html.index("</ul>", html.index("promotion-checks"))]
+    warned = listed[listed.index('<span class="badge stale">warning</span>') :].split("</li>")[0]
+    assert "free run no worse than the promoted twin" in warned
