@@ -23,7 +23,15 @@ from twins.checkpoint import (
     save_checkpoint,
 )
 from twins.config import TwinConfig
-from twins.data import DataSplit, InsufficientDataError, Normalisation, TwinDataset, check_trainable, split_by_time
+from twins.data import (
+    DataSplit,
+    InsufficientDataError,
+    Normalisation,
+    TwinDataset,
+    check_trainable,
+    split_by_time,
+    split_rows,
+)
 from twins.estimation import MheSettings, estimate_latent, estimate_state
 from twins.evaluate import EvaluationReport, Incumbent, Scores, evaluate
 from twins.export import export_arrays, save_export
@@ -65,6 +73,7 @@ __all__ = [
     "save_checkpoint",
     "save_export",
     "split_by_time",
+    "split_rows",
     "train_and_evaluate",
     "train_twin",
 ]

@@ -122,12 +122,17 @@ class DataSplit:
             raise ValueError(f"need 0 < train_stop <= val_stop <= {len(self.dataset)}")
 
 
-def split_by_time(dataset: TwinDataset, *, val_fraction: float = 0.15, test_fraction: float = 0.15) -> DataSplit:
-    """Split a record into contiguous train, validation and test blocks, in time order."""
-    rows = len(dataset)
+def split_rows(rows: int, *, val_fraction: float = 0.15, test_fraction: float = 0.15) -> tuple[int, int]:
+    """Return (train_stop, val_stop) of a record of `rows` rows split by time (split_by_time's blocks)."""
     test_rows = int(round(rows * test_fraction))
     val_rows = int(round(rows * val_fraction))
-    return DataSplit(dataset, train_stop=rows - test_rows - val_rows, val_stop=rows - test_rows)
+    return rows - test_rows - val_rows, rows - test_rows
+
+
+def split_by_time(dataset: TwinDataset, *, val_fraction: float = 0.15, test_fraction: float = 0.15) -> DataSplit:
+    """Split a record into contiguous train, validation and test blocks, in time order."""
+    train_stop, val_stop = split_rows(len(dataset), val_fraction=val_fraction, test_fraction=test_fraction)
+    return DataSplit(dataset, train_stop=train_stop, val_stop=val_stop)
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,10 @@ def check_coverage(coverage: dict[str, dict[str, float]], nominal: float, *, wid
 def check_versus_promoted(twin_free: float, promoted_free: float | None, label: str, problem: str = "") -> Check:
     """Warn when the twin's free run is worse than the promoted twin's on the same test segment.
 
-    The test segment is this version's newest data, after the promoted twin's training block (a retrain repeats its
-    window's start on data up to now), so neither twin was trained on it. The optimizer keeps the promoted twin
-    until someone promotes another, so this check warns and does not block: the data team weighs it.
+    The test segment is this version's newest data; the platform compares only when it lies after the promoted twin's
+    training block (as a scheduled retrain's does: it repeats the window's start on data up to now), so neither twin
+    was trained on it. The optimizer keeps the promoted twin until someone promotes another, so this check warns and
+    does not block: the data team weighs it.
     """
     if promoted_free is None:
         return Check("versus_promoted", False, f"not compared with {label}: {problem}", blocking=False)

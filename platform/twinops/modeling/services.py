@@ -28,7 +28,15 @@ from twinops.modeling.models import TrainingJob, TwinVersion
 from twinops.modeling.plots import forecast_preview
 from twinops.modeling.selectors import checkpoint_bytes, twin_load, twin_versions, twins_promoted
 from twinops.telemetry.selectors import data_end
-from twins import CheckpointError, Incumbent, InsufficientDataError, TrainingOutcome, TwinConfig, train_and_evaluate
+from twins import (
+    CheckpointError,
+    Incumbent,
+    InsufficientDataError,
+    TrainingOutcome,
+    TwinConfig,
+    split_rows,
+    train_and_evaluate,
+)
 
 log = logging.getLogger(__name__)
 Status = TrainingJob.Status
@@ -191,12 +199,26 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
-def _incumbent(*, line: Line) -> Incumbent | None:
-    """Return the line's promoted twin, for a new version to be scored against, or None when it has none."""
+def _incumbent(*, line: Line, record: LineRecord) -> Incumbent | None:
+    """Return the line's promoted twin, for a new version to be scored against, or None when it has none.
+
+    The new version is judged on its test segment (its window's newest rows); the promoted twin is compared there
+    only if that segment lies after the promoted twin's training block, so neither twin was trained on it.
+    """
     promoted = twins_promoted().filter(line=line).first()
     if promoted is None:
         return None
     label = f"promoted v{promoted.version}"
+    period = timedelta(seconds=record.dataset.sample_period_s)
+    test_from = record.timestamps[split_rows(len(record.timestamps))[1]]
+    trained_to = promoted.data_start + split_rows(promoted.data_rows)[0] * period
+    if test_from < trained_to:  # e.g. a window that starts earlier: its test rows are in the promoted twin's training
+        return Incumbent(
+            label,
+            None,
+            f"this version's test segment starts {test_from:%Y-%m-%d %H:%M} UTC, before {label}'s training data ends "
+            f"({trained_to:%Y-%m-%d %H:%M} UTC), so it would be scored on data it was trained on",
+        )
     try:
         return Incumbent(label, twin_load(version=promoted))
     except CheckpointError as exc:  # the new version is still trained and judged; its verdict says why not compared
@@ -233,7 +255,7 @@ def training_job_run(
             on_progress=progress,
             device=device,
             on_phase=phase,
-            incumbent=_incumbent(line=job.line),
+            incumbent=_incumbent(line=job.line, record=record),
         )
         phase("registering")
         twin_version_register(job=job, record=record, outcome=outcome)

@@ -61,18 +61,28 @@ def test_a_line_with_a_period_of_new_data_is_retrained_and_the_new_version_waits
     assert services.training_jobs_schedule(now=timezone.now() + timedelta(hours=4)) == []
 
 
-def test_a_retrain_whose_promoted_twin_cannot_be_read_is_still_judged_and_its_verdict_says_not_compared(
-    line, in_production, sent, tiny
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ("checkpoint damaged in storage", "is not a TwinOps twin checkpoint: the magic header line is missing"),
+        ("trained on a window that starts later", "so it would be scored on data it was trained on"),
+    ],
+)
+def test_a_promoted_twin_that_cannot_be_compared_fairly_is_named_in_the_new_versions_verdict_which_it_never_blocks(
+    line, in_production, sent, tiny, fault, said
 ) -> None:
     v1 = in_production(new_h=2)
-    TwinVersion.objects.filter(pk=v1.pk).update(checkpoint=b"not a checkpoint")  # damaged in storage
+    if fault.startswith("checkpoint"):
+        TwinVersion.objects.filter(pk=v1.pk).update(checkpoint=b"not a checkpoint")
+    else:  # its training block then reaches into the new version's test segment (the newest 15 % of the window)
+        TwinVersion.objects.filter(pk=v1.pk).update(data_start=v1.data_start + timedelta(hours=2.5))
     (job,) = services.training_jobs_schedule(now=timezone.now() + timedelta(hours=2))
     services.training_job_run(job_id=job.pk)
     v2 = selectors.twin_latest(line=line)
     assert v2.version == 2 and "promoted v1" not in v2.report["baselines"]
     check = next(c for c in v2.report["checks"] if c["name"] == "versus_promoted")
     assert not check["passed"] and check["detail"].startswith("not compared with promoted v1: ")
-    assert check["detail"].endswith("is not a TwinOps twin checkpoint: the magic header line is missing")
+    assert check["detail"].endswith(said)
     assert "warning: versus_promoted (not compared with promoted v1" in v2.report["reason"]  # a warning, no block
 
 
