@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,10 @@ from twinops.recommendations.selectors import recent_window
 from twins import Twin, innovation_scores
 
 NAMED_MOST = 3  # CVs named in a reason, largest first
+# Consecutive sample periods with nothing stored for any of the twin's tags that make a gap in the data (the collector
+# or the platform was down), not a sample missed by timing jitter. A twin whose recent predictions were made across such
+# a gap is off because of the gap: its state was estimated from a window with a hole while the process moved on.
+GAP_ROWS = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,23 @@ def integrity_check(*, line: Line, twin: Twin, version: int, last: datetime) -> 
     )
     if combined <= limits.combined:
         return IntegrityCheck(record | {"status": "ok", "summary": words})
+    gap = _gap(data, start=window.start)
+    if gap is not None:
+        gap_start, gap_end, rows, clear = gap
+        since = " (the window's first sample; it may have begun earlier)" if gap_start == window.start else ""
+        summary = (
+            f"not judged: {words}, but the data has a gap inside the window these predictions were made from; "
+            f"judged again from {clear.isoformat()}"
+        )
+        problem = (
+            f"a gap in the data: nothing was stored for the twin's tags from {gap_start.isoformat()}{since} to "
+            f"{gap_end.isoformat()} ({rows} samples), inside the window the twin's recent predictions and its state "
+            f"were estimated from, so its recent errors ({combined:.2f}, threshold {limits.combined:.2f}) cannot "
+            f"tell a fault from the gap. Proposals are checked again once the window is past it, from "
+            f"{clear.isoformat()}; if data is still missing, the collector or its source needs a look"
+        )
+        gap_record = {"start": gap_start.isoformat(), "end": gap_end.isoformat(), "samples": rows}
+        return IntegrityCheck(record | {"status": "gap", "summary": summary, "gap": gap_record}, problem)
     ratio = per_cv / limits.per_cv
     order = [i for i in np.argsort(-np.nan_to_num(ratio, nan=-np.inf)) if np.isfinite(ratio[i])]
     named = [i for i in order if ratio[i] > 1.0] or order[:1]
@@ -77,3 +98,22 @@ def integrity_check(*, line: Line, twin: Twin, version: int, last: datetime) -> 
     return IntegrityCheck(
         record | {"status": "exceeded", "summary": words, "cvs": [twin.cv_names[i] for i in named]}, problem
     )
+
+
+def _gap(data: Any, *, start: datetime) -> tuple[datetime, datetime, int, datetime] | None:
+    """Return the newest run of at least GAP_ROWS samples with nothing stored for any tag (its first and last sample
+    time, its length and when the window will be past it), or None."""
+    stored = data.cv_mask.any(axis=1) | data.mv_mask.any(axis=1) | data.dv_mask.any(axis=1)
+    empty = np.flatnonzero(~stored)
+    if len(empty) < GAP_ROWS:
+        return None
+    period = timedelta(seconds=float(data.sample_period_s))
+    # runs of consecutive empty rows, newest first
+    breaks = np.flatnonzero(np.diff(empty) > 1)
+    runs = np.split(empty, breaks + 1)
+    for run in reversed(runs):
+        if len(run) >= GAP_ROWS:
+            first, last = int(run[0]), int(run[-1])
+            # The window of len(data) rows ends at the newest sample: it is past row `last` after last + 1 more.
+            return start + first * period, start + last * period, len(run), start + (len(data) + last) * period
+    return None

@@ -186,6 +186,7 @@ def slot_category(rec: Recommendation) -> str:
     for needle, label in (
         ("line is off", "withheld: line off"),
         ("no promoted twin", "withheld: no promoted twin"),
+        ("a gap in the data", "withheld: data gap"),  # before the twin-wrong-now words: the gap explains the errors
         ("the twin is wrong now", "withheld: twin wrong now"),  # named first where the state is distrusted too
         ("ood score", "withheld: twin not trusted here"),
         ("ensemble spread", "withheld: twin not trusted here"),

@@ -16,7 +16,7 @@ from twinops.audit.models import AuditEvent
 from twinops.recommendations.pages import slot_category
 from twinops.recommendations.services import recommendation_create
 
-from .conftest import ROWS, TINY, two_tanks
+from .conftest import PERIOD_S, ROWS, T0, TINY, two_tanks
 
 # The lower-level transmitter reads 4 m high (its operating range is 0.2..9 m). The tests' tiny twin's normal scores
 # rise from 0.3 to 1.0 band units across its validation periods and its threshold (about 2.6) covers later periods,
@@ -150,3 +150,55 @@ def test_short_history_widens_from_what_there_is_and_says_so(ready: Any) -> None
     assert rec.inputs["band_scale"]["summary"].endswith(
         "(measured from 60 samples of history, fewer than the 120 it reads)"
     )
+
+
+def test_a_gap_in_the_data_withholds_naming_the_gap_not_a_faulty_sensor_until_the_window_is_past_it(
+    line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
+    promote(line)
+    data = two_tanks(ROWS, seed=1)[-60:]
+    before, after = data[:50], data[50:53].copy()
+    after[:, 1] += BIAS_M  # the plant moved on while nothing was stored: the twin's recent predictions are far off
+    hole = 6  # sample periods with nothing stored (the collector was down)
+    ingest(line, before)
+    resumed = T0 + timedelta(seconds=PERIOD_S * (len(before) + hole))
+    last = ingest(line, after, start=resumed)
+    rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
+    assert rec.status == "withheld" and rec.result is None, rec.reason
+    found = rec.inputs["innovation"]
+    assert found["status"] == "gap" and found["combined"] > found["threshold"]
+    first_missing = T0 + timedelta(seconds=PERIOD_S * len(before))
+    assert found["gap"] == {
+        "start": first_missing.isoformat(),
+        "end": (resumed - timedelta(seconds=PERIOD_S)).isoformat(),
+        "samples": hole,
+    }
+    assert rec.reason.startswith(
+        f"a gap in the data: nothing was stored for the twin's tags from {found['gap']['start']}"
+    )
+    assert "faulty" not in rec.reason and "wrong now" not in rec.reason
+    assert slot_category(rec) == "withheld: data gap"
+    # The reason says when the check is made again; by then the window is past the gap and the errors are judged.
+    clear = datetime.fromisoformat(rec.reason.split("from ")[-1].split(";")[0])
+    rows = int((clear - last).total_seconds() / PERIOD_S)
+    more = two_tanks(ROWS, seed=1)[-rows:].copy()
+    more[:, 1] += BIAS_M
+    later = ingest(line, more, start=last + timedelta(seconds=PERIOD_S))
+    assert later == clear
+    again = recommendation_create(line=line, actor="system:test", now=later + timedelta(seconds=5))
+    assert again.pk != rec.pk
+    assert again.inputs["innovation"]["status"] != "gap" and "gap" not in again.reason, again.reason
+
+
+def test_a_single_missed_sample_is_no_gap_and_a_fault_beside_it_is_still_named(
+    line: Any, promote: Callable[..., Any], ingest: Callable[..., datetime]
+) -> None:
+    promote(line)
+    data = two_tanks(ROWS, seed=1)[-60:]
+    before, after = data[:57], data[57:].copy()
+    after[:, 1] += BIAS_M
+    ingest(line, before)
+    last = ingest(line, after, start=T0 + timedelta(seconds=PERIOD_S * (len(before) + 1)))  # one sample missed
+    rec = recommendation_create(line=line, actor="system:test", now=last + timedelta(seconds=5))
+    assert rec.status == "withheld" and rec.reason.startswith("the twin is wrong now"), rec.reason
+    assert rec.inputs["innovation"]["status"] == "exceeded"
