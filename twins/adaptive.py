@@ -17,6 +17,7 @@ tests/twins/test_adaptive.py holds the two equal.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,10 @@ from twins.windows import LineTensors
 WINDOW = 120  # samples of k-step errors whose quantile is compared (only measured ones count)
 CEILING = 3.0  # the largest widening
 MIN_MEASURED = 10  # fewer measured errors than this for a (k, CV): scale 1 there
+# Forecast starts made between progress reports in scale_series. Over a demo line's test segment it makes ~5,500
+# forecasts, each from a fitted state estimate: about 4 minutes on one free core, the most of a twin's evaluation.
+PROGRESS_STARTS = 512
+Progress = Callable[[int, int], None]  # told (forecast starts made, of how many) as scale_series goes
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,13 @@ def scale_series(
     steps: int | None = None,
     window: int = WINDOW,
     ceiling: float = CEILING,
+    on_progress: Progress | None = None,
 ) -> np.ndarray:
     """Return the scale band_scale measures with each row as the last of its history: (N,) -> (N, steps + 1, n_cv).
 
     Vectorised over rows (one forecast per start, not one per start and step ahead), for scoring the adaptive band
     over a segment; steps (default: every step ahead the calibration has) may stop early, each k is independent.
+    on_progress is told how many of the forecast starts are made, every PROGRESS_STARTS and at the end.
     """
     cal = twin.calibration
     steps = cal.scale.shape[0] - 1 if steps is None else steps
@@ -105,7 +112,7 @@ def scale_series(
         raise ValueError(f"the twin's calibration covers {cal.scale.shape[0] - 1} steps ahead, not {steps}")
     lt = lt or twin.tensors(data)
     lo = max(int(rows.min()) - window + 1, 0)
-    errors = _step_errors(twin, lt, rows, steps, window, lo)  # (rows.max() - lo + 1, steps + 1, n_cv)
+    errors = _step_errors(twin, lt, rows, steps, window, lo, on_progress)  # (max(rows) - lo + 1, steps + 1, n_cv)
     pad = np.full((window - 1, *errors.shape[1:]), np.nan)
     recent = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, np.abs(errors)]), window, axis=0)
     for k in range(1, steps + 1):
@@ -118,7 +125,15 @@ def scale_series(
     return out
 
 
-def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, window: int, lo: int) -> np.ndarray:
+def _step_errors(
+    twin: Twin,
+    lt: LineTensors,
+    rows: np.ndarray,
+    steps: int,
+    window: int,
+    lo: int,
+    on_progress: Progress | None = None,
+) -> np.ndarray:
     """Return k-step errors in band units for rows lo..max(rows): row t, column k is the forecast made at t - k.
 
     Only the forecasts the windows ending at `rows` read are made; every other entry (and t < k, unmeasured) is NaN,
@@ -139,8 +154,9 @@ def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, wind
     seen = lt.y_mask.cpu().numpy() > 0.5
     gaps = np.concatenate([[0], np.cumsum(~seen.any(axis=1))])  # gaps[b] - gaps[a]: gap rows in a..b-1
     out = np.full((hi - lo + 1, steps + 1, len(twin.cv_names)), np.nan)
-    for i in range(0, starts.size, CHUNK):
-        s = starts[i : i + CHUNK]
+    chunk = min(CHUNK, PROGRESS_STARTS)
+    for i in range(0, starts.size, chunk):
+        s = starts[i : i + chunk]
         yn = twin.forecast_normalised(ext, s, steps).double().cpu().numpy()  # (M, n, steps + 1, n_cv)
         mean, half = yn.mean(0), twin.half_width(yn.std(0))
         for k in range(1, steps + 1):
@@ -149,4 +165,6 @@ def _step_errors(twin: Twin, lt: LineTensors, rows: np.ndarray, steps: int, wind
             t = s[keep] + k
             err = (y[t] - mean[keep, k]) / np.maximum(half[keep, k], 1e-9)
             out[t - lo, k] = np.where(seen[t], err, np.nan)
+        if on_progress is not None:
+            on_progress(i + s.size, starts.size)
     return out

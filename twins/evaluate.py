@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from twins.twin import Twin
 from twins.uncertainty import spaced
 
 HORIZONS = (1, 5, 20)  # steps ahead scored besides the full free run
+SCORING_BAND = "scoring the band"  # the phase the adaptive band's coverage is scored in, with "done/total" starts
 
 
 class Baseline(Protocol):
@@ -158,12 +160,18 @@ def _coverage(names: list[str], inside: np.ndarray, mask: np.ndarray) -> dict[st
 
 
 def evaluate(
-    twin: Twin, split: DataSplit, baselines: list[Baseline], rec: Record, incumbent: Incumbent | None = None
+    twin: Twin,
+    split: DataSplit,
+    baselines: list[Baseline],
+    rec: Record,
+    incumbent: Incumbent | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> EvaluationReport:
     """Score the twin and baselines on the test segment; history before it is used only as encoder input.
 
     With an incumbent (the promoted twin), it is scored beside them on the same segment, under its label, and the
     verdict warns when the new twin's free run is worse than its own (twins.promotion.check_versus_promoted).
+    on_phase is told the adaptive band's progress ("scoring the band 512/5440"), the longest part by far.
     """
     data, steps = split.dataset, max(HORIZONS)
     problem = incumbent.comparable(data) if incumbent is not None else ""
@@ -198,7 +206,8 @@ def evaluate(
     coverage = _coverage(names, (y >= fc.lower) & (y <= fc.upper), mask)
     adaptive = None
     if widened:
-        scale = scale_series(twin, data, rows, lt, steps=steps)  # (N, K, n_cv): as band_scale at each start
+        progress = (lambda done, total: on_phase(f"{SCORING_BAND} {done}/{total}")) if on_phase else None
+        scale = scale_series(twin, data, rows, lt, steps=steps, on_progress=progress)  # (N, K, n_cv): band_scale's
         adaptive = _coverage(names, np.abs(y - fc.mean) <= half * scale, mask)
 
     linear = base_scores.get("linear_arx")

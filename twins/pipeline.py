@@ -45,5 +45,5 @@ def train_and_evaluate(
         on_phase(EVALUATING)
     rec = Record.build(split, twin.norm)
     persistence, linear = Persistence(), fit_linear(rec, split)
-    report = evaluate(twin, split, [persistence, linear], rec, incumbent)
+    report = evaluate(twin, split, [persistence, linear], rec, incumbent, on_phase)
     return TrainingOutcome(twin, persistence, linear, report, split)

@@ -57,6 +57,14 @@ class TrainingJob(models.Model):
     def percent(self) -> int:
         return int(100 * self.epoch / self.total_epochs) if self.total_epochs else 0
 
+    @property
+    def phase_percent(self) -> int | None:
+        """Percent done of a step after the epochs that counts its work ("scoring the band 512/5440"), else None."""
+        done, slash, total = self.phase.rpartition(" ")[2].partition("/")
+        if not slash or not done.isdigit() or not total.isdigit() or int(total) == 0:
+            return None
+        return min(100, int(100 * int(done) / int(total)))
+
 
 class TwinVersion(models.Model):
     """One trained twin of a line: checkpoint bytes, evaluation report, data window; promoted ones feed the optimizer."""

@@ -90,6 +90,17 @@ def test_after_the_epochs_the_page_says_which_step_runs_instead_of_a_full_bar(cl
     assert "epoch 10 / 10" in html and "· choosing the state estimate…" in html
 
 
+def test_the_evaluation_counts_the_adaptive_band_forecasts_with_a_bar_that_fills(client, make_user, line) -> None:
+    job = services.training_job_create(line=line, actor="system:test", enqueue=False)
+    job = services.training_job_claim(job_id=job.pk)
+    services.training_job_progress(job=job, epoch=10, total=10, losses={"loss": 0.25})
+    TrainingJob.objects.filter(pk=job.pk).update(phase="scoring the band 1536/5440")
+    _login(client, make_user)
+    html = client.get("/twins/tanks/jobs/", HTTP_HX_REQUEST="true").content.decode()
+    assert '<progress max="100" value="28" aria-label="scoring the band 1536/5440">' in html
+    assert "· scoring the band 1536/5440…" in html
+
+
 def test_the_train_button_queues_one_job_after_commit_and_refuses_a_second(
     client, make_user, line, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
