@@ -11,7 +11,7 @@ import numpy as np
 
 from twinops.lines.models import Line
 from twinops.recommendations.selectors import recent_window
-from twins import Twin, innovation_scores
+from twins import Twin, TwinDataset, innovation_scores
 
 NAMED_MOST = 3  # CVs named in a reason, largest first
 # Consecutive sample periods with nothing stored for any of the twin's tags that make a gap in the data (the collector
@@ -100,7 +100,7 @@ def integrity_check(*, line: Line, twin: Twin, version: int, last: datetime) -> 
     )
 
 
-def _gap(data: Any, *, start: datetime) -> tuple[datetime, datetime, int, datetime] | None:
+def _gap(data: TwinDataset, *, start: datetime) -> tuple[datetime, datetime, int, datetime] | None:
     """Return the newest run of at least GAP_ROWS samples with nothing stored for any tag (its first and last sample
     time, its length and when the window will be past it), or None."""
     stored = data.cv_mask.any(axis=1) | data.mv_mask.any(axis=1) | data.dv_mask.any(axis=1)
